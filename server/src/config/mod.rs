@@ -1,0 +1,1 @@
+//! Server configuration: etcd's flags, `ETCD_*` variables and `--config-file`.

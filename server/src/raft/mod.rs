@@ -1,0 +1,3 @@
+//! Consensus: the Raft node driver and its durable log.
+
+pub mod wal;
