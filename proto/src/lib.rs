@@ -1,1 +1,55 @@
+//! Protocol Buffers and gRPC bindings for Ballast.
+//!
+//! Ballast speaks the etcd v3 API so that existing etcd clients and tools work
+//! unchanged. This crate holds Ballast's own `.proto` rendition of that API
+//! (wire-compatible with etcd 3.5) plus Ballast's internal Raft payload, and
+//! compiles them with `tonic-prost-build` against the system `protoc`. Keeping
+//! the generated code in its own crate means the (slow) code generation runs
+//! only when a `.proto` file changes.
+//!
+//! The modules mirror the protobuf packages and sit side by side at the crate
+//! root, because prost refers across packages with relative paths such as
+//! `super::mvccpb::KeyValue`.
 
+/// Storage-level types: `KeyValue` and watch `Event` (package `mvccpb`).
+pub mod mvccpb {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("mvccpb");
+}
+
+/// Stored auth records: users, roles, permissions (package `authpb`).
+pub mod authpb {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("authpb");
+}
+
+/// The client API: KV, Watch, Lease, Cluster, Maintenance and Auth services
+/// (package `etcdserverpb`).
+pub mod etcdserverpb {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("etcdserverpb");
+}
+
+/// The Lock service (package `v3lockpb`).
+pub mod v3lockpb {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("v3lockpb");
+}
+
+/// The Election service (package `v3electionpb`).
+pub mod v3electionpb {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("v3electionpb");
+}
+
+/// Package `ballast.*`. Nested like the protobuf package so that the generated
+/// `super::super::etcdserverpb::...` paths resolve; use [`crate::internal`].
+mod ballast {
+    /// Ballast's Raft log entry payload (package `ballast.internal`).
+    pub mod internal {
+        #![allow(clippy::all, missing_docs)]
+        tonic::include_proto!("ballast.internal");
+    }
+}
+
+pub use ballast::internal;

@@ -1,9 +1,22 @@
 //! Ballast: an etcd v3 compatible server.
 //!
-//! Request flow: `api` (gRPC handlers) turns a client request into a
-//! `raft` proposal; once the Raft log entry is durable and committed, `apply`
-//! executes it against the `mvcc` store, the `lease` table and the alarm list,
-//! answers the waiting handler and feeds `watch`.
+//! Request flow: `api` (gRPC handlers) turns a client request into a `raft`
+//! proposal; once the Raft log entry is durable and committed, `apply`
+//! executes it against the `mvcc` store, the `lease` table and the alarm
+//! list, answers the waiting handler and feeds `watch`.
 
+pub mod alarm;
+pub mod api;
+pub mod apply;
+pub mod cluster;
 pub mod config;
+pub mod error;
+pub mod http;
+pub mod lease;
+pub mod listen;
+pub mod metrics;
+pub mod mvcc;
 pub mod raft;
+pub mod server;
+pub mod snapshot;
+pub mod watch;

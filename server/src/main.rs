@@ -1,1 +1,201 @@
-fn main() {}
+//! `ballast`: run an etcd-compatible member (etcd's flags), or work on
+//! snapshot files offline (`ballast snapshot status|restore`).
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use ballast::config::{self, Config, Outcome};
+use ballast::{listen, server, snapshot};
+use clap::{Parser, Subcommand};
+
+fn main() -> ExitCode {
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    if args.first().is_some_and(|a| a == "snapshot") {
+        return snapshot_command(args);
+    }
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let (cfg, warnings) = match config::parse(args, &env) {
+        Ok((Outcome::Run(cfg), warnings)) => (cfg, warnings),
+        Ok((Outcome::PrintAndExit(text), _)) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&cfg);
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(*cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("ballast: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(cfg.log_level.as_str()));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if cfg.logger == "zap" {
+        // etcd's default: one JSON object per line.
+        builder.json().flatten_event(true).with_current_span(false).init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(cfg: Config) -> anyhow::Result<()> {
+    tracing::info!(
+        name = %cfg.name,
+        data_dir = %cfg.data_dir.display(),
+        ballast_version = env!("CARGO_PKG_VERSION"),
+        etcd_version = %cfg.emulated_etcd_version,
+        "starting an etcd member"
+    );
+    let running = server::start(cfg).context("starting the member")?;
+    let s = running.server.clone();
+    let serve = listen::serve_clients(s.clone());
+    let result = tokio::select! {
+        r = serve => r.context("serving clients"),
+        _ = shutdown_signal() => {
+            tracing::info!("received signal; shutting down");
+            Ok(())
+        }
+    };
+    drop(s);
+    tokio::task::spawn_blocking(move || running.stop()).await.context("stopping")??;
+    result
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
+    }
+}
+
+#[derive(Parser)]
+#[command(name = "ballast snapshot", about = "Inspect and restore Ballast snapshot files (etcdutl's snapshot commands)")]
+struct SnapshotCli {
+    #[command(subcommand)]
+    cmd: SnapshotCmd,
+}
+
+#[derive(Subcommand)]
+enum SnapshotCmd {
+    /// Shows the hash, revision, key count and size of a snapshot file.
+    Status {
+        file: std::path::PathBuf,
+        /// simple, table or json, as etcdctl.
+        #[arg(short = 'w', long = "write-out", default_value = "simple")]
+        write_out: String,
+    },
+    /// Restores a snapshot into a new data dir for a new member.
+    Restore {
+        file: std::path::PathBuf,
+        #[arg(long = "data-dir")]
+        data_dir: Option<std::path::PathBuf>,
+        #[arg(long = "wal-dir")]
+        wal_dir: Option<std::path::PathBuf>,
+        #[arg(long, default_value = "default")]
+        name: String,
+        /// Accepted for etcdctl compatibility: the member takes its cluster from its own flags at start.
+        #[arg(long = "initial-cluster")]
+        initial_cluster: Option<String>,
+        #[arg(long = "initial-cluster-token")]
+        initial_cluster_token: Option<String>,
+        #[arg(long = "initial-advertise-peer-urls")]
+        initial_advertise_peer_urls: Option<String>,
+        #[arg(long = "skip-hash-check")]
+        skip_hash_check: bool,
+    },
+}
+
+fn snapshot_command(args: Vec<OsString>) -> ExitCode {
+    let cli = match SnapshotCli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+        }
+    };
+    match run_snapshot(cli.cmd) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_snapshot(cmd: SnapshotCmd) -> anyhow::Result<()> {
+    match cmd {
+        SnapshotCmd::Status { file, write_out } => {
+            let st = snapshot::restore::status(&file)?;
+            let size = human_bytes(st.total_size);
+            match write_out.as_str() {
+                "json" => println!("{}", serde_json::to_string(&st)?),
+                "table" => {
+                    let cells = [format!("{:x}", st.hash), st.revision.to_string(), st.total_keys.to_string(), size];
+                    print!("{}", table(&["HASH", "REVISION", "TOTAL KEYS", "TOTAL SIZE"], &cells));
+                }
+                "simple" => println!("{:x}, {}, {}, {}", st.hash, st.revision, st.total_keys, size),
+                other => anyhow::bail!("unknown --write-out {other:?}: use simple, table or json"),
+            }
+        }
+        SnapshotCmd::Restore { file, data_dir, wal_dir, name, skip_hash_check, .. } => {
+            let data_dir = data_dir.unwrap_or_else(|| format!("{name}.etcd").into());
+            snapshot::restore::restore(&file, &data_dir, wal_dir.as_deref(), skip_hash_check)?;
+            println!("restored snapshot {} into {}", file.display(), data_dir.display());
+        }
+    }
+    Ok(())
+}
+
+/// Sizes as etcdctl prints them (SI units: "25 kB", "2.1 MB").
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "kB", "MB", "GB", "TB", "PB"];
+    if n < 10 {
+        return format!("{n} B");
+    }
+    let e = ((n as f64).ln() / 1000f64.ln()).floor() as usize;
+    let v = n as f64 / 1000f64.powi(e as i32);
+    if v < 10.0 {
+        format!("{:.1} {}", v, UNITS[e])
+    } else {
+        format!("{:.0} {}", v, UNITS[e])
+    }
+}
+
+/// A one-row table in etcdctl's style.
+fn table(headers: &[&str], cells: &[String]) -> String {
+    let widths: Vec<usize> = headers.iter().zip(cells).map(|(h, c)| h.len().max(c.len()) + 2).collect();
+    let line = widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("+");
+    let row = |vals: Vec<String>| {
+        vals.iter().zip(&widths).map(|(v, w)| format!("{v:^w$}")).collect::<Vec<_>>().join("|")
+    };
+    let heads = row(headers.iter().map(|h| h.to_string()).collect());
+    let body = row(cells.to_vec());
+    format!("+{line}+\n|{heads}|\n+{line}+\n|{body}|\n+{line}+\n")
+}

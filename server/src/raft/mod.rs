@@ -1,3 +1,9 @@
-//! Consensus: the Raft node driver and its durable log.
+//! Consensus: the Raft node driver, its durable log (WAL) and the in-memory
+//! log raft-rs reads.
 
+pub mod ids;
+pub mod node;
+pub mod storage;
 pub mod wal;
+
+pub use node::{Command, RaftHandle, RaftNode, RaftStatus};

@@ -1,0 +1,113 @@
+//! The Lease service.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use ballast_proto::etcdserverpb::lease_server::Lease;
+use ballast_proto::etcdserverpb::{
+    LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
+    LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus,
+    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+};
+use ballast_proto::internal::internal_request::Request;
+use futures::Stream;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request as Req, Response, Status, Streaming};
+
+use crate::apply::Applied;
+use crate::error::EtcdError;
+use crate::lease::MAX_LEASE_TTL;
+use crate::server::EtcdServer;
+
+pub struct LeaseService(pub Arc<EtcdServer>);
+
+#[tonic::async_trait]
+impl Lease for LeaseService {
+    async fn lease_grant(&self, req: Req<LeaseGrantRequest>) -> Result<Response<LeaseGrantResponse>, Status> {
+        let mut r = req.into_inner();
+        if r.ttl > MAX_LEASE_TTL {
+            return Err(EtcdError::LeaseTtlTooLarge.into());
+        }
+        if r.id == 0 {
+            // Positive IDs only, as etcd hands out.
+            r.id = (self.0.next_id() & (i64::MAX as u64)) as i64;
+        }
+        match self.0.propose(Request::LeaseGrant(r)).await? {
+            Applied::LeaseGrant(mut resp) => {
+                self.0.stamp(&mut resp.header);
+                Ok(Response::new(resp))
+            }
+            other => Err(Status::internal(format!("unexpected apply result {other:?}"))),
+        }
+    }
+
+    async fn lease_revoke(&self, req: Req<LeaseRevokeRequest>) -> Result<Response<LeaseRevokeResponse>, Status> {
+        let r = req.into_inner();
+        if !self.0.lessor.exists(r.id) {
+            return Err(EtcdError::LeaseNotFound.into());
+        }
+        match self.0.propose(Request::LeaseRevoke(r)).await? {
+            Applied::LeaseRevoke(mut resp) => {
+                self.0.stamp(&mut resp.header);
+                Ok(Response::new(resp))
+            }
+            other => Err(Status::internal(format!("unexpected apply result {other:?}"))),
+        }
+    }
+
+    type LeaseKeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
+
+    async fn lease_keep_alive(
+        &self,
+        req: Req<Streaming<LeaseKeepAliveRequest>>,
+    ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
+        let mut inbound = req.into_inner();
+        let (tx, rx) = mpsc::channel(64);
+        let s = self.0.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(r)) = inbound.message().await {
+                let resp = match s.lessor.renew(r.id) {
+                    Ok(ttl) => LeaseKeepAliveResponse { header: s.header(s.store.current_revision()), id: r.id, ttl },
+                    // etcd answers an unknown lease with TTL 0 rather than an error.
+                    Err(EtcdError::LeaseNotFound) => {
+                        LeaseKeepAliveResponse { header: s.header(s.store.current_revision()), id: r.id, ttl: 0 }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e.into())).await;
+                        break;
+                    }
+                };
+                if tx.send(Ok(resp)).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        req: Req<LeaseTimeToLiveRequest>,
+    ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        let r = req.into_inner();
+        let header = self.0.header(self.0.store.current_revision());
+        let resp = match self.0.lessor.time_to_live(r.id) {
+            Ok(info) => LeaseTimeToLiveResponse {
+                header,
+                id: r.id,
+                ttl: info.remaining,
+                granted_ttl: info.granted_ttl,
+                keys: if r.keys { info.keys } else { Vec::new() },
+            },
+            // etcd reports a missing lease as TTL -1, not as an error.
+            Err(_) => LeaseTimeToLiveResponse { header, id: r.id, ttl: -1, ..Default::default() },
+        };
+        Ok(Response::new(resp))
+    }
+
+    async fn lease_leases(&self, _req: Req<LeaseLeasesRequest>) -> Result<Response<LeaseLeasesResponse>, Status> {
+        let leases = self.0.lessor.ids().into_iter().map(|id| LeaseStatus { id }).collect();
+        Ok(Response::new(LeaseLeasesResponse { header: self.0.header(self.0.store.current_revision()), leases }))
+    }
+}

@@ -1,0 +1,149 @@
+//! The Maintenance service: status, alarms, defragmentation, hashes and
+//! snapshots.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use ballast_proto::etcdserverpb::alarm_request::AlarmAction;
+use ballast_proto::etcdserverpb::maintenance_server::Maintenance;
+use ballast_proto::etcdserverpb::{
+    AlarmRequest, AlarmResponse, AlarmType, DefragmentRequest, DefragmentResponse,
+    DowngradeRequest, DowngradeResponse, HashKvRequest, HashKvResponse, HashRequest,
+    HashResponse, MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest, SnapshotResponse,
+    StatusRequest, StatusResponse,
+};
+use ballast_proto::internal::internal_request::Request;
+use futures::Stream;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request as Req, Response, Status};
+
+use crate::apply::Applied;
+use crate::error::EtcdError;
+use crate::server::EtcdServer;
+
+pub struct MaintenanceService(pub Arc<EtcdServer>);
+
+fn alarm_name(a: i32) -> &'static str {
+    match AlarmType::try_from(a) {
+        Ok(AlarmType::Nospace) => "NOSPACE",
+        Ok(AlarmType::Corrupt) => "CORRUPT",
+        _ => "NONE",
+    }
+}
+
+#[tonic::async_trait]
+impl Maintenance for MaintenanceService {
+    async fn alarm(&self, req: Req<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
+        let r = req.into_inner();
+        if r.action == AlarmAction::Get as i32 {
+            let alarms = self.0.alarms.list();
+            return Ok(Response::new(AlarmResponse { header: self.0.header(self.0.store.current_revision()), alarms }));
+        }
+        match self.0.propose(Request::Alarm(r)).await? {
+            Applied::Alarm(mut resp) => {
+                self.0.stamp(&mut resp.header);
+                Ok(Response::new(resp))
+            }
+            other => Err(Status::internal(format!("unexpected apply result {other:?}"))),
+        }
+    }
+
+    async fn status(&self, _: Req<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+        let s = &self.0;
+        let backend = s.store.backend();
+        let errors = s
+            .alarms
+            .list()
+            .iter()
+            .map(|a| format!("memberID:{} alarm:{} ", a.member_id, alarm_name(a.alarm)))
+            .collect();
+        Ok(Response::new(StatusResponse {
+            header: s.header(s.store.current_revision()),
+            version: s.cfg.emulated_etcd_version.clone(),
+            db_size: backend.size() as i64,
+            leader: s.raft.leader(),
+            raft_index: s.raft.status.commit.load(std::sync::atomic::Ordering::Relaxed),
+            raft_term: s.raft.term(),
+            raft_applied_index: s.applied_index(),
+            errors,
+            db_size_in_use: backend.size_in_use() as i64,
+            is_learner: false,
+        }))
+    }
+
+    async fn defragment(&self, _: Req<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
+        tracing::info!(path = %self.0.db_path().display(), "starting defragmentation");
+        let before = self.0.store.backend().size();
+        self.0.defragment().await.map_err(Status::internal)?;
+        let after = self.0.store.backend().size();
+        tracing::info!(size_before = before, size_after = after, "finished defragmentation");
+        Ok(Response::new(DefragmentResponse { header: self.0.header(self.0.store.current_revision()) }))
+    }
+
+    async fn hash(&self, _: Req<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        let s = self.0.clone();
+        let hash = tokio::task::spawn_blocking(move || s.store.hash_kv(0))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))??;
+        Ok(Response::new(HashResponse { header: self.0.header(hash.revision), hash: hash.hash }))
+    }
+
+    async fn hash_kv(&self, req: Req<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
+        let rev = req.into_inner().revision;
+        let s = self.0.clone();
+        let hash = tokio::task::spawn_blocking(move || s.store.hash_kv(rev))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))??;
+        Ok(Response::new(HashKvResponse {
+            header: self.0.header(self.0.store.current_revision()),
+            hash: hash.hash,
+            compact_revision: hash.compacted,
+            hash_revision: hash.revision,
+        }))
+    }
+
+    type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send>>;
+
+    async fn snapshot(&self, _: Req<SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
+        let s = self.0.clone();
+        let (tx, rx) = mpsc::channel(4);
+        tokio::task::spawn_blocking(move || {
+            let tmp = match tempfile::Builder::new().prefix("snapshot-").tempfile_in(s.cfg.member_dir().join("snap")) {
+                Ok(t) => t,
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(Status::internal(format!("creating snapshot file: {e}"))));
+                    return;
+                }
+            };
+            let result = s.store.backend().copy_to(tmp.path()).and_then(|_| {
+                let file = tmp.reopen().map_err(|e| crate::error::Error::io("reopen snapshot copy", e))?;
+                tracing::info!("sending database snapshot to client");
+                let header = s.header(s.store.current_revision());
+                crate::snapshot::stream(file, |blob, remaining_bytes| {
+                    let msg = SnapshotResponse { header: header.clone(), remaining_bytes, blob, version: String::new() };
+                    tx.blocking_send(Ok(msg)).map_err(|_| crate::error::Error::Other("client went away".into()))
+                })
+            });
+            if let Err(e) = result {
+                let _ = tx.blocking_send(Err(Status::internal(e.to_string())));
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn move_leader(&self, req: Req<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
+        let target = req.into_inner().target_id;
+        if self.0.raft.leader() != self.0.member_id {
+            return Err(EtcdError::NotLeader.into());
+        }
+        if target != self.0.member_id {
+            return Err(EtcdError::BadLeaderTransferee.into());
+        }
+        Ok(Response::new(MoveLeaderResponse { header: self.0.header(self.0.store.current_revision()) }))
+    }
+
+    async fn downgrade(&self, _: Req<DowngradeRequest>) -> Result<Response<DowngradeResponse>, Status> {
+        Err(Status::unimplemented("ballast: downgrade is not supported"))
+    }
+}

@@ -1,0 +1,31 @@
+//! gRPC handlers: validate, then read locally or propose through Raft, and
+//! fill in the response header.
+
+pub mod cluster;
+pub mod kv;
+pub mod lease;
+pub mod maintenance;
+pub mod validate;
+pub mod watch;
+
+use std::sync::Arc;
+
+use ballast_proto::etcdserverpb::{
+    cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
+    maintenance_server::MaintenanceServer, watch_server::WatchServer,
+};
+
+use crate::server::EtcdServer;
+
+/// gRPC's own framing overhead on top of --max-request-bytes, as in etcd.
+const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+
+/// All gRPC services of the client port.
+pub fn routes(s: &Arc<EtcdServer>) -> tonic::service::Routes {
+    let max = s.cfg.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
+    tonic::service::Routes::new(KvServer::new(kv::KvService(s.clone())).max_decoding_message_size(max))
+        .add_service(WatchServer::new(watch::WatchService(s.clone())).max_decoding_message_size(max))
+        .add_service(LeaseServer::new(lease::LeaseService(s.clone())).max_decoding_message_size(max))
+        .add_service(ClusterServer::new(cluster::ClusterService(s.clone())).max_decoding_message_size(max))
+        .add_service(MaintenanceServer::new(maintenance::MaintenanceService(s.clone())).max_decoding_message_size(max))
+}

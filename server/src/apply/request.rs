@@ -1,0 +1,135 @@
+//! Applying one client request to the write batch.
+
+use ballast_proto::etcdserverpb::alarm_request::AlarmAction;
+use ballast_proto::etcdserverpb::{
+    AlarmMember, AlarmRequest, AlarmResponse, CompactionResponse, DeleteRangeRequest,
+    DeleteRangeResponse, LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeResponse, PutRequest,
+    PutResponse, ResponseHeader, TxnResponse,
+};
+use ballast_proto::internal::{internal_request::Request, InternalRequest};
+
+use super::{txn, Applier};
+use crate::error::{Error, EtcdError};
+use crate::mvcc::backend::LEASES;
+use crate::mvcc::WriteBatch;
+
+/// The outcome of an applied request, for the handler that proposed it.
+#[derive(Debug)]
+pub enum Applied {
+    Put(PutResponse),
+    DeleteRange(DeleteRangeResponse),
+    Txn(TxnResponse),
+    Compaction(CompactionResponse),
+    LeaseGrant(LeaseGrantResponse),
+    LeaseRevoke(LeaseRevokeResponse),
+    Alarm(AlarmResponse),
+    /// Requests with nothing to report beyond success.
+    Done,
+}
+
+pub(super) fn header(rev: i64) -> Option<ResponseHeader> {
+    Some(ResponseHeader { revision: rev, ..Default::default() })
+}
+
+/// Storage failures are fatal to the member; request errors go back to the client.
+fn fatal(e: Error) -> EtcdError {
+    tracing::error!("apply failed: {e}");
+    match e {
+        Error::Etcd(e) => e,
+        _ => EtcdError::Corrupt,
+    }
+}
+
+pub(super) fn apply(a: &Applier, b: &mut WriteBatch<'_>, req: InternalRequest) -> Result<Applied, EtcdError> {
+    let Some(req) = req.request else { return Ok(Applied::Done) };
+    match req {
+        Request::Put(p) => {
+            if a.alarms.nospace() {
+                return Err(EtcdError::NoSpace);
+            }
+            check_put(a, b, &p)?;
+            put(b, p).map(Applied::Put).map_err(fatal)
+        }
+        Request::DeleteRange(d) => delete_range(b, &d).map(Applied::DeleteRange).map_err(fatal),
+        Request::Txn(t) => txn::apply(a, b, &t).map(Applied::Txn),
+        Request::Compaction(c) => {
+            b.compact(c.revision).map_err(fatal)?;
+            tracing::info!(revision = c.revision, "finished scheduled compaction");
+            Ok(Applied::Compaction(CompactionResponse { header: header(b.revision()) }))
+        }
+        Request::LeaseGrant(g) => lease_grant(a, b, &g).map(Applied::LeaseGrant),
+        Request::LeaseRevoke(r) => lease_revoke(a, b, r.id).map(Applied::LeaseRevoke),
+        Request::Alarm(r) => alarm(a, b, &r).map(Applied::Alarm),
+        _ => Ok(Applied::Done),
+    }
+}
+
+/// etcd's apply-time checks for a Put: its lease exists, and a key exists
+/// when the request keeps its value or lease.
+pub(super) fn check_put(a: &Applier, b: &WriteBatch<'_>, p: &PutRequest) -> Result<(), EtcdError> {
+    if p.lease != 0 && !a.lessor.exists(p.lease) {
+        return Err(EtcdError::LeaseNotFound);
+    }
+    if (p.ignore_value || p.ignore_lease) && b.get(&p.key).map_err(fatal)?.is_none() {
+        return Err(EtcdError::KeyNotFound);
+    }
+    Ok(())
+}
+
+pub(super) fn put(b: &mut WriteBatch<'_>, p: PutRequest) -> Result<PutResponse, Error> {
+    let prev = b.get(&p.key)?;
+    let value = if p.ignore_value { prev.as_ref().map(|kv| kv.value.clone()).unwrap_or_default() } else { p.value };
+    let lease = if p.ignore_lease { prev.as_ref().map_or(0, |kv| kv.lease) } else { p.lease };
+    let prev_kv = if p.prev_kv { prev.clone() } else { None };
+    b.put(&p.key, value, lease, prev)?;
+    Ok(PutResponse { header: header(b.read_rev()), prev_kv })
+}
+
+pub(super) fn delete_range(b: &mut WriteBatch<'_>, d: &DeleteRangeRequest) -> Result<DeleteRangeResponse, Error> {
+    let prevs = b.delete_range(&d.key, &d.range_end)?;
+    Ok(DeleteRangeResponse {
+        header: header(b.read_rev()),
+        deleted: prevs.len() as i64,
+        prev_kvs: if d.prev_kv { prevs } else { Vec::new() },
+    })
+}
+
+fn lease_grant(a: &Applier, b: &mut WriteBatch<'_>, g: &LeaseGrantRequest) -> Result<LeaseGrantResponse, EtcdError> {
+    if a.alarms.nospace() {
+        return Err(EtcdError::NoSpace);
+    }
+    let ttl = a.lessor.grant(g.id, g.ttl)?;
+    let mut t = b.txn().open_table(LEASES).map_err(|e| fatal(e.into()))?;
+    t.insert(g.id, ttl).map_err(|e| fatal(e.into()))?;
+    Ok(LeaseGrantResponse { header: header(b.revision()), id: g.id, ttl, error: String::new() })
+}
+
+fn lease_revoke(a: &Applier, b: &mut WriteBatch<'_>, id: i64) -> Result<LeaseRevokeResponse, EtcdError> {
+    let keys = a.lessor.keys(id)?;
+    // All of the lease's keys go in one revision.
+    for k in keys {
+        b.delete_range(&k, &[]).map_err(fatal)?;
+    }
+    a.lessor.remove(id);
+    let mut t = b.txn().open_table(LEASES).map_err(|e| fatal(e.into()))?;
+    t.remove(id).map_err(|e| fatal(e.into()))?;
+    Ok(LeaseRevokeResponse { header: header(b.read_rev()) })
+}
+
+fn alarm(a: &Applier, b: &mut WriteBatch<'_>, r: &AlarmRequest) -> Result<AlarmResponse, EtcdError> {
+    let action = AlarmAction::try_from(r.action).unwrap_or(AlarmAction::Get);
+    let changed = match action {
+        AlarmAction::Get => Vec::new(),
+        AlarmAction::Activate => a.alarms.activate(b.txn(), r.member_id, r.alarm).map_err(fatal)?,
+        AlarmAction::Deactivate => a.alarms.deactivate(b.txn(), r.member_id, r.alarm).map_err(fatal)?,
+    };
+    let alarms = if action == AlarmAction::Get {
+        a.alarms.list()
+    } else {
+        changed.into_iter().map(|(member_id, alarm)| AlarmMember { member_id, alarm }).collect()
+    };
+    if action == AlarmAction::Activate && !alarms.is_empty() {
+        tracing::warn!(member = format!("{:x}", r.member_id), alarm = r.alarm, "alarm raised");
+    }
+    Ok(AlarmResponse { header: header(b.revision()), alarms })
+}

@@ -1,0 +1,86 @@
+//! Cluster membership: who the members are, their names and URLs.
+
+use std::collections::BTreeMap;
+
+use ballast_proto::etcdserverpb::Member as PbMember;
+use parking_lot::RwLock;
+use redb::ReadableTable;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::mvcc::backend::{Backend, MEMBERS};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Member {
+    pub id: u64,
+    pub name: String,
+    pub peer_urls: Vec<String>,
+    pub client_urls: Vec<String>,
+    pub is_learner: bool,
+}
+
+impl Member {
+    pub fn to_pb(&self) -> PbMember {
+        PbMember {
+            id: self.id,
+            name: self.name.clone(),
+            peer_ur_ls: self.peer_urls.clone(),
+            client_ur_ls: self.client_urls.clone(),
+            is_learner: self.is_learner,
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Members {
+    members: RwLock<BTreeMap<u64, Member>>,
+}
+
+impl Members {
+    pub fn load(backend: &Backend) -> Result<Members> {
+        let txn = backend.read()?;
+        let t = txn.open_table(MEMBERS)?;
+        let mut members = BTreeMap::new();
+        for item in t.iter()? {
+            let (k, v) = item?;
+            let m: Member = serde_json::from_slice(v.value())
+                .map_err(|e| Error::Corrupt(format!("member {:x}: {e}", k.value())))?;
+            members.insert(k.value(), m);
+        }
+        Ok(Members { members: RwLock::new(members) })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.read().is_empty()
+    }
+
+    /// Records members (bootstrap, or this member's own attributes).
+    pub fn save(&self, backend: &Backend, list: Vec<Member>) -> Result<()> {
+        let txn = backend.write(true)?;
+        {
+            let mut t = txn.open_table(MEMBERS)?;
+            for m in &list {
+                let json = serde_json::to_vec(m).map_err(|e| Error::Other(e.to_string()))?;
+                t.insert(m.id, json.as_slice())?;
+            }
+        }
+        txn.commit()?;
+        let mut members = self.members.write();
+        for m in list {
+            members.insert(m.id, m);
+        }
+        Ok(())
+    }
+
+    pub fn get(&self, id: u64) -> Option<Member> {
+        self.members.read().get(&id).cloned()
+    }
+
+    pub fn list(&self) -> Vec<Member> {
+        self.members.read().values().cloned().collect()
+    }
+
+    pub fn ids(&self) -> Vec<u64> {
+        self.members.read().keys().copied().collect()
+    }
+}

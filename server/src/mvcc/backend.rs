@@ -1,0 +1,197 @@
+//! The redb database under the store: one file holding every table.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use redb::{
+    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
+    TableHandle, WriteTransaction,
+};
+
+use crate::error::{Error, Result};
+
+/// Revision key → encoded `mvccpb.KeyValue`.
+pub const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
+/// Small named values: applied index, compaction progress, identities.
+pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// Lease ID → granted TTL in seconds.
+pub const LEASES: TableDefinition<i64, i64> = TableDefinition::new("lease");
+/// (member ID, alarm type) → nothing: the active alarms.
+pub const ALARMS: TableDefinition<(u64, i32), ()> = TableDefinition::new("alarm");
+/// Member ID → JSON-encoded member record.
+pub const MEMBERS: TableDefinition<u64, &[u8]> = TableDefinition::new("members");
+
+pub mod meta {
+    //! Keys of the META table.
+    /// Raft index of the last entry applied to the tables (etcd's consistent index).
+    pub const APPLIED_INDEX: &str = "applied_index";
+    /// Raft term of that entry.
+    pub const APPLIED_TERM: &str = "applied_term";
+    /// Revision of the last finished compaction.
+    pub const COMPACT_REV: &str = "compact_rev";
+    /// The newest revision written; kept because compaction can delete every
+    /// revision key and revisions must never go backwards.
+    pub const CURRENT_REV: &str = "current_rev";
+    pub const CLUSTER_ID: &str = "cluster_id";
+    pub const MEMBER_ID: &str = "member_id";
+}
+
+/// Tables that hold the member's data; a snapshot or defragmentation copies exactly these.
+pub fn copy_tables(from: &ReadTransaction, to: &WriteTransaction) -> Result<()> {
+    copy(from, to, KV)?;
+    copy(from, to, META)?;
+    copy(from, to, LEASES)?;
+    copy(from, to, ALARMS)?;
+    copy(from, to, MEMBERS)?;
+    Ok(())
+}
+
+fn copy<K: redb::Key + 'static, V: redb::Value + 'static>(
+    from: &ReadTransaction,
+    to: &WriteTransaction,
+    def: TableDefinition<K, V>,
+) -> Result<()> {
+    let src = match from.open_table(def) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut dst = to.open_table(def)?;
+    for item in src.iter()? {
+        let (k, v) = item?;
+        dst.insert(k.value(), v.value())?;
+    }
+    let _ = def.name();
+    Ok(())
+}
+
+/// The redb database. Reads may run on any thread; the apply thread is the
+/// only writer. The handle can be swapped (defragmentation, restore) while
+/// readers keep the old one alive.
+pub struct Backend {
+    path: PathBuf,
+    db: RwLock<Arc<Database>>,
+    in_use: AtomicU64,
+}
+
+impl Backend {
+    /// Opens (or creates) the database file and makes sure every table exists.
+    pub fn open(path: &Path) -> Result<Backend> {
+        let db = Database::create(path).map_err(|e| {
+            Error::Corrupt(format!(
+                "cannot open the database {}: {e}; if the file is damaged, restore this member \
+                 from a snapshot (ballast snapshot restore) or remove and re-add it",
+                path.display()
+            ))
+        })?;
+        let txn = db.begin_write()?;
+        txn.open_table(KV)?;
+        txn.open_table(META)?;
+        txn.open_table(LEASES)?;
+        txn.open_table(ALARMS)?;
+        txn.open_table(MEMBERS)?;
+        txn.commit()?;
+        let backend = Backend { path: path.to_path_buf(), db: RwLock::new(Arc::new(db)), in_use: AtomicU64::new(0) };
+        backend.refresh_in_use()?;
+        Ok(backend)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn read(&self) -> Result<ReadTransaction> {
+        let db = self.db.read().clone();
+        Ok(db.begin_read()?)
+    }
+
+    /// A write transaction that is durable only if `durable`; others become
+    /// durable with the next durable commit (the Raft log covers the gap).
+    pub fn write(&self, durable: bool) -> Result<WriteTransaction> {
+        let db = self.db.read().clone();
+        let mut txn = db.begin_write()?;
+        if !durable {
+            txn.set_durability(Durability::None)?;
+        }
+        Ok(txn)
+    }
+
+    /// Size of the database file on disk.
+    pub fn size(&self) -> u64 {
+        std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Bytes of the file holding live pages, as of the last refresh.
+    pub fn size_in_use(&self) -> u64 {
+        self.in_use.load(Ordering::Relaxed).min(self.size())
+    }
+
+    /// Recomputes `size_in_use`. Takes a write transaction, so only the apply
+    /// thread (or a caller that owns the backend exclusively) may call it.
+    pub fn refresh_in_use(&self) -> Result<()> {
+        let db = self.db.read().clone();
+        let txn = db.begin_write()?;
+        let stats = txn.stats()?;
+        txn.abort()?;
+        let used = stats.allocated_pages() * stats.page_size() as u64;
+        self.in_use.store(used, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Rewrites the database into a fresh file holding only live data, then
+    /// swaps it in. The caller must hold off other writers (the apply thread
+    /// runs it between batches).
+    pub fn defragment(&self) -> Result<()> {
+        let tmp = self.path.with_extension("defrag");
+        let _ = std::fs::remove_file(&tmp);
+        {
+            let fresh = Database::create(&tmp)?;
+            let src = self.read()?;
+            let dst = fresh.begin_write()?;
+            copy_tables(&src, &dst)?;
+            dst.commit()?;
+        }
+        std::fs::rename(&tmp, &self.path).map_err(|e| Error::io("replace database file", e))?;
+        sync_dir(&self.path)?;
+        let db = Database::create(&self.path)?;
+        *self.db.write() = Arc::new(db);
+        self.refresh_in_use()
+    }
+
+    /// Writes a consistent copy of all tables to `dest` (a new redb file).
+    pub fn copy_to(&self, dest: &Path) -> Result<()> {
+        let src = self.read()?;
+        let fresh = Database::create(dest)?;
+        let dst = fresh.begin_write()?;
+        copy_tables(&src, &dst)?;
+        dst.commit()?;
+        Ok(())
+    }
+}
+
+/// Makes a rename or file creation in the directory durable.
+pub fn sync_dir(file: &Path) -> Result<()> {
+    if let Some(dir) = file.parent() {
+        let d = std::fs::File::open(dir).map_err(|e| Error::io(format!("open {}", dir.display()), e))?;
+        d.sync_all().map_err(|e| Error::io(format!("sync {}", dir.display()), e))?;
+    }
+    Ok(())
+}
+
+/// Reads a u64 from META (0 when absent).
+pub fn get_u64(t: &impl ReadableTable<&'static str, &'static [u8]>, key: &str) -> Result<u64> {
+    Ok(match t.get(key)? {
+        Some(v) => {
+            let b: [u8; 8] = v.value().try_into().map_err(|_| Error::Corrupt(format!("meta {key} is not 8 bytes")))?;
+            u64::from_be_bytes(b)
+        }
+        None => 0,
+    })
+}
+
+pub fn put_u64(t: &mut redb::Table<&'static str, &'static [u8]>, key: &str, v: u64) -> Result<()> {
+    t.insert(key, v.to_be_bytes().as_slice())?;
+    Ok(())
+}

@@ -1,0 +1,469 @@
+//! The MVCC store: reads at any retained revision, and the write batch the
+//! apply thread uses to turn Raft entries into new revisions.
+
+use std::sync::Arc;
+
+use ballast_proto::etcdserverpb::range_request::{SortOrder, SortTarget};
+use ballast_proto::etcdserverpb::{RangeRequest, RangeResponse, ResponseHeader};
+use ballast_proto::mvccpb::{event::EventType, Event, KeyValue};
+use parking_lot::RwLock;
+use prost::Message;
+use redb::{ReadableTable, WriteTransaction};
+
+use super::backend::{self, meta, Backend, KV, META};
+use super::index::KeyIndex;
+use super::Revision;
+use crate::error::{Error, EtcdError, Result};
+
+/// What readers may see: the index and the newest revision whose backend
+/// commit has finished.
+struct State {
+    index: KeyIndex,
+    /// Newest revision committed to the backend; reads default to it.
+    current: i64,
+    compacted: i64,
+}
+
+pub struct KvStore {
+    backend: Arc<Backend>,
+    state: RwLock<State>,
+}
+
+/// A key that carries a lease when the store is loaded, so the lessor can
+/// rebuild its key sets.
+pub struct LeasedKey {
+    pub key: Vec<u8>,
+    pub lease: i64,
+}
+
+impl KvStore {
+    /// Loads the index from the backend.
+    pub fn open(backend: Arc<Backend>) -> Result<(KvStore, Vec<LeasedKey>)> {
+        let txn = backend.read()?;
+        let kv = txn.open_table(KV)?;
+        let meta_t = txn.open_table(META)?;
+        let mut index = KeyIndex::default();
+        let mut leases = std::collections::BTreeMap::<Vec<u8>, i64>::new();
+        let mut last = 0i64;
+        for item in kv.iter()? {
+            let (k, v) = item?;
+            let (rev, tombstone) = Revision::from_key(k.value())
+                .ok_or_else(|| Error::Corrupt("malformed revision key in the kv table".into()))?;
+            let kv = KeyValue::decode(v.value())
+                .map_err(|e| Error::Corrupt(format!("undecodable value at revision {}: {e}", rev.main)))?;
+            if tombstone {
+                index.tombstone(&kv.key, rev);
+                leases.remove(&kv.key);
+            } else {
+                index.put(&kv.key, rev);
+                if kv.lease != 0 {
+                    leases.insert(kv.key, kv.lease);
+                } else {
+                    leases.remove(&kv.key);
+                }
+            }
+            last = rev.main;
+        }
+        let current = last.max(backend::get_u64(&meta_t, meta::CURRENT_REV)? as i64).max(1);
+        let compacted = backend::get_u64(&meta_t, meta::COMPACT_REV)? as i64;
+        let leased = leases.into_iter().map(|(key, lease)| LeasedKey { key, lease }).collect();
+        drop((kv, meta_t, txn));
+        let state = State { index, current, compacted };
+        Ok((KvStore { backend, state: RwLock::new(state) }, leased))
+    }
+
+    pub fn backend(&self) -> &Arc<Backend> {
+        &self.backend
+    }
+
+    pub fn current_revision(&self) -> i64 {
+        self.state.read().current
+    }
+
+    pub fn compact_revision(&self) -> i64 {
+        self.state.read().compacted
+    }
+
+    pub fn live_keys(&self) -> usize {
+        self.state.read().index.live_keys()
+    }
+
+    /// Checks that `rev` (0 = current) can be read; returns the revision to read at.
+    fn resolve_rev(state: &State, rev: i64) -> Result<i64, EtcdError> {
+        if rev <= 0 {
+            return Ok(state.current);
+        }
+        if rev > state.current {
+            return Err(EtcdError::FutureRev);
+        }
+        if rev < state.compacted {
+            return Err(EtcdError::Compacted);
+        }
+        Ok(rev)
+    }
+
+    /// A consistent view for reading at one revision.
+    pub fn view(&self, rev: i64) -> Result<ReadView<'_>> {
+        let state = self.state.read();
+        let rev = Self::resolve_rev(&state, rev)?;
+        // Begin the backend read under the lock: everything the index shows at
+        // `rev` is committed by then.
+        let txn = self.backend.read()?;
+        Ok(ReadView { store: self, state, txn, rev })
+    }
+
+    /// Runs a Range request against committed data.
+    pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
+        let view = self.view(req.revision)?;
+        let table = view.txn.open_table(KV)?;
+        let fetch = |rev: Revision| read_kv(&table, rev);
+        let mut resp = range_with(&view.state.index, view.rev, req, fetch)?;
+        // etcd reports the current revision, also for reads of older ones.
+        resp.header = Some(ResponseHeader { revision: view.state.current, ..Default::default() });
+        Ok(resp)
+    }
+}
+
+/// Decodes the value written at `rev`.
+fn read_kv(table: &impl ReadableTable<&'static [u8], &'static [u8]>, rev: Revision) -> Result<KeyValue> {
+    let v = table
+        .get(rev.to_key(false).as_slice())?
+        .ok_or_else(|| Error::Corrupt(format!("index points at missing revision {}", rev.main)))?;
+    KeyValue::decode(v.value()).map_err(|e| Error::Corrupt(format!("revision {}: {e}", rev.main)))
+}
+
+/// etcd's Range semantics over an index and a way to fetch values: `count` is
+/// every key in range, filters and sorting come after the fetch, `more` says
+/// the limit cut the result.
+fn range_with(
+    index: &KeyIndex,
+    rev: i64,
+    req: &RangeRequest,
+    fetch: impl Fn(Revision) -> Result<KeyValue>,
+) -> Result<RangeResponse> {
+    let mut resp = RangeResponse::default();
+    if req.count_only {
+        resp.count = index.count(&req.key, &req.range_end, rev) as i64;
+        return Ok(resp);
+    }
+    let order = SortOrder::try_from(req.sort_order).unwrap_or(SortOrder::None);
+    let target = SortTarget::try_from(req.sort_target).unwrap_or(SortTarget::Key);
+    // etcd: a sort target other than the key with no order means ascending.
+    let order = if order == SortOrder::None && target != SortTarget::Key { SortOrder::Ascend } else { order };
+    let filtered = req.min_mod_revision != 0
+        || req.max_mod_revision != 0
+        || req.min_create_revision != 0
+        || req.max_create_revision != 0;
+    let needs_all = filtered || !(order == SortOrder::None || (order == SortOrder::Ascend && target == SortTarget::Key));
+
+    let mut count = 0usize;
+    let mut kvs = Vec::new();
+    // Fetch one beyond the limit to know whether there is more.
+    let fetch_limit = if req.limit > 0 && !needs_all { req.limit as usize + 1 } else { usize::MAX };
+    for (_, r) in index.range_iter(&req.key, &req.range_end, rev) {
+        count += 1;
+        if kvs.len() < fetch_limit {
+            kvs.push(fetch(r)?);
+        }
+    }
+    if filtered {
+        kvs.retain(|kv: &KeyValue| {
+            (req.max_mod_revision == 0 || kv.mod_revision <= req.max_mod_revision)
+                && (req.min_mod_revision == 0 || kv.mod_revision >= req.min_mod_revision)
+                && (req.max_create_revision == 0 || kv.create_revision <= req.max_create_revision)
+                && (req.min_create_revision == 0 || kv.create_revision >= req.min_create_revision)
+        });
+    }
+    if order != SortOrder::None {
+        // Stable sort: ties keep key order, as etcd does.
+        match target {
+            SortTarget::Key => {}
+            SortTarget::Version => kvs.sort_by_key(|kv| kv.version),
+            SortTarget::Create => kvs.sort_by_key(|kv| kv.create_revision),
+            SortTarget::Mod => kvs.sort_by_key(|kv| kv.mod_revision),
+            SortTarget::Value => kvs.sort_by(|a, b| a.value.cmp(&b.value)),
+        }
+        if order == SortOrder::Descend {
+            kvs.reverse();
+        }
+    }
+    if req.limit > 0 && kvs.len() > req.limit as usize {
+        kvs.truncate(req.limit as usize);
+        resp.more = true;
+    }
+    if req.keys_only {
+        for kv in &mut kvs {
+            kv.value.clear();
+        }
+    }
+    resp.count = count as i64;
+    resp.kvs = kvs;
+    Ok(resp)
+}
+
+/// Committed state at one revision.
+pub struct ReadView<'a> {
+    store: &'a KvStore,
+    state: parking_lot::RwLockReadGuard<'a, State>,
+    txn: redb::ReadTransaction,
+    pub rev: i64,
+}
+
+impl ReadView<'_> {
+    pub fn compacted(&self) -> i64 {
+        self.state.compacted
+    }
+
+    /// Hands the backend transaction out for a longer scan and releases the index lock.
+    pub fn into_txn(self) -> (redb::ReadTransaction, i64) {
+        let _ = self.store;
+        (self.txn, self.rev)
+    }
+}
+
+/// One apply batch: every change of the batch goes into `txn`; readers see
+/// none of it until `finish` publishes the new revision after the commit.
+pub struct WriteBatch<'s> {
+    store: &'s KvStore,
+    txn: WriteTransaction,
+    /// Newest revision written so far, committed or not.
+    written: i64,
+    /// Revision of the request being applied, and the next sub-revision in it.
+    pending: Option<(i64, i64)>,
+    pub events: Vec<Event>,
+    /// (key, lease it had, lease it has now) for the lessor.
+    pub lease_moves: Vec<(Vec<u8>, i64, i64)>,
+}
+
+impl KvStore {
+    pub fn begin_batch(&self, durable: bool) -> Result<WriteBatch<'_>> {
+        let txn = self.backend.write(durable)?;
+        Ok(WriteBatch {
+            store: self,
+            written: self.state.read().current,
+            txn,
+            pending: None,
+            events: Vec::new(),
+            lease_moves: Vec::new(),
+        })
+    }
+}
+
+impl<'s> WriteBatch<'s> {
+    /// The revision a read inside the current request sees: its own writes included.
+    pub fn read_rev(&self) -> i64 {
+        self.pending.map_or(self.written, |(main, _)| main)
+    }
+
+    /// The newest revision, including this batch's requests.
+    pub fn revision(&self) -> i64 {
+        self.written
+    }
+
+    pub fn compacted(&self) -> i64 {
+        self.store.state.read().compacted
+    }
+
+    pub fn txn(&self) -> &WriteTransaction {
+        &self.txn
+    }
+
+    /// The live value of `key` as this batch sees it.
+    pub fn get(&self, key: &[u8]) -> Result<Option<KeyValue>> {
+        let found = self.store.state.read().index.get(key, self.read_rev());
+        match found {
+            Some(f) => Ok(Some(read_kv(&self.txn.open_table(KV)?, f.modified)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// A Range inside the batch (txn reads), seeing the batch's own writes.
+    pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
+        let state = self.store.state.read();
+        let rev = if req.revision > 0 {
+            if req.revision > self.read_rev() {
+                return Err(EtcdError::FutureRev.into());
+            }
+            if req.revision < state.compacted {
+                return Err(EtcdError::Compacted.into());
+            }
+            req.revision
+        } else {
+            self.read_rev()
+        };
+        let table = self.txn.open_table(KV)?;
+        range_with(&state.index, rev, req, |r| read_kv(&table, r))
+    }
+
+    /// Keys alive now in the range, with their values.
+    pub fn live_in(&self, key: &[u8], end: &[u8]) -> Result<Vec<KeyValue>> {
+        let revs = self.store.state.read().index.range(key, end, self.read_rev());
+        let table = self.txn.open_table(KV)?;
+        revs.into_iter().map(|(_, r)| read_kv(&table, r)).collect()
+    }
+
+    fn next_rev(&mut self) -> Revision {
+        let (main, sub) = self.pending.get_or_insert((self.written + 1, 0));
+        let rev = Revision::new(*main, *sub);
+        *sub += 1;
+        rev
+    }
+
+    /// Ends one client request: its changes, if any, share one revision.
+    pub fn end_request(&mut self) {
+        if let Some((main, _)) = self.pending.take() {
+            self.written = main;
+        }
+    }
+
+    /// Writes a new value; `prev` is the key's live value (from `get`).
+    pub fn put(&mut self, key: &[u8], value: Vec<u8>, lease: i64, prev: Option<KeyValue>) -> Result<()> {
+        let rev = self.next_rev();
+        let kv = KeyValue {
+            key: key.to_vec(),
+            create_revision: prev.as_ref().map_or(rev.main, |p| p.create_revision),
+            mod_revision: rev.main,
+            version: prev.as_ref().map_or(1, |p| p.version + 1),
+            value,
+            lease,
+        };
+        self.txn.open_table(KV)?.insert(rev.to_key(false).as_slice(), kv.encode_to_vec().as_slice())?;
+        self.store.state.write().index.put(key, rev);
+        let old_lease = prev.as_ref().map_or(0, |p| p.lease);
+        if old_lease != lease {
+            self.lease_moves.push((key.to_vec(), old_lease, lease));
+        }
+        self.events.push(Event { r#type: EventType::Put as i32, kv: Some(kv), prev_kv: prev });
+        Ok(())
+    }
+
+    /// Deletes live keys; returns how many and their previous values.
+    pub fn delete_range(&mut self, key: &[u8], end: &[u8]) -> Result<Vec<KeyValue>> {
+        let prevs = self.live_in(key, end)?;
+        for prev in &prevs {
+            let rev = self.next_rev();
+            let tomb = KeyValue { key: prev.key.clone(), mod_revision: rev.main, ..Default::default() };
+            self.txn.open_table(KV)?.insert(rev.to_key(true).as_slice(), tomb.encode_to_vec().as_slice())?;
+            self.store.state.write().index.tombstone(&prev.key, rev);
+            if prev.lease != 0 {
+                self.lease_moves.push((prev.key.clone(), prev.lease, 0));
+            }
+            self.events.push(Event { r#type: EventType::Delete as i32, kv: Some(tomb), prev_kv: Some(prev.clone()) });
+        }
+        Ok(prevs)
+    }
+
+    /// Physical compaction: history at or below `rev` that no read at `rev`
+    /// or later can reach is removed from the index and the backend.
+    pub fn compact(&mut self, rev: i64) -> Result<(), Error> {
+        if rev <= self.compacted() {
+            return Err(EtcdError::Compacted.into());
+        }
+        if rev > self.written {
+            return Err(EtcdError::FutureRev.into());
+        }
+        let keep: std::collections::HashSet<Revision> = {
+            let mut st = self.store.state.write();
+            st.compacted = rev;
+            st.index.compact(rev).into_iter().collect()
+        };
+        let mut table = self.txn.open_table(KV)?;
+        let upper = Revision::new(rev + 1, 0).lower_bound_key();
+        let mut doomed = Vec::new();
+        for item in table.range::<&[u8]>(..upper.as_slice())? {
+            let (k, _) = item?;
+            if let Some((r, _)) = Revision::from_key(k.value()) {
+                if !keep.contains(&r) {
+                    doomed.push(k.value().to_vec());
+                }
+            }
+        }
+        for k in doomed {
+            table.remove(k.as_slice())?;
+        }
+        backend::put_u64(&mut self.txn.open_table(META)?, meta::COMPACT_REV, rev as u64)?;
+        Ok(())
+    }
+
+    /// Commits the batch and makes its revisions visible to readers. Returns
+    /// the events to hand to watchers.
+    pub fn finish(mut self, applied_index: u64, applied_term: u64) -> Result<(i64, Vec<Event>)> {
+        self.end_request();
+        {
+            let mut m = self.txn.open_table(META)?;
+            backend::put_u64(&mut m, meta::APPLIED_INDEX, applied_index)?;
+            backend::put_u64(&mut m, meta::APPLIED_TERM, applied_term)?;
+            backend::put_u64(&mut m, meta::CURRENT_REV, self.written as u64)?;
+        }
+        self.txn.commit()?;
+        self.store.state.write().current = self.written;
+        Ok((self.written, self.events))
+    }
+}
+
+impl KvStore {
+    /// Committed events from revision `from` on, at most about `max_events`
+    /// (a revision is never split). Returns them with the last revision they cover.
+    pub fn history(&self, from: i64, max_events: usize) -> Result<(Vec<Event>, i64)> {
+        let (txn, current) = self.view(0)?.into_txn();
+        let table = txn.open_table(KV)?;
+        let lower = Revision::new(from, 0).lower_bound_key();
+        let upper = Revision::new(current + 1, 0).lower_bound_key();
+        let mut events = Vec::new();
+        let mut upto = current;
+        for item in table.range::<&[u8]>(lower.as_slice()..upper.as_slice())? {
+            let (k, v) = item?;
+            let Some((rev, tombstone)) = Revision::from_key(k.value()) else { continue };
+            if events.len() >= max_events && rev.main > upto_of(&events) {
+                upto = upto_of(&events);
+                break;
+            }
+            let kv = KeyValue::decode(v.value()).map_err(|e| Error::Corrupt(format!("revision {}: {e}", rev.main)))?;
+            let r#type = if tombstone { EventType::Delete } else { EventType::Put } as i32;
+            events.push(Event { r#type, kv: Some(kv), prev_kv: None });
+        }
+        Ok((events, upto))
+    }
+
+    /// The value `key` had just before revision `rev` (for prev_kv on replayed events).
+    pub fn value_before(&self, key: &[u8], rev: i64) -> Result<Option<KeyValue>> {
+        let state = self.state.read();
+        if rev - 1 < state.compacted {
+            return Ok(None);
+        }
+        let Some(found) = state.index.get(key, rev - 1) else { return Ok(None) };
+        let txn = self.backend.read()?;
+        drop(state);
+        Ok(Some(read_kv(&txn.open_table(KV)?, found.modified)?))
+    }
+}
+
+fn upto_of(events: &[Event]) -> i64 {
+    events.last().and_then(|e| e.kv.as_ref()).map_or(0, |kv| kv.mod_revision)
+}
+
+/// A checksum of the key space up to a revision, comparable across members.
+pub struct KvHash {
+    pub hash: u32,
+    pub revision: i64,
+    pub compacted: i64,
+}
+
+impl KvStore {
+    /// CRC-32 over every revision key and value at or below `rev` (0 =
+    /// current). Members that applied the same log give the same hash.
+    pub fn hash_kv(&self, rev: i64) -> Result<KvHash> {
+        let view = self.view(rev)?;
+        let compacted = view.compacted();
+        let (txn, rev) = view.into_txn();
+        let table = txn.open_table(KV)?;
+        let upper = Revision::new(rev + 1, 0).lower_bound_key();
+        let mut h = crc32fast::Hasher::new();
+        for item in table.range::<&[u8]>(..upper.as_slice())? {
+            let (k, v) = item?;
+            h.update(k.value());
+            h.update(v.value());
+        }
+        Ok(KvHash { hash: h.finalize(), revision: rev, compacted })
+    }
+}

@@ -1,0 +1,340 @@
+//! The Raft driver: one thread owns the `RawNode`, batches proposals, makes
+//! each Ready durable with a single fsync, and hands committed entries to
+//! the apply thread. Modelled on raft-rs's `five_mem_node` example.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use crate::metrics::Metrics;
+use raft::prelude::{ConfState, Entry, HardState, Message};
+use raft::{RawNode, StateRole};
+use tokio::sync::oneshot;
+
+use super::storage::LogStore;
+use super::wal::{SnapshotMark, Wal};
+use crate::error::{Error, EtcdError, Result};
+
+/// Requests to the Raft thread.
+pub enum Command {
+    Propose { data: Vec<u8>, done: oneshot::Sender<Result<(), EtcdError>> },
+    /// Linearizable read: answers with the commit index to wait for.
+    ReadIndex(oneshot::Sender<Result<u64, EtcdError>>),
+    Stop,
+}
+
+/// What other threads may read about the node without asking it.
+#[derive(Default)]
+pub struct RaftStatus {
+    pub leader: AtomicU64,
+    pub term: AtomicU64,
+    pub last_index: AtomicU64,
+    pub commit: AtomicU64,
+    pub leader_changes: AtomicU64,
+}
+
+/// Told to the rest of the server when leadership changes.
+pub type RoleListener = Box<dyn Fn(bool) + Send>;
+/// Receives committed entries, in order.
+pub type ApplyFn = Box<dyn Fn(Vec<Entry>) + Send>;
+
+/// Cheap handle for talking to the Raft thread.
+#[derive(Clone)]
+pub struct RaftHandle {
+    tx: Sender<Command>,
+    pub status: Arc<RaftStatus>,
+}
+
+impl RaftHandle {
+    /// Appends `data` to the log; resolves once the node accepted it (not yet committed).
+    pub async fn propose(&self, data: Vec<u8>) -> Result<(), EtcdError> {
+        let (done, rx) = oneshot::channel();
+        self.tx.send(Command::Propose { data, done }).map_err(|_| EtcdError::Stopped)?;
+        rx.await.map_err(|_| EtcdError::Stopped)?
+    }
+
+    /// The commit index a linearizable read must wait for.
+    pub async fn read_index(&self) -> Result<u64, EtcdError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Command::ReadIndex(tx)).map_err(|_| EtcdError::Stopped)?;
+        rx.await.map_err(|_| EtcdError::Stopped)?
+    }
+
+    pub fn stop(&self) {
+        let _ = self.tx.send(Command::Stop);
+    }
+
+    pub fn leader(&self) -> u64 {
+        self.status.leader.load(Ordering::Relaxed)
+    }
+
+    pub fn term(&self) -> u64 {
+        self.status.term.load(Ordering::Relaxed)
+    }
+}
+
+pub struct NodeConfig {
+    pub id: u64,
+    pub tick: Duration,
+    pub election_ticks: usize,
+    pub heartbeat_ticks: usize,
+    pub pre_vote: bool,
+    /// Log entries to keep before compacting the log (etcd's --snapshot-count).
+    pub snapshot_count: u64,
+    /// Index already applied to the state machine (replay starts after it).
+    pub applied: u64,
+}
+
+pub struct RaftNode {
+    raw: RawNode<LogStore>,
+    store: LogStore,
+    wal: Wal,
+    rx: Receiver<Command>,
+    apply: ApplyFn,
+    metrics: Arc<Metrics>,
+    status: Arc<RaftStatus>,
+    /// The apply thread's durably applied index: the log may be cut up to it.
+    durable_applied: Arc<AtomicU64>,
+    snapshot_count: u64,
+    tick: Duration,
+    pending_reads: Vec<oneshot::Sender<Result<u64, EtcdError>>>,
+    reads_in_flight: HashMap<u64, Vec<oneshot::Sender<Result<u64, EtcdError>>>>,
+    next_read_ctx: u64,
+    on_role: RoleListener,
+    was_leader: bool,
+}
+
+/// Raft's log is the same on every member; entries of this size or larger in
+/// one message are split by raft-rs.
+const MAX_MSG_BYTES: u64 = 1024 * 1024;
+
+impl RaftNode {
+    /// Builds the node over a recovered (or new) WAL.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        cfg: NodeConfig,
+        wal: Wal,
+        store: LogStore,
+        apply: ApplyFn,
+        durable_applied: Arc<AtomicU64>,
+        on_role: RoleListener,
+        metrics: Arc<Metrics>,
+    ) -> Result<(RaftNode, RaftHandle)> {
+        let raft_cfg = raft::Config {
+            id: cfg.id,
+            election_tick: cfg.election_ticks,
+            heartbeat_tick: cfg.heartbeat_ticks,
+            applied: cfg.applied,
+            max_size_per_msg: MAX_MSG_BYTES,
+            max_inflight_msgs: 256,
+            check_quorum: true,
+            pre_vote: cfg.pre_vote,
+            ..Default::default()
+        };
+        raft_cfg.validate()?;
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let mut raw = RawNode::new(&raft_cfg, store.clone(), &logger)?;
+        let voters = store.conf_state().voters;
+        if voters == [cfg.id] {
+            // Alone in the cluster: no reason to wait for an election timeout.
+            raw.campaign()?;
+        }
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let status = Arc::new(RaftStatus::default());
+        let node = RaftNode {
+            raw,
+            store,
+            wal,
+            rx,
+            apply,
+            metrics,
+            status: status.clone(),
+            durable_applied,
+            snapshot_count: cfg.snapshot_count.max(1),
+            tick: cfg.tick,
+            pending_reads: Vec::new(),
+            reads_in_flight: HashMap::new(),
+            next_read_ctx: 1,
+            on_role,
+            was_leader: false,
+        };
+        Ok((node, RaftHandle { tx, status }))
+    }
+
+    /// Runs until `Stop` or until every handle is dropped. An error here
+    /// (the disk failed) is fatal for the member.
+    pub fn run(mut self) -> Result<()> {
+        let mut next_tick = Instant::now() + self.tick;
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(wait) {
+                Ok(Command::Stop) => return Ok(()),
+                Ok(cmd) => self.handle(cmd),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            }
+            // Everything already queued joins this round: one fsync for all.
+            while let Ok(cmd) = self.rx.try_recv() {
+                if matches!(cmd, Command::Stop) {
+                    return Ok(());
+                }
+                self.handle(cmd);
+            }
+            if !self.pending_reads.is_empty() {
+                let ctx = self.next_read_ctx;
+                self.next_read_ctx += 1;
+                self.raw.read_index(ctx.to_be_bytes().to_vec());
+                self.reads_in_flight.insert(ctx, std::mem::take(&mut self.pending_reads));
+            }
+            if Instant::now() >= next_tick {
+                self.raw.tick();
+                next_tick = Instant::now() + self.tick;
+            }
+            self.on_ready()?;
+            self.maybe_compact_log()?;
+        }
+    }
+
+    fn handle(&mut self, cmd: Command) {
+        match cmd {
+            Command::Propose { data, done } => {
+                let res = if self.raw.raft.leader_id == raft::INVALID_ID {
+                    Err(EtcdError::NoLeader)
+                } else {
+                    self.raw.propose(vec![], data).map_err(|_| EtcdError::NoLeader)
+                };
+                let _ = done.send(res);
+            }
+            Command::ReadIndex(reply) => {
+                if self.raw.raft.leader_id == raft::INVALID_ID {
+                    let _ = reply.send(Err(EtcdError::NoLeader));
+                } else {
+                    self.pending_reads.push(reply);
+                }
+            }
+            Command::Stop => {}
+        }
+    }
+
+    fn on_ready(&mut self) -> Result<()> {
+        if !self.raw.has_ready() {
+            return Ok(());
+        }
+        let mut rd = self.raw.ready();
+        self.send(rd.take_messages());
+        if let Some(ss) = rd.ss() {
+            self.status.leader.store(ss.leader_id, Ordering::Relaxed);
+            self.metrics.has_leader.set((ss.leader_id != raft::INVALID_ID) as i64);
+            self.status.leader_changes.fetch_add(1, Ordering::Relaxed);
+            let is_leader = ss.raft_state == StateRole::Leader;
+            if is_leader != self.was_leader {
+                self.was_leader = is_leader;
+                (self.on_role)(is_leader);
+            }
+            if ss.raft_state != StateRole::Leader {
+                self.fail_reads(EtcdError::LeaderChanged);
+            }
+        }
+        self.to_apply(rd.take_committed_entries());
+
+        let hs = rd.hs().cloned();
+        let wrote = !rd.entries().is_empty() || hs.is_some();
+        if wrote {
+            self.wal.append(rd.entries(), hs.as_ref())?;
+            let started = Instant::now();
+            self.wal.sync()?;
+            self.metrics.wal_fsync.observe(started.elapsed().as_secs_f64());
+            self.store.append(rd.entries());
+            if let Some(hs) = hs {
+                self.status.term.store(hs.term, Ordering::Relaxed);
+                self.store.set_hard_state(hs);
+            }
+            self.status.last_index.store(self.store.last_index_now(), Ordering::Relaxed);
+        }
+        self.send(rd.take_persisted_messages());
+        for rs in rd.take_read_states() {
+            let Ok(ctx) = <[u8; 8]>::try_from(rs.request_ctx.as_slice()) else { continue };
+            for reply in self.reads_in_flight.remove(&u64::from_be_bytes(ctx)).unwrap_or_default() {
+                let _ = reply.send(Ok(rs.index));
+            }
+        }
+        let mut light = self.raw.advance(rd);
+        if let Some(commit) = light.commit_index() {
+            self.store.set_commit(commit);
+            self.status.commit.store(commit, Ordering::Relaxed);
+        }
+        self.send(light.take_messages());
+        self.to_apply(light.take_committed_entries());
+        self.raw.advance_apply();
+        Ok(())
+    }
+
+    fn to_apply(&mut self, entries: Vec<Entry>) {
+        if let Some(last) = entries.last() {
+            self.status.commit.fetch_max(last.index, Ordering::Relaxed);
+            self.metrics.proposals_committed.set(last.index as i64);
+            (self.apply)(entries);
+        }
+    }
+
+    /// Peers come with multi-member support; a single member sends nothing.
+    fn send(&mut self, msgs: Vec<Message>) {
+        if !msgs.is_empty() {
+            tracing::debug!(count = msgs.len(), "dropping raft messages: no peers");
+        }
+    }
+
+    fn fail_reads(&mut self, err: EtcdError) {
+        for reply in self.pending_reads.drain(..) {
+            let _ = reply.send(Err(err));
+        }
+        for (_, replies) in self.reads_in_flight.drain() {
+            for reply in replies {
+                let _ = reply.send(Err(err));
+            }
+        }
+    }
+
+    /// Cuts the log once `snapshot_count` entries are durably applied beyond
+    /// the last cut, like etcd's snapshot trigger.
+    fn maybe_compact_log(&mut self) -> Result<()> {
+        let durable = self.durable_applied.load(Ordering::Acquire);
+        let first = self.store.first_index_now();
+        if durable < first || durable - first + 1 < self.snapshot_count {
+            return Ok(());
+        }
+        let term = self.store.compact(durable)?;
+        let conf_state: ConfState = self.raw.raft.prs().conf().to_conf_state();
+        self.store.set_conf_state(conf_state.clone());
+        self.wal.mark_snapshot(SnapshotMark { index: durable, term, conf_state })?;
+        tracing::info!(index = durable, "compacted raft log");
+        Ok(())
+    }
+}
+
+/// Bootstrap state for a brand-new member: an empty log whose starting
+/// configuration is the initial cluster.
+pub fn bootstrap(wal: &mut Wal, voters: Vec<u64>) -> Result<LogStore> {
+    let conf_state = ConfState { voters, ..Default::default() };
+    wal.mark_snapshot(SnapshotMark { index: 0, term: 0, conf_state: conf_state.clone() })?;
+    let snapshot = raft::prelude::SnapshotMetadata { conf_state: Some(conf_state), index: 0, term: 0 };
+    Ok(LogStore::new(HardState::default(), snapshot, Vec::new()))
+}
+
+/// Rebuilds the in-memory log from what the WAL recovered.
+pub fn restore(
+    hard_state: HardState,
+    mark: Option<SnapshotMark>,
+    entries: Vec<Entry>,
+) -> Result<LogStore> {
+    let mark = mark.ok_or_else(|| Error::Corrupt("the WAL has no starting configuration".into()))?;
+    let snapshot = raft::prelude::SnapshotMetadata {
+        conf_state: Some(mark.conf_state),
+        index: mark.index,
+        term: mark.term,
+    };
+    Ok(LogStore::new(hard_state, snapshot, entries))
+}

@@ -1,0 +1,178 @@
+//! The in-memory view of the Raft log that raft-rs reads through its
+//! `Storage` trait. The WAL holds the same entries on disk; this copy is
+//! rebuilt from it at startup.
+
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use raft::prelude::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
+use raft::{GetEntriesContext, RaftState, StorageError};
+
+#[derive(Default)]
+struct Log {
+    hard_state: HardState,
+    /// Everything up to `snapshot.index` is folded into the state machine.
+    snapshot: SnapshotMetadata,
+    /// Entries after the snapshot, contiguous.
+    entries: Vec<Entry>,
+}
+
+impl Log {
+    fn first_index(&self) -> u64 {
+        self.snapshot.index + 1
+    }
+
+    fn last_index(&self) -> u64 {
+        self.entries.last().map_or(self.snapshot.index, |e| e.index)
+    }
+}
+
+/// Shared between the Raft thread (writes) and raft-rs (reads).
+#[derive(Clone, Default)]
+pub struct LogStore {
+    log: Arc<RwLock<Log>>,
+}
+
+impl LogStore {
+    pub fn new(hard_state: HardState, snapshot: SnapshotMetadata, entries: Vec<Entry>) -> LogStore {
+        LogStore { log: Arc::new(RwLock::new(Log { hard_state, snapshot, entries })) }
+    }
+
+    /// Appends entries, dropping any conflicting tail first.
+    pub fn append(&self, ents: &[Entry]) {
+        let Some(first) = ents.first() else { return };
+        let mut log = self.log.write();
+        let offset = log.first_index();
+        let keep = first.index.saturating_sub(offset) as usize;
+        log.entries.truncate(keep);
+        log.entries.extend_from_slice(ents);
+    }
+
+    pub fn set_hard_state(&self, hs: HardState) {
+        self.log.write().hard_state = hs;
+    }
+
+    pub fn set_commit(&self, commit: u64) {
+        self.log.write().hard_state.commit = commit;
+    }
+
+    pub fn hard_state(&self) -> HardState {
+        self.log.read().hard_state.clone()
+    }
+
+    pub fn conf_state(&self) -> ConfState {
+        self.log.read().snapshot.conf_state.clone().unwrap_or_default()
+    }
+
+    pub fn set_conf_state(&self, cs: ConfState) {
+        self.log.write().snapshot.conf_state = Some(cs);
+    }
+
+    /// Forgets entries up to and including `index`, which the state machine
+    /// holds durably. Returns the term of `index`.
+    pub fn compact(&self, index: u64) -> raft::Result<u64> {
+        let mut log = self.log.write();
+        if index <= log.snapshot.index {
+            return Ok(log.snapshot.term);
+        }
+        if index > log.last_index() {
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        let pos = (index - log.first_index()) as usize;
+        let term = log.entries[pos].term;
+        log.entries.drain(..=pos);
+        log.snapshot.index = index;
+        log.snapshot.term = term;
+        Ok(term)
+    }
+
+    pub fn last_index_now(&self) -> u64 {
+        self.log.read().last_index()
+    }
+
+    pub fn first_index_now(&self) -> u64 {
+        self.log.read().first_index()
+    }
+}
+
+impl raft::Storage for LogStore {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        let log = self.log.read();
+        Ok(RaftState {
+            hard_state: log.hard_state.clone(),
+            conf_state: log.snapshot.conf_state.clone().unwrap_or_default(),
+        })
+    }
+
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        _context: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        let log = self.log.read();
+        if low < log.first_index() {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        if high > log.last_index() + 1 {
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        let off = log.first_index();
+        let mut ents: Vec<Entry> = log.entries[(low - off) as usize..(high - off) as usize].to_vec();
+        raft::util::limit_size(&mut ents, max_size.into());
+        Ok(ents)
+    }
+
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        let log = self.log.read();
+        if idx == log.snapshot.index {
+            return Ok(log.snapshot.term);
+        }
+        if idx < log.first_index() {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        if idx > log.last_index() {
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        Ok(log.entries[(idx - log.first_index()) as usize].term)
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        Ok(self.log.read().first_index())
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        Ok(self.log.read().last_index())
+    }
+
+    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        // Sending the state machine to a follower comes with multi-member support.
+        Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raft::Storage;
+
+    fn entry(index: u64, term: u64) -> Entry {
+        Entry { index, term, ..Default::default() }
+    }
+
+    #[test]
+    fn append_truncates_conflicts_and_compact_moves_first_index() {
+        let s = LogStore::default();
+        s.append(&[entry(1, 1), entry(2, 1), entry(3, 1)]);
+        s.append(&[entry(2, 2)]);
+        assert_eq!(s.last_index().ok(), Some(2));
+        assert_eq!(s.term(2).ok(), Some(2));
+        assert_eq!(s.compact(1).ok(), Some(1));
+        assert_eq!(s.first_index().ok(), Some(2));
+        assert_eq!(s.term(1).ok(), Some(1));
+        assert!(s.term(0).is_err());
+        let got = s.entries(2, 3, None, GetEntriesContext::empty(false)).expect("entries");
+        assert_eq!(got.len(), 1);
+    }
+}

@@ -1,0 +1,399 @@
+//! Wires the member together: data dir, WAL, backend, Raft and apply
+//! threads, background tasks. `EtcdServer` is what the API handlers use.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ballast_proto::etcdserverpb::ResponseHeader;
+use ballast_proto::internal::{internal_request::Request, InternalRequest};
+use prost::Message;
+
+use crate::alarm::Alarms;
+use crate::apply::{Applied, Applier, ApplyMsg, Wait};
+use crate::cluster::{Member, Members};
+use crate::config::{ClusterState, Config};
+use crate::error::{Error, EtcdError, Result};
+use crate::lease::Lessor;
+use crate::metrics::Metrics;
+use crate::mvcc::backend::{self, meta, Backend, LEASES, META};
+use crate::mvcc::KvStore;
+use crate::raft::node::{self, NodeConfig};
+use crate::raft::wal::Wal;
+use crate::raft::{ids, RaftHandle, RaftNode};
+use crate::watch::WatchHub;
+
+/// What the API handlers share.
+pub struct EtcdServer {
+    pub cfg: Arc<Config>,
+    pub member_id: u64,
+    pub cluster_id: u64,
+    pub store: Arc<KvStore>,
+    pub lessor: Arc<Lessor>,
+    pub hub: Arc<WatchHub>,
+    pub alarms: Arc<Alarms>,
+    pub members: Arc<Members>,
+    pub raft: RaftHandle,
+    pub wait: Arc<Wait>,
+    pub metrics: Arc<Metrics>,
+    pub applied: tokio::sync::watch::Receiver<u64>,
+    apply_tx: crossbeam_channel::Sender<ApplyMsg>,
+    next_id: AtomicU64,
+}
+
+/// etcd's request timeout: 5 s plus two election timeouts.
+fn request_timeout(cfg: &Config) -> Duration {
+    Duration::from_secs(5) + cfg.election_timeout * 2
+}
+
+impl EtcdServer {
+    /// A fresh ID for a request or a lease: member-specific high bits and a
+    /// time-based start keep IDs unique across members and restarts.
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn header(&self, revision: i64) -> Option<ResponseHeader> {
+        Some(ResponseHeader {
+            cluster_id: self.cluster_id,
+            member_id: self.member_id,
+            revision,
+            raft_term: self.raft.term(),
+        })
+    }
+
+    /// Fills in the identity fields of a header the apply thread started.
+    pub fn stamp(&self, h: &mut Option<ResponseHeader>) {
+        let rev = h.as_ref().map_or_else(|| self.store.current_revision(), |h| h.revision);
+        *h = self.header(rev);
+    }
+
+    /// Replicates a request through Raft and waits until it is applied.
+    pub async fn propose(&self, request: Request) -> Result<Applied, EtcdError> {
+        let id = self.next_id();
+        let data = InternalRequest { id, request: Some(request) }.encode_to_vec();
+        if data.len() > self.cfg.max_request_bytes as usize {
+            return Err(EtcdError::RequestTooLarge);
+        }
+        let rx = self.wait.register(id);
+        self.metrics.proposals_pending.inc();
+        let result = async {
+            self.raft.propose(data).await?;
+            match tokio::time::timeout(request_timeout(&self.cfg), rx).await {
+                Ok(Ok(res)) => res,
+                Ok(Err(_)) => Err(EtcdError::Stopped),
+                Err(_) => Err(EtcdError::Timeout),
+            }
+        }
+        .await;
+        self.metrics.proposals_pending.dec();
+        if result.is_err() {
+            self.wait.cancel(id);
+            self.metrics.proposals_failed.inc();
+        }
+        result
+    }
+
+    /// Waits until this member has applied everything committed before the
+    /// call: after it, a local read is linearizable.
+    pub async fn linearize(&self) -> Result<(), EtcdError> {
+        let index = self.raft.read_index().await?;
+        self.wait_applied(index).await
+    }
+
+    pub async fn wait_applied(&self, index: u64) -> Result<(), EtcdError> {
+        let mut rx = self.applied.clone();
+        let reached = async move { rx.wait_for(|a| *a >= index).await.is_ok() };
+        match tokio::time::timeout(request_timeout(&self.cfg), reached).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(EtcdError::Stopped),
+            Err(_) => Err(EtcdError::TimeoutWaitAppliedIndex),
+        }
+    }
+
+    pub fn applied_index(&self) -> u64 {
+        *self.applied.borrow()
+    }
+
+    /// Rewrites the backend file; runs on the apply thread between batches.
+    pub async fn defragment(&self) -> Result<(), String> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.apply_tx.send(ApplyMsg::Defragment(tx)).map_err(|_| "server stopped".to_string())?;
+        rx.await.map_err(|_| "server stopped".to_string())?
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.store.backend().path().to_path_buf()
+    }
+}
+
+/// The members named by --initial-cluster, with etcd's IDs.
+fn initial_members(cfg: &Config) -> Vec<Member> {
+    let mut by_name: Vec<(String, Vec<url::Url>)> = Vec::new();
+    for (name, url) in &cfg.initial_cluster {
+        match by_name.iter_mut().find(|(n, _)| n == name) {
+            Some((_, urls)) => urls.push(url.clone()),
+            None => by_name.push((name.clone(), vec![url.clone()])),
+        }
+    }
+    by_name
+        .into_iter()
+        .map(|(name, urls)| Member {
+            id: ids::member_id(&urls, &cfg.initial_cluster_token),
+            name,
+            peer_urls: urls.iter().map(ids::url_string).collect(),
+            client_urls: Vec::new(),
+            is_learner: false,
+        })
+        .collect()
+}
+
+/// Threads and tasks of a running member.
+pub struct Running {
+    pub server: Arc<EtcdServer>,
+    raft_thread: std::thread::JoinHandle<Result<()>>,
+    apply_thread: std::thread::JoinHandle<Result<()>>,
+}
+
+impl Running {
+    /// Stops Raft, lets the apply thread drain, and reports a fatal error if
+    /// either thread died of one.
+    pub fn stop(self) -> Result<()> {
+        self.server.raft.stop();
+        drop(self.server);
+        let r = self.raft_thread.join().map_err(|_| Error::Other("raft thread panicked".into()))?;
+        let a = self.apply_thread.join().map_err(|_| Error::Other("apply thread panicked".into()))?;
+        r.and(a)
+    }
+}
+
+/// Opens or creates the member's data and starts its threads. Must run
+/// inside a tokio runtime (it spawns the background tasks).
+pub fn start(cfg: Config) -> Result<Running> {
+    let cfg = Arc::new(cfg);
+    let member_dir = cfg.member_dir();
+    let wal_dir = cfg.wal_path();
+    let snap_dir = member_dir.join("snap");
+    std::fs::create_dir_all(&snap_dir).map_err(|e| Error::io(format!("create {}", snap_dir.display()), e))?;
+    let backend = Arc::new(Backend::open(&snap_dir.join("db"))?);
+    let members = Arc::new(Members::load(&backend)?);
+
+    let (member_id, cluster_id, wal, log) = if Wal::exists(&wal_dir) {
+        if cfg.initial_cluster_state == ClusterState::New {
+            tracing::info!(data_dir = %cfg.data_dir.display(), "found existing data; ignoring --initial-cluster");
+        }
+        let (wal, rec) = Wal::open(&wal_dir)?;
+        let (member_id, cluster_id) = {
+            let txn = backend.read()?;
+            let m = txn.open_table(META)?;
+            (backend::get_u64(&m, meta::MEMBER_ID)?, backend::get_u64(&m, meta::CLUSTER_ID)?)
+        };
+        if member_id == 0 {
+            return Err(Error::Corrupt(format!(
+                "the WAL in {} has no matching database (member ID missing from {}); restore this member from a snapshot or remove and re-add it",
+                wal_dir.display(),
+                backend.path().display()
+            )));
+        }
+        let log = node::restore(rec.hard_state, rec.snapshot, rec.entries)?;
+        (member_id, cluster_id, wal, log)
+    } else {
+        let initial = initial_members(&cfg);
+        let me = initial.iter().find(|m| m.name == cfg.name).ok_or_else(|| {
+            Error::Other(format!(
+                "couldn't find local name \"{}\" in the initial cluster configuration",
+                cfg.name
+            ))
+        })?;
+        let member_id = me.id;
+        let cluster_id = ids::cluster_id(&initial.iter().map(|m| m.id).collect::<Vec<_>>());
+        let mut wal = Wal::create(&wal_dir)?;
+        let log = node::bootstrap(&mut wal, initial.iter().map(|m| m.id).collect())?;
+        {
+            let txn = backend.write(true)?;
+            {
+                let mut m = txn.open_table(META)?;
+                backend::put_u64(&mut m, meta::MEMBER_ID, member_id)?;
+                backend::put_u64(&mut m, meta::CLUSTER_ID, cluster_id)?;
+                // A restored snapshot carries an old applied index; this log starts at 0.
+                backend::put_u64(&mut m, meta::APPLIED_INDEX, 0)?;
+            }
+            txn.commit()?;
+        }
+        members.save(&backend, initial)?;
+        (member_id, cluster_id, wal, log)
+    };
+
+    // This member's client URLs (published through Raft in etcd; a single
+    // member records them directly).
+    if let Some(mut me) = members.get(member_id) {
+        me.name = cfg.name.clone();
+        me.client_urls = cfg.advertise_client_urls.iter().map(ids::url_string).collect();
+        members.save(&backend, vec![me])?;
+    }
+
+    let (store, leased) = KvStore::open(backend.clone())?;
+    let store = Arc::new(store);
+    let lessor = Arc::new(Lessor::new(cfg.election_timeout));
+    {
+        let txn = backend.read()?;
+        let t = txn.open_table(LEASES)?;
+        use redb::ReadableTable;
+        for item in t.iter()? {
+            let (id, ttl) = item?;
+            lessor.restore(id.value(), ttl.value());
+        }
+    }
+    for lk in leased {
+        lessor.move_key(&lk.key, 0, lk.lease);
+    }
+    let applied_at_start = {
+        let txn = backend.read()?;
+        let m = txn.open_table(META)?;
+        backend::get_u64(&m, meta::APPLIED_INDEX)?
+    };
+    let alarms = Arc::new(Alarms::load(&backend)?);
+    let hub = WatchHub::new(store.clone());
+    let metrics = Arc::new(Metrics::default());
+    let wait = Arc::new(Wait::default());
+    let durable_applied = Arc::new(AtomicU64::new(applied_at_start));
+    let (applied_tx, applied_rx) = tokio::sync::watch::channel(applied_at_start);
+    let (apply_tx, apply_rx) = crossbeam_channel::unbounded::<ApplyMsg>();
+
+    let tick = cfg.heartbeat_interval.max(Duration::from_millis(1));
+    let election_ticks = (cfg.election_timeout.as_millis() / tick.as_millis().max(1)).max(2) as usize;
+    let role_lessor = lessor.clone();
+    let role_metrics = metrics.clone();
+    let on_role = Box::new(move |leader: bool| {
+        role_metrics.is_leader.set(leader as i64);
+        role_metrics.leader_changes.inc();
+        if leader {
+            role_lessor.promote();
+        } else {
+            role_lessor.demote();
+        }
+    });
+    let entries_tx = apply_tx.clone();
+    let (raft_node, raft) = RaftNode::new(
+        NodeConfig {
+            id: member_id,
+            tick,
+            election_ticks,
+            heartbeat_ticks: 1,
+            pre_vote: cfg.pre_vote,
+            snapshot_count: cfg.snapshot_count,
+            applied: applied_at_start,
+        },
+        wal,
+        log,
+        Box::new(move |ents| {
+            let _ = entries_tx.send(ApplyMsg::Entries(ents));
+        }),
+        durable_applied.clone(),
+        on_role,
+        metrics.clone(),
+    )?;
+
+    let start_id = ((member_id & 0xffff) << 48)
+        | ((std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+            & 0xff_ffff_ffff)
+            << 8);
+    let server = Arc::new(EtcdServer {
+        cfg: cfg.clone(),
+        member_id,
+        cluster_id,
+        store: store.clone(),
+        lessor: lessor.clone(),
+        hub: hub.clone(),
+        alarms: alarms.clone(),
+        members: members.clone(),
+        raft: raft.clone(),
+        wait: wait.clone(),
+        metrics: metrics.clone(),
+        applied: applied_rx,
+        apply_tx,
+        next_id: AtomicU64::new(start_id),
+    });
+
+    let quota_server = Arc::downgrade(&server);
+    let applier = Applier {
+        store,
+        lessor: lessor.clone(),
+        hub: hub.clone(),
+        alarms,
+        members,
+        wait,
+        metrics: metrics.clone(),
+        member_id,
+        applied: applied_tx,
+        durable_applied,
+        start_index: applied_at_start,
+        quota_bytes: cfg.effective_quota_bytes(),
+        on_quota_exceeded: Box::new(move || {
+            if let Some(s) = quota_server.upgrade() {
+                tokio_spawn_alarm(s);
+            }
+        }),
+    };
+    let rt = tokio::runtime::Handle::current();
+    let apply_thread = std::thread::Builder::new()
+        .name("apply".into())
+        .spawn(move || {
+            let _guard = rt.enter();
+            let res = applier.run(apply_rx);
+            if let Err(e) = &res {
+                tracing::error!("apply thread stopped: {e}");
+            }
+            res
+        })
+        .map_err(|e| Error::io("spawn apply thread", e))?;
+    let raft_thread = std::thread::Builder::new()
+        .name("raft".into())
+        .spawn(move || {
+            let res = raft_node.run();
+            if let Err(e) = &res {
+                tracing::error!("raft thread stopped: {e}");
+            }
+            res
+        })
+        .map_err(|e| Error::io("spawn raft thread", e))?;
+
+    tokio::spawn(hub.run_sync());
+    tokio::spawn(expire_leases(Arc::downgrade(&server)));
+    Ok(Running { server, raft_thread, apply_thread })
+}
+
+/// Raises NOSPACE through Raft so every member sees the same alarm.
+fn tokio_spawn_alarm(server: Arc<EtcdServer>) {
+    use ballast_proto::etcdserverpb::{alarm_request::AlarmAction, AlarmRequest, AlarmType};
+    tokio::spawn(async move {
+        let req = AlarmRequest {
+            action: AlarmAction::Activate as i32,
+            member_id: server.member_id,
+            alarm: AlarmType::Nospace as i32,
+        };
+        if let Err(e) = server.propose(Request::Alarm(req)).await {
+            tracing::warn!("raising the NOSPACE alarm failed: {e}");
+        }
+    });
+}
+
+/// The leader revokes expired leases through Raft.
+async fn expire_leases(server: std::sync::Weak<EtcdServer>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tick.tick().await;
+        let Some(s) = server.upgrade() else { return };
+        for id in s.lessor.take_expired() {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let req = ballast_proto::etcdserverpb::LeaseRevokeRequest { id };
+                match s.propose(Request::LeaseRevoke(req)).await {
+                    Ok(_) | Err(EtcdError::LeaseNotFound) => {}
+                    Err(e) => tracing::warn!(lease = format!("{id:016x}"), "revoking expired lease failed: {e}"),
+                }
+            });
+        }
+    }
+}
