@@ -29,7 +29,11 @@ const MAX_QUOTA_BYTES: i64 = 8 * 1024 * 1024 * 1024;
 const RECOMMENDED_MAX_REQUEST_BYTES: u32 = 10 * 1024 * 1024;
 const LOG_LEVELS: [&str; 6] = ["debug", "info", "warn", "error", "panic", "fatal"];
 
-pub(crate) fn build(values: &Values, mode: Mode, warnings: &mut Vec<String>) -> Result<Config, ConfigError> {
+pub(crate) fn build(
+    values: &Values,
+    mode: Mode,
+    warnings: &mut Vec<String>,
+) -> Result<Config, ConfigError> {
     let get = Get(values);
     let name = get.str("name")?;
     let data_dir = match get.str("data-dir")? {
@@ -56,12 +60,14 @@ pub(crate) fn build(values: &Values, mode: Mode, warnings: &mut Vec<String>) -> 
         && !get.is_set("advertise-client-urls")
     {
         return Err(ConfigError::Invalid(
-            "--advertise-client-urls is required when --listen-client-urls is set explicitly".into(),
+            "--advertise-client-urls is required when --listen-client-urls is set explicitly"
+                .into(),
         ));
     }
     if listen_client_urls.is_empty() {
         return Err(ConfigError::Invalid(
-            "--listen-client-urls must list at least one URL: Ballast serves clients only there".into(),
+            "--listen-client-urls must list at least one URL: Ballast serves clients only there"
+                .into(),
         ));
     }
 
@@ -69,18 +75,31 @@ pub(crate) fn build(values: &Values, mode: Mode, warnings: &mut Vec<String>) -> 
         "periodic" => AutoCompactionMode::Periodic,
         "revision" => AutoCompactionMode::Revision,
         other => {
-            return Err(ConfigError::Invalid(format!("unknown auto-compaction-mode {other:?}")))
+            return Err(ConfigError::Invalid(format!(
+                "unknown auto-compaction-mode {other:?}"
+            )))
         }
     };
     let auto_compaction_retention = get.str("auto-compaction-retention")?;
-    parse_retention(auto_compaction_mode, &auto_compaction_retention).map_err(ConfigError::Invalid)?;
+    parse_retention(auto_compaction_mode, &auto_compaction_retention)
+        .map_err(ConfigError::Invalid)?;
 
     check_experimental(&get)?;
 
     let client_tls = tls(&get, "")?;
     let peer_tls = tls(&get, "peer-")?;
-    check_https(&listen_client_urls, &client_tls, "client", "--cert-file, --key-file")?;
-    check_https(&listen_peer_urls, &peer_tls, "peer", "--peer-cert-file, --peer-key-file")?;
+    check_https(
+        &listen_client_urls,
+        &client_tls,
+        "client",
+        "--cert-file, --key-file",
+    )?;
+    check_https(
+        &listen_peer_urls,
+        &peer_tls,
+        "peer",
+        "--peer-cert-file, --peer-key-file",
+    )?;
     let cipher_suites = get.list("cipher-suites")?;
     let (tls_min_version, tls_max_version) = tls_versions(&get, &cipher_suites)?;
 
@@ -126,7 +145,8 @@ pub(crate) fn build(values: &Values, mode: Mode, warnings: &mut Vec<String>) -> 
         max_concurrent_streams: get.u32("max-concurrent-streams")?,
         auto_compaction_mode,
         auto_compaction_retention,
-        watch_progress_notify_interval: get.duration("experimental-watch-progress-notify-interval")?,
+        watch_progress_notify_interval: get
+            .duration("experimental-watch-progress-notify-interval")?,
         emulated_etcd_version: get.str("emulated-etcd-version")?,
         force_new_cluster: get.bool("force-new-cluster")?,
         strict_reconfig_check: get.bool("strict-reconfig-check")?,
@@ -159,7 +179,10 @@ pub(crate) fn build(values: &Values, mode: Mode, warnings: &mut Vec<String>) -> 
 }
 
 /// Logger, level and outputs, as etcd's `setupLogging` checks them.
-fn logging(get: &Get, warnings: &mut Vec<String>) -> Result<(String, String, Vec<String>), ConfigError> {
+fn logging(
+    get: &Get,
+    warnings: &mut Vec<String>,
+) -> Result<(String, String, Vec<String>), ConfigError> {
     match get.str("logger")?.as_str() {
         "zap" => {}
         // etcd 3.4's default; 3.5 refuses it. Ballast has one logger anyway.
@@ -191,13 +214,21 @@ fn logging(get: &Get, warnings: &mut Vec<String>) -> Result<(String, String, Vec
 /// `--initial-cluster`, or etcd's default built from the name and the
 /// advertised peer URLs. Like etcd, a cluster equal to the stock default
 /// (`default=http://localhost:2380`) is rebuilt when `--name` is not `default`.
-fn initial_cluster(get: &Get, name: &str, peer_urls: &[Url]) -> Result<Vec<(String, Url)>, ConfigError> {
+fn initial_cluster(
+    get: &Get,
+    name: &str,
+    peer_urls: &[Url],
+) -> Result<Vec<(String, Url)>, ConfigError> {
     let given = get.cluster("initial-cluster")?;
-    let stock = get.is_set("initial-cluster") && get.is_default("initial-cluster")? && name != "default";
+    let stock =
+        get.is_set("initial-cluster") && get.is_default("initial-cluster")? && name != "default";
     if get.is_set("initial-cluster") && !stock {
         return Ok(given);
     }
-    Ok(peer_urls.iter().map(|u| (name.to_string(), u.clone())).collect())
+    Ok(peer_urls
+        .iter()
+        .map(|u| (name.to_string(), u.clone()))
+        .collect())
 }
 
 fn check_election(heartbeat_ms: u64, election_ms: u64) -> Result<(), ConfigError> {
@@ -245,7 +276,10 @@ fn check_experimental(get: &Get) -> Result<(), ConfigError> {
 
 /// etcd's `parseCompactionRetention`: a bare integer is hours (periodic) or
 /// revisions; otherwise a Go duration.
-pub(crate) fn parse_retention(mode: AutoCompactionMode, s: &str) -> Result<CompactionRetention, String> {
+pub(crate) fn parse_retention(
+    mode: AutoCompactionMode,
+    s: &str,
+) -> Result<CompactionRetention, String> {
     let s = if s.is_empty() { "0" } else { s };
     if let Ok(n) = s.parse::<u64>() {
         return Ok(match (n, mode) {
@@ -279,15 +313,31 @@ fn tls(get: &Get, prefix: &str) -> Result<TlsConfig, ConfigError> {
         client_key_file: path("client-key-file")?,
         trusted_ca_file: path("trusted-ca-file")?,
         client_cert_auth: get.bool(&format!("{prefix}client-cert-auth"))?,
-        crl_file: get.opt_path(if peer { "peer-crl-file" } else { "client-crl-file" })?,
+        crl_file: get.opt_path(if peer {
+            "peer-crl-file"
+        } else {
+            "client-crl-file"
+        })?,
         auto_tls: get.bool(&format!("{prefix}auto-tls"))?,
-        allowed_cn: if peer { get.opt_str("peer-cert-allowed-cn")? } else { None },
-        allowed_hostname: get.opt_str(if peer { "peer-cert-allowed-hostname" } else { "client-cert-allowed-hostname" })?,
+        allowed_cn: if peer {
+            get.opt_str("peer-cert-allowed-cn")?
+        } else {
+            None
+        },
+        allowed_hostname: get.opt_str(if peer {
+            "peer-cert-allowed-hostname"
+        } else {
+            "client-cert-allowed-hostname"
+        })?,
         skip_client_san_verification: peer
             && get.bool("experimental-peer-skip-client-san-verification")?,
     };
     if cfg.cert_file.is_some() != cfg.key_file.is_some() {
-        let show = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+        let show = |p: &Option<PathBuf>| {
+            p.as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        };
         return Err(ConfigError::Invalid(format!(
             "--{prefix}key-file and --{prefix}cert-file must both be present[key: {}, cert: {}]",
             show(&cfg.key_file),
@@ -299,7 +349,10 @@ fn tls(get: &Get, prefix: &str) -> Result<TlsConfig, ConfigError> {
 
 /// etcd refuses an https (or unixs) listener without a certificate.
 fn check_https(urls: &[Url], tls: &TlsConfig, side: &str, flags: &str) -> Result<(), ConfigError> {
-    match urls.iter().find(|u| matches!(u.scheme(), "https" | "unixs")) {
+    match urls
+        .iter()
+        .find(|u| matches!(u.scheme(), "https" | "unixs"))
+    {
         Some(u) if !tls.is_enabled() => Err(ConfigError::Invalid(format!(
             "TLS key/cert ({flags}) must be provided for {side} url {} with HTTPS scheme",
             display_url(u)
@@ -309,12 +362,18 @@ fn check_https(urls: &[Url], tls: &TlsConfig, side: &str, flags: &str) -> Result
 }
 
 /// etcd 3.5's `tlsutil.GetTLSVersion` plus the checks on the pair.
-fn tls_versions(get: &Get, cipher_suites: &[String]) -> Result<(Option<String>, Option<String>), ConfigError> {
+fn tls_versions(
+    get: &Get,
+    cipher_suites: &[String],
+) -> Result<(Option<String>, Option<String>), ConfigError> {
     let version = |flag: &str| -> Result<Option<String>, ConfigError> {
         match get.str(flag)?.as_str() {
             "" => Ok(None),
             v @ ("TLS1.2" | "TLS1.3") => Ok(Some(v.to_string())),
-            v => Err(get.invalid(flag, &format!("unexpected TLS version {v:?} (must be one of: TLS1.2, TLS1.3)"))),
+            v => Err(get.invalid(
+                flag,
+                &format!("unexpected TLS version {v:?} (must be one of: TLS1.2, TLS1.3)"),
+            )),
         }
     };
     let (min, max) = (version("tls-min-version")?, version("tls-max-version")?);

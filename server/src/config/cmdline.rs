@@ -26,7 +26,10 @@ pub(crate) fn parse(args: Vec<OsString>) -> Result<CommandLine, ConfigError> {
         .into_iter()
         .map(|a| {
             a.into_string().map_err(|a| {
-                ConfigError::Usage(format!("argument is not valid UTF-8: {}", a.to_string_lossy()))
+                ConfigError::Usage(format!(
+                    "argument is not valid UTF-8: {}",
+                    a.to_string_lossy()
+                ))
             })
         })
         .collect::<Result<Vec<String>, _>>()?;
@@ -71,11 +74,14 @@ pub(crate) fn parse(args: Vec<OsString>) -> Result<CommandLine, ConfigError> {
             (None, false) => match rest.next() {
                 Some(next) => next.as_str(),
                 None => {
-                    return Err(ConfigError::Usage(format!("flag needs an argument: -{name}")))
+                    return Err(ConfigError::Usage(format!(
+                        "flag needs an argument: -{name}"
+                    )))
                 }
             },
         };
-        out.entries.push((def, parse_entry(def, value, Source::Flag)?));
+        out.entries
+            .push((def, parse_entry(def, value, Source::Flag)?));
     }
 
     if let Some(extra) = rest.next() {

@@ -57,7 +57,12 @@ pub(crate) fn default_value(def: &FlagDef) -> Result<Value, ConfigError> {
 }
 
 /// etcd's texts: Go's `flag` package for flags, etcd's `SetFlagsFromEnv` for variables.
-pub(crate) fn invalid_value(def: &FlagDef, raw: &str, source: &Source, reason: &str) -> ConfigError {
+pub(crate) fn invalid_value(
+    def: &FlagDef,
+    raw: &str,
+    source: &Source,
+    reason: &str,
+) -> ConfigError {
     let name = def.name;
     ConfigError::InvalidValue(match source {
         Source::Flag if def.kind.is_bool() => {
@@ -65,7 +70,9 @@ pub(crate) fn invalid_value(def: &FlagDef, raw: &str, source: &Source, reason: &
         }
         Source::Flag => format!("invalid value {raw:?} for flag -{name}: {reason}"),
         Source::Env => format!("invalid value {raw:?} for {}: {reason}", def.env_name()),
-        Source::File(key) => format!("invalid value {raw:?} for {key} in the config file: {reason}"),
+        Source::File(key) => {
+            format!("invalid value {raw:?} for {key} in the config file: {reason}")
+        }
     })
 }
 

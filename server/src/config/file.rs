@@ -53,11 +53,20 @@ pub(crate) fn from_yaml(
                 let def = FLAGS
                     .iter()
                     .find(|d| matches!(d.file, FileKey::In(s, k) if s == key && k == inner));
-                set(&mut values, def, &format!("{key}.{inner}"), value, path, warnings)?;
+                set(
+                    &mut values,
+                    def,
+                    &format!("{key}.{inner}"),
+                    value,
+                    path,
+                    warnings,
+                )?;
             }
             continue;
         }
-        let def = FLAGS.iter().find(|d| d.file == FileKey::Same && d.name == key);
+        let def = FLAGS
+            .iter()
+            .find(|d| d.file == FileKey::Same && d.name == key);
         set(&mut values, def, &key, value, path, warnings)?;
     }
     Ok(values)
@@ -68,7 +77,10 @@ fn key_text(key: &Yaml, path: &str) -> Result<String, ConfigError> {
         Yaml::String(s) => Ok(s.clone()),
         other => Err(ConfigError::ConfigFile {
             path: path.to_string(),
-            reason: format!("keys must be strings, found {}", scalar_text(other).unwrap_or_default()),
+            reason: format!(
+                "keys must be strings, found {}",
+                scalar_text(other).unwrap_or_default()
+            ),
         }),
     }
 }
@@ -88,7 +100,9 @@ fn set(
     warnings: &mut Vec<String>,
 ) -> Result<(), ConfigError> {
     let Some(def) = def else {
-        warnings.push(format!("config file {path}: unrecognized key {key} (ignored)"));
+        warnings.push(format!(
+            "config file {path}: unrecognized key {key} (ignored)"
+        ));
         return Ok(());
     };
     if let Some(entry) = entry(def, key, yaml)? {
@@ -113,13 +127,18 @@ fn entry(def: &FlagDef, key: &str, yaml: &Yaml) -> Result<Option<Entry>, ConfigE
             let raw = n.to_string();
             return match n.as_u64() {
                 Some(ns) => Ok(Some(direct(Value::Duration(Duration::from_nanos(ns)), raw))),
-                None => Err(bad(&raw, "expected nanoseconds or a duration such as \"10s\"")),
+                None => Err(bad(
+                    &raw,
+                    "expected nanoseconds or a duration such as \"10s\"",
+                )),
             };
         }
         (Yaml::Sequence(items), Kind::List | Kind::Urls(_)) => {
             let items = items
                 .iter()
-                .map(|item| scalar_text(item).ok_or_else(|| bad("[...]", "expected a list of strings")))
+                .map(|item| {
+                    scalar_text(item).ok_or_else(|| bad("[...]", "expected a list of strings"))
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             if def.kind == Kind::List {
                 let raw = items.join(",");

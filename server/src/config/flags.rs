@@ -181,7 +181,10 @@ pub(crate) fn lookup(name: &str) -> Option<&'static FlagDef> {
 
 /// Looks a flag up by its environment variable name.
 pub(crate) fn lookup_env(var: &str) -> Option<&'static FlagDef> {
-    let name = var.strip_prefix("ETCD_")?.to_ascii_lowercase().replace('_', "-");
+    let name = var
+        .strip_prefix("ETCD_")?
+        .to_ascii_lowercase()
+        .replace('_', "-");
     lookup(&name).filter(|d| d.env_name() == var)
 }
 

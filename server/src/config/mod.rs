@@ -68,7 +68,10 @@ where
     }
     if let Some(true) = bool_value(&flag_values, "version") {
         let emulated = emulated_version_hint(&flag_values, env);
-        return Ok((Outcome::PrintAndExit(help::version_text(&emulated)), Vec::new()));
+        return Ok((
+            Outcome::PrintAndExit(help::version_text(&emulated)),
+            Vec::new(),
+        ));
     }
 
     let mut warnings = Vec::new();
@@ -132,7 +135,9 @@ fn check_support(values: &Values, warnings: &mut Vec<String>) -> Result<(), Conf
             Support::Deprecated(note) => warnings.push(format!("{label} is deprecated: {note}")),
             // etcd's own words for these.
             Support::Obsolete => warnings.push(match entry.source {
-                Source::Flag => format!("flag \"-{}\" is no longer supported - ignoring.", def.name),
+                Source::Flag => {
+                    format!("flag \"-{}\" is no longer supported - ignoring.", def.name)
+                }
                 _ => format!("{label} is no longer supported - ignoring."),
             }),
         }
@@ -183,7 +188,10 @@ fn bool_value(values: &Values, name: &str) -> Option<bool> {
 }
 
 fn env_value(env: &[(String, String)], key: &str) -> Option<String> {
-    env.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+    env.iter()
+        .rev()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.clone())
 }
 
 /// `--initial-cluster-state`.

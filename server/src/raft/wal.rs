@@ -24,6 +24,7 @@
 //! segments are synced before the next one is started, so only the newest
 //! segment can ever hold an interrupted write, which recovery cuts off.
 
+mod compact;
 mod format;
 mod log_index;
 mod recovery;
@@ -32,12 +33,12 @@ mod segment;
 mod tests;
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use raft::eraftpb::{ConfState, Entry, HardState};
 
-use format::{Decoded, Frame, Record, HEADER_LEN};
+use format::Record;
 use log_index::{Loc, LogIndex};
 use segment::{io_err, sync_dir, Segment};
 
@@ -49,6 +50,10 @@ pub const DEFAULT_SEGMENT_SIZE: u64 = 64 * 1024 * 1024;
 /// Write buffer in front of the current segment: records are encoded into
 /// it and reach the OS in large writes.
 const WRITE_BUFFER: usize = 256 * 1024;
+
+/// Capacity of the encoding buffer kept between records; a buffer grown
+/// past this by one huge entry is released rather than held forever.
+const SCRATCH_KEEP: usize = 1024 * 1024;
 
 /// Errors from the WAL. Every variant carries enough context for an
 /// operator to act on it without reading the code.
@@ -187,6 +192,10 @@ impl Wal {
             return Err(WalError::AlreadyExists(dir.to_path_buf()));
         }
         fs::create_dir_all(dir).map_err(io_err(dir))?;
+        // Leftovers of a half-built segment could collide with future names.
+        for tmp in segment::list(dir)?.temp {
+            fs::remove_file(&tmp).map_err(io_err(&tmp))?;
+        }
         if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
             sync_dir(parent)?;
         }
@@ -235,9 +244,12 @@ impl Wal {
         if !replayed.obsolete.is_empty() {
             // A snapshot mark was made durable but the segments it supersedes
             // were not all deleted before a crash: finish the job.
+            // Failing only costs disk space: later opens ignore them too.
             for seg in &replayed.obsolete {
                 tracing::info!(file = %seg.path.display(), "removing WAL segment superseded by a snapshot mark");
-                fs::remove_file(&seg.path).map_err(io_err(&seg.path))?;
+                if let Err(e) = fs::remove_file(&seg.path) {
+                    tracing::warn!(file = %seg.path.display(), error = %e, "could not delete superseded WAL segment");
+                }
             }
             sync_dir(dir)?;
         }
@@ -431,115 +443,6 @@ impl Wal {
         self.poison_on_err(res)
     }
 
-    /// Builds the new segment under a temporary name and renames it into
-    /// place, returning it open for appending with its length and index.
-    fn write_mark_segment(
-        &mut self,
-        seg: &Segment,
-        mark: &SnapshotMark,
-        keep: &[(u64, Loc)],
-    ) -> Result<(File, u64, LogIndex)> {
-        let tmp = seg.tmp_path();
-        let res = self.build_segment(&tmp, mark, keep).and_then(|(file, len, index)| {
-            fs::rename(&tmp, &seg.path).map_err(io_err(&seg.path))?;
-            Ok((file, len, index))
-        });
-        if res.is_err() {
-            // Nothing refers to the temporary file; recovery would delete it
-            // too, but do not leave it behind.
-            let _ = fs::remove_file(&tmp);
-        }
-        res
-    }
-
-    fn build_segment(
-        &mut self,
-        tmp: &Path,
-        mark: &SnapshotMark,
-        keep: &[(u64, Loc)],
-    ) -> Result<(File, u64, LogIndex)> {
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(tmp)
-            .map_err(io_err(tmp))?;
-        let mut out = BufWriter::with_capacity(WRITE_BUFFER, file);
-        let new_seq = self.current.seq + 1;
-        let mut len = 0u64;
-        let mut index = LogIndex::new(mark.index, mark.term);
-        self.scratch.clear();
-        format::encode(&mut self.scratch, Record::SnapshotMark(mark));
-        format::encode(&mut self.scratch, Record::HardState(&self.hard_state));
-        out.write_all(&self.scratch).map_err(io_err(tmp))?;
-        len += self.scratch.len() as u64;
-
-        let mut reader: Option<(u64, File)> = None;
-        for &(entry_index, loc) in keep {
-            let src = self.segment_path(loc.seq)?;
-            let f = match &mut reader {
-                Some((seq, f)) if *seq == loc.seq => f,
-                slot => {
-                    let f = File::open(&src).map_err(io_err(&src))?;
-                    &mut slot.insert((loc.seq, f)).1
-                }
-            };
-            read_entry_record(f, &src, loc, entry_index, &mut self.scratch)?;
-            out.write_all(&self.scratch).map_err(io_err(tmp))?;
-            index.push(
-                entry_index,
-                Loc {
-                    term: loc.term,
-                    seq: new_seq,
-                    offset: len,
-                },
-            );
-            len += self.scratch.len() as u64;
-        }
-        let file = out.into_inner().map_err(|e| io_err(tmp)(e.into_error()))?;
-        file.sync_all().map_err(io_err(tmp))?;
-        Ok((file, len, index))
-    }
-
-    fn switch_to_mark_segment(
-        &mut self,
-        seg: Segment,
-        file: File,
-        seg_len: u64,
-        index: LogIndex,
-        mark: SnapshotMark,
-    ) -> Result<()> {
-        // The rename must be durable before anything is appended after it.
-        sync_dir(&self.dir)?;
-        let mut old = std::mem::take(&mut self.older);
-        old.push(std::mem::replace(&mut self.current, seg));
-        self.file = BufWriter::with_capacity(WRITE_BUFFER, file);
-        self.seg_len = seg_len;
-        self.index = index;
-        self.snapshot = Some(mark);
-        // Deleting superseded segments only frees space: if it fails they are
-        // removed at the next open, which ignores them.
-        for s in &old {
-            if let Err(e) = fs::remove_file(&s.path) {
-                tracing::warn!(file = %s.path.display(), error = %e, "could not delete WAL segment superseded by a snapshot mark");
-            }
-        }
-        if let Err(e) = sync_dir(&self.dir) {
-            tracing::warn!(error = %e, "could not sync the WAL directory after deleting old segments");
-        }
-        Ok(())
-    }
-
-    fn segment_path(&self, seq: u64) -> Result<PathBuf> {
-        self.older
-            .iter()
-            .chain(std::iter::once(&self.current))
-            .find(|s| s.seq == seq)
-            .map(|s| s.path.clone())
-            .ok_or_else(|| {
-                WalError::InvalidArgument(format!("internal error: no live segment {seq}"))
-            })
-    }
-
     /// Encodes and writes one record to the current segment, starting a new
     /// segment first if it is full. Returns where the record went.
     fn write_record(&mut self, rec: Record<'_>) -> Result<(u64, u64)> {
@@ -554,6 +457,9 @@ impl Wal {
             .map_err(io_err(&self.current.path))?;
         self.seg_len += n as u64;
         self.dirty = true;
+        if self.scratch.capacity() > SCRATCH_KEEP {
+            self.scratch = Vec::new();
+        }
         Ok((seq, offset))
     }
 
@@ -589,41 +495,5 @@ impl Wal {
             self.poisoned = true;
         }
         res
-    }
-}
-
-/// Reads the framed entry record at `loc` into `out`, checking that it is
-/// intact and is the entry expected there.
-fn read_entry_record(
-    f: &mut File,
-    path: &Path,
-    loc: Loc,
-    index: u64,
-    out: &mut Vec<u8>,
-) -> Result<()> {
-    let corrupt = |reason: String| WalError::Corrupt {
-        file: path.to_path_buf(),
-        offset: loc.offset,
-        reason,
-    };
-    out.clear();
-    out.resize(HEADER_LEN, 0);
-    f.seek(SeekFrom::Start(loc.offset))
-        .and_then(|_| f.read_exact(out))
-        .map_err(io_err(path))?;
-    let len = u32::from_le_bytes([out[0], out[1], out[2], out[3]]) as usize;
-    out.resize(HEADER_LEN + len, 0);
-    f.read_exact(&mut out[HEADER_LEN..])
-        .map_err(io_err(path))?;
-    match format::frame_at(out, 0) {
-        Frame::Good { body, .. } => match format::decode(body) {
-            Ok(Decoded::Entry(e)) if e.index == index && e.term == loc.term => Ok(()),
-            Ok(_) => Err(corrupt(format!(
-                "expected entry {index} (term {}) while compacting the log, found another record",
-                loc.term
-            ))),
-            Err(r) => Err(corrupt(format!("record has a valid checksum but {r}"))),
-        },
-        Frame::Bad(r) => Err(corrupt(format!("{r} while re-reading entry {index}"))),
     }
 }

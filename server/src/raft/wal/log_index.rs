@@ -92,8 +92,6 @@ impl LogIndex {
     /// Entries after `index`, as `(entry index, location)`.
     pub(super) fn after(&self, index: u64) -> impl Iterator<Item = (u64, Loc)> + '_ {
         let skip = usize::try_from(index.saturating_sub(self.base)).unwrap_or(usize::MAX);
-        (self.base + 1..)
-            .zip(self.locs.iter().copied())
-            .skip(skip)
+        (self.base + 1..).zip(self.locs.iter().copied()).skip(skip)
     }
 }

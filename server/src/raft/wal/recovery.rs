@@ -124,7 +124,9 @@ fn starts_with_mark(path: &Path) -> Result<bool> {
         return Ok(false);
     }
     f.read_exact(&mut header).map_err(io_err(path))?;
-    let len = u64::from(u32::from_le_bytes([header[0], header[1], header[2], header[3]]));
+    let len = u64::from(u32::from_le_bytes([
+        header[0], header[1], header[2], header[3],
+    ]));
     if len == 0 || HEADER_LEN as u64 + len > size {
         return Ok(false);
     }
@@ -176,7 +178,8 @@ impl State {
                 };
                 self.check_name(seg, expected)?;
             }
-            self.apply(rec, seg.seq, off as u64).map_err(|r| corrupt(off, r))?;
+            self.apply(rec, seg.seq, off as u64)
+                .map_err(|r| corrupt(off, r))?;
             off = end;
         }
         if !name_checked {

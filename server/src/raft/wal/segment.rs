@@ -142,7 +142,10 @@ mod tests {
         assert_eq!(name, "000000000000001f-000000000000002a.wal");
         assert_eq!(parse_name(name), Some((0x1f, 0x2a)));
         assert_eq!(parse_name("1f-2a.wal"), None);
-        assert_eq!(parse_name("000000000000001f-000000000000002a.wal.tmp"), None);
+        assert_eq!(
+            parse_name("000000000000001f-000000000000002a.wal.tmp"),
+            None
+        );
         assert_eq!(parse_name("000000000000001f_000000000000002a.wal"), None);
         assert_eq!(parse_name("+00000000000001f-000000000000002a.wal"), None);
     }

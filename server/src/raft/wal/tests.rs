@@ -69,7 +69,10 @@ fn set_len(path: &Path, len: u64) {
 }
 
 fn append_bytes(path: &Path, bytes: &[u8]) {
-    let mut f = fs::OpenOptions::new().append(true).open(path).expect("open");
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .expect("open");
     f.write_all(bytes).expect("write");
 }
 
@@ -86,7 +89,10 @@ fn expect_corrupt(dir: &Path) -> (PathBuf, u64, String) {
     match Wal::open_with(dir, opts(1 << 20)) {
         Err(e @ WalError::Corrupt { .. }) => {
             let msg = e.to_string();
-            assert!(msg.contains("re-add"), "message should say what to do: {msg}");
+            assert!(
+                msg.contains("re-add"),
+                "message should say what to do: {msg}"
+            );
             let WalError::Corrupt { file, offset, .. } = e else {
                 unreachable!()
             };
@@ -145,7 +151,11 @@ fn create_and_open_guard_against_mixups() {
     drop(wal);
     assert!(matches!(Wal::create(&dir), Err(WalError::AlreadyExists(_))));
     let (_, rec) = Wal::open(&dir).expect("open");
-    assert_eq!(rec.entries, entries(1..=2, 1), "failed create must not touch the log");
+    assert_eq!(
+        rec.entries,
+        entries(1..=2, 1),
+        "failed create must not touch the log"
+    );
 }
 
 #[test]
@@ -258,7 +268,11 @@ fn torn_tail_at_every_cut_point() {
         assert_eq!(rec.entries.len() as u64, want_last, "cut at {cut}");
         assert_eq!(rec.entries[..3], entries(1..=3, 1)[..], "cut at {cut}");
         assert_eq!(rec.hard_state, hs(1, 1, 2), "cut at {cut}");
-        assert_eq!(file_len(&seg), want_len, "torn bytes must be cut off ({cut})");
+        assert_eq!(
+            file_len(&seg),
+            want_len,
+            "torn bytes must be cut off ({cut})"
+        );
 
         // Appending afterwards continues cleanly and survives a reopen.
         wal.append(&[entry(4, 2), entry(5, 2)], Some(&hs(2, 2, 5)))
@@ -335,7 +349,11 @@ fn flipped_byte_in_a_middle_record_is_corruption() {
     assert_eq!(file, path);
     assert_eq!(offset, off);
     assert!(msg.contains("intact record follows"), "{msg}");
-    assert_eq!(file_len(&path), len_before, "a corrupt log must not be modified");
+    assert_eq!(
+        file_len(&path),
+        len_before,
+        "a corrupt log must not be modified"
+    );
     // Stays an error: nothing was "repaired" away.
     expect_corrupt(tmp.path());
 }
@@ -366,7 +384,8 @@ fn missing_segments_are_corruption() {
     let orig = tmp.path().join("orig");
     let mut wal = Wal::create_with(&orig, opts(300)).expect("create");
     for i in 1..=40 {
-        wal.append(&[entry(i, 1)], Some(&hs(1, 1, i))).expect("append");
+        wal.append(&[entry(i, 1)], Some(&hs(1, 1, i)))
+            .expect("append");
     }
     wal.sync().expect("sync");
     drop(wal);
@@ -424,8 +443,11 @@ fn rotation_across_several_segments() {
     let mut wal = Wal::create_with(tmp.path(), opts(1024)).expect("create");
     for batch in 0..20u64 {
         let first = batch * 10 + 1;
-        wal.append(&entries(first..=first + 9, 1 + batch / 5), Some(&hs(1 + batch / 5, 1, first)))
-            .expect("append");
+        wal.append(
+            &entries(first..=first + 9, 1 + batch / 5),
+            Some(&hs(1 + batch / 5, 1, first)),
+        )
+        .expect("append");
         wal.sync().expect("sync");
     }
     drop(wal);
@@ -594,7 +616,8 @@ fn interrupted_mark_snapshot_recovers_either_log() {
     let dir = tmp.path();
     let mut wal = Wal::create_with(dir, opts(400)).expect("create");
     for i in 1..=30 {
-        wal.append(&[entry(i, 1)], Some(&hs(1, 1, i))).expect("append");
+        wal.append(&[entry(i, 1)], Some(&hs(1, 1, i)))
+            .expect("append");
     }
     wal.sync().expect("sync");
     let old: Vec<(PathBuf, Vec<u8>)> = segment_files(dir)
@@ -638,7 +661,11 @@ fn interrupted_mark_snapshot_recovers_either_log() {
     assert_eq!(rec.snapshot, Some(mark));
     assert_eq!(rec.entries, entries(21..=30, 1));
     assert_eq!(rec.hard_state, hs(1, 1, 30));
-    assert_eq!(segment_files(dir).len(), 1, "superseded segments are removed");
+    assert_eq!(
+        segment_files(dir).len(),
+        1,
+        "superseded segments are removed"
+    );
 }
 
 #[test]
@@ -742,7 +769,8 @@ fn random_histories_recover_what_was_synced() {
                             e
                         })
                         .collect();
-                    let hard = (rng.below(2) == 0).then(|| hs(term, rng.below(4), rng.below(last + 1)));
+                    let hard =
+                        (rng.below(2) == 0).then(|| hs(term, rng.below(4), rng.below(last + 1)));
                     wal.append(&batch, hard.as_ref()).expect("append");
                     if let Some(first) = batch.first() {
                         model.entries.truncate((first.index - base - 1) as usize);
@@ -775,7 +803,6 @@ fn random_histories_recover_what_was_synced() {
                             conf_state: ConfState::default(),
                         }
                     };
-                    eprintln!("MARK matching={matching} keep={}", model.entries.len());
                     wal.mark_snapshot(mark.clone()).expect("mark");
                     let keep = if matching {
                         (mark.index - base) as usize
@@ -790,7 +817,6 @@ fn random_histories_recover_what_was_synced() {
                     // Crash: lose everything after a random point at or
                     // after the last sync, possibly leaving a torn record.
                     let p = points.swap_remove(rng.below(points.len() as u64) as usize);
-                    let wal_seq = wal.current.seq;
                     drop(wal);
                     for f in segment_files(dir) {
                         let name = f.file_name().and_then(|n| n.to_str()).expect("name");
@@ -806,7 +832,6 @@ fn random_histories_recover_what_was_synced() {
                             }
                         }
                     }
-                    eprintln!("CRASH seed {seed} older={} junk", p.seq < wal_seq);
                     let (w, rec) = reopen(dir, size);
                     assert_eq!(rec, p.state, "seed {seed} step {step}");
                     wal = w;
