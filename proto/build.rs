@@ -1,7 +1,8 @@
 //! Generates the Rust code for the etcd v3 API and Ballast's internal protos.
 //!
-//! Uses the system `protoc` (from `PROTOC`, else `protoc` on `PATH`); nothing is
-//! downloaded or vendored.
+//! Uses `PROTOC` if set, else `protoc` on `PATH`, else the `protoc` binary
+//! shipped inside the `protoc-bin-vendored` crate, so that a fresh machine
+//! builds without installing anything.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -24,6 +25,13 @@ fn main() {
     }
     println!("cargo:rerun-if-env-changed=PROTOC");
 
+    if std::env::var_os("PROTOC").is_none() && !runs(&PathBuf::from("protoc")) {
+        match protoc_bin_vendored::protoc_bin_path() {
+            // Build scripts run single-threaded, so setting the variable is sound.
+            Ok(p) => unsafe { std::env::set_var("PROTOC", p) },
+            Err(e) => println!("cargo:warning=no vendored protoc for this platform: {e}"),
+        }
+    }
     check_protoc();
 
     tonic_prost_build::configure()
@@ -31,6 +39,10 @@ fn main() {
         .build_server(true)
         .compile_protos(PROTOS, &[PROTO_ROOT])
         .unwrap_or_else(|e| panic!("compiling the .proto files failed: {e}"));
+}
+
+fn runs(protoc: &PathBuf) -> bool {
+    Command::new(protoc).arg("--version").output().is_ok_and(|o| o.status.success())
 }
 
 /// Fails early, with an actionable message, when no usable `protoc` exists.

@@ -52,7 +52,7 @@ pub(crate) fn usage() -> String {
                     let _ = writeln!(out, "    [Ballast: accepted and ignored]");
                 }
                 Support::Refused(why) => {
-                    let _ = writeln!(out, "    [Ballast: only '{shown}' is accepted: {why}]");
+                    let _ = writeln!(out, "    [Ballast: other values are refused: {why}]");
                 }
                 Support::Deprecated(note) => {
                     let _ = writeln!(out, "    [{note}]");
@@ -60,7 +60,9 @@ pub(crate) fn usage() -> String {
                 Support::Used | Support::Obsolete | Support::Special => {}
             }
         }
+        if group == Group::Unsafe {
+            out.push_str("\nCAUTIOUS with unsafe flag! It may break the guarantees given by the consensus protocol!\n");
+        }
     }
-    out.push_str("\nCAUTIOUS with unsafe flag! It may break the guarantees given by the consensus protocol!\n");
     out
 }

@@ -25,6 +25,7 @@ mod env;
 mod error;
 mod file;
 mod flags;
+mod get;
 mod help;
 mod values;
 

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs Ballast's whole test suite: formatting, lints, unit tests and the
+# integration tests that drive the real server with real etcdctl.
+# Installs what the tests need (Debian's etcdctl and a reference etcd) when missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
+command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  echo "installing ${need[*]} (etcdctl 3.4 and etcd for the integration tests)"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo test --workspace
