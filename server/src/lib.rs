@@ -14,6 +14,7 @@ pub mod error;
 pub mod http;
 pub mod lease;
 pub mod listen;
+pub mod logging;
 pub mod metrics;
 pub mod mvcc;
 pub mod raft;

@@ -23,7 +23,7 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!("{e}");
-            return ExitCode::from(2);
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(1));
         }
     };
     init_logging(&cfg);
@@ -51,12 +51,8 @@ fn init_logging(cfg: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(cfg.log_level.as_str()));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if cfg.logger == "zap" {
-        // etcd's default: one JSON object per line.
-        builder.json().flatten_event(true).with_current_span(false).init();
-    } else {
-        builder.init();
-    }
+    // etcd's default zap logger: one JSON object per line.
+    builder.event_format(ballast::logging::ZapJson).init();
 }
 
 async fn run(cfg: Config) -> anyhow::Result<()> {
@@ -70,6 +66,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     let running = server::start(cfg).context("starting the member")?;
     let s = running.server.clone();
     let serve = listen::serve_clients(s.clone());
+    tokio::spawn(announce_ready(s.clone()));
     let result = tokio::select! {
         r = serve => r.context("serving clients"),
         _ = shutdown_signal() => {
@@ -80,6 +77,25 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     drop(s);
     tokio::task::spawn_blocking(move || running.stop()).await.context("stopping")??;
     result
+}
+
+/// Logs the lines etcd prints once a member can serve: scripts and
+/// operators wait for them.
+async fn announce_ready(s: std::sync::Arc<server::EtcdServer>) {
+    loop {
+        if s.linearize().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(s.cfg.heartbeat_interval).await;
+    }
+    let me = s.members.get(s.member_id);
+    tracing::info!(
+        local_member_id = format!("{:x}", s.member_id),
+        local_member_attributes = ?me.map(|m| (m.name, m.client_urls)),
+        cluster_id = format!("{:x}", s.cluster_id),
+        "published local member to cluster through raft"
+    );
+    tracing::info!(cluster_version = "3.5", "enabled capabilities for version 3.5");
 }
 
 async fn shutdown_signal() {

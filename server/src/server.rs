@@ -154,6 +154,8 @@ pub struct Running {
     pub server: Arc<EtcdServer>,
     raft_thread: std::thread::JoinHandle<Result<()>>,
     apply_thread: std::thread::JoinHandle<Result<()>>,
+    /// Held for the life of the member.
+    _lock: std::fs::File,
 }
 
 impl Running {
@@ -176,6 +178,7 @@ pub fn start(cfg: Config) -> Result<Running> {
     let wal_dir = cfg.wal_path();
     let snap_dir = member_dir.join("snap");
     std::fs::create_dir_all(&snap_dir).map_err(|e| Error::io(format!("create {}", snap_dir.display()), e))?;
+    let lock = lock_data_dir(&member_dir)?;
     let backend = Arc::new(Backend::open(&snap_dir.join("db"))?);
     let members = Arc::new(Members::load(&backend)?);
 
@@ -208,8 +211,18 @@ pub fn start(cfg: Config) -> Result<Running> {
         })?;
         let member_id = me.id;
         let cluster_id = ids::cluster_id(&initial.iter().map(|m| m.id).collect::<Vec<_>>());
-        let mut wal = Wal::create(&wal_dir)?;
-        let log = node::bootstrap(&mut wal, initial.iter().map(|m| m.id).collect())?;
+        // Build the WAL aside and rename it into place, so a crash here never
+        // leaves a WAL without its starting configuration.
+        let tmp_wal = wal_dir.with_extension("tmp");
+        let _ = std::fs::remove_dir_all(&tmp_wal);
+        {
+            let mut wal = Wal::create(&tmp_wal)?;
+            node::bootstrap(&mut wal, initial.iter().map(|m| m.id).collect())?;
+        }
+        std::fs::rename(&tmp_wal, &wal_dir).map_err(|e| Error::io(format!("rename {} into place", tmp_wal.display()), e))?;
+        backend::sync_dir(&wal_dir)?;
+        let (wal, rec) = Wal::open(&wal_dir)?;
+        let log = node::restore(rec.hard_state, rec.snapshot, rec.entries)?;
         {
             let txn = backend.write(true)?;
             {
@@ -361,7 +374,25 @@ pub fn start(cfg: Config) -> Result<Running> {
 
     tokio::spawn(hub.run_sync());
     tokio::spawn(expire_leases(Arc::downgrade(&server)));
-    Ok(Running { server, raft_thread, apply_thread })
+    Ok(Running { server, raft_thread, apply_thread, _lock: lock })
+}
+
+/// Two processes on one data dir would corrupt it; the second one stops.
+fn lock_data_dir(member_dir: &std::path::Path) -> Result<std::fs::File> {
+    let path = member_dir.join(".lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
+    f.try_lock().map_err(|_| {
+        Error::Other(format!(
+            "data dir {} is in use by another process (another etcd or ballast member?)",
+            member_dir.display()
+        ))
+    })?;
+    Ok(f)
 }
 
 /// Raises NOSPACE through Raft so every member sees the same alarm.

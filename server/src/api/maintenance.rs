@@ -121,7 +121,7 @@ impl Maintenance for MaintenanceService {
                 tracing::info!("sending database snapshot to client");
                 let header = s.header(s.store.current_revision());
                 crate::snapshot::stream(file, |blob, remaining_bytes| {
-                    let msg = SnapshotResponse { header: header.clone(), remaining_bytes, blob, version: String::new() };
+                    let msg = SnapshotResponse { header, remaining_bytes, blob, version: String::new() };
                     tx.blocking_send(Ok(msg)).map_err(|_| crate::error::Error::Other("client went away".into()))
                 })
             });

@@ -202,19 +202,19 @@ fn split(
     fragment: bool,
     limit: usize,
 ) -> Vec<WatchResponse> {
-    let whole = WatchResponse { header: header.clone(), watch_id, events, ..Default::default() };
+    let whole = WatchResponse { header, watch_id, events, ..Default::default() };
     if !fragment || whole.encoded_len() <= limit {
         return vec![whole];
     }
     let mut out = Vec::new();
-    let mut cur = WatchResponse { header: header.clone(), watch_id, fragment: true, ..Default::default() };
+    let mut cur = WatchResponse { header, watch_id, fragment: true, ..Default::default() };
     let mut size = 0;
     for e in whole.events {
         let n = e.encoded_len();
         if size + n > limit && !cur.events.is_empty() {
             out.push(std::mem::replace(
                 &mut cur,
-                WatchResponse { header: header.clone(), watch_id, fragment: true, ..Default::default() },
+                WatchResponse { header, watch_id, fragment: true, ..Default::default() },
             ));
             size = 0;
         }

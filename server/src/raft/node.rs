@@ -238,7 +238,7 @@ impl RaftNode {
                 self.fail_reads(EtcdError::LeaderChanged);
             }
         }
-        self.to_apply(rd.take_committed_entries());
+        self.hand_to_apply(rd.take_committed_entries());
 
         let hs = rd.hs().cloned();
         let wrote = !rd.entries().is_empty() || hs.is_some();
@@ -267,12 +267,12 @@ impl RaftNode {
             self.status.commit.store(commit, Ordering::Relaxed);
         }
         self.send(light.take_messages());
-        self.to_apply(light.take_committed_entries());
+        self.hand_to_apply(light.take_committed_entries());
         self.raw.advance_apply();
         Ok(())
     }
 
-    fn to_apply(&mut self, entries: Vec<Entry>) {
+    fn hand_to_apply(&mut self, entries: Vec<Entry>) {
         if let Some(last) = entries.last() {
             self.status.commit.fetch_max(last.index, Ordering::Relaxed);
             self.metrics.proposals_committed.set(last.index as i64);

@@ -152,7 +152,7 @@ fn help_lists_every_visible_flag_with_its_default() {
     );
     assert!(text.contains("  --data-dir '${name}.etcd'\n"));
     assert!(text.contains("  --emulated-etcd-version '3.5.17'\n"));
-    assert!(text.contains("  --enable-v2 'false'\n    Accept etcd V2 client requests.\n    [Ballast: only 'false' is accepted"));
+    assert!(text.contains("  --enable-v2 'false'\n    Accept etcd V2 client requests.\n    [Ballast: other values are refused: "));
     for def in FLAGS.iter().filter(|d| d.group != Group::Hidden) {
         assert!(
             text.contains(&format!("  --{} '", def.name)),

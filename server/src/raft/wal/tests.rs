@@ -15,7 +15,7 @@ fn entry(index: u64, term: u64) -> Entry {
         data: format!("value-{index}-{term}").into_bytes(),
         ..Entry::default()
     };
-    if index % 3 == 0 {
+    if index.is_multiple_of(3) {
         e.entry_type = EntryType::EntryConfChange as i32;
         e.context = vec![0xff, 0, index as u8];
     }
