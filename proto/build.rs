@@ -42,7 +42,10 @@ fn main() {
 }
 
 fn runs(protoc: &PathBuf) -> bool {
-    Command::new(protoc).arg("--version").output().is_ok_and(|o| o.status.success())
+    Command::new(protoc)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 /// Fails early, with an actionable message, when no usable `protoc` exists.

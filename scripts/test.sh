@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 need=()
 command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
+# The etcd-client crate (an independent client used by the tests) builds its protos with protoc.
+command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"

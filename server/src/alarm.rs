@@ -22,11 +22,16 @@ impl Alarms {
             let (k, _) = item?;
             active.push(k.value());
         }
-        Ok(Alarms { active: RwLock::new(active) })
+        Ok(Alarms {
+            active: RwLock::new(active),
+        })
     }
 
     pub fn nospace(&self) -> bool {
-        self.active.read().iter().any(|(_, a)| *a == AlarmType::Nospace as i32)
+        self.active
+            .read()
+            .iter()
+            .any(|(_, a)| *a == AlarmType::Nospace as i32)
     }
 
     pub fn any(&self) -> bool {
@@ -34,11 +39,20 @@ impl Alarms {
     }
 
     pub fn list(&self) -> Vec<AlarmMember> {
-        self.active.read().iter().map(|&(member_id, alarm)| AlarmMember { member_id, alarm }).collect()
+        self.active
+            .read()
+            .iter()
+            .map(|&(member_id, alarm)| AlarmMember { member_id, alarm })
+            .collect()
     }
 
     /// Returns the alarm if it was newly raised.
-    pub fn activate(&self, txn: &WriteTransaction, member: u64, alarm: i32) -> Result<Vec<(u64, i32)>> {
+    pub fn activate(
+        &self,
+        txn: &WriteTransaction,
+        member: u64,
+        alarm: i32,
+    ) -> Result<Vec<(u64, i32)>> {
         if alarm == AlarmType::None as i32 {
             return Ok(Vec::new());
         }
@@ -52,7 +66,12 @@ impl Alarms {
     }
 
     /// Returns the alarm if it was active.
-    pub fn deactivate(&self, txn: &WriteTransaction, member: u64, alarm: i32) -> Result<Vec<(u64, i32)>> {
+    pub fn deactivate(
+        &self,
+        txn: &WriteTransaction,
+        member: u64,
+        alarm: i32,
+    ) -> Result<Vec<(u64, i32)>> {
         let mut active = self.active.write();
         let before = active.len();
         active.retain(|a| *a != (member, alarm));

@@ -94,16 +94,27 @@ impl EtcdError {
             Compacted | FutureRev | LeaseTtlTooLarge => Code::OutOfRange,
             NoSpace | TooManyRequests => Code::ResourceExhausted,
             LeaseNotFound | MemberNotFound => Code::NotFound,
-            LeaseExist | MemberExist | PeerUrlExist | MemberNotEnoughStarted
-            | MemberNotLearner | LearnerNotReady | TooManyLearners | AuthNotEnabled
-            | NotLeader | BadLeaderTransferee => Code::FailedPrecondition,
+            LeaseExist
+            | MemberExist
+            | PeerUrlExist
+            | MemberNotEnoughStarted
+            | MemberNotLearner
+            | LearnerNotReady
+            | TooManyLearners
+            | AuthNotEnabled
+            | NotLeader
+            | BadLeaderTransferee => Code::FailedPrecondition,
             WatchCanceled => Code::Cancelled,
             PermissionDenied => Code::PermissionDenied,
             InvalidAuthToken => Code::Unauthenticated,
-            NoLeader | LeaderChanged | NotCapable | Stopped | Timeout
-            | TimeoutWaitAppliedIndex | UnhealthyCluster | NotSupportedForLearner => {
-                Code::Unavailable
-            }
+            NoLeader
+            | LeaderChanged
+            | NotCapable
+            | Stopped
+            | Timeout
+            | TimeoutWaitAppliedIndex
+            | UnhealthyCluster
+            | NotSupportedForLearner => Code::Unavailable,
             Corrupt => Code::DataLoss,
         }
     }
@@ -140,7 +151,10 @@ pub enum Error {
 
 impl Error {
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        Error::Io { context: context.into(), source }
+        Error::Io {
+            context: context.into(),
+            source,
+        }
     }
 }
 

@@ -17,7 +17,11 @@ struct Fields<'a>(&'a mut Map<String, Value>);
 
 impl Fields<'_> {
     fn put(&mut self, field: &Field, v: Value) {
-        let name = if field.name() == "message" { "msg" } else { field.name() };
+        let name = if field.name() == "message" {
+            "msg"
+        } else {
+            field.name()
+        };
         self.0.insert(name.to_string(), v);
     }
 }
@@ -45,11 +49,24 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, _ctx: &FmtContext<'_, S, N>, mut w: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut w: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
         let meta = event.metadata();
         let mut map = Map::new();
-        map.insert("level".into(), Value::String(meta.level().as_str().to_ascii_lowercase()));
-        map.insert("ts".into(), Value::String(humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()));
+        map.insert(
+            "level".into(),
+            Value::String(meta.level().as_str().to_ascii_lowercase()),
+        );
+        map.insert(
+            "ts".into(),
+            Value::String(
+                humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+            ),
+        );
         map.insert("caller".into(), Value::String(meta.target().to_string()));
         event.record(&mut Fields(&mut map));
         writeln!(w, "{}", Value::Object(map))

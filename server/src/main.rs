@@ -30,7 +30,10 @@ fn main() -> ExitCode {
     for w in warnings {
         tracing::warn!("{w}");
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the async runtime: {e}");
@@ -50,7 +53,9 @@ fn main() -> ExitCode {
 fn init_logging(cfg: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(cfg.log_level.as_str()));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     // etcd's default zap logger: one JSON object per line.
     builder.event_format(ballast::logging::ZapJson).init();
 }
@@ -75,7 +80,9 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         }
     };
     drop(s);
-    tokio::task::spawn_blocking(move || running.stop()).await.context("stopping")??;
+    tokio::task::spawn_blocking(move || running.stop())
+        .await
+        .context("stopping")??;
     result
 }
 
@@ -95,12 +102,18 @@ async fn announce_ready(s: std::sync::Arc<server::EtcdServer>) {
         cluster_id = format!("{:x}", s.cluster_id),
         "published local member to cluster through raft"
     );
-    tracing::info!(cluster_version = "3.5", "enabled capabilities for version 3.5");
+    tracing::info!(
+        cluster_version = "3.5",
+        "enabled capabilities for version 3.5"
+    );
 }
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}
@@ -112,7 +125,10 @@ async fn shutdown_signal() {
 }
 
 #[derive(Parser)]
-#[command(name = "ballast snapshot", about = "Inspect and restore Ballast snapshot files (etcdutl's snapshot commands)")]
+#[command(
+    name = "ballast snapshot",
+    about = "Inspect and restore Ballast snapshot files (etcdutl's snapshot commands)"
+)]
 struct SnapshotCli {
     #[command(subcommand)]
     cmd: SnapshotCmd,
@@ -153,7 +169,11 @@ fn snapshot_command(args: Vec<OsString>) -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     match run_snapshot(cli.cmd) {
@@ -173,17 +193,39 @@ fn run_snapshot(cmd: SnapshotCmd) -> anyhow::Result<()> {
             match write_out.as_str() {
                 "json" => println!("{}", serde_json::to_string(&st)?),
                 "table" => {
-                    let cells = [format!("{:x}", st.hash), st.revision.to_string(), st.total_keys.to_string(), size];
-                    print!("{}", table(&["HASH", "REVISION", "TOTAL KEYS", "TOTAL SIZE"], &cells));
+                    let cells = [
+                        format!("{:x}", st.hash),
+                        st.revision.to_string(),
+                        st.total_keys.to_string(),
+                        size,
+                    ];
+                    print!(
+                        "{}",
+                        table(&["HASH", "REVISION", "TOTAL KEYS", "TOTAL SIZE"], &cells)
+                    );
                 }
-                "simple" => println!("{:x}, {}, {}, {}", st.hash, st.revision, st.total_keys, size),
+                "simple" => println!(
+                    "{:x}, {}, {}, {}",
+                    st.hash, st.revision, st.total_keys, size
+                ),
                 other => anyhow::bail!("unknown --write-out {other:?}: use simple, table or json"),
             }
         }
-        SnapshotCmd::Restore { file, data_dir, wal_dir, name, skip_hash_check, .. } => {
+        SnapshotCmd::Restore {
+            file,
+            data_dir,
+            wal_dir,
+            name,
+            skip_hash_check,
+            ..
+        } => {
             let data_dir = data_dir.unwrap_or_else(|| format!("{name}.etcd").into());
             snapshot::restore::restore(&file, &data_dir, wal_dir.as_deref(), skip_hash_check)?;
-            println!("restored snapshot {} into {}", file.display(), data_dir.display());
+            println!(
+                "restored snapshot {} into {}",
+                file.display(),
+                data_dir.display()
+            );
         }
     }
     Ok(())
@@ -206,10 +248,22 @@ fn human_bytes(n: u64) -> String {
 
 /// A one-row table in etcdctl's style.
 fn table(headers: &[&str], cells: &[String]) -> String {
-    let widths: Vec<usize> = headers.iter().zip(cells).map(|(h, c)| h.len().max(c.len()) + 2).collect();
-    let line = widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("+");
+    let widths: Vec<usize> = headers
+        .iter()
+        .zip(cells)
+        .map(|(h, c)| h.len().max(c.len()) + 2)
+        .collect();
+    let line = widths
+        .iter()
+        .map(|w| "-".repeat(*w))
+        .collect::<Vec<_>>()
+        .join("+");
     let row = |vals: Vec<String>| {
-        vals.iter().zip(&widths).map(|(v, w)| format!("{v:^w$}")).collect::<Vec<_>>().join("|")
+        vals.iter()
+            .zip(&widths)
+            .map(|(v, w)| format!("{v:^w$}"))
+            .collect::<Vec<_>>()
+            .join("|")
     };
     let heads = row(headers.iter().map(|h| h.to_string()).collect());
     let body = row(cells.to_vec());

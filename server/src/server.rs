@@ -65,14 +65,20 @@ impl EtcdServer {
 
     /// Fills in the identity fields of a header the apply thread started.
     pub fn stamp(&self, h: &mut Option<ResponseHeader>) {
-        let rev = h.as_ref().map_or_else(|| self.store.current_revision(), |h| h.revision);
+        let rev = h
+            .as_ref()
+            .map_or_else(|| self.store.current_revision(), |h| h.revision);
         *h = self.header(rev);
     }
 
     /// Replicates a request through Raft and waits until it is applied.
     pub async fn propose(&self, request: Request) -> Result<Applied, EtcdError> {
         let id = self.next_id();
-        let data = InternalRequest { id, request: Some(request) }.encode_to_vec();
+        let data = InternalRequest {
+            id,
+            request: Some(request),
+        }
+        .encode_to_vec();
         if data.len() > self.cfg.max_request_bytes as usize {
             return Err(EtcdError::RequestTooLarge);
         }
@@ -119,7 +125,9 @@ impl EtcdServer {
     /// Rewrites the backend file; runs on the apply thread between batches.
     pub async fn defragment(&self) -> Result<(), String> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.apply_tx.send(ApplyMsg::Defragment(tx)).map_err(|_| "server stopped".to_string())?;
+        self.apply_tx
+            .send(ApplyMsg::Defragment(tx))
+            .map_err(|_| "server stopped".to_string())?;
         rx.await.map_err(|_| "server stopped".to_string())?
     }
 
@@ -163,9 +171,16 @@ impl Running {
     /// either thread died of one.
     pub fn stop(self) -> Result<()> {
         self.server.raft.stop();
-        drop(self.server);
-        let r = self.raft_thread.join().map_err(|_| Error::Other("raft thread panicked".into()))?;
-        let a = self.apply_thread.join().map_err(|_| Error::Other("apply thread panicked".into()))?;
+        let r = self
+            .raft_thread
+            .join()
+            .map_err(|_| Error::Other("raft thread panicked".into()))?;
+        // Everything the Raft thread handed over is queued ahead of Stop.
+        let _ = self.server.apply_tx.send(ApplyMsg::Stop);
+        let a = self
+            .apply_thread
+            .join()
+            .map_err(|_| Error::Other("apply thread panicked".into()))?;
         r.and(a)
     }
 }
@@ -177,7 +192,8 @@ pub fn start(cfg: Config) -> Result<Running> {
     let member_dir = cfg.member_dir();
     let wal_dir = cfg.wal_path();
     let snap_dir = member_dir.join("snap");
-    std::fs::create_dir_all(&snap_dir).map_err(|e| Error::io(format!("create {}", snap_dir.display()), e))?;
+    std::fs::create_dir_all(&snap_dir)
+        .map_err(|e| Error::io(format!("create {}", snap_dir.display()), e))?;
     let lock = lock_data_dir(&member_dir)?;
     let backend = Arc::new(Backend::open(&snap_dir.join("db"))?);
     let members = Arc::new(Members::load(&backend)?);
@@ -190,7 +206,10 @@ pub fn start(cfg: Config) -> Result<Running> {
         let (member_id, cluster_id) = {
             let txn = backend.read()?;
             let m = txn.open_table(META)?;
-            (backend::get_u64(&m, meta::MEMBER_ID)?, backend::get_u64(&m, meta::CLUSTER_ID)?)
+            (
+                backend::get_u64(&m, meta::MEMBER_ID)?,
+                backend::get_u64(&m, meta::CLUSTER_ID)?,
+            )
         };
         if member_id == 0 {
             return Err(Error::Corrupt(format!(
@@ -219,7 +238,8 @@ pub fn start(cfg: Config) -> Result<Running> {
             let mut wal = Wal::create(&tmp_wal)?;
             node::bootstrap(&mut wal, initial.iter().map(|m| m.id).collect())?;
         }
-        std::fs::rename(&tmp_wal, &wal_dir).map_err(|e| Error::io(format!("rename {} into place", tmp_wal.display()), e))?;
+        std::fs::rename(&tmp_wal, &wal_dir)
+            .map_err(|e| Error::io(format!("rename {} into place", tmp_wal.display()), e))?;
         backend::sync_dir(&wal_dir)?;
         let (wal, rec) = Wal::open(&wal_dir)?;
         let log = node::restore(rec.hard_state, rec.snapshot, rec.entries)?;
@@ -242,7 +262,11 @@ pub fn start(cfg: Config) -> Result<Running> {
     // member records them directly).
     if let Some(mut me) = members.get(member_id) {
         me.name = cfg.name.clone();
-        me.client_urls = cfg.advertise_client_urls.iter().map(ids::url_string).collect();
+        me.client_urls = cfg
+            .advertise_client_urls
+            .iter()
+            .map(ids::url_string)
+            .collect();
         members.save(&backend, vec![me])?;
     }
 
@@ -275,7 +299,8 @@ pub fn start(cfg: Config) -> Result<Running> {
     let (apply_tx, apply_rx) = crossbeam_channel::unbounded::<ApplyMsg>();
 
     let tick = cfg.heartbeat_interval.max(Duration::from_millis(1));
-    let election_ticks = (cfg.election_timeout.as_millis() / tick.as_millis().max(1)).max(2) as usize;
+    let election_ticks =
+        (cfg.election_timeout.as_millis() / tick.as_millis().max(1)).max(2) as usize;
     let role_lessor = lessor.clone();
     let role_metrics = metrics.clone();
     let on_role = Box::new(move |leader: bool| {
@@ -309,7 +334,9 @@ pub fn start(cfg: Config) -> Result<Running> {
     )?;
 
     let start_id = ((member_id & 0xffff) << 48)
-        | ((std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+        | ((std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
             & 0xff_ffff_ffff)
             << 8);
     let server = Arc::new(EtcdServer {
@@ -374,7 +401,12 @@ pub fn start(cfg: Config) -> Result<Running> {
 
     tokio::spawn(hub.run_sync());
     tokio::spawn(expire_leases(Arc::downgrade(&server)));
-    Ok(Running { server, raft_thread, apply_thread, _lock: lock })
+    Ok(Running {
+        server,
+        raft_thread,
+        apply_thread,
+        _lock: lock,
+    })
 }
 
 /// Two processes on one data dir would corrupt it; the second one stops.
@@ -422,7 +454,10 @@ async fn expire_leases(server: std::sync::Weak<EtcdServer>) {
                 let req = ballast_proto::etcdserverpb::LeaseRevokeRequest { id };
                 match s.propose(Request::LeaseRevoke(req)).await {
                     Ok(_) | Err(EtcdError::LeaseNotFound) => {}
-                    Err(e) => tracing::warn!(lease = format!("{id:016x}"), "revoking expired lease failed: {e}"),
+                    Err(e) => tracing::warn!(
+                        lease = format!("{id:016x}"),
+                        "revoking expired lease failed: {e}"
+                    ),
                 }
             });
         }

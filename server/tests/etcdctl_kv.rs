@@ -154,11 +154,21 @@ fn get_rev_reads_history() {
 #[test]
 fn get_sort_by_and_order() {
     let s = TestServer::start();
-    // Creation order c, a, b; values chosen so every sort gives a different order.
-    s.put("p/c", "1");
-    s.put("p/a", "3");
-    s.put("p/b", "2");
-    s.put("p/c", "4"); // c: latest mod revision, version 2
+    // No ties in any sort field (etcd leaves the order of ties unspecified):
+    //   key   value  create  mod  version
+    //   p/a   5      3       7    2
+    //   p/b   2      4       4    1
+    //   p/c   6      2       6    3
+    for (k, v) in [
+        ("p/c", "1"),
+        ("p/a", "3"),
+        ("p/b", "2"),
+        ("p/c", "4"),
+        ("p/c", "6"),
+        ("p/a", "5"),
+    ] {
+        s.put(k, v);
+    }
     let keys = |args: &[&str]| -> Vec<String> {
         let mut full = vec!["get", "p/", "--prefix", "--keys-only"];
         full.extend_from_slice(args);
@@ -168,32 +178,35 @@ fn get_sort_by_and_order() {
             .map(String::from)
             .collect()
     };
-    assert_eq!(
-        keys(&["--sort-by=KEY", "--order=DESCEND"]),
-        ["p/c", "p/b", "p/a"]
-    );
-    assert_eq!(
-        keys(&["--sort-by=KEY", "--order=ASCEND"]),
-        ["p/a", "p/b", "p/c"]
-    );
-    assert_eq!(
-        keys(&["--sort-by=VALUE", "--order=DESCEND"]),
-        ["p/c", "p/a", "p/b"]
-    );
-    assert_eq!(
-        keys(&["--sort-by=CREATE", "--order=ASCEND"]),
-        ["p/c", "p/a", "p/b"]
-    );
-    assert_eq!(
-        keys(&["--sort-by=MODIFY", "--order=DESCEND"]),
-        ["p/c", "p/b", "p/a"]
-    );
-    assert_eq!(
-        keys(&["--sort-by=VERSION", "--order=DESCEND"]),
-        ["p/c", "p/a", "p/b"]
-    );
-    // --order alone sorts by key.
-    assert_eq!(keys(&["--order=DESCEND"]), ["p/c", "p/b", "p/a"]);
+    let cases: [(&[&str], [&str; 3]); 8] = [
+        (&["--sort-by=KEY", "--order=DESCEND"], ["p/c", "p/b", "p/a"]),
+        (&["--sort-by=KEY", "--order=ASCEND"], ["p/a", "p/b", "p/c"]),
+        (
+            &["--sort-by=VALUE", "--order=DESCEND"],
+            ["p/c", "p/a", "p/b"],
+        ),
+        (
+            &["--sort-by=CREATE", "--order=ASCEND"],
+            ["p/c", "p/a", "p/b"],
+        ),
+        (
+            &["--sort-by=MODIFY", "--order=DESCEND"],
+            ["p/a", "p/c", "p/b"],
+        ),
+        (
+            &["--sort-by=VERSION", "--order=DESCEND"],
+            ["p/c", "p/a", "p/b"],
+        ),
+        (
+            &["--sort-by=VERSION", "--order=ASCEND"],
+            ["p/b", "p/a", "p/c"],
+        ),
+        // --order alone sorts by key.
+        (&["--order=DESCEND"], ["p/c", "p/b", "p/a"]),
+    ];
+    for (args, expected) in cases {
+        assert_eq!(keys(args), expected, "get --prefix {args:?}");
+    }
 }
 
 #[test]

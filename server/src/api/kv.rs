@@ -4,9 +4,8 @@ use std::sync::Arc;
 
 use ballast_proto::etcdserverpb::kv_server::Kv;
 use ballast_proto::etcdserverpb::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest,
-    DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, TxnRequest,
-    TxnResponse,
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
 };
 use ballast_proto::internal::internal_request::Request;
 use tonic::{Request as Req, Response, Status};
@@ -49,7 +48,10 @@ impl Kv for KvService {
         }
     }
 
-    async fn delete_range(&self, req: Req<DeleteRangeRequest>) -> Result<Response<DeleteRangeResponse>, Status> {
+    async fn delete_range(
+        &self,
+        req: Req<DeleteRangeRequest>,
+    ) -> Result<Response<DeleteRangeResponse>, Status> {
         let r = req.into_inner();
         validate::delete_range(&r)?;
         self.0.metrics.delete_total.inc();
@@ -75,7 +77,10 @@ impl Kv for KvService {
         }
     }
 
-    async fn compact(&self, req: Req<CompactionRequest>) -> Result<Response<CompactionResponse>, Status> {
+    async fn compact(
+        &self,
+        req: Req<CompactionRequest>,
+    ) -> Result<Response<CompactionResponse>, Status> {
         let r = req.into_inner();
         match self.0.propose(Request::Compaction(r)).await {
             Ok(Applied::Compaction(mut resp)) => {

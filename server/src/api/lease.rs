@@ -24,7 +24,10 @@ pub struct LeaseService(pub Arc<EtcdServer>);
 
 #[tonic::async_trait]
 impl Lease for LeaseService {
-    async fn lease_grant(&self, req: Req<LeaseGrantRequest>) -> Result<Response<LeaseGrantResponse>, Status> {
+    async fn lease_grant(
+        &self,
+        req: Req<LeaseGrantRequest>,
+    ) -> Result<Response<LeaseGrantResponse>, Status> {
         let mut r = req.into_inner();
         if r.ttl > MAX_LEASE_TTL {
             return Err(EtcdError::LeaseTtlTooLarge.into());
@@ -38,11 +41,16 @@ impl Lease for LeaseService {
                 self.0.stamp(&mut resp.header);
                 Ok(Response::new(resp))
             }
-            other => Err(Status::internal(format!("unexpected apply result {other:?}"))),
+            other => Err(Status::internal(format!(
+                "unexpected apply result {other:?}"
+            ))),
         }
     }
 
-    async fn lease_revoke(&self, req: Req<LeaseRevokeRequest>) -> Result<Response<LeaseRevokeResponse>, Status> {
+    async fn lease_revoke(
+        &self,
+        req: Req<LeaseRevokeRequest>,
+    ) -> Result<Response<LeaseRevokeResponse>, Status> {
         let r = req.into_inner();
         if !self.0.lessor.exists(r.id) {
             return Err(EtcdError::LeaseNotFound.into());
@@ -52,11 +60,14 @@ impl Lease for LeaseService {
                 self.0.stamp(&mut resp.header);
                 Ok(Response::new(resp))
             }
-            other => Err(Status::internal(format!("unexpected apply result {other:?}"))),
+            other => Err(Status::internal(format!(
+                "unexpected apply result {other:?}"
+            ))),
         }
     }
 
-    type LeaseKeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
+    type LeaseKeepAliveStream =
+        Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
 
     async fn lease_keep_alive(
         &self,
@@ -68,11 +79,17 @@ impl Lease for LeaseService {
         tokio::spawn(async move {
             while let Ok(Some(r)) = inbound.message().await {
                 let resp = match s.lessor.renew(r.id) {
-                    Ok(ttl) => LeaseKeepAliveResponse { header: s.header(s.store.current_revision()), id: r.id, ttl },
+                    Ok(ttl) => LeaseKeepAliveResponse {
+                        header: s.header(s.store.current_revision()),
+                        id: r.id,
+                        ttl,
+                    },
                     // etcd answers an unknown lease with TTL 0 rather than an error.
-                    Err(EtcdError::LeaseNotFound) => {
-                        LeaseKeepAliveResponse { header: s.header(s.store.current_revision()), id: r.id, ttl: 0 }
-                    }
+                    Err(EtcdError::LeaseNotFound) => LeaseKeepAliveResponse {
+                        header: s.header(s.store.current_revision()),
+                        id: r.id,
+                        ttl: 0,
+                    },
                     Err(e) => {
                         let _ = tx.send(Err(e.into())).await;
                         break;
@@ -101,13 +118,30 @@ impl Lease for LeaseService {
                 keys: if r.keys { info.keys } else { Vec::new() },
             },
             // etcd reports a missing lease as TTL -1, not as an error.
-            Err(_) => LeaseTimeToLiveResponse { header, id: r.id, ttl: -1, ..Default::default() },
+            Err(_) => LeaseTimeToLiveResponse {
+                header,
+                id: r.id,
+                ttl: -1,
+                ..Default::default()
+            },
         };
         Ok(Response::new(resp))
     }
 
-    async fn lease_leases(&self, _req: Req<LeaseLeasesRequest>) -> Result<Response<LeaseLeasesResponse>, Status> {
-        let leases = self.0.lessor.ids().into_iter().map(|id| LeaseStatus { id }).collect();
-        Ok(Response::new(LeaseLeasesResponse { header: self.0.header(self.0.store.current_revision()), leases }))
+    async fn lease_leases(
+        &self,
+        _req: Req<LeaseLeasesRequest>,
+    ) -> Result<Response<LeaseLeasesResponse>, Status> {
+        let leases = self
+            .0
+            .lessor
+            .ids()
+            .into_iter()
+            .map(|id| LeaseStatus { id })
+            .collect();
+        Ok(Response::new(LeaseLeasesResponse {
+            header: self.0.header(self.0.store.current_revision()),
+            leases,
+        }))
     }
 }

@@ -8,9 +8,9 @@ use ballast_proto::etcdserverpb::alarm_request::AlarmAction;
 use ballast_proto::etcdserverpb::maintenance_server::Maintenance;
 use ballast_proto::etcdserverpb::{
     AlarmRequest, AlarmResponse, AlarmType, DefragmentRequest, DefragmentResponse,
-    DowngradeRequest, DowngradeResponse, HashKvRequest, HashKvResponse, HashRequest,
-    HashResponse, MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest, SnapshotResponse,
-    StatusRequest, StatusResponse,
+    DowngradeRequest, DowngradeResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse,
+    MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest,
+    StatusResponse,
 };
 use ballast_proto::internal::internal_request::Request;
 use futures::Stream;
@@ -38,14 +38,19 @@ impl Maintenance for MaintenanceService {
         let r = req.into_inner();
         if r.action == AlarmAction::Get as i32 {
             let alarms = self.0.alarms.list();
-            return Ok(Response::new(AlarmResponse { header: self.0.header(self.0.store.current_revision()), alarms }));
+            return Ok(Response::new(AlarmResponse {
+                header: self.0.header(self.0.store.current_revision()),
+                alarms,
+            }));
         }
         match self.0.propose(Request::Alarm(r)).await? {
             Applied::Alarm(mut resp) => {
                 self.0.stamp(&mut resp.header);
                 Ok(Response::new(resp))
             }
-            other => Err(Status::internal(format!("unexpected apply result {other:?}"))),
+            other => Err(Status::internal(format!(
+                "unexpected apply result {other:?}"
+            ))),
         }
     }
 
@@ -63,7 +68,11 @@ impl Maintenance for MaintenanceService {
             version: s.cfg.emulated_etcd_version.clone(),
             db_size: backend.size() as i64,
             leader: s.raft.leader(),
-            raft_index: s.raft.status.commit.load(std::sync::atomic::Ordering::Relaxed),
+            raft_index: s
+                .raft
+                .status
+                .commit
+                .load(std::sync::atomic::Ordering::Relaxed),
             raft_term: s.raft.term(),
             raft_applied_index: s.applied_index(),
             errors,
@@ -72,13 +81,22 @@ impl Maintenance for MaintenanceService {
         }))
     }
 
-    async fn defragment(&self, _: Req<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
+    async fn defragment(
+        &self,
+        _: Req<DefragmentRequest>,
+    ) -> Result<Response<DefragmentResponse>, Status> {
         tracing::info!(path = %self.0.db_path().display(), "starting defragmentation");
         let before = self.0.store.backend().size();
         self.0.defragment().await.map_err(Status::internal)?;
         let after = self.0.store.backend().size();
-        tracing::info!(size_before = before, size_after = after, "finished defragmentation");
-        Ok(Response::new(DefragmentResponse { header: self.0.header(self.0.store.current_revision()) }))
+        tracing::info!(
+            size_before = before,
+            size_after = after,
+            "finished defragmentation"
+        );
+        Ok(Response::new(DefragmentResponse {
+            header: self.0.header(self.0.store.current_revision()),
+        }))
     }
 
     async fn hash(&self, _: Req<HashRequest>) -> Result<Response<HashResponse>, Status> {
@@ -86,7 +104,10 @@ impl Maintenance for MaintenanceService {
         let hash = tokio::task::spawn_blocking(move || s.store.hash_kv(0))
             .await
             .map_err(|e| Status::internal(e.to_string()))??;
-        Ok(Response::new(HashResponse { header: self.0.header(hash.revision), hash: hash.hash }))
+        Ok(Response::new(HashResponse {
+            header: self.0.header(hash.revision),
+            hash: hash.hash,
+        }))
     }
 
     async fn hash_kv(&self, req: Req<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
@@ -105,24 +126,40 @@ impl Maintenance for MaintenanceService {
 
     type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send>>;
 
-    async fn snapshot(&self, _: Req<SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
+    async fn snapshot(
+        &self,
+        _: Req<SnapshotRequest>,
+    ) -> Result<Response<Self::SnapshotStream>, Status> {
         let s = self.0.clone();
         let (tx, rx) = mpsc::channel(4);
         tokio::task::spawn_blocking(move || {
-            let tmp = match tempfile::Builder::new().prefix("snapshot-").tempfile_in(s.cfg.member_dir().join("snap")) {
+            let tmp = match tempfile::Builder::new()
+                .prefix("snapshot-")
+                .tempfile_in(s.cfg.member_dir().join("snap"))
+            {
                 Ok(t) => t,
                 Err(e) => {
-                    let _ = tx.blocking_send(Err(Status::internal(format!("creating snapshot file: {e}"))));
+                    let _ = tx.blocking_send(Err(Status::internal(format!(
+                        "creating snapshot file: {e}"
+                    ))));
                     return;
                 }
             };
             let result = s.store.backend().copy_to(tmp.path()).and_then(|_| {
-                let file = tmp.reopen().map_err(|e| crate::error::Error::io("reopen snapshot copy", e))?;
+                let file = tmp
+                    .reopen()
+                    .map_err(|e| crate::error::Error::io("reopen snapshot copy", e))?;
                 tracing::info!("sending database snapshot to client");
                 let header = s.header(s.store.current_revision());
                 crate::snapshot::stream(file, |blob, remaining_bytes| {
-                    let msg = SnapshotResponse { header, remaining_bytes, blob, version: String::new() };
-                    tx.blocking_send(Ok(msg)).map_err(|_| crate::error::Error::Other("client went away".into()))
+                    let msg = SnapshotResponse {
+                        header,
+                        remaining_bytes,
+                        blob,
+                        version: String::new(),
+                    };
+                    tx.blocking_send(Ok(msg))
+                        .map_err(|_| crate::error::Error::Other("client went away".into()))
                 })
             });
             if let Err(e) = result {
@@ -132,7 +169,10 @@ impl Maintenance for MaintenanceService {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    async fn move_leader(&self, req: Req<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
+    async fn move_leader(
+        &self,
+        req: Req<MoveLeaderRequest>,
+    ) -> Result<Response<MoveLeaderResponse>, Status> {
         let target = req.into_inner().target_id;
         if self.0.raft.leader() != self.0.member_id {
             return Err(EtcdError::NotLeader.into());
@@ -140,10 +180,15 @@ impl Maintenance for MaintenanceService {
         if target != self.0.member_id {
             return Err(EtcdError::BadLeaderTransferee.into());
         }
-        Ok(Response::new(MoveLeaderResponse { header: self.0.header(self.0.store.current_revision()) }))
+        Ok(Response::new(MoveLeaderResponse {
+            header: self.0.header(self.0.store.current_revision()),
+        }))
     }
 
-    async fn downgrade(&self, _: Req<DowngradeRequest>) -> Result<Response<DowngradeResponse>, Status> {
+    async fn downgrade(
+        &self,
+        _: Req<DowngradeRequest>,
+    ) -> Result<Response<DowngradeResponse>, Status> {
         Err(Status::unimplemented("ballast: downgrade is not supported"))
     }
 }

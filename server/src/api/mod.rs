@@ -18,14 +18,21 @@ use ballast_proto::etcdserverpb::{
 use crate::server::EtcdServer;
 
 /// gRPC's own framing overhead on top of --max-request-bytes, as in etcd.
-const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+pub(crate) const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
 /// All gRPC services of the client port.
 pub fn routes(s: &Arc<EtcdServer>) -> tonic::service::Routes {
     let max = s.cfg.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
-    tonic::service::Routes::new(KvServer::new(kv::KvService(s.clone())).max_decoding_message_size(max))
-        .add_service(WatchServer::new(watch::WatchService(s.clone())).max_decoding_message_size(max))
-        .add_service(LeaseServer::new(lease::LeaseService(s.clone())).max_decoding_message_size(max))
-        .add_service(ClusterServer::new(cluster::ClusterService(s.clone())).max_decoding_message_size(max))
-        .add_service(MaintenanceServer::new(maintenance::MaintenanceService(s.clone())).max_decoding_message_size(max))
+    tonic::service::Routes::new(
+        KvServer::new(kv::KvService(s.clone())).max_decoding_message_size(max),
+    )
+    .add_service(WatchServer::new(watch::WatchService(s.clone())).max_decoding_message_size(max))
+    .add_service(LeaseServer::new(lease::LeaseService(s.clone())).max_decoding_message_size(max))
+    .add_service(
+        ClusterServer::new(cluster::ClusterService(s.clone())).max_decoding_message_size(max),
+    )
+    .add_service(
+        MaintenanceServer::new(maintenance::MaintenanceService(s.clone()))
+            .max_decoding_message_size(max),
+    )
 }

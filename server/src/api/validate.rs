@@ -36,9 +36,12 @@ pub fn delete_range(r: &DeleteRangeRequest) -> Result<(), EtcdError> {
 }
 
 pub fn txn(t: &TxnRequest, max_ops: usize) -> Result<(), EtcdError> {
-    if t.compare.len() > max_ops || t.success.len() > max_ops || t.failure.len() > max_ops {
+    let ops = t.compare.len().max(t.success.len()).max(t.failure.len());
+    if ops > max_ops {
         return Err(EtcdError::TooManyOps);
     }
+    // As etcd: a nested txn gets what its parent leaves of the limit.
+    let inner_limit = max_ops - ops;
     for c in &t.compare {
         if c.key.is_empty() {
             return Err(EtcdError::EmptyKey);
@@ -49,7 +52,7 @@ pub fn txn(t: &TxnRequest, max_ops: usize) -> Result<(), EtcdError> {
             Some(Op::RequestRange(r)) => range(r)?,
             Some(Op::RequestPut(p)) => put(p)?,
             Some(Op::RequestDeleteRange(d)) => delete_range(d)?,
-            Some(Op::RequestTxn(inner)) => txn(inner, max_ops)?,
+            Some(Op::RequestTxn(inner)) => txn(inner, inner_limit)?,
             None => {}
         }
     }
@@ -107,7 +110,8 @@ fn writes(ops: &[ballast_proto::etcdserverpb::RequestOp]) -> Result<Writes, Etcd
                 let s = writes(&inner.success)?;
                 let f = writes(&inner.failure)?;
                 let mut both = Writes::default();
-                both.puts.extend(s.puts.iter().cloned().chain(f.puts.iter().cloned()));
+                both.puts
+                    .extend(s.puts.iter().cloned().chain(f.puts.iter().cloned()));
                 both.deletes.extend(s.deletes.into_iter().chain(f.deletes));
                 w.absorb(both)?;
             }
@@ -123,7 +127,12 @@ mod tests {
     use ballast_proto::etcdserverpb::RequestOp;
 
     fn put_op(k: &str) -> RequestOp {
-        RequestOp { request: Some(Op::RequestPut(PutRequest { key: k.into(), ..Default::default() })) }
+        RequestOp {
+            request: Some(Op::RequestPut(PutRequest {
+                key: k.into(),
+                ..Default::default()
+            })),
+        }
     }
 
     fn del_op(k: &str, end: &str) -> RequestOp {
@@ -138,22 +147,43 @@ mod tests {
 
     #[test]
     fn duplicate_puts_and_put_inside_delete_are_rejected() {
-        let t = TxnRequest { success: vec![put_op("a"), put_op("a")], ..Default::default() };
+        let t = TxnRequest {
+            success: vec![put_op("a"), put_op("a")],
+            ..Default::default()
+        };
         assert_eq!(txn(&t, 128), Err(EtcdError::DuplicateKey));
-        let t = TxnRequest { success: vec![del_op("a", "c"), put_op("b")], ..Default::default() };
+        let t = TxnRequest {
+            success: vec![del_op("a", "c"), put_op("b")],
+            ..Default::default()
+        };
         assert_eq!(txn(&t, 128), Err(EtcdError::DuplicateKey));
-        let t = TxnRequest { success: vec![put_op("a")], failure: vec![put_op("a")], ..Default::default() };
+        let t = TxnRequest {
+            success: vec![put_op("a")],
+            failure: vec![put_op("a")],
+            ..Default::default()
+        };
         assert_eq!(txn(&t, 128), Ok(()));
-        let t = TxnRequest { success: vec![del_op("a", "c"), del_op("b", "d")], ..Default::default() };
+        let t = TxnRequest {
+            success: vec![del_op("a", "c"), del_op("b", "d")],
+            ..Default::default()
+        };
         assert_eq!(txn(&t, 128), Ok(()));
     }
 
     #[test]
     fn limits_and_empty_keys() {
-        let t = TxnRequest { success: vec![put_op("a"), put_op("b")], ..Default::default() };
+        let t = TxnRequest {
+            success: vec![put_op("a"), put_op("b")],
+            ..Default::default()
+        };
         assert_eq!(txn(&t, 1), Err(EtcdError::TooManyOps));
         assert_eq!(put(&PutRequest::default()), Err(EtcdError::EmptyKey));
-        let p = PutRequest { key: b"k".to_vec(), value: b"v".to_vec(), ignore_value: true, ..Default::default() };
+        let p = PutRequest {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+            ignore_value: true,
+            ..Default::default()
+        };
         assert_eq!(put(&p), Err(EtcdError::ValueProvided));
     }
 }

@@ -33,7 +33,10 @@ type Out = mpsc::Sender<Result<WatchResponse, Status>>;
 impl Watch for WatchService {
     type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send>>;
 
-    async fn watch(&self, req: Request<Streaming<WatchRequest>>) -> Result<Response<Self::WatchStream>, Status> {
+    async fn watch(
+        &self,
+        req: Request<Streaming<WatchRequest>>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
         let inbound = req.into_inner();
         let (out_tx, out_rx) = mpsc::channel(STREAM_BUFFER);
         let stream = StreamTask {
@@ -95,14 +98,23 @@ impl StreamTask {
         self.out.send(Ok(resp)).await.map_err(|_| ())
     }
 
-    async fn handle(&mut self, req: WatchRequest, ev_tx: &mpsc::Sender<Delivery>) -> Result<(), ()> {
+    async fn handle(
+        &mut self,
+        req: WatchRequest,
+        ev_tx: &mpsc::Sender<Delivery>,
+    ) -> Result<(), ()> {
         match req.request_union {
             Some(RequestUnion::CreateRequest(c)) => self.create(c, ev_tx).await,
             Some(RequestUnion::CancelRequest(c)) => {
                 if self.s.hub.cancel(self.id, c.watch_id) {
                     self.fragment.remove(&c.watch_id);
                     let rev = self.s.store.current_revision();
-                    let resp = WatchResponse { header: self.s.header(rev), watch_id: c.watch_id, canceled: true, ..Default::default() };
+                    let resp = WatchResponse {
+                        header: self.s.header(rev),
+                        watch_id: c.watch_id,
+                        canceled: true,
+                        ..Default::default()
+                    };
                     self.send(resp).await?;
                 }
                 Ok(())
@@ -111,7 +123,12 @@ impl StreamTask {
                 // Only when every watcher has caught up can the revision be promised.
                 if self.s.hub.stream_synced(self.id) {
                     let rev = self.s.store.current_revision();
-                    self.send(WatchResponse { header: self.s.header(rev), watch_id: -1, ..Default::default() }).await?;
+                    self.send(WatchResponse {
+                        header: self.s.header(rev),
+                        watch_id: -1,
+                        ..Default::default()
+                    })
+                    .await?;
                 }
                 Ok(())
             }
@@ -119,7 +136,11 @@ impl StreamTask {
         }
     }
 
-    async fn create(&mut self, c: WatchCreateRequest, ev_tx: &mpsc::Sender<Delivery>) -> Result<(), ()> {
+    async fn create(
+        &mut self,
+        c: WatchCreateRequest,
+        ev_tx: &mpsc::Sender<Delivery>,
+    ) -> Result<(), ()> {
         let watch_id = if c.watch_id == 0 {
             while self.s.hub.exists(self.id, self.next_watch_id) {
                 self.next_watch_id += 1;
@@ -154,10 +175,22 @@ impl StreamTask {
         match self.s.hub.watch(self.id, watch_id, spec, ev_tx.clone()) {
             Ok(rev) => {
                 self.fragment.insert(watch_id, c.fragment);
-                self.send(WatchResponse { header: self.s.header(rev), watch_id, created: true, ..Default::default() }).await
+                self.send(WatchResponse {
+                    header: self.s.header(rev),
+                    watch_id,
+                    created: true,
+                    ..Default::default()
+                })
+                .await
             }
             Err(compact_revision) => {
-                self.send(WatchResponse { header: self.s.header(rev), watch_id, created: true, ..Default::default() }).await?;
+                self.send(WatchResponse {
+                    header: self.s.header(rev),
+                    watch_id,
+                    created: true,
+                    ..Default::default()
+                })
+                .await?;
                 self.send(WatchResponse {
                     header: self.s.header(rev),
                     watch_id,
@@ -172,22 +205,36 @@ impl StreamTask {
 
     async fn deliver(&mut self, d: Delivery) -> Result<(), ()> {
         match d {
-            Delivery::Events { watch_id, revision, events } => {
+            Delivery::Events {
+                watch_id,
+                revision,
+                events,
+            } => {
                 if !self.s.hub.exists(self.id, watch_id) {
                     return Ok(()); // canceled meanwhile
                 }
                 let fragment = self.fragment.get(&watch_id).copied().unwrap_or(false);
-                let limit = self.s.cfg.max_request_bytes as usize;
+                // etcd fragments above what a request may carry, gRPC overhead included.
+                let limit = self.s.cfg.max_request_bytes as usize + super::GRPC_OVERHEAD_BYTES;
                 for resp in split(self.s.header(revision), watch_id, events, fragment, limit) {
                     self.send(resp).await?;
                 }
                 Ok(())
             }
-            Delivery::Compacted { watch_id, compact_revision } => {
+            Delivery::Compacted {
+                watch_id,
+                compact_revision,
+            } => {
                 self.fragment.remove(&watch_id);
                 let rev = self.s.store.current_revision();
-                self.send(WatchResponse { header: self.s.header(rev), watch_id, canceled: true, compact_revision, ..Default::default() })
-                    .await
+                self.send(WatchResponse {
+                    header: self.s.header(rev),
+                    watch_id,
+                    canceled: true,
+                    compact_revision,
+                    ..Default::default()
+                })
+                .await
             }
         }
     }
@@ -202,19 +249,34 @@ fn split(
     fragment: bool,
     limit: usize,
 ) -> Vec<WatchResponse> {
-    let whole = WatchResponse { header, watch_id, events, ..Default::default() };
+    let whole = WatchResponse {
+        header,
+        watch_id,
+        events,
+        ..Default::default()
+    };
     if !fragment || whole.encoded_len() <= limit {
         return vec![whole];
     }
     let mut out = Vec::new();
-    let mut cur = WatchResponse { header, watch_id, fragment: true, ..Default::default() };
+    let mut cur = WatchResponse {
+        header,
+        watch_id,
+        fragment: true,
+        ..Default::default()
+    };
     let mut size = 0;
     for e in whole.events {
         let n = e.encoded_len();
         if size + n > limit && !cur.events.is_empty() {
             out.push(std::mem::replace(
                 &mut cur,
-                WatchResponse { header, watch_id, fragment: true, ..Default::default() },
+                WatchResponse {
+                    header,
+                    watch_id,
+                    fragment: true,
+                    ..Default::default()
+                },
             ));
             size = 0;
         }
@@ -232,7 +294,14 @@ mod tests {
     use ballast_proto::mvccpb::KeyValue;
 
     fn ev(n: usize) -> Event {
-        Event { kv: Some(KeyValue { key: b"k".to_vec(), value: vec![0; n], ..Default::default() }), ..Default::default() }
+        Event {
+            kv: Some(KeyValue {
+                key: b"k".to_vec(),
+                value: vec![0; n],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
     }
 
     #[test]

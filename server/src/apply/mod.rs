@@ -59,6 +59,8 @@ impl Wait {
 pub enum ApplyMsg {
     Entries(Vec<Entry>),
     Defragment(oneshot::Sender<Result<(), String>>),
+    /// Apply what is queued, make it durable, and stop.
+    Stop,
 }
 
 pub struct Applier {
@@ -96,6 +98,9 @@ impl Applier {
             };
             match msg {
                 Some(ApplyMsg::Entries(ents)) => pending_entries.extend(ents),
+                Some(ApplyMsg::Stop) => {
+                    return self.apply_batch(&mut pending_entries, &mut applied_index, true)
+                }
                 Some(ApplyMsg::Defragment(reply)) => {
                     let res = self.store.backend().defragment().map_err(|e| e.to_string());
                     self.durable_applied.store(applied_index, Ordering::Release);
@@ -108,6 +113,9 @@ impl Applier {
             while let Ok(m) = rx.try_recv() {
                 match m {
                     ApplyMsg::Entries(ents) => pending_entries.extend(ents),
+                    ApplyMsg::Stop => {
+                        return self.apply_batch(&mut pending_entries, &mut applied_index, true)
+                    }
                     ApplyMsg::Defragment(reply) => {
                         // Defragment after this batch.
                         self.apply_batch(&mut pending_entries, &mut applied_index, true)?;
@@ -121,7 +129,9 @@ impl Applier {
             if pending_entries.is_empty() && !durable {
                 continue;
             }
-            if pending_entries.is_empty() && self.durable_applied.load(Ordering::Acquire) == applied_index {
+            if pending_entries.is_empty()
+                && self.durable_applied.load(Ordering::Acquire) == applied_index
+            {
                 last_durable = Instant::now();
                 continue;
             }
@@ -132,7 +142,12 @@ impl Applier {
         }
     }
 
-    fn apply_batch(&mut self, entries: &mut Vec<Entry>, applied_index: &mut u64, durable: bool) -> Result<()> {
+    fn apply_batch(
+        &mut self,
+        entries: &mut Vec<Entry>,
+        applied_index: &mut u64,
+        durable: bool,
+    ) -> Result<()> {
         let started = Instant::now();
         let mut batch = self.store.begin_batch(durable)?;
         let mut results = Vec::new();
@@ -164,10 +179,13 @@ impl Applier {
         }
         let (revision, events) = batch.finish(*applied_index, last_term)?;
         if durable {
-            self.durable_applied.store(*applied_index, Ordering::Release);
+            self.durable_applied
+                .store(*applied_index, Ordering::Release);
             self.store.backend().refresh_in_use()?;
         }
-        self.metrics.backend_commit.observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .backend_commit
+            .observe(started.elapsed().as_secs_f64());
         let _ = self.applied.send(*applied_index);
         if !events.is_empty() {
             self.hub.notify(revision, &events);
@@ -175,7 +193,10 @@ impl Applier {
         for (id, res) in results {
             self.wait.trigger(id, res);
         }
-        if self.quota_bytes > 0 && self.store.backend().size() > self.quota_bytes && !self.alarms.nospace() {
+        if self.quota_bytes > 0
+            && self.store.backend().size() > self.quota_bytes
+            && !self.alarms.nospace()
+        {
             (self.on_quota_exceeded)();
         }
         Ok(())

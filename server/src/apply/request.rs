@@ -28,7 +28,10 @@ pub enum Applied {
 }
 
 pub(super) fn header(rev: i64) -> Option<ResponseHeader> {
-    Some(ResponseHeader { revision: rev, ..Default::default() })
+    Some(ResponseHeader {
+        revision: rev,
+        ..Default::default()
+    })
 }
 
 /// Storage failures are fatal to the member; request errors go back to the client.
@@ -40,8 +43,14 @@ fn fatal(e: Error) -> EtcdError {
     }
 }
 
-pub(super) fn apply(a: &Applier, b: &mut WriteBatch<'_>, req: InternalRequest) -> Result<Applied, EtcdError> {
-    let Some(req) = req.request else { return Ok(Applied::Done) };
+pub(super) fn apply(
+    a: &Applier,
+    b: &mut WriteBatch<'_>,
+    req: InternalRequest,
+) -> Result<Applied, EtcdError> {
+    let Some(req) = req.request else {
+        return Ok(Applied::Done);
+    };
     match req {
         Request::Put(p) => {
             if a.alarms.nospace() {
@@ -55,7 +64,9 @@ pub(super) fn apply(a: &Applier, b: &mut WriteBatch<'_>, req: InternalRequest) -
         Request::Compaction(c) => {
             b.compact(c.revision).map_err(fatal)?;
             tracing::info!(revision = c.revision, "finished scheduled compaction");
-            Ok(Applied::Compaction(CompactionResponse { header: header(b.revision()) }))
+            Ok(Applied::Compaction(CompactionResponse {
+                header: header(b.revision()),
+            }))
         }
         Request::LeaseGrant(g) => lease_grant(a, b, &g).map(Applied::LeaseGrant),
         Request::LeaseRevoke(r) => lease_revoke(a, b, r.id).map(Applied::LeaseRevoke),
@@ -78,14 +89,28 @@ pub(super) fn check_put(a: &Applier, b: &WriteBatch<'_>, p: &PutRequest) -> Resu
 
 pub(super) fn put(b: &mut WriteBatch<'_>, p: PutRequest) -> Result<PutResponse, Error> {
     let prev = b.get(&p.key)?;
-    let value = if p.ignore_value { prev.as_ref().map(|kv| kv.value.clone()).unwrap_or_default() } else { p.value };
-    let lease = if p.ignore_lease { prev.as_ref().map_or(0, |kv| kv.lease) } else { p.lease };
+    let value = if p.ignore_value {
+        prev.as_ref().map(|kv| kv.value.clone()).unwrap_or_default()
+    } else {
+        p.value
+    };
+    let lease = if p.ignore_lease {
+        prev.as_ref().map_or(0, |kv| kv.lease)
+    } else {
+        p.lease
+    };
     let prev_kv = if p.prev_kv { prev.clone() } else { None };
     b.put(&p.key, value, lease, prev)?;
-    Ok(PutResponse { header: header(b.read_rev()), prev_kv })
+    Ok(PutResponse {
+        header: header(b.read_rev()),
+        prev_kv,
+    })
 }
 
-pub(super) fn delete_range(b: &mut WriteBatch<'_>, d: &DeleteRangeRequest) -> Result<DeleteRangeResponse, Error> {
+pub(super) fn delete_range(
+    b: &mut WriteBatch<'_>,
+    d: &DeleteRangeRequest,
+) -> Result<DeleteRangeResponse, Error> {
     let prevs = b.delete_range(&d.key, &d.range_end)?;
     Ok(DeleteRangeResponse {
         header: header(b.read_rev()),
@@ -94,17 +119,30 @@ pub(super) fn delete_range(b: &mut WriteBatch<'_>, d: &DeleteRangeRequest) -> Re
     })
 }
 
-fn lease_grant(a: &Applier, b: &mut WriteBatch<'_>, g: &LeaseGrantRequest) -> Result<LeaseGrantResponse, EtcdError> {
+fn lease_grant(
+    a: &Applier,
+    b: &mut WriteBatch<'_>,
+    g: &LeaseGrantRequest,
+) -> Result<LeaseGrantResponse, EtcdError> {
     if a.alarms.nospace() {
         return Err(EtcdError::NoSpace);
     }
     let ttl = a.lessor.grant(g.id, g.ttl)?;
     let mut t = b.txn().open_table(LEASES).map_err(|e| fatal(e.into()))?;
     t.insert(g.id, ttl).map_err(|e| fatal(e.into()))?;
-    Ok(LeaseGrantResponse { header: header(b.revision()), id: g.id, ttl, error: String::new() })
+    Ok(LeaseGrantResponse {
+        header: header(b.revision()),
+        id: g.id,
+        ttl,
+        error: String::new(),
+    })
 }
 
-fn lease_revoke(a: &Applier, b: &mut WriteBatch<'_>, id: i64) -> Result<LeaseRevokeResponse, EtcdError> {
+fn lease_revoke(
+    a: &Applier,
+    b: &mut WriteBatch<'_>,
+    id: i64,
+) -> Result<LeaseRevokeResponse, EtcdError> {
     let keys = a.lessor.keys(id)?;
     // All of the lease's keys go in one revision.
     for k in keys {
@@ -113,23 +151,45 @@ fn lease_revoke(a: &Applier, b: &mut WriteBatch<'_>, id: i64) -> Result<LeaseRev
     a.lessor.remove(id);
     let mut t = b.txn().open_table(LEASES).map_err(|e| fatal(e.into()))?;
     t.remove(id).map_err(|e| fatal(e.into()))?;
-    Ok(LeaseRevokeResponse { header: header(b.read_rev()) })
+    Ok(LeaseRevokeResponse {
+        header: header(b.read_rev()),
+    })
 }
 
-fn alarm(a: &Applier, b: &mut WriteBatch<'_>, r: &AlarmRequest) -> Result<AlarmResponse, EtcdError> {
+fn alarm(
+    a: &Applier,
+    b: &mut WriteBatch<'_>,
+    r: &AlarmRequest,
+) -> Result<AlarmResponse, EtcdError> {
     let action = AlarmAction::try_from(r.action).unwrap_or(AlarmAction::Get);
     let changed = match action {
         AlarmAction::Get => Vec::new(),
-        AlarmAction::Activate => a.alarms.activate(b.txn(), r.member_id, r.alarm).map_err(fatal)?,
-        AlarmAction::Deactivate => a.alarms.deactivate(b.txn(), r.member_id, r.alarm).map_err(fatal)?,
+        AlarmAction::Activate => a
+            .alarms
+            .activate(b.txn(), r.member_id, r.alarm)
+            .map_err(fatal)?,
+        AlarmAction::Deactivate => a
+            .alarms
+            .deactivate(b.txn(), r.member_id, r.alarm)
+            .map_err(fatal)?,
     };
     let alarms = if action == AlarmAction::Get {
         a.alarms.list()
     } else {
-        changed.into_iter().map(|(member_id, alarm)| AlarmMember { member_id, alarm }).collect()
+        changed
+            .into_iter()
+            .map(|(member_id, alarm)| AlarmMember { member_id, alarm })
+            .collect()
     };
     if action == AlarmAction::Activate && !alarms.is_empty() {
-        tracing::warn!(member = format!("{:x}", r.member_id), alarm = r.alarm, "alarm raised");
+        tracing::warn!(
+            member = format!("{:x}", r.member_id),
+            alarm = r.alarm,
+            "alarm raised"
+        );
     }
-    Ok(AlarmResponse { header: header(b.revision()), alarms })
+    Ok(AlarmResponse {
+        header: header(b.revision()),
+        alarms,
+    })
 }

@@ -4,7 +4,9 @@
 use ballast_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use ballast_proto::etcdserverpb::request_op::Request as Op;
 use ballast_proto::etcdserverpb::response_op::Response as OpResponse;
-use ballast_proto::etcdserverpb::{Compare, RangeRequest, RequestOp, ResponseOp, TxnRequest, TxnResponse};
+use ballast_proto::etcdserverpb::{
+    Compare, RangeRequest, RequestOp, ResponseOp, TxnRequest, TxnResponse,
+};
 use ballast_proto::mvccpb::KeyValue;
 
 use super::request::{check_put, delete_range, header, put};
@@ -12,7 +14,11 @@ use super::Applier;
 use crate::error::{Error, EtcdError};
 use crate::mvcc::WriteBatch;
 
-pub(super) fn apply(a: &Applier, b: &mut WriteBatch<'_>, t: &TxnRequest) -> Result<TxnResponse, EtcdError> {
+pub(super) fn apply(
+    a: &Applier,
+    b: &mut WriteBatch<'_>,
+    t: &TxnRequest,
+) -> Result<TxnResponse, EtcdError> {
     // Decide every nested branch first, so that checks can fail the whole
     // txn before any change is made.
     let plan = plan(b, t).map_err(fatal)?;
@@ -60,7 +66,13 @@ fn compares_hold(b: &WriteBatch<'_>, cmps: &[Compare]) -> Result<bool, Error> {
 }
 
 fn compare_holds(b: &WriteBatch<'_>, c: &Compare) -> Result<bool, Error> {
-    let kvs = b.range(&RangeRequest { key: c.key.clone(), range_end: c.range_end.clone(), ..Default::default() })?.kvs;
+    let kvs = b
+        .range(&RangeRequest {
+            key: c.key.clone(),
+            range_end: c.range_end.clone(),
+            ..Default::default()
+        })?
+        .kvs;
     if kvs.is_empty() {
         // A missing key has no value to compare; other targets compare as zero.
         if c.target == CompareTarget::Value as i32 {
@@ -99,7 +111,10 @@ fn target_bytes(c: &Compare) -> &[u8] {
 
 fn target_int(c: &Compare) -> i64 {
     match c.target_union {
-        Some(TargetUnion::Version(v)) | Some(TargetUnion::CreateRevision(v)) | Some(TargetUnion::ModRevision(v)) | Some(TargetUnion::Lease(v)) => v,
+        Some(TargetUnion::Version(v))
+        | Some(TargetUnion::CreateRevision(v))
+        | Some(TargetUnion::ModRevision(v))
+        | Some(TargetUnion::Lease(v)) => v,
         _ => 0,
     }
 }
@@ -111,7 +126,13 @@ fn check(a: &Applier, b: &WriteBatch<'_>, t: &TxnRequest, plan: &[bool]) -> Resu
     check_into(a, b, t, plan, &mut next)
 }
 
-fn check_into(a: &Applier, b: &WriteBatch<'_>, t: &TxnRequest, plan: &[bool], next: &mut usize) -> Result<(), EtcdError> {
+fn check_into(
+    a: &Applier,
+    b: &WriteBatch<'_>,
+    t: &TxnRequest,
+    plan: &[bool],
+    next: &mut usize,
+) -> Result<(), EtcdError> {
     let ok = plan.get(*next).copied().unwrap_or(false);
     *next += 1;
     for op in if ok { &t.success } else { &t.failure } {
@@ -123,13 +144,27 @@ fn check_into(a: &Applier, b: &WriteBatch<'_>, t: &TxnRequest, plan: &[bool], ne
                 check_put(a, b, p)?;
             }
             Some(Op::RequestTxn(inner)) => check_into(a, b, inner, plan, next)?,
+            // etcd refuses the whole txn before writing anything.
+            Some(Op::RequestRange(r)) if r.revision > 0 => {
+                if r.revision > b.revision() {
+                    return Err(EtcdError::FutureRev);
+                }
+                if r.revision < b.compacted() {
+                    return Err(EtcdError::Compacted);
+                }
+            }
             _ => {}
         }
     }
     Ok(())
 }
 
-fn execute(b: &mut WriteBatch<'_>, t: &TxnRequest, plan: &[bool], next: &mut usize) -> Result<TxnResponse, Error> {
+fn execute(
+    b: &mut WriteBatch<'_>,
+    t: &TxnRequest,
+    plan: &[bool],
+    next: &mut usize,
+) -> Result<TxnResponse, Error> {
     let ok = plan.get(*next).copied().unwrap_or(false);
     *next += 1;
     let ops: &[RequestOp] = if ok { &t.success } else { &t.failure };
@@ -146,7 +181,13 @@ fn execute(b: &mut WriteBatch<'_>, t: &TxnRequest, plan: &[bool], next: &mut usi
             Some(Op::RequestTxn(inner)) => OpResponse::ResponseTxn(execute(b, inner, plan, next)?),
             None => continue,
         };
-        responses.push(ResponseOp { response: Some(response) });
+        responses.push(ResponseOp {
+            response: Some(response),
+        });
     }
-    Ok(TxnResponse { header: header(b.read_rev()), succeeded: ok, responses })
+    Ok(TxnResponse {
+        header: header(b.read_rev()),
+        succeeded: ok,
+        responses,
+    })
 }

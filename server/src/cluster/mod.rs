@@ -47,7 +47,9 @@ impl Members {
                 .map_err(|e| Error::Corrupt(format!("member {:x}: {e}", k.value())))?;
             members.insert(k.value(), m);
         }
-        Ok(Members { members: RwLock::new(members) })
+        Ok(Members {
+            members: RwLock::new(members),
+        })
     }
 
     pub fn is_empty(&self) -> bool {

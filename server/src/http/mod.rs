@@ -22,16 +22,30 @@ pub fn router(s: Arc<EtcdServer>) -> Router {
 
 /// Only /health and /metrics, for --listen-metrics-urls.
 pub fn metrics_router(s: Arc<EtcdServer>) -> Router {
-    Router::new().route("/health", get(health)).route("/metrics", get(metrics)).with_state(s)
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .with_state(s)
 }
 
 /// etcd's semantics: healthy when there is a leader, no alarm (beyond those
 /// excluded) and, unless `serializable=true`, a linearizable read succeeds.
-async fn health(State(s): State<Arc<EtcdServer>>, Query(q): Query<HashMap<String, String>>) -> impl IntoResponse {
-    let excluded: Vec<&str> = q.get("exclude").map(|e| e.split(',').collect()).unwrap_or_default();
+async fn health(
+    State(s): State<Arc<EtcdServer>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> impl IntoResponse {
+    let excluded: Vec<&str> = q
+        .get("exclude")
+        .map(|e| e.split(',').collect())
+        .unwrap_or_default();
     let reason = if s.raft.leader() == 0 {
         Some("RAFT NO LEADER".to_string())
-    } else if let Some(a) = s.alarms.list().into_iter().find(|a| !excluded.contains(&alarm_str(a.alarm))) {
+    } else if let Some(a) = s
+        .alarms
+        .list()
+        .into_iter()
+        .find(|a| !excluded.contains(&alarm_str(a.alarm)))
+    {
         Some(format!("ALARM {}", alarm_str(a.alarm)))
     } else if q.get("serializable").map(String::as_str) != Some("true") {
         match s.linearize().await {
@@ -42,10 +56,16 @@ async fn health(State(s): State<Arc<EtcdServer>>, Query(q): Query<HashMap<String
         None
     };
     match reason {
-        None => (StatusCode::OK, Json(json!({"health": "true", "reason": ""}))),
+        None => (
+            StatusCode::OK,
+            Json(json!({"health": "true", "reason": ""})),
+        ),
         Some(r) => {
             tracing::warn!(reason = %r, "serving /health false");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"health": "false", "reason": r})))
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"health": "false", "reason": r})),
+            )
         }
     }
 }
@@ -74,9 +94,21 @@ async fn metrics(State(s): State<Arc<EtcdServer>>) -> impl IntoResponse {
     m.keys_total.set(s.store.live_keys() as i64);
     m.has_leader.set((s.raft.leader() != 0) as i64);
     m.is_leader.set((s.raft.leader() == s.member_id) as i64);
-    m.server_id.get_or_create(&crate::metrics::ServerIdLabels { server_id: format!("{:x}", s.member_id) }).set(1);
-    m.server_version
-        .get_or_create(&crate::metrics::VersionLabels { server_version: s.cfg.emulated_etcd_version.clone() })
+    m.server_id
+        .get_or_create(&crate::metrics::ServerIdLabels {
+            server_id: format!("{:x}", s.member_id),
+        })
         .set(1);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], m.encode())
+    m.server_version
+        .get_or_create(&crate::metrics::VersionLabels {
+            server_version: s.cfg.emulated_etcd_version.clone(),
+        })
+        .set(1);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        m.encode(),
+    )
 }

@@ -43,7 +43,13 @@ impl Lessor {
     /// `min_ttl` follows etcd: 1.5 election timeouts, rounded up to seconds.
     pub fn new(election_timeout: Duration) -> Lessor {
         let min_ttl = (election_timeout.as_secs_f64() * 1.5).ceil().max(1.0) as i64;
-        Lessor { inner: Mutex::new(Inner { leases: HashMap::new(), primary: false }), min_ttl }
+        Lessor {
+            inner: Mutex::new(Inner {
+                leases: HashMap::new(),
+                primary: false,
+            }),
+            min_ttl,
+        }
     }
 
     /// The TTL a grant of `ttl` really gets.
@@ -53,7 +59,15 @@ impl Lessor {
 
     /// Restores a lease from the backend at startup.
     pub fn restore(&self, id: i64, ttl: i64) {
-        self.inner.lock().leases.insert(id, Lease { ttl, expiry: None, keys: BTreeSet::new(), revoke_proposed: None });
+        self.inner.lock().leases.insert(
+            id,
+            Lease {
+                ttl,
+                expiry: None,
+                keys: BTreeSet::new(),
+                revoke_proposed: None,
+            },
+        );
     }
 
     pub fn exists(&self, id: i64) -> bool {
@@ -68,7 +82,15 @@ impl Lessor {
         }
         let ttl = self.effective_ttl(ttl);
         let expiry = inner.primary.then(|| Instant::now() + secs(ttl));
-        inner.leases.insert(id, Lease { ttl, expiry, keys: BTreeSet::new(), revoke_proposed: None });
+        inner.leases.insert(
+            id,
+            Lease {
+                ttl,
+                expiry,
+                keys: BTreeSet::new(),
+                revoke_proposed: None,
+            },
+        );
         Ok(ttl)
     }
 
@@ -112,7 +134,11 @@ impl Lessor {
             Some(at) => at.saturating_duration_since(Instant::now()).as_secs() as i64,
             None => lease.ttl,
         };
-        Ok(LeaseInfo { granted_ttl: lease.ttl, remaining, keys: lease.keys.iter().cloned().collect() })
+        Ok(LeaseInfo {
+            granted_ttl: lease.ttl,
+            remaining,
+            keys: lease.keys.iter().cloned().collect(),
+        })
     }
 
     pub fn ids(&self) -> Vec<i64> {
@@ -152,7 +178,9 @@ impl Lessor {
         let mut out = Vec::new();
         for (id, l) in inner.leases.iter_mut() {
             let expired = l.expiry.is_some_and(|e| e <= now);
-            let retry_due = l.revoke_proposed.is_none_or(|t| now.duration_since(t) >= REVOKE_RETRY);
+            let retry_due = l
+                .revoke_proposed
+                .is_none_or(|t| now.duration_since(t) >= REVOKE_RETRY);
             if expired && retry_due {
                 l.revoke_proposed = Some(now);
                 out.push(*id);

@@ -93,7 +93,11 @@ impl Backend {
         txn.open_table(ALARMS)?;
         txn.open_table(MEMBERS)?;
         txn.commit()?;
-        let backend = Backend { path: path.to_path_buf(), db: RwLock::new(Arc::new(db)), in_use: AtomicU64::new(0) };
+        let backend = Backend {
+            path: path.to_path_buf(),
+            db: RwLock::new(Arc::new(db)),
+            in_use: AtomicU64::new(0),
+        };
         backend.refresh_in_use()?;
         Ok(backend)
     }
@@ -174,8 +178,10 @@ impl Backend {
 /// Makes a rename or file creation in the directory durable.
 pub fn sync_dir(file: &Path) -> Result<()> {
     if let Some(dir) = file.parent() {
-        let d = std::fs::File::open(dir).map_err(|e| Error::io(format!("open {}", dir.display()), e))?;
-        d.sync_all().map_err(|e| Error::io(format!("sync {}", dir.display()), e))?;
+        let d = std::fs::File::open(dir)
+            .map_err(|e| Error::io(format!("open {}", dir.display()), e))?;
+        d.sync_all()
+            .map_err(|e| Error::io(format!("sync {}", dir.display()), e))?;
     }
     Ok(())
 }
@@ -184,7 +190,10 @@ pub fn sync_dir(file: &Path) -> Result<()> {
 pub fn get_u64(t: &impl ReadableTable<&'static str, &'static [u8]>, key: &str) -> Result<u64> {
     Ok(match t.get(key)? {
         Some(v) => {
-            let b: [u8; 8] = v.value().try_into().map_err(|_| Error::Corrupt(format!("meta {key} is not 8 bytes")))?;
+            let b: [u8; 8] = v
+                .value()
+                .try_into()
+                .map_err(|_| Error::Corrupt(format!("meta {key} is not 8 bytes")))?;
             u64::from_be_bytes(b)
         }
         None => 0,

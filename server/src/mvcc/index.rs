@@ -31,7 +31,10 @@ impl KeyHistory {
     fn put(&mut self, rev: Revision) {
         match self.generations.last_mut() {
             Some(g) if !g.closed => g.revs.push(rev),
-            _ => self.generations.push(Generation { revs: vec![rev], closed: false }),
+            _ => self.generations.push(Generation {
+                revs: vec![rev],
+                closed: false,
+            }),
         }
     }
 
@@ -57,7 +60,11 @@ impl KeyHistory {
             // Latest revision of this generation at or before `at`.
             let pos = g.revs.partition_point(|r| r.main <= at);
             let is_tombstone = g.closed && pos == g.revs.len();
-            return if is_tombstone { None } else { Some(g.revs[pos - 1]) };
+            return if is_tombstone {
+                None
+            } else {
+                Some(g.revs[pos - 1])
+            };
         }
         None
     }
@@ -125,13 +132,18 @@ impl KeyIndex {
     }
 
     pub fn get(&self, key: &[u8], at: i64) -> Option<Found> {
-        self.keys.get(key)?.at(at).map(|modified| Found { modified })
+        self.keys
+            .get(key)?
+            .at(at)
+            .map(|modified| Found { modified })
     }
 
     /// Keys alive at `at` within the range, in key order, with the revision
     /// that last wrote each.
     pub fn range(&self, key: &[u8], end: &[u8], at: i64) -> Vec<(Vec<u8>, Revision)> {
-        self.range_iter(key, end, at).map(|(k, r)| (k.to_vec(), r)).collect()
+        self.range_iter(key, end, at)
+            .map(|(k, r)| (k.to_vec(), r))
+            .collect()
     }
 
     pub fn range_iter<'a>(
@@ -142,7 +154,11 @@ impl KeyIndex {
     ) -> impl Iterator<Item = (&'a [u8], Revision)> + 'a {
         let bounds = range_bounds(key, end);
         let empty_range = matches!(bounds, (Bound::Included(a), Bound::Excluded(b)) if a >= b);
-        let iter = if empty_range { None } else { Some(self.keys.range::<[u8], _>(bounds)) };
+        let iter = if empty_range {
+            None
+        } else {
+            Some(self.keys.range::<[u8], _>(bounds))
+        };
         iter.into_iter()
             .flatten()
             .filter_map(move |(k, h)| h.at(at).map(|r| (k.as_slice(), r)))
@@ -163,7 +179,10 @@ impl KeyIndex {
 
     /// Number of keys alive now (for `etcd_debugging_mvcc_keys_total`).
     pub fn live_keys(&self) -> usize {
-        self.keys.values().filter(|h| h.generations.last().is_some_and(|g| !g.closed)).count()
+        self.keys
+            .values()
+            .filter(|h| h.generations.last().is_some_and(|g| !g.closed))
+            .count()
     }
 }
 
@@ -198,8 +217,14 @@ mod tests {
             ix.put(*k, r(i as i64 + 2));
         }
         let keys = |v: Vec<(Vec<u8>, Revision)>| v.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
-        assert_eq!(keys(ix.range(b"a", b"c", 10)), vec![b"a".to_vec(), b"b".to_vec()]);
-        assert_eq!(keys(ix.range(b"b", b"\0", 10)), vec![b"b".to_vec(), b"c".to_vec()]);
+        assert_eq!(
+            keys(ix.range(b"a", b"c", 10)),
+            vec![b"a".to_vec(), b"b".to_vec()]
+        );
+        assert_eq!(
+            keys(ix.range(b"b", b"\0", 10)),
+            vec![b"b".to_vec(), b"c".to_vec()]
+        );
         assert_eq!(keys(ix.range(b"b", b"", 10)), vec![b"b".to_vec()]);
         assert_eq!(ix.count(b"a", b"\0", 3), 2);
         assert!(ix.range(b"c", b"a", 10).is_empty());

@@ -49,8 +49,9 @@ impl KvStore {
             let (k, v) = item?;
             let (rev, tombstone) = Revision::from_key(k.value())
                 .ok_or_else(|| Error::Corrupt("malformed revision key in the kv table".into()))?;
-            let kv = KeyValue::decode(v.value())
-                .map_err(|e| Error::Corrupt(format!("undecodable value at revision {}: {e}", rev.main)))?;
+            let kv = KeyValue::decode(v.value()).map_err(|e| {
+                Error::Corrupt(format!("undecodable value at revision {}: {e}", rev.main))
+            })?;
             if tombstone {
                 index.tombstone(&kv.key, rev);
                 leases.remove(&kv.key);
@@ -64,12 +65,27 @@ impl KvStore {
             }
             last = rev.main;
         }
-        let current = last.max(backend::get_u64(&meta_t, meta::CURRENT_REV)? as i64).max(1);
+        let current = last
+            .max(backend::get_u64(&meta_t, meta::CURRENT_REV)? as i64)
+            .max(1);
         let compacted = backend::get_u64(&meta_t, meta::COMPACT_REV)? as i64;
-        let leased = leases.into_iter().map(|(key, lease)| LeasedKey { key, lease }).collect();
+        let leased = leases
+            .into_iter()
+            .map(|(key, lease)| LeasedKey { key, lease })
+            .collect();
         drop((kv, meta_t, txn));
-        let state = State { index, current, compacted };
-        Ok((KvStore { backend, state: RwLock::new(state) }, leased))
+        let state = State {
+            index,
+            current,
+            compacted,
+        };
+        Ok((
+            KvStore {
+                backend,
+                state: RwLock::new(state),
+            },
+            leased,
+        ))
     }
 
     pub fn backend(&self) -> &Arc<Backend> {
@@ -109,7 +125,12 @@ impl KvStore {
         // Begin the backend read under the lock: everything the index shows at
         // `rev` is committed by then.
         let txn = self.backend.read()?;
-        Ok(ReadView { store: self, state, txn, rev })
+        Ok(ReadView {
+            store: self,
+            state,
+            txn,
+            rev,
+        })
     }
 
     /// Runs a Range request against committed data.
@@ -119,13 +140,19 @@ impl KvStore {
         let fetch = |rev: Revision| read_kv(&table, rev);
         let mut resp = range_with(&view.state.index, view.rev, req, fetch)?;
         // etcd reports the current revision, also for reads of older ones.
-        resp.header = Some(ResponseHeader { revision: view.state.current, ..Default::default() });
+        resp.header = Some(ResponseHeader {
+            revision: view.state.current,
+            ..Default::default()
+        });
         Ok(resp)
     }
 }
 
 /// Decodes the value written at `rev`.
-fn read_kv(table: &impl ReadableTable<&'static [u8], &'static [u8]>, rev: Revision) -> Result<KeyValue> {
+fn read_kv(
+    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    rev: Revision,
+) -> Result<KeyValue> {
     let v = table
         .get(rev.to_key(false).as_slice())?
         .ok_or_else(|| Error::Corrupt(format!("index points at missing revision {}", rev.main)))?;
@@ -146,20 +173,30 @@ fn range_with(
         resp.count = index.count(&req.key, &req.range_end, rev) as i64;
         return Ok(resp);
     }
-    let order = SortOrder::try_from(req.sort_order).unwrap_or(SortOrder::None);
+    let requested = SortOrder::try_from(req.sort_order).unwrap_or(SortOrder::None);
     let target = SortTarget::try_from(req.sort_target).unwrap_or(SortTarget::Key);
-    // etcd: a sort target other than the key with no order means ascending.
-    let order = if order == SortOrder::None && target != SortTarget::Key { SortOrder::Ascend } else { order };
     let filtered = req.min_mod_revision != 0
         || req.max_mod_revision != 0
         || req.min_create_revision != 0
         || req.max_create_revision != 0;
-    let needs_all = filtered || !(order == SortOrder::None || (order == SortOrder::Ascend && target == SortTarget::Key));
+    // etcd fetches everything only for an explicit order or a filter; with
+    // no order, the limit applies in key order first.
+    let needs_all = filtered || requested != SortOrder::None;
+    // ...and then sorts a non-key target ascending.
+    let order = if requested == SortOrder::None && target != SortTarget::Key {
+        SortOrder::Ascend
+    } else {
+        requested
+    };
 
     let mut count = 0usize;
     let mut kvs = Vec::new();
     // Fetch one beyond the limit to know whether there is more.
-    let fetch_limit = if req.limit > 0 && !needs_all { req.limit as usize + 1 } else { usize::MAX };
+    let fetch_limit = if req.limit > 0 && !needs_all {
+        req.limit as usize + 1
+    } else {
+        usize::MAX
+    };
     for (_, r) in index.range_iter(&req.key, &req.range_end, rev) {
         count += 1;
         if kvs.len() < fetch_limit {
@@ -175,16 +212,21 @@ fn range_with(
         });
     }
     if order != SortOrder::None {
-        // Stable sort: ties keep key order, as etcd does.
-        match target {
-            SortTarget::Key => {}
-            SortTarget::Version => kvs.sort_by_key(|kv| kv.version),
-            SortTarget::Create => kvs.sort_by_key(|kv| kv.create_revision),
-            SortTarget::Mod => kvs.sort_by_key(|kv| kv.mod_revision),
-            SortTarget::Value => kvs.sort_by(|a, b| a.value.cmp(&b.value)),
-        }
+        let key_of = |kv: &KeyValue| -> (i64, Vec<u8>) {
+            match target {
+                SortTarget::Key => (0, kv.key.clone()),
+                SortTarget::Version => (kv.version, Vec::new()),
+                SortTarget::Create => (kv.create_revision, Vec::new()),
+                SortTarget::Mod => (kv.mod_revision, Vec::new()),
+                SortTarget::Value => (0, kv.value.clone()),
+            }
+        };
+        // Stable in both directions: ties keep key order, as etcd's sort does
+        // for the result sizes clients see.
         if order == SortOrder::Descend {
-            kvs.reverse();
+            kvs.sort_by_cached_key(|kv| std::cmp::Reverse(key_of(kv)));
+        } else if target != SortTarget::Key {
+            kvs.sort_by_cached_key(key_of);
         }
     }
     if req.limit > 0 && kvs.len() > req.limit as usize {
@@ -297,7 +339,12 @@ impl<'s> WriteBatch<'s> {
 
     /// Keys alive now in the range, with their values.
     pub fn live_in(&self, key: &[u8], end: &[u8]) -> Result<Vec<KeyValue>> {
-        let revs = self.store.state.read().index.range(key, end, self.read_rev());
+        let revs = self
+            .store
+            .state
+            .read()
+            .index
+            .range(key, end, self.read_rev());
         let table = self.txn.open_table(KV)?;
         revs.into_iter().map(|(_, r)| read_kv(&table, r)).collect()
     }
@@ -317,7 +364,13 @@ impl<'s> WriteBatch<'s> {
     }
 
     /// Writes a new value; `prev` is the key's live value (from `get`).
-    pub fn put(&mut self, key: &[u8], value: Vec<u8>, lease: i64, prev: Option<KeyValue>) -> Result<()> {
+    pub fn put(
+        &mut self,
+        key: &[u8],
+        value: Vec<u8>,
+        lease: i64,
+        prev: Option<KeyValue>,
+    ) -> Result<()> {
         let rev = self.next_rev();
         let kv = KeyValue {
             key: key.to_vec(),
@@ -327,13 +380,19 @@ impl<'s> WriteBatch<'s> {
             value,
             lease,
         };
-        self.txn.open_table(KV)?.insert(rev.to_key(false).as_slice(), kv.encode_to_vec().as_slice())?;
+        self.txn
+            .open_table(KV)?
+            .insert(rev.to_key(false).as_slice(), kv.encode_to_vec().as_slice())?;
         self.store.state.write().index.put(key, rev);
         let old_lease = prev.as_ref().map_or(0, |p| p.lease);
         if old_lease != lease {
             self.lease_moves.push((key.to_vec(), old_lease, lease));
         }
-        self.events.push(Event { r#type: EventType::Put as i32, kv: Some(kv), prev_kv: prev });
+        self.events.push(Event {
+            r#type: EventType::Put as i32,
+            kv: Some(kv),
+            prev_kv: prev,
+        });
         Ok(())
     }
 
@@ -342,13 +401,23 @@ impl<'s> WriteBatch<'s> {
         let prevs = self.live_in(key, end)?;
         for prev in &prevs {
             let rev = self.next_rev();
-            let tomb = KeyValue { key: prev.key.clone(), mod_revision: rev.main, ..Default::default() };
-            self.txn.open_table(KV)?.insert(rev.to_key(true).as_slice(), tomb.encode_to_vec().as_slice())?;
+            let tomb = KeyValue {
+                key: prev.key.clone(),
+                mod_revision: rev.main,
+                ..Default::default()
+            };
+            self.txn
+                .open_table(KV)?
+                .insert(rev.to_key(true).as_slice(), tomb.encode_to_vec().as_slice())?;
             self.store.state.write().index.tombstone(&prev.key, rev);
             if prev.lease != 0 {
                 self.lease_moves.push((prev.key.clone(), prev.lease, 0));
             }
-            self.events.push(Event { r#type: EventType::Delete as i32, kv: Some(tomb), prev_kv: Some(prev.clone()) });
+            self.events.push(Event {
+                r#type: EventType::Delete as i32,
+                kv: Some(tomb),
+                prev_kv: Some(prev.clone()),
+            });
         }
         Ok(prevs)
     }
@@ -381,7 +450,11 @@ impl<'s> WriteBatch<'s> {
         for k in doomed {
             table.remove(k.as_slice())?;
         }
-        backend::put_u64(&mut self.txn.open_table(META)?, meta::COMPACT_REV, rev as u64)?;
+        backend::put_u64(
+            &mut self.txn.open_table(META)?,
+            meta::COMPACT_REV,
+            rev as u64,
+        )?;
         Ok(())
     }
 
@@ -413,14 +486,25 @@ impl KvStore {
         let mut upto = current;
         for item in table.range::<&[u8]>(lower.as_slice()..upper.as_slice())? {
             let (k, v) = item?;
-            let Some((rev, tombstone)) = Revision::from_key(k.value()) else { continue };
+            let Some((rev, tombstone)) = Revision::from_key(k.value()) else {
+                continue;
+            };
             if events.len() >= max_events && rev.main > upto_of(&events) {
                 upto = upto_of(&events);
                 break;
             }
-            let kv = KeyValue::decode(v.value()).map_err(|e| Error::Corrupt(format!("revision {}: {e}", rev.main)))?;
-            let r#type = if tombstone { EventType::Delete } else { EventType::Put } as i32;
-            events.push(Event { r#type, kv: Some(kv), prev_kv: None });
+            let kv = KeyValue::decode(v.value())
+                .map_err(|e| Error::Corrupt(format!("revision {}: {e}", rev.main)))?;
+            let r#type = if tombstone {
+                EventType::Delete
+            } else {
+                EventType::Put
+            } as i32;
+            events.push(Event {
+                r#type,
+                kv: Some(kv),
+                prev_kv: None,
+            });
         }
         Ok((events, upto))
     }
@@ -431,7 +515,9 @@ impl KvStore {
         if rev - 1 < state.compacted {
             return Ok(None);
         }
-        let Some(found) = state.index.get(key, rev - 1) else { return Ok(None) };
+        let Some(found) = state.index.get(key, rev - 1) else {
+            return Ok(None);
+        };
         let txn = self.backend.read()?;
         drop(state);
         Ok(Some(read_kv(&txn.open_table(KV)?, found.modified)?))
@@ -439,7 +525,10 @@ impl KvStore {
 }
 
 fn upto_of(events: &[Event]) -> i64 {
-    events.last().and_then(|e| e.kv.as_ref()).map_or(0, |kv| kv.mod_revision)
+    events
+        .last()
+        .and_then(|e| e.kv.as_ref())
+        .map_or(0, |kv| kv.mod_revision)
 }
 
 /// A checksum of the key space up to a revision, comparable across members.
@@ -464,6 +553,10 @@ impl KvStore {
             h.update(k.value());
             h.update(v.value());
         }
-        Ok(KvHash { hash: h.finalize(), revision: rev, compacted })
+        Ok(KvHash {
+            hash: h.finalize(),
+            revision: rev,
+            compacted,
+        })
     }
 }

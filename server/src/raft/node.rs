@@ -20,7 +20,10 @@ use crate::error::{Error, EtcdError, Result};
 
 /// Requests to the Raft thread.
 pub enum Command {
-    Propose { data: Vec<u8>, done: oneshot::Sender<Result<(), EtcdError>> },
+    Propose {
+        data: Vec<u8>,
+        done: oneshot::Sender<Result<(), EtcdError>>,
+    },
     /// Linearizable read: answers with the commit index to wait for.
     ReadIndex(oneshot::Sender<Result<u64, EtcdError>>),
     Stop,
@@ -52,14 +55,18 @@ impl RaftHandle {
     /// Appends `data` to the log; resolves once the node accepted it (not yet committed).
     pub async fn propose(&self, data: Vec<u8>) -> Result<(), EtcdError> {
         let (done, rx) = oneshot::channel();
-        self.tx.send(Command::Propose { data, done }).map_err(|_| EtcdError::Stopped)?;
+        self.tx
+            .send(Command::Propose { data, done })
+            .map_err(|_| EtcdError::Stopped)?;
         rx.await.map_err(|_| EtcdError::Stopped)?
     }
 
     /// The commit index a linearizable read must wait for.
     pub async fn read_index(&self) -> Result<u64, EtcdError> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(Command::ReadIndex(tx)).map_err(|_| EtcdError::Stopped)?;
+        self.tx
+            .send(Command::ReadIndex(tx))
+            .map_err(|_| EtcdError::Stopped)?;
         rx.await.map_err(|_| EtcdError::Stopped)?
     }
 
@@ -127,7 +134,9 @@ impl RaftNode {
             id: cfg.id,
             election_tick: cfg.election_ticks,
             heartbeat_tick: cfg.heartbeat_ticks,
-            applied: cfg.applied,
+            // The commit index is persisted lazily, so after a crash the
+            // state machine may be ahead of it; raft-rs needs applied <= commit.
+            applied: cfg.applied.min(store.hard_state().commit),
             max_size_per_msg: MAX_MSG_BYTES,
             max_inflight_msgs: 256,
             check_quorum: true,
@@ -187,7 +196,8 @@ impl RaftNode {
                 let ctx = self.next_read_ctx;
                 self.next_read_ctx += 1;
                 self.raw.read_index(ctx.to_be_bytes().to_vec());
-                self.reads_in_flight.insert(ctx, std::mem::take(&mut self.pending_reads));
+                self.reads_in_flight
+                    .insert(ctx, std::mem::take(&mut self.pending_reads));
             }
             if Instant::now() >= next_tick {
                 self.raw.tick();
@@ -204,7 +214,9 @@ impl RaftNode {
                 let res = if self.raw.raft.leader_id == raft::INVALID_ID {
                     Err(EtcdError::NoLeader)
                 } else {
-                    self.raw.propose(vec![], data).map_err(|_| EtcdError::NoLeader)
+                    self.raw
+                        .propose(vec![], data)
+                        .map_err(|_| EtcdError::NoLeader)
                 };
                 let _ = done.send(res);
             }
@@ -227,7 +239,9 @@ impl RaftNode {
         self.send(rd.take_messages());
         if let Some(ss) = rd.ss() {
             self.status.leader.store(ss.leader_id, Ordering::Relaxed);
-            self.metrics.has_leader.set((ss.leader_id != raft::INVALID_ID) as i64);
+            self.metrics
+                .has_leader
+                .set((ss.leader_id != raft::INVALID_ID) as i64);
             self.status.leader_changes.fetch_add(1, Ordering::Relaxed);
             let is_leader = ss.raft_state == StateRole::Leader;
             if is_leader != self.was_leader {
@@ -246,18 +260,28 @@ impl RaftNode {
             self.wal.append(rd.entries(), hs.as_ref())?;
             let started = Instant::now();
             self.wal.sync()?;
-            self.metrics.wal_fsync.observe(started.elapsed().as_secs_f64());
+            self.metrics
+                .wal_fsync
+                .observe(started.elapsed().as_secs_f64());
             self.store.append(rd.entries());
             if let Some(hs) = hs {
                 self.status.term.store(hs.term, Ordering::Relaxed);
                 self.store.set_hard_state(hs);
             }
-            self.status.last_index.store(self.store.last_index_now(), Ordering::Relaxed);
+            self.status
+                .last_index
+                .store(self.store.last_index_now(), Ordering::Relaxed);
         }
         self.send(rd.take_persisted_messages());
         for rs in rd.take_read_states() {
-            let Ok(ctx) = <[u8; 8]>::try_from(rs.request_ctx.as_slice()) else { continue };
-            for reply in self.reads_in_flight.remove(&u64::from_be_bytes(ctx)).unwrap_or_default() {
+            let Ok(ctx) = <[u8; 8]>::try_from(rs.request_ctx.as_slice()) else {
+                continue;
+            };
+            for reply in self
+                .reads_in_flight
+                .remove(&u64::from_be_bytes(ctx))
+                .unwrap_or_default()
+            {
                 let _ = reply.send(Ok(rs.index));
             }
         }
@@ -265,6 +289,8 @@ impl RaftNode {
         if let Some(commit) = light.commit_index() {
             self.store.set_commit(commit);
             self.status.commit.store(commit, Ordering::Relaxed);
+            // Durable with the next sync; losing it only means re-committing.
+            self.wal.append(&[], Some(&self.store.hard_state()))?;
         }
         self.send(light.take_messages());
         self.hand_to_apply(light.take_committed_entries());
@@ -309,7 +335,11 @@ impl RaftNode {
         let term = self.store.compact(durable)?;
         let conf_state: ConfState = self.raw.raft.prs().conf().to_conf_state();
         self.store.set_conf_state(conf_state.clone());
-        self.wal.mark_snapshot(SnapshotMark { index: durable, term, conf_state })?;
+        self.wal.mark_snapshot(SnapshotMark {
+            index: durable,
+            term,
+            conf_state,
+        })?;
         tracing::info!(index = durable, "compacted raft log");
         Ok(())
     }
@@ -318,9 +348,20 @@ impl RaftNode {
 /// Bootstrap state for a brand-new member: an empty log whose starting
 /// configuration is the initial cluster.
 pub fn bootstrap(wal: &mut Wal, voters: Vec<u64>) -> Result<LogStore> {
-    let conf_state = ConfState { voters, ..Default::default() };
-    wal.mark_snapshot(SnapshotMark { index: 0, term: 0, conf_state: conf_state.clone() })?;
-    let snapshot = raft::prelude::SnapshotMetadata { conf_state: Some(conf_state), index: 0, term: 0 };
+    let conf_state = ConfState {
+        voters,
+        ..Default::default()
+    };
+    wal.mark_snapshot(SnapshotMark {
+        index: 0,
+        term: 0,
+        conf_state: conf_state.clone(),
+    })?;
+    let snapshot = raft::prelude::SnapshotMetadata {
+        conf_state: Some(conf_state),
+        index: 0,
+        term: 0,
+    };
     Ok(LogStore::new(HardState::default(), snapshot, Vec::new()))
 }
 
@@ -330,7 +371,8 @@ pub fn restore(
     mark: Option<SnapshotMark>,
     entries: Vec<Entry>,
 ) -> Result<LogStore> {
-    let mark = mark.ok_or_else(|| Error::Corrupt("the WAL has no starting configuration".into()))?;
+    let mark =
+        mark.ok_or_else(|| Error::Corrupt("the WAL has no starting configuration".into()))?;
     let snapshot = raft::prelude::SnapshotMetadata {
         conf_state: Some(mark.conf_state),
         index: mark.index,

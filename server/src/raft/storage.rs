@@ -35,7 +35,13 @@ pub struct LogStore {
 
 impl LogStore {
     pub fn new(hard_state: HardState, snapshot: SnapshotMetadata, entries: Vec<Entry>) -> LogStore {
-        LogStore { log: Arc::new(RwLock::new(Log { hard_state, snapshot, entries })) }
+        LogStore {
+            log: Arc::new(RwLock::new(Log {
+                hard_state,
+                snapshot,
+                entries,
+            })),
+        }
     }
 
     /// Appends entries, dropping any conflicting tail first.
@@ -61,7 +67,12 @@ impl LogStore {
     }
 
     pub fn conf_state(&self) -> ConfState {
-        self.log.read().snapshot.conf_state.clone().unwrap_or_default()
+        self.log
+            .read()
+            .snapshot
+            .conf_state
+            .clone()
+            .unwrap_or_default()
     }
 
     pub fn set_conf_state(&self, cs: ConfState) {
@@ -119,7 +130,8 @@ impl raft::Storage for LogStore {
             return Err(raft::Error::Store(StorageError::Unavailable));
         }
         let off = log.first_index();
-        let mut ents: Vec<Entry> = log.entries[(low - off) as usize..(high - off) as usize].to_vec();
+        let mut ents: Vec<Entry> =
+            log.entries[(low - off) as usize..(high - off) as usize].to_vec();
         raft::util::limit_size(&mut ents, max_size.into());
         Ok(ents)
     }
@@ -148,7 +160,9 @@ impl raft::Storage for LogStore {
 
     fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
         // Sending the state machine to a follower comes with multi-member support.
-        Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable))
+        Err(raft::Error::Store(
+            StorageError::SnapshotTemporarilyUnavailable,
+        ))
     }
 }
 
@@ -158,7 +172,11 @@ mod tests {
     use raft::Storage;
 
     fn entry(index: u64, term: u64) -> Entry {
-        Entry { index, term, ..Default::default() }
+        Entry {
+            index,
+            term,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -172,7 +190,9 @@ mod tests {
         assert_eq!(s.first_index().ok(), Some(2));
         assert_eq!(s.term(1).ok(), Some(1));
         assert!(s.term(0).is_err());
-        let got = s.entries(2, 3, None, GetEntriesContext::empty(false)).expect("entries");
+        let got = s
+            .entries(2, 3, None, GetEntriesContext::empty(false))
+            .expect("entries");
         assert_eq!(got.len(), 1);
     }
 }

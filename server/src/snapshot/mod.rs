@@ -33,7 +33,10 @@ pub fn stream_len(db_len: u64) -> u64 {
 /// Produces the snapshot stream from a database copy, chunk by chunk,
 /// calling `emit(chunk, remaining_after_chunk)`.
 pub fn stream(mut db: File, mut emit: impl FnMut(Vec<u8>, u64) -> Result<()>) -> Result<()> {
-    let db_len = db.metadata().map_err(|e| Error::io("stat snapshot copy", e))?.len();
+    let db_len = db
+        .metadata()
+        .map_err(|e| Error::io("stat snapshot copy", e))?
+        .len();
     let total = stream_len(db_len);
     let mut sent = 0u64;
     let mut hasher = Sha256::new();
@@ -50,7 +53,8 @@ pub fn stream(mut db: File, mut emit: impl FnMut(Vec<u8>, u64) -> Result<()>) ->
     let mut left = db_len;
     while left > 0 {
         let mut buf = vec![0u8; CHUNK.min(left as usize)];
-        db.read_exact(&mut buf).map_err(|e| Error::io("read snapshot copy", e))?;
+        db.read_exact(&mut buf)
+            .map_err(|e| Error::io("read snapshot copy", e))?;
         left -= buf.len() as u64;
         send(buf, &mut hasher, true)?;
     }
@@ -64,27 +68,42 @@ pub fn stream(mut db: File, mut emit: impl FnMut(Vec<u8>, u64) -> Result<()>) ->
 /// Checks a snapshot file and copies its database to `dest`.
 pub fn extract(file: &Path, dest: &Path, skip_hash_check: bool) -> Result<()> {
     let mut f = File::open(file).map_err(|e| Error::io(format!("open {}", file.display()), e))?;
-    let len = f.metadata().map_err(|e| Error::io("stat snapshot", e))?.len();
-    let bad = |why: &str| Error::Other(format!("{} is not a Ballast snapshot: {why}", file.display()));
+    let len = f
+        .metadata()
+        .map_err(|e| Error::io("stat snapshot", e))?
+        .len();
+    let bad = |why: &str| {
+        Error::Other(format!(
+            "{} is not a Ballast snapshot: {why}",
+            file.display()
+        ))
+    };
     if len < HEADER_LEN + HASH_LEN || len % 512 != HASH_LEN {
-        return Err(bad("its size is not that of a snapshot (truncated download?)"));
+        return Err(bad(
+            "its size is not that of a snapshot (truncated download?)",
+        ));
     }
     let mut header = [0u8; 16];
-    f.read_exact(&mut header).map_err(|e| Error::io("read snapshot", e))?;
+    f.read_exact(&mut header)
+        .map_err(|e| Error::io("read snapshot", e))?;
     if &header[..8] != MAGIC {
         return Err(bad("wrong magic bytes"));
     }
     let db_len = u64::from_be_bytes(header[8..16].try_into().map_err(|_| bad("bad header"))?);
     if stream_len(db_len) != len {
-        return Err(bad("the recorded database length does not match the file size"));
+        return Err(bad(
+            "the recorded database length does not match the file size",
+        ));
     }
     if !skip_hash_check {
-        f.seek(SeekFrom::Start(0)).map_err(|e| Error::io("seek snapshot", e))?;
+        f.seek(SeekFrom::Start(0))
+            .map_err(|e| Error::io("seek snapshot", e))?;
         let mut hasher = Sha256::new();
         let mut body = (&mut f).take(len - HASH_LEN);
         std::io::copy(&mut body, &mut hasher).map_err(|e| Error::io("read snapshot", e))?;
         let mut want = [0u8; 32];
-        f.read_exact(&mut want).map_err(|e| Error::io("read snapshot hash", e))?;
+        f.read_exact(&mut want)
+            .map_err(|e| Error::io("read snapshot hash", e))?;
         if hasher.finalize().as_slice() != want {
             return Err(Error::Other(format!(
                 "snapshot {} is corrupt: SHA-256 mismatch (use --skip-hash-check only if the file was copied from a data directory)",
@@ -92,9 +111,12 @@ pub fn extract(file: &Path, dest: &Path, skip_hash_check: bool) -> Result<()> {
             )));
         }
     }
-    f.seek(SeekFrom::Start(HEADER_LEN)).map_err(|e| Error::io("seek snapshot", e))?;
-    let mut out = File::create(dest).map_err(|e| Error::io(format!("create {}", dest.display()), e))?;
-    std::io::copy(&mut (&mut f).take(db_len), &mut out).map_err(|e| Error::io("write database", e))?;
+    f.seek(SeekFrom::Start(HEADER_LEN))
+        .map_err(|e| Error::io("seek snapshot", e))?;
+    let mut out =
+        File::create(dest).map_err(|e| Error::io(format!("create {}", dest.display()), e))?;
+    std::io::copy(&mut (&mut f).take(db_len), &mut out)
+        .map_err(|e| Error::io("write database", e))?;
     out.flush().map_err(|e| Error::io("write database", e))?;
     out.sync_all().map_err(|e| Error::io("sync database", e))?;
     Ok(())

@@ -41,7 +41,12 @@ pub fn status(file: &Path) -> Result<SnapshotStatus> {
 /// Restores a snapshot into a new data dir. The member starts with the
 /// snapshot's keys, leases and revisions and a new membership from
 /// `--initial-cluster`, as with `etcdutl snapshot restore`.
-pub fn restore(file: &Path, data_dir: &Path, wal_dir: Option<&Path>, skip_hash_check: bool) -> Result<PathBuf> {
+pub fn restore(
+    file: &Path,
+    data_dir: &Path,
+    wal_dir: Option<&Path>,
+    skip_hash_check: bool,
+) -> Result<PathBuf> {
     let member = data_dir.join("member");
     if member.exists() {
         return Err(Error::Other(format!(
@@ -51,11 +56,15 @@ pub fn restore(file: &Path, data_dir: &Path, wal_dir: Option<&Path>, skip_hash_c
     }
     if let Some(w) = wal_dir {
         if w.exists() {
-            return Err(Error::Other(format!("wal-dir {:?} exists; restore into a new, empty directory", w.display().to_string())));
+            return Err(Error::Other(format!(
+                "wal-dir {:?} exists; restore into a new, empty directory",
+                w.display().to_string()
+            )));
         }
     }
     let snap = member.join("snap");
-    std::fs::create_dir_all(&snap).map_err(|e| Error::io(format!("create {}", snap.display()), e))?;
+    std::fs::create_dir_all(&snap)
+        .map_err(|e| Error::io(format!("create {}", snap.display()), e))?;
     let db = snap.join("db");
     super::extract(file, &db, skip_hash_check)?;
     // Forget the old cluster: identity, membership, alarms and log position

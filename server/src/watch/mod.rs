@@ -36,9 +36,16 @@ pub struct WatchSpec {
 /// Something to send on a watch stream.
 #[derive(Debug)]
 pub enum Delivery {
-    Events { watch_id: i64, revision: i64, events: Vec<Event> },
+    Events {
+        watch_id: i64,
+        revision: i64,
+        events: Vec<Event>,
+    },
     /// The watcher's start lies before the compacted revision; it is canceled.
-    Compacted { watch_id: i64, compact_revision: i64 },
+    Compacted {
+        watch_id: i64,
+        compact_revision: i64,
+    },
 }
 
 /// Identifies one watch stream (one gRPC Watch call).
@@ -55,7 +62,9 @@ struct Watcher {
 impl Watcher {
     fn wants(&self, e: &Event) -> bool {
         let Some(kv) = &e.kv else { return false };
-        if kv.mod_revision < self.next_rev || !in_range(&kv.key, &self.spec.key, &self.spec.range_end) {
+        if kv.mod_revision < self.next_rev
+            || !in_range(&kv.key, &self.spec.key, &self.spec.range_end)
+        {
             return false;
         }
         let is_put = e.r#type == EventType::Put as i32;
@@ -85,7 +94,11 @@ pub struct WatchHub {
 
 impl WatchHub {
     pub fn new(store: Arc<KvStore>) -> Arc<WatchHub> {
-        Arc::new(WatchHub { store, watchers: Mutex::new(HashMap::new()), wake: Notify::new() })
+        Arc::new(WatchHub {
+            store,
+            watchers: Mutex::new(HashMap::new()),
+            wake: Notify::new(),
+        })
     }
 
     /// Registers a watcher. Returns the current revision for the created
@@ -105,9 +118,21 @@ impl WatchHub {
         if spec.start_revision > 0 && spec.start_revision < compacted {
             return Err(compacted);
         }
-        let next_rev = if spec.start_revision > 0 { spec.start_revision } else { current + 1 };
+        let next_rev = if spec.start_revision > 0 {
+            spec.start_revision
+        } else {
+            current + 1
+        };
         let synced = next_rev > current;
-        watchers.insert((stream, watch_id), Watcher { spec, next_rev, synced, tx });
+        watchers.insert(
+            (stream, watch_id),
+            Watcher {
+                spec,
+                next_rev,
+                synced,
+                tx,
+            },
+        );
         drop(watchers);
         if !synced {
             self.wake.notify_one();
@@ -130,7 +155,10 @@ impl WatchHub {
     /// True when every watcher of the stream has seen everything committed,
     /// so a progress notification would not lie.
     pub fn stream_synced(&self, stream: StreamId) -> bool {
-        self.watchers.lock().iter().all(|((s, _), w)| *s != stream || w.synced)
+        self.watchers
+            .lock()
+            .iter()
+            .all(|((s, _), w)| *s != stream || w.synced)
     }
 
     /// Synced watchers of the stream that asked for progress notifications.
@@ -157,7 +185,11 @@ impl WatchHub {
                 w.next_rev = revision + 1;
                 continue;
             }
-            let msg = Delivery::Events { watch_id: *watch_id, revision, events: selected };
+            let msg = Delivery::Events {
+                watch_id: *watch_id,
+                revision,
+                events: selected,
+            };
             match w.tx.try_send(msg) {
                 Ok(()) => w.next_rev = revision + 1,
                 Err(mpsc::error::TrySendError::Full(_)) => {
@@ -193,7 +225,12 @@ impl WatchHub {
     fn sync_step(&self) -> crate::error::Result<bool> {
         let from = {
             let watchers = self.watchers.lock();
-            match watchers.values().filter(|w| !w.synced && !w.tx.is_closed()).map(|w| w.next_rev).min() {
+            match watchers
+                .values()
+                .filter(|w| !w.synced && !w.tx.is_closed())
+                .map(|w| w.next_rev)
+                .min()
+            {
                 Some(r) => r,
                 None => return Ok(false),
             }
@@ -210,7 +247,10 @@ impl WatchHub {
                 continue;
             }
             if w.next_rev < compacted {
-                let msg = Delivery::Compacted { watch_id: key.1, compact_revision: compacted };
+                let msg = Delivery::Compacted {
+                    watch_id: key.1,
+                    compact_revision: compacted,
+                };
                 if w.tx.try_send(msg).is_ok() {
                     dead.push(*key);
                 } else {
@@ -233,7 +273,13 @@ impl WatchHub {
                 }
             }
             let sent = selected.is_empty()
-                || w.tx.try_send(Delivery::Events { watch_id: key.1, revision: upto, events: selected }).is_ok();
+                || w.tx
+                    .try_send(Delivery::Events {
+                        watch_id: key.1,
+                        revision: upto,
+                        events: selected,
+                    })
+                    .is_ok();
             if sent {
                 w.next_rev = upto + 1;
                 w.synced = upto >= current;
