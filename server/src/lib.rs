@@ -9,6 +9,7 @@ pub mod alarm;
 pub mod api;
 pub mod apply;
 pub mod cluster;
+pub mod compactor;
 pub mod config;
 pub mod error;
 pub mod http;

@@ -401,6 +401,10 @@ pub fn start(cfg: Config) -> Result<Running> {
 
     tokio::spawn(hub.run_sync());
     tokio::spawn(expire_leases(Arc::downgrade(&server)));
+    tokio::spawn(crate::compactor::run(
+        Arc::downgrade(&server),
+        cfg.compaction_retention(),
+    ));
     Ok(Running {
         server,
         raft_thread,
