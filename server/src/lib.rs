@@ -18,6 +18,7 @@ pub mod listen;
 pub mod logging;
 pub mod metrics;
 pub mod mvcc;
+pub mod peer;
 pub mod raft;
 pub mod server;
 pub mod snapshot;

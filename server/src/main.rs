@@ -71,9 +71,11 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     let running = server::start(cfg).context("starting the member")?;
     let s = running.server.clone();
     let serve = listen::serve_clients(s.clone());
+    let peers = ballast::peer::serve_peers(s.clone());
     tokio::spawn(announce_ready(s.clone()));
     let result = tokio::select! {
         r = serve => r.context("serving clients"),
+        r = peers => r.context("serving peers"),
         _ = shutdown_signal() => {
             tracing::info!("received signal; shutting down");
             Ok(())
@@ -127,7 +129,7 @@ async fn shutdown_signal() {
 #[derive(Parser)]
 #[command(
     name = "ballast snapshot",
-    about = "Inspect and restore Ballast snapshot files (etcdutl's snapshot commands)"
+    about = "Inspect and restore etcd snapshot files, from Ballast or etcd (etcdctl's snapshot commands)"
 )]
 struct SnapshotCli {
     #[command(subcommand)]
@@ -188,7 +190,7 @@ fn snapshot_command(args: Vec<OsString>) -> ExitCode {
 fn run_snapshot(cmd: SnapshotCmd) -> anyhow::Result<()> {
     match cmd {
         SnapshotCmd::Status { file, write_out } => {
-            let st = snapshot::restore::status(&file)?;
+            let st = snapshot::status::status(&file)?;
             let size = human_bytes(st.total_size);
             match write_out.as_str() {
                 "json" => println!("{}", serde_json::to_string(&st)?),
@@ -196,7 +198,7 @@ fn run_snapshot(cmd: SnapshotCmd) -> anyhow::Result<()> {
                     let cells = [
                         format!("{:x}", st.hash),
                         st.revision.to_string(),
-                        st.total_keys.to_string(),
+                        st.total_key.to_string(),
                         size,
                     ];
                     print!(
@@ -204,10 +206,7 @@ fn run_snapshot(cmd: SnapshotCmd) -> anyhow::Result<()> {
                         table(&["HASH", "REVISION", "TOTAL KEYS", "TOTAL SIZE"], &cells)
                     );
                 }
-                "simple" => println!(
-                    "{:x}, {}, {}, {}",
-                    st.hash, st.revision, st.total_keys, size
-                ),
+                "simple" => println!("{:x}, {}, {}, {}", st.hash, st.revision, st.total_key, size),
                 other => anyhow::bail!("unknown --write-out {other:?}: use simple, table or json"),
             }
         }
@@ -231,14 +230,16 @@ fn run_snapshot(cmd: SnapshotCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Sizes as etcdctl prints them (SI units: "25 kB", "2.1 MB").
+/// Sizes as etcdctl prints them (go-humanize's SI `Bytes`: "25 kB", "2.1 MB"):
+/// rounded to one decimal first, then shown with one decimal below 10.
 fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "kB", "MB", "GB", "TB", "PB"];
+    const UNITS: [&str; 7] = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
     if n < 10 {
         return format!("{n} B");
     }
     let e = ((n as f64).ln() / 1000f64.ln()).floor() as usize;
-    let v = n as f64 / 1000f64.powi(e as i32);
+    let e = e.min(UNITS.len() - 1);
+    let v = (n as f64 / 1000f64.powi(e as i32) * 10.0 + 0.5).floor() / 10.0;
     if v < 10.0 {
         format!("{:.1} {}", v, UNITS[e])
     } else {
@@ -246,26 +247,30 @@ fn human_bytes(n: u64) -> String {
     }
 }
 
-/// A one-row table in etcdctl's style.
+/// A one-row table in etcdctl's style (olekukonko/tablewriter): headers
+/// centred, cells right-aligned, one space of padding.
 fn table(headers: &[&str], cells: &[String]) -> String {
     let widths: Vec<usize> = headers
         .iter()
         .zip(cells)
-        .map(|(h, c)| h.len().max(c.len()) + 2)
+        .map(|(h, c)| h.len().max(c.len()))
         .collect();
     let line = widths
         .iter()
-        .map(|w| "-".repeat(*w))
+        .map(|w| "-".repeat(w + 2))
         .collect::<Vec<_>>()
         .join("+");
-    let row = |vals: Vec<String>| {
-        vals.iter()
-            .zip(&widths)
-            .map(|(v, w)| format!("{v:^w$}"))
-            .collect::<Vec<_>>()
-            .join("|")
-    };
-    let heads = row(headers.iter().map(|h| h.to_string()).collect());
-    let body = row(cells.to_vec());
+    let heads = headers
+        .iter()
+        .zip(&widths)
+        .map(|(h, w)| format!(" {h:^w$} "))
+        .collect::<Vec<_>>()
+        .join("|");
+    let body = cells
+        .iter()
+        .zip(&widths)
+        .map(|(c, w)| format!(" {c:>w$} "))
+        .collect::<Vec<_>>()
+        .join("|");
     format!("+{line}+\n|{heads}|\n+{line}+\n|{body}|\n+{line}+\n")
 }

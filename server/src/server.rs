@@ -313,6 +313,11 @@ pub fn start(cfg: Config) -> Result<Running> {
         }
     });
     let entries_tx = apply_tx.clone();
+    let transport = crate::raft::transport::Transport::new(member_id, cluster_id, tokio::runtime::Handle::current());
+    for m in members.list() {
+        transport.set_peer(m.id, m.peer_urls.clone());
+    }
+    let send_transport = transport.clone();
     let (raft_node, raft) = RaftNode::new(
         NodeConfig {
             id: member_id,
@@ -328,11 +333,13 @@ pub fn start(cfg: Config) -> Result<Running> {
         Box::new(move |ents| {
             let _ = entries_tx.send(ApplyMsg::Entries(ents));
         }),
+        Box::new(move |msgs| send_transport.send(msgs)),
         durable_applied.clone(),
         on_role,
         metrics.clone(),
     )?;
 
+    transport.set_raft(raft.clone());
     let start_id = ((member_id & 0xffff) << 48)
         | ((std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -4,6 +4,7 @@
 pub mod ids;
 pub mod node;
 pub mod storage;
+pub mod transport;
 pub mod wal;
 
 pub use node::{Command, RaftHandle, RaftNode, RaftStatus};

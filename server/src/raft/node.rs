@@ -26,6 +26,10 @@ pub enum Command {
     },
     /// Linearizable read: answers with the commit index to wait for.
     ReadIndex(oneshot::Sender<Result<u64, EtcdError>>),
+    /// A message from a peer.
+    Step(Message),
+    /// The transport could not deliver to this peer.
+    Unreachable(u64),
     Stop,
 }
 
@@ -43,6 +47,8 @@ pub struct RaftStatus {
 pub type RoleListener = Box<dyn Fn(bool) + Send>;
 /// Receives committed entries, in order.
 pub type ApplyFn = Box<dyn Fn(Vec<Entry>) + Send>;
+/// Delivers messages to peers; must not block.
+pub type SendFn = Box<dyn Fn(Vec<Message>) + Send>;
 
 /// Cheap handle for talking to the Raft thread.
 #[derive(Clone)]
@@ -74,6 +80,14 @@ impl RaftHandle {
         let _ = self.tx.send(Command::Stop);
     }
 
+    pub fn step(&self, m: Message) {
+        let _ = self.tx.send(Command::Step(m));
+    }
+
+    pub fn unreachable(&self, peer: u64) {
+        let _ = self.tx.send(Command::Unreachable(peer));
+    }
+
     pub fn leader(&self) -> u64 {
         self.status.leader.load(Ordering::Relaxed)
     }
@@ -101,6 +115,7 @@ pub struct RaftNode {
     wal: Wal,
     rx: Receiver<Command>,
     apply: ApplyFn,
+    send_fn: SendFn,
     metrics: Arc<Metrics>,
     status: Arc<RaftStatus>,
     /// The apply thread's durably applied index: the log may be cut up to it.
@@ -126,6 +141,7 @@ impl RaftNode {
         wal: Wal,
         store: LogStore,
         apply: ApplyFn,
+        send_fn: SendFn,
         durable_applied: Arc<AtomicU64>,
         on_role: RoleListener,
         metrics: Arc<Metrics>,
@@ -144,7 +160,7 @@ impl RaftNode {
             ..Default::default()
         };
         raft_cfg.validate()?;
-        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let logger = slog::Logger::root(SlogToTracing, slog::o!());
         let mut raw = RawNode::new(&raft_cfg, store.clone(), &logger)?;
         let voters = store.conf_state().voters;
         if voters == [cfg.id] {
@@ -159,6 +175,7 @@ impl RaftNode {
             wal,
             rx,
             apply,
+            send_fn,
             metrics,
             status: status.clone(),
             durable_applied,
@@ -227,6 +244,12 @@ impl RaftNode {
                     self.pending_reads.push(reply);
                 }
             }
+            Command::Step(m) => {
+                if let Err(e) = self.raw.step(m) {
+                    tracing::debug!("ignored raft message: {e}");
+                }
+            }
+            Command::Unreachable(peer) => self.raw.report_unreachable(peer),
             Command::Stop => {}
         }
     }
@@ -306,10 +329,9 @@ impl RaftNode {
         }
     }
 
-    /// Peers come with multi-member support; a single member sends nothing.
     fn send(&mut self, msgs: Vec<Message>) {
         if !msgs.is_empty() {
-            tracing::debug!(count = msgs.len(), "dropping raft messages: no peers");
+            (self.send_fn)(msgs);
         }
     }
 
@@ -379,4 +401,23 @@ pub fn restore(
         term: mark.term,
     };
     Ok(LogStore::new(hard_state, snapshot, entries))
+}
+
+/// Forwards raft-rs's slog records (elections, term changes) to tracing.
+struct SlogToTracing;
+
+impl slog::Drain for SlogToTracing {
+    type Ok = ();
+    type Err = slog::Never;
+
+    fn log(&self, record: &slog::Record<'_>, _values: &slog::OwnedKVList) -> Result<(), slog::Never> {
+        let msg = record.msg().to_string();
+        match record.level() {
+            slog::Level::Critical | slog::Level::Error => tracing::error!(target: "raft", "{msg}"),
+            slog::Level::Warning => tracing::warn!(target: "raft", "{msg}"),
+            slog::Level::Info => tracing::info!(target: "raft", "{msg}"),
+            slog::Level::Debug | slog::Level::Trace => tracing::debug!(target: "raft", "{msg}"),
+        }
+        Ok(())
+    }
 }

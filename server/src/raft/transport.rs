@@ -1,0 +1,161 @@
+//! Raft messages between members: one long-lived gRPC stream per peer,
+//! batching whatever is queued, reconnecting with backoff. Messages to an
+//! unreachable peer are dropped and raft-rs is told, so it retries later.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use ballast_proto::internal::raft_peer_client::RaftPeerClient;
+use ballast_proto::internal::RaftBatch;
+use parking_lot::Mutex;
+use prost011::Message as _;
+use raft::prelude::Message;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::RaftHandle;
+
+/// Messages queued per peer before new ones are dropped.
+const PEER_QUEUE: usize = 4096;
+/// Messages per batch on the wire.
+const MAX_BATCH: usize = 512;
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+struct Peer {
+    tx: mpsc::Sender<Message>,
+    urls: Vec<String>,
+}
+
+pub struct Transport {
+    me: u64,
+    cluster_id: u64,
+    runtime: tokio::runtime::Handle,
+    peers: Mutex<HashMap<u64, Peer>>,
+    /// Set once the Raft node exists; used to report unreachable peers.
+    raft: OnceLock<RaftHandle>,
+}
+
+impl Transport {
+    pub fn new(me: u64, cluster_id: u64, runtime: tokio::runtime::Handle) -> Arc<Transport> {
+        Arc::new(Transport { me, cluster_id, runtime, peers: Mutex::new(HashMap::new()), raft: OnceLock::new() })
+    }
+
+    pub fn set_raft(&self, raft: RaftHandle) {
+        let _ = self.raft.set(raft);
+    }
+
+    /// Starts (or restarts, if its URLs changed) the stream to a peer.
+    pub fn set_peer(self: &Arc<Self>, id: u64, urls: Vec<String>) {
+        if id == self.me || urls.is_empty() {
+            return;
+        }
+        let mut peers = self.peers.lock();
+        if peers.get(&id).is_some_and(|p| p.urls == urls) {
+            return;
+        }
+        let (tx, rx) = mpsc::channel(PEER_QUEUE);
+        peers.insert(id, Peer { tx, urls: urls.clone() });
+        let this = self.clone();
+        self.runtime.spawn(async move { this.run_peer(id, urls, rx).await });
+    }
+
+    /// Stops talking to a removed member (its task ends with its queue).
+    pub fn remove_peer(&self, id: u64) {
+        self.peers.lock().remove(&id);
+    }
+
+    /// Queues messages from the Raft thread; never blocks it.
+    pub fn send(&self, msgs: Vec<Message>) {
+        let peers = self.peers.lock();
+        for m in msgs {
+            let to = m.to;
+            let full = match peers.get(&to) {
+                Some(p) => p.tx.try_send(m).is_err(),
+                None => {
+                    tracing::debug!(to = format!("{to:x}"), "no transport to peer; dropping raft message");
+                    true
+                }
+            };
+            if full {
+                self.report_unreachable(to);
+            }
+        }
+    }
+
+    fn report_unreachable(&self, id: u64) {
+        if let Some(r) = self.raft.get() {
+            r.unreachable(id);
+        }
+    }
+
+    async fn run_peer(self: Arc<Self>, to: u64, urls: Vec<String>, mut rx: mpsc::Receiver<Message>) {
+        let mut backoff = MIN_BACKOFF;
+        let mut url_index = 0;
+        loop {
+            let url = &urls[url_index % urls.len()];
+            url_index += 1;
+            match self.stream_to(to, url, &mut rx).await {
+                Stream::QueueClosed => return,
+                Stream::Broken(e) => {
+                    tracing::debug!(peer = format!("{to:x}"), url = %url, "raft stream to peer broke: {e}");
+                    self.report_unreachable(to);
+                }
+            }
+            // Drop what piled up meanwhile: raft-rs resends what matters.
+            let deadline = tokio::time::Instant::now() + backoff;
+            loop {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(_)) => continue,
+                    Ok(None) => return,
+                    Err(_) => break,
+                }
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// Streams batches until the connection fails or the queue closes.
+    async fn stream_to(&self, to: u64, url: &str, rx: &mut mpsc::Receiver<Message>) -> Stream {
+        let endpoint = match tonic::transport::Endpoint::from_shared(url.to_string()) {
+            Ok(e) => e.connect_timeout(Duration::from_secs(1)).tcp_nodelay(true),
+            Err(e) => return Stream::Broken(format!("bad peer URL: {e}")),
+        };
+        let channel = match endpoint.connect().await {
+            Ok(c) => c,
+            Err(e) => return Stream::Broken(e.to_string()),
+        };
+        let (btx, brx) = mpsc::channel::<RaftBatch>(16);
+        let mut client = RaftPeerClient::new(channel);
+        let mut call = tokio::spawn(async move { client.send(ReceiverStream::new(brx)).await });
+        loop {
+            let first = tokio::select! {
+                m = rx.recv() => m,
+                r = &mut call => return Stream::Broken(format!("peer ended the stream: {r:?}")),
+            };
+            let Some(first) = first else { return Stream::QueueClosed };
+            let mut messages = vec![first.encode_to_vec()];
+            while messages.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(m) => messages.push(m.encode_to_vec()),
+                    Err(_) => break,
+                }
+            }
+            let batch = RaftBatch { from: self.me, to, cluster_id: self.cluster_id, messages };
+            if btx.send(batch).await.is_err() {
+                return Stream::Broken("stream closed".into());
+            }
+        }
+    }
+}
+
+enum Stream {
+    QueueClosed,
+    Broken(String),
+}
+
+/// Decodes one message of a batch (for the receiving side).
+pub fn decode(bytes: &[u8]) -> Result<Message, String> {
+    Message::decode(bytes).map_err(|e| e.to_string())
+}
