@@ -91,23 +91,25 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
 /// Logs the lines etcd prints once a member can serve: scripts and
 /// operators wait for them.
 async fn announce_ready(s: std::sync::Arc<server::EtcdServer>) {
-    loop {
-        if s.linearize().await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(s.cfg.heartbeat_interval).await;
+    use ballast_proto::internal::internal_request::Request;
+    let me = ballast_proto::etcdserverpb::Member {
+        id: s.member_id,
+        name: s.cfg.name.clone(),
+        client_ur_ls: s.cfg.advertise_client_urls.iter().map(ballast::raft::ids::url_string).collect(),
+        ..Default::default()
+    };
+    // Retry until a leader commits it, as etcd does.
+    while let Err(e) = s.propose(Request::MemberAttributes(me.clone())).await {
+        tracing::debug!("publishing member attributes: {e}; retrying");
+        tokio::time::sleep(s.cfg.heartbeat_interval * 5).await;
     }
-    let me = s.members.get(s.member_id);
     tracing::info!(
         local_member_id = format!("{:x}", s.member_id),
-        local_member_attributes = ?me.map(|m| (m.name, m.client_urls)),
+        local_member_attributes = format!("{{Name:{} ClientURLs:{:?}}}", me.name, me.client_ur_ls),
         cluster_id = format!("{:x}", s.cluster_id),
         "published local member to cluster through raft"
     );
-    tracing::info!(
-        cluster_version = "3.5",
-        "enabled capabilities for version 3.5"
-    );
+    tracing::info!(cluster_version = "3.5", "enabled capabilities for version 3.5");
 }
 
 async fn shutdown_signal() {

@@ -218,7 +218,11 @@ pub fn start(cfg: Config) -> Result<Running> {
                 backend.path().display()
             )));
         }
-        let log = node::restore(rec.hard_state, rec.snapshot, rec.entries)?;
+        let applied_conf = {
+            let txn = backend.read()?;
+            backend::get_conf_state(&txn.open_table(META)?)?
+        };
+        let log = node::restore(rec.hard_state, rec.snapshot, rec.entries, applied_conf)?;
         (member_id, cluster_id, wal, log)
     } else {
         let initial = initial_members(&cfg);
@@ -236,13 +240,20 @@ pub fn start(cfg: Config) -> Result<Running> {
         let _ = std::fs::remove_dir_all(&tmp_wal);
         {
             let mut wal = Wal::create(&tmp_wal)?;
-            node::bootstrap(&mut wal, initial.iter().map(|m| m.id).collect())?;
+            let contexts = initial
+                .iter()
+                .map(|m| {
+                    let ctx = crate::cluster::ConfChangeContext { request_id: 0, member: m.clone() };
+                    serde_json::to_vec(&ctx).map(|c| (m.id, c)).map_err(|e| Error::Other(e.to_string()))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            node::bootstrap(&mut wal, &contexts)?;
         }
         std::fs::rename(&tmp_wal, &wal_dir)
             .map_err(|e| Error::io(format!("rename {} into place", tmp_wal.display()), e))?;
         backend::sync_dir(&wal_dir)?;
         let (wal, rec) = Wal::open(&wal_dir)?;
-        let log = node::restore(rec.hard_state, rec.snapshot, rec.entries)?;
+        let log = node::restore(rec.hard_state, rec.snapshot, rec.entries, None)?;
         {
             let txn = backend.write(true)?;
             {
@@ -364,7 +375,20 @@ pub fn start(cfg: Config) -> Result<Running> {
     });
 
     let quota_server = Arc::downgrade(&server);
+    let member_transport = transport.clone();
     let applier = Applier {
+        raft: raft.clone(),
+        on_member_change: Box::new(move |change| match change {
+            crate::apply::MemberChange::Added(m) => member_transport.set_peer(m.id, m.peer_urls.clone()),
+            crate::apply::MemberChange::Removed(id) => {
+                member_transport.remove_peer(id);
+                if id == member_id {
+                    tracing::warn!("the member has been permanently removed from the cluster");
+                    tracing::warn!("the data-dir used by this member must be removed");
+                    std::process::exit(0);
+                }
+            }
+        }),
         store,
         lessor: lessor.clone(),
         hub: hub.clone(),

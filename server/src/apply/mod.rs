@@ -26,6 +26,12 @@ use crate::watch::WatchHub;
 
 pub use request::Applied;
 
+/// A membership change the rest of the server must act on (the transport).
+pub enum MemberChange<'a> {
+    Added(&'a crate::cluster::Member),
+    Removed(u64),
+}
+
 /// How long non-durable backend commits may pile up before a durable one.
 /// The Raft log covers them meanwhile; this bounds replay after a crash.
 const DURABLE_EVERY: Duration = Duration::from_millis(500);
@@ -81,6 +87,9 @@ pub struct Applier {
     /// Asks for a NOSPACE alarm to be proposed (the server owns the Raft handle).
     pub on_quota_exceeded: Box<dyn Fn() + Send>,
     pub quota_bytes: u64,
+    /// Membership changes are applied to Raft's configuration here too.
+    pub raft: crate::raft::RaftHandle,
+    pub on_member_change: Box<dyn Fn(MemberChange<'_>) + Send>,
 }
 
 impl Applier {
@@ -142,6 +151,51 @@ impl Applier {
         }
     }
 
+    /// Applies a membership change to Raft's configuration, the member
+    /// table and the transport, in the batch of its entry.
+    fn apply_conf_change(
+        &self,
+        batch: &crate::mvcc::WriteBatch<'_>,
+        e: &Entry,
+    ) -> Result<(u64, Result<Applied, EtcdError>)> {
+        use raft::prelude::{ConfChange, ConfChangeType};
+        let cc = <ConfChange as prost011::Message>::decode(e.data.as_slice()).map_err(|err| {
+            crate::error::Error::Corrupt(format!("raft entry {}: bad membership change: {err}", e.index))
+        })?;
+        let ctx: Option<crate::cluster::ConfChangeContext> = serde_json::from_slice(&cc.context).ok();
+        let Some(cs) = self.raft.apply_conf_change(cc.clone()) else {
+            return Err(crate::error::Error::Other("raft thread stopped".into()));
+        };
+        let request_id = ctx.as_ref().map_or(0, |c| c.request_id);
+        match (ConfChangeType::from_i32(cc.change_type).ok_or(()), ctx) {
+            (Ok(ConfChangeType::RemoveNode), _) => {
+                self.members.remove(batch.txn(), cc.node_id)?;
+                tracing::info!(removed_member_id = format!("{:x}", cc.node_id), "removed member");
+                (self.on_member_change)(MemberChange::Removed(cc.node_id));
+            }
+            (Ok(kind), Some(ctx)) => {
+                let mut m = ctx.member;
+                m.is_learner = kind == ConfChangeType::AddLearnerNode;
+                // Keep what the member published about itself.
+                if let Some(old) = self.members.get(m.id) {
+                    if m.name.is_empty() {
+                        m.name = old.name;
+                    }
+                    if m.client_urls.is_empty() {
+                        m.client_urls = old.client_urls;
+                    }
+                }
+                tracing::info!(member_id = format!("{:x}", m.id), peer_urls = ?m.peer_urls, learner = m.is_learner, "added member");
+                (self.on_member_change)(MemberChange::Added(&m));
+                self.members.upsert(batch.txn(), m)?;
+            }
+            (Ok(_), None) => tracing::warn!(index = e.index, "membership change without member record"),
+            (Err(_), _) => tracing::warn!(index = e.index, "unknown membership change type"),
+        }
+        crate::mvcc::backend::put_conf_state(&mut batch.txn().open_table(crate::mvcc::backend::META)?, &cs)?;
+        Ok((request_id, Ok(Applied::Members(self.members.list()))))
+    }
+
     fn apply_batch(
         &mut self,
         entries: &mut Vec<Entry>,
@@ -158,6 +212,11 @@ impl Applier {
             }
             *applied_index = e.index;
             last_term = e.term;
+            if e.get_entry_type() == EntryType::EntryConfChange {
+                let (id, res) = self.apply_conf_change(&batch, &e)?;
+                results.push((id, res));
+                continue;
+            }
             if e.get_entry_type() != EntryType::EntryNormal || e.data.is_empty() {
                 continue;
             }

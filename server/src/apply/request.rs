@@ -23,6 +23,8 @@ pub enum Applied {
     LeaseGrant(LeaseGrantResponse),
     LeaseRevoke(LeaseRevokeResponse),
     Alarm(AlarmResponse),
+    /// A membership change: the members after it.
+    Members(Vec<crate::cluster::Member>),
     /// Requests with nothing to report beyond success.
     Done,
 }
@@ -71,6 +73,10 @@ pub(super) fn apply(
         Request::LeaseGrant(g) => lease_grant(a, b, &g).map(Applied::LeaseGrant),
         Request::LeaseRevoke(r) => lease_revoke(a, b, r.id).map(Applied::LeaseRevoke),
         Request::Alarm(r) => alarm(a, b, &r).map(Applied::Alarm),
+        Request::MemberAttributes(m) => {
+            a.members.set_attributes(b.txn(), m.id, &m.name, &m.client_ur_ls).map_err(fatal)?;
+            Ok(Applied::Done)
+        }
         _ => Ok(Applied::Done),
     }
 }

@@ -31,6 +31,14 @@ impl Member {
     }
 }
 
+/// What a membership change carries in its Raft entry: the member record
+/// and the ID of the request waiting for it (0 at bootstrap).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConfChangeContext {
+    pub request_id: u64,
+    pub member: Member,
+}
+
 #[derive(Default)]
 pub struct Members {
     members: RwLock<BTreeMap<u64, Member>>,
@@ -71,6 +79,31 @@ impl Members {
         for m in list {
             members.insert(m.id, m);
         }
+        Ok(())
+    }
+
+    /// Applies a member's published name and client URLs inside an apply batch.
+    pub fn set_attributes(&self, txn: &redb::WriteTransaction, id: u64, name: &str, client_urls: &[String]) -> Result<()> {
+        let mut members = self.members.write();
+        let Some(m) = members.get_mut(&id) else { return Ok(()) };
+        m.name = name.to_string();
+        m.client_urls = client_urls.to_vec();
+        let json = serde_json::to_vec(&*m).map_err(|e| Error::Other(e.to_string()))?;
+        txn.open_table(MEMBERS)?.insert(id, json.as_slice())?;
+        Ok(())
+    }
+
+    /// Adds or replaces a member inside an apply batch.
+    pub fn upsert(&self, txn: &redb::WriteTransaction, m: Member) -> Result<()> {
+        let json = serde_json::to_vec(&m).map_err(|e| Error::Other(e.to_string()))?;
+        txn.open_table(MEMBERS)?.insert(m.id, json.as_slice())?;
+        self.members.write().insert(m.id, m);
+        Ok(())
+    }
+
+    pub fn remove(&self, txn: &redb::WriteTransaction, id: u64) -> Result<()> {
+        txn.open_table(MEMBERS)?.remove(id)?;
+        self.members.write().remove(&id);
         Ok(())
     }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::metrics::Metrics;
-use raft::prelude::{ConfState, Entry, HardState, Message};
+use raft::prelude::{ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState, Message};
 use raft::{RawNode, StateRole};
 use tokio::sync::oneshot;
 
@@ -26,6 +26,13 @@ pub enum Command {
     },
     /// Linearizable read: answers with the commit index to wait for.
     ReadIndex(oneshot::Sender<Result<u64, EtcdError>>),
+    /// Proposes a membership change; resolves once the node accepted it.
+    ProposeConfChange { cc: ConfChange, done: oneshot::Sender<Result<(), EtcdError>> },
+    /// The apply thread reached a committed membership change.
+    ApplyConfChange { cc: ConfChange, done: crossbeam_channel::Sender<ConfState> },
+    /// How far a member's log matches the leader's, and the commit index
+    /// (None when this node is not the leader).
+    Progress { id: u64, done: oneshot::Sender<Option<(u64, u64)>> },
     /// A message from a peer.
     Step(Message),
     /// The transport could not deliver to this peer.
@@ -78,6 +85,25 @@ impl RaftHandle {
 
     pub fn stop(&self) {
         let _ = self.tx.send(Command::Stop);
+    }
+
+    pub async fn propose_conf_change(&self, cc: ConfChange) -> Result<(), EtcdError> {
+        let (done, rx) = oneshot::channel();
+        self.tx.send(Command::ProposeConfChange { cc, done }).map_err(|_| EtcdError::Stopped)?;
+        rx.await.map_err(|_| EtcdError::Stopped)?
+    }
+
+    /// Blocking: called from the apply thread.
+    pub fn apply_conf_change(&self, cc: ConfChange) -> Option<ConfState> {
+        let (done, rx) = crossbeam_channel::bounded(1);
+        self.tx.send(Command::ApplyConfChange { cc, done }).ok()?;
+        rx.recv().ok()
+    }
+
+    pub async fn progress(&self, id: u64) -> Option<(u64, u64)> {
+        let (done, rx) = oneshot::channel();
+        self.tx.send(Command::Progress { id, done }).ok()?;
+        rx.await.ok().flatten()
     }
 
     pub fn step(&self, m: Message) {
@@ -244,6 +270,38 @@ impl RaftNode {
                     self.pending_reads.push(reply);
                 }
             }
+            Command::ProposeConfChange { cc, done } => {
+                let res = if self.raw.raft.leader_id == raft::INVALID_ID {
+                    Err(EtcdError::NoLeader)
+                } else {
+                    self.raw.propose_conf_change(vec![], cc).map_err(|e| {
+                        tracing::warn!("membership change refused by raft: {e}");
+                        EtcdError::UnhealthyCluster
+                    })
+                };
+                let _ = done.send(res);
+            }
+            Command::ApplyConfChange { cc, done } => {
+                let cs = match self.raw.apply_conf_change(&cc) {
+                    Ok(cs) => cs,
+                    Err(e) => {
+                        tracing::warn!("applying membership change failed: {e}");
+                        self.raw.raft.prs().conf().to_conf_state()
+                    }
+                };
+                self.store.set_conf_state(cs.clone());
+                if cs.voters == [self.id()] && !self.was_leader {
+                    // Alone in the cluster: no reason to wait for an election timeout.
+                    let _ = self.raw.campaign();
+                }
+                let _ = done.send(cs);
+            }
+            Command::Progress { id, done } => {
+                let answer = (self.raw.raft.state == StateRole::Leader)
+                    .then(|| self.raw.raft.prs().get(id).map(|p| (p.matched, self.raw.raft.raft_log.committed)))
+                    .flatten();
+                let _ = done.send(answer);
+            }
             Command::Step(m) => {
                 if let Err(e) = self.raw.step(m) {
                     tracing::debug!("ignored raft message: {e}");
@@ -335,6 +393,10 @@ impl RaftNode {
         }
     }
 
+    fn id(&self) -> u64 {
+        self.raw.raft.id
+    }
+
     fn fail_reads(&mut self, err: EtcdError) {
         for reply in self.pending_reads.drain(..) {
             let _ = reply.send(Err(err));
@@ -367,36 +429,49 @@ impl RaftNode {
     }
 }
 
-/// Bootstrap state for a brand-new member: an empty log whose starting
-/// configuration is the initial cluster.
-pub fn bootstrap(wal: &mut Wal, voters: Vec<u64>) -> Result<LogStore> {
-    let conf_state = ConfState {
-        voters,
-        ..Default::default()
-    };
-    wal.mark_snapshot(SnapshotMark {
-        index: 0,
-        term: 0,
-        conf_state: conf_state.clone(),
-    })?;
-    let snapshot = raft::prelude::SnapshotMetadata {
-        conf_state: Some(conf_state),
-        index: 0,
-        term: 0,
-    };
-    Ok(LogStore::new(HardState::default(), snapshot, Vec::new()))
+/// Bootstrap for a member of a brand-new cluster, as etcd does it: the
+/// initial members are the first log entries (one AddNode each, term 1,
+/// committed), so every member that replays the log learns the whole
+/// configuration. `contexts` are the encoded member records.
+pub fn bootstrap(wal: &mut Wal, members: &[(u64, Vec<u8>)]) -> Result<()> {
+    wal.mark_snapshot(SnapshotMark { index: 0, term: 0, conf_state: ConfState::default() })?;
+    let entries: Vec<Entry> = members
+        .iter()
+        .enumerate()
+        .map(|(i, (id, context))| {
+            let cc = ConfChange {
+                change_type: ConfChangeType::AddNode as i32,
+                node_id: *id,
+                context: context.clone(),
+                ..Default::default()
+            };
+            Entry {
+                entry_type: EntryType::EntryConfChange as i32,
+                term: 1,
+                index: i as u64 + 1,
+                data: prost011::Message::encode_to_vec(&cc),
+                ..Default::default()
+            }
+        })
+        .collect();
+    let hs = HardState { term: 1, vote: 0, commit: entries.len() as u64 };
+    wal.append(&entries, Some(&hs))?;
+    wal.sync()?;
+    Ok(())
 }
 
-/// Rebuilds the in-memory log from what the WAL recovered.
+/// Rebuilds the in-memory log from what the WAL recovered. `applied_conf`
+/// is the configuration the state machine holds (it includes every
+/// membership change up to its applied index), if it has one.
 pub fn restore(
     hard_state: HardState,
     mark: Option<SnapshotMark>,
     entries: Vec<Entry>,
+    applied_conf: Option<ConfState>,
 ) -> Result<LogStore> {
-    let mark =
-        mark.ok_or_else(|| Error::Corrupt("the WAL has no starting configuration".into()))?;
+    let mark = mark.ok_or_else(|| Error::Corrupt("the WAL has no starting point (snapshot mark)".into()))?;
     let snapshot = raft::prelude::SnapshotMetadata {
-        conf_state: Some(mark.conf_state),
+        conf_state: Some(applied_conf.unwrap_or(mark.conf_state)),
         index: mark.index,
         term: mark.term,
     };
