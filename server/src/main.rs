@@ -68,7 +68,14 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         etcd_version = %cfg.emulated_etcd_version,
         "starting an etcd member"
     );
-    let running = server::start(cfg).context("starting the member")?;
+    let join = if cfg.initial_cluster_state == config::ClusterState::Existing
+        && !ballast::raft::wal::Wal::exists(cfg.wal_path())
+    {
+        Some(ballast::peer::discover(&cfg).await.context("joining the existing cluster")?)
+    } else {
+        None
+    };
+    let running = server::start(cfg, join).context("starting the member")?;
     let s = running.server.clone();
     let serve = listen::serve_clients(s.clone());
     let peers = ballast::peer::serve_peers(s.clone());

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use ballast_proto::internal::raft_peer_server::{RaftPeer, RaftPeerServer};
-use ballast_proto::internal::{RaftBatch, SendAck};
+use ballast_proto::internal::{MembersRequest, MembersResponse, RaftBatch, SendAck};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -41,6 +41,70 @@ impl RaftPeer for PeerService {
         }
         Ok(Response::new(SendAck {}))
     }
+
+    async fn members(&self, _: Request<MembersRequest>) -> Result<Response<MembersResponse>, Status> {
+        let members = self.0.members.list().iter().map(|m| m.to_pb()).collect();
+        Ok(Response::new(MembersResponse { cluster_id: self.0.cluster_id, members }))
+    }
+}
+
+/// What a joining member learns from the cluster.
+pub struct JoinInfo {
+    pub cluster_id: u64,
+    pub member_id: u64,
+    pub members: Vec<crate::cluster::Member>,
+}
+
+/// For --initial-cluster-state existing: asks the other members named in
+/// --initial-cluster for the membership and finds this member in it (it
+/// must have been added with `etcdctl member add` first).
+pub async fn discover(cfg: &crate::config::Config) -> Result<JoinInfo> {
+    use ballast_proto::internal::raft_peer_client::RaftPeerClient;
+    let mine: std::collections::BTreeSet<String> =
+        cfg.initial_advertise_peer_urls.iter().map(crate::raft::ids::url_string).collect();
+    let mut last_err = String::from("no other member in --initial-cluster");
+    for (name, url) in &cfg.initial_cluster {
+        if *name == cfg.name {
+            continue;
+        }
+        let url = crate::raft::ids::url_string(url);
+        let attempt = async {
+            let ch = tonic::transport::Endpoint::from_shared(url.clone())
+                .map_err(|e| e.to_string())?
+                .connect_timeout(std::time::Duration::from_secs(2))
+                .connect()
+                .await
+                .map_err(|e| e.to_string())?;
+            RaftPeerClient::new(ch).members(MembersRequest {}).await.map_err(|e| e.message().to_string())
+        };
+        let resp = match attempt.await {
+            Ok(r) => r.into_inner(),
+            Err(e) => {
+                last_err = format!("{url}: {e}");
+                continue;
+            }
+        };
+        let members: Vec<crate::cluster::Member> = resp
+            .members
+            .iter()
+            .map(|m| crate::cluster::Member {
+                id: m.id,
+                name: m.name.clone(),
+                peer_urls: m.peer_ur_ls.clone(),
+                client_urls: m.client_ur_ls.clone(),
+                is_learner: m.is_learner,
+            })
+            .collect();
+        let me = members.iter().find(|m| m.peer_urls.iter().cloned().collect::<std::collections::BTreeSet<_>>() == mine);
+        return match me {
+            Some(me) => Ok(JoinInfo { cluster_id: resp.cluster_id, member_id: me.id, members: members.clone() }),
+            None => Err(Error::Other(format!(
+                "this member's peer URLs {mine:?} are not in the cluster's member list; add the member first with `etcdctl member add {} --peer-urls=...`",
+                cfg.name
+            ))),
+        };
+    }
+    Err(Error::Other(format!("could not reach the existing cluster to join it: {last_err}")))
 }
 
 /// Binds every --listen-peer-urls address and serves Raft traffic on it.

@@ -101,6 +101,36 @@ impl EtcdServer {
         result
     }
 
+    /// Replicates a membership change and waits until it is applied;
+    /// returns the members after it.
+    pub async fn propose_conf_change(
+        &self,
+        kind: raft::prelude::ConfChangeType,
+        member: Member,
+    ) -> Result<Vec<Member>, EtcdError> {
+        let id = self.next_id();
+        let node_id = member.id;
+        let ctx = crate::cluster::ConfChangeContext { request_id: id, member };
+        let context = serde_json::to_vec(&ctx).map_err(|_| EtcdError::Corrupt)?;
+        let cc = raft::prelude::ConfChange { change_type: kind as i32, node_id, context, ..Default::default() };
+        let rx = self.wait.register(id);
+        let result = async {
+            self.raft.propose_conf_change(cc).await?;
+            match tokio::time::timeout(request_timeout(&self.cfg), rx).await {
+                Ok(Ok(Ok(Applied::Members(m)))) => Ok(m),
+                Ok(Ok(Ok(_))) => Err(EtcdError::Corrupt),
+                Ok(Ok(Err(e))) => Err(e),
+                Ok(Err(_)) => Err(EtcdError::Stopped),
+                Err(_) => Err(EtcdError::Timeout),
+            }
+        }
+        .await;
+        if result.is_err() {
+            self.wait.cancel(id);
+        }
+        result
+    }
+
     /// Waits until this member has applied everything committed before the
     /// call: after it, a local read is linearizable.
     pub async fn linearize(&self) -> Result<(), EtcdError> {
@@ -187,7 +217,7 @@ impl Running {
 
 /// Opens or creates the member's data and starts its threads. Must run
 /// inside a tokio runtime (it spawns the background tasks).
-pub fn start(cfg: Config) -> Result<Running> {
+pub fn start(cfg: Config, join: Option<crate::peer::JoinInfo>) -> Result<Running> {
     let cfg = Arc::new(cfg);
     let member_dir = cfg.member_dir();
     let wal_dir = cfg.wal_path();
@@ -224,6 +254,31 @@ pub fn start(cfg: Config) -> Result<Running> {
         };
         let log = node::restore(rec.hard_state, rec.snapshot, rec.entries, applied_conf)?;
         (member_id, cluster_id, wal, log)
+    } else if let Some(join) = join {
+        // Joining an existing cluster: the log (bootstrap entries included)
+        // comes from the leader.
+        let tmp_wal = wal_dir.with_extension("tmp");
+        let _ = std::fs::remove_dir_all(&tmp_wal);
+        {
+            let mut wal = Wal::create(&tmp_wal)?;
+            wal.mark_snapshot(crate::raft::wal::SnapshotMark::default())?;
+        }
+        std::fs::rename(&tmp_wal, &wal_dir).map_err(|e| Error::io(format!("rename {} into place", tmp_wal.display()), e))?;
+        backend::sync_dir(&wal_dir)?;
+        {
+            let txn = backend.write(true)?;
+            {
+                let mut m = txn.open_table(META)?;
+                backend::put_u64(&mut m, meta::MEMBER_ID, join.member_id)?;
+                backend::put_u64(&mut m, meta::CLUSTER_ID, join.cluster_id)?;
+                backend::put_u64(&mut m, meta::APPLIED_INDEX, 0)?;
+            }
+            txn.commit()?;
+        }
+        members.save(&backend, join.members)?;
+        let (wal, rec) = Wal::open(&wal_dir)?;
+        let log = node::restore(rec.hard_state, rec.snapshot, rec.entries, None)?;
+        (join.member_id, join.cluster_id, wal, log)
     } else {
         let initial = initial_members(&cfg);
         let me = initial.iter().find(|m| m.name == cfg.name).ok_or_else(|| {

@@ -14,6 +14,18 @@ pub fn member_id(peer_urls: &[Url], token: &str) -> u64 {
     first_u64(&h.finalize())
 }
 
+/// A member added later also mixes in the time of the add, so re-adding the
+/// same URLs gives a new ID (etcd's computeMemberId with a timestamp).
+pub fn member_id_at(peer_urls: &[Url], token: &str, unix_secs: u64) -> u64 {
+    let mut urls: Vec<String> = peer_urls.iter().map(url_string).collect();
+    urls.sort();
+    let mut h = Sha1::new();
+    h.update(urls.concat().as_bytes());
+    h.update(token.as_bytes());
+    h.update(unix_secs.to_string().as_bytes());
+    first_u64(&h.finalize())
+}
+
 /// etcd: SHA-1 of the sorted member IDs as big-endian u64s; first 8 bytes.
 pub fn cluster_id(member_ids: &[u64]) -> u64 {
     let mut ids = member_ids.to_vec();
