@@ -42,6 +42,9 @@ pub struct EtcdServer {
     next_id: AtomicU64,
 }
 
+/// How long to wait for a ReadIndex answer before asking again.
+const READ_INDEX_RETRY: Duration = Duration::from_millis(500);
+
 /// etcd's request timeout: 5 s plus two election timeouts.
 fn request_timeout(cfg: &Config) -> Duration {
     Duration::from_secs(5) + cfg.election_timeout * 2
@@ -134,7 +137,18 @@ impl EtcdServer {
     /// Waits until this member has applied everything committed before the
     /// call: after it, a local read is linearizable.
     pub async fn linearize(&self) -> Result<(), EtcdError> {
-        let index = self.raft.read_index().await?;
+        // A new leader ignores read requests until it has committed in its
+        // term, and a request can be lost with a message; ask again, as etcd does.
+        let deadline = tokio::time::Instant::now() + request_timeout(&self.cfg);
+        let index = loop {
+            match tokio::time::timeout(READ_INDEX_RETRY, self.raft.read_index()).await {
+                Ok(res) => break res?,
+                Err(_) if tokio::time::Instant::now() < deadline => {
+                    tracing::debug!("waiting for ReadIndex response took too long, retrying");
+                }
+                Err(_) => return Err(EtcdError::Timeout),
+            }
+        };
         self.wait_applied(index).await
     }
 

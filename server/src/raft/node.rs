@@ -149,11 +149,16 @@ pub struct RaftNode {
     snapshot_count: u64,
     tick: Duration,
     pending_reads: Vec<oneshot::Sender<Result<u64, EtcdError>>>,
-    reads_in_flight: HashMap<u64, Vec<oneshot::Sender<Result<u64, EtcdError>>>>,
+    /// Read requests sent to raft, with when they were sent.
+    reads_in_flight: HashMap<u64, (Instant, Vec<oneshot::Sender<Result<u64, EtcdError>>>)>,
     next_read_ctx: u64,
     on_role: RoleListener,
     was_leader: bool,
 }
+
+/// In-flight read requests older than this are forgotten (their callers
+/// have retried by then).
+const STALE_READ: Duration = Duration::from_secs(5);
 
 /// Raft's log is the same on every member; entries of this size or larger in
 /// one message are split by raft-rs.
@@ -239,8 +244,11 @@ impl RaftNode {
                 let ctx = self.next_read_ctx;
                 self.next_read_ctx += 1;
                 self.raw.read_index(ctx.to_be_bytes().to_vec());
-                self.reads_in_flight
-                    .insert(ctx, std::mem::take(&mut self.pending_reads));
+                self.reads_in_flight.insert(ctx, (Instant::now(), std::mem::take(&mut self.pending_reads)));
+            }
+            // Raft may drop a read request without answering; its waiters retry.
+            if !self.reads_in_flight.is_empty() {
+                self.reads_in_flight.retain(|_, (at, _)| at.elapsed() < STALE_READ);
             }
             if Instant::now() >= next_tick {
                 self.raw.tick();
@@ -358,11 +366,8 @@ impl RaftNode {
             let Ok(ctx) = <[u8; 8]>::try_from(rs.request_ctx.as_slice()) else {
                 continue;
             };
-            for reply in self
-                .reads_in_flight
-                .remove(&u64::from_be_bytes(ctx))
-                .unwrap_or_default()
-            {
+            let waiting = self.reads_in_flight.remove(&u64::from_be_bytes(ctx)).map(|(_, w)| w);
+            for reply in waiting.unwrap_or_default() {
                 let _ = reply.send(Ok(rs.index));
             }
         }
@@ -401,7 +406,7 @@ impl RaftNode {
         for reply in self.pending_reads.drain(..) {
             let _ = reply.send(Err(err));
         }
-        for (_, replies) in self.reads_in_flight.drain() {
+        for (_, (_, replies)) in self.reads_in_flight.drain() {
             for reply in replies {
                 let _ = reply.send(Err(err));
             }

@@ -1,0 +1,174 @@
+//! Multi-member clusters of real `ballast` processes on loopback, driven
+//! with etcdctl exactly as the runbooks do.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{etcdctl_binary, free_port};
+
+/// How long a member may take to become healthy, or a cluster to elect.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+pub struct Node {
+    pub name: String,
+    pub client_port: u16,
+    pub peer_port: u16,
+    pub data_dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Node {
+    pub fn new(name: &str, root: &std::path::Path) -> Node {
+        Node {
+            name: name.to_string(),
+            client_port: free_port(),
+            peer_port: free_port(),
+            data_dir: root.join(name),
+            child: None,
+        }
+    }
+
+    pub fn client_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    pub fn peer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.peer_port)
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.data_dir.with_extension("log")
+    }
+
+    /// Starts the member with the seeds' flags.
+    pub fn start(&mut self, initial_cluster: &str, state: &str) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("open member log");
+        let child = Command::new(env!("CARGO_BIN_EXE_ballast"))
+            .args(["--name", &self.name, "--data-dir"])
+            .arg(&self.data_dir)
+            .args(["--listen-client-urls", &self.client_url(), "--advertise-client-urls", &self.client_url()])
+            .args(["--listen-peer-urls", &self.peer_url(), "--initial-advertise-peer-urls", &self.peer_url()])
+            .args(["--initial-cluster", initial_cluster, "--initial-cluster-state", state])
+            .args(["--initial-cluster-token", "itest-cluster"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn ballast");
+        self.child = Some(child);
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// GET /health returns 200.
+    pub fn healthy(&self) -> bool {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.client_port)) else { return false };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
+        if s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").is_err() {
+            return false;
+        }
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out.starts_with("HTTP/1.1 200")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Runs etcdctl against `endpoints`; returns (success, stdout, stderr).
+pub fn ctl(endpoints: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(etcdctl_binary())
+        .env("ETCDCTL_API", "3")
+        .args(["--endpoints", endpoints, "--command-timeout", "10s"])
+        .args(args)
+        .output()
+        .expect("run etcdctl");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// etcdctl that must succeed.
+pub fn ctl_ok(endpoints: &str, args: &[&str]) -> String {
+    let (ok, out, err) = ctl(endpoints, args);
+    assert!(ok, "etcdctl {args:?} against {endpoints} failed:\n{err}");
+    out
+}
+
+/// Polls until `check` holds, failing after `DEADLINE`.
+pub fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out after {DEADLINE:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub fn initial_cluster(nodes: &[&Node]) -> String {
+    nodes.iter().map(|n| format!("{}={}", n.name, n.peer_url())).collect::<Vec<_>>().join(",")
+}
+
+pub fn endpoints(nodes: &[&Node]) -> String {
+    nodes.iter().map(|n| n.client_url()).collect::<Vec<_>>().join(",")
+}
+
+/// One `endpoint status` row: (endpoint, member id, is leader, raft term).
+pub fn status(endpoints: &str) -> Vec<(String, String, bool, u64)> {
+    let (_, out, _) = ctl(endpoints, &["endpoint", "status"]);
+    out.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(", ").collect();
+            (f.len() >= 7).then(|| (f[0].to_string(), f[1].to_string(), f[4] == "true", f[6].parse().unwrap_or(0)))
+        })
+        .collect()
+}
+
+/// The member ID (hex) of the current leader, once exactly one member of
+/// those listed claims leadership and all agree on the term.
+pub fn leader(endpoints: &str, members: usize) -> String {
+    let mut found = String::new();
+    wait_for("one leader agreed on by every member", || {
+        let rows = status(endpoints);
+        let leaders: Vec<_> = rows.iter().filter(|r| r.2).collect();
+        let same_term = rows.windows(2).all(|w| w[0].3 == w[1].3);
+        if rows.len() == members && leaders.len() == 1 && same_term {
+            found = leaders[0].1.clone();
+            true
+        } else {
+            false
+        }
+    });
+    found
+}
+
+/// `member list` as (id, name, is learner).
+pub fn members(endpoints: &str) -> Vec<(String, String, bool)> {
+    ctl_ok(endpoints, &["member", "list"])
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(", ").collect();
+            (f.len() >= 6).then(|| (f[0].to_string(), f[2].to_string(), f[5] == "true"))
+        })
+        .collect()
+}
