@@ -10,6 +10,8 @@ command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 # The etcd-client crate (an independent client used by the tests) builds its protos with protoc.
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
+# The operator's PKI tests check certificates with the real openssl.
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"
@@ -17,6 +19,9 @@ if [ ${#need[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+
+# The operator's tests validate rendered objects with kubernetes-validate (PyPI), strict mode.
+python3 -c 'import kubernetes_validate' 2>/dev/null || python3 -m pip install --quiet kubernetes-validate
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings

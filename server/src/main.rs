@@ -71,7 +71,11 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     let join = if cfg.initial_cluster_state == config::ClusterState::Existing
         && !ballast::raft::wal::Wal::exists(cfg.wal_path())
     {
-        Some(ballast::peer::discover(&cfg).await.context("joining the existing cluster")?)
+        Some(
+            ballast::peer::discover(&cfg)
+                .await
+                .context("joining the existing cluster")?,
+        )
     } else {
         None
     };
@@ -102,7 +106,12 @@ async fn announce_ready(s: std::sync::Arc<server::EtcdServer>) {
     let me = ballast_proto::etcdserverpb::Member {
         id: s.member_id,
         name: s.cfg.name.clone(),
-        client_ur_ls: s.cfg.advertise_client_urls.iter().map(ballast::raft::ids::url_string).collect(),
+        client_ur_ls: s
+            .cfg
+            .advertise_client_urls
+            .iter()
+            .map(ballast::raft::ids::url_string)
+            .collect(),
         ..Default::default()
     };
     // Retry until a leader commits it, as etcd does.
@@ -116,7 +125,10 @@ async fn announce_ready(s: std::sync::Arc<server::EtcdServer>) {
         cluster_id = format!("{:x}", s.cluster_id),
         "published local member to cluster through raft"
     );
-    tracing::info!(cluster_version = "3.5", "enabled capabilities for version 3.5");
+    tracing::info!(
+        cluster_version = "3.5",
+        "enabled capabilities for version 3.5"
+    );
 }
 
 async fn shutdown_signal() {

@@ -30,21 +30,60 @@ impl RaftPeer for PeerService {
                 return Err(Status::failed_precondition("cluster ID mismatch"));
             }
             if batch.to != self.0.member_id {
-                return Err(Status::failed_precondition(format!("member {:x} is not {:x}", self.0.member_id, batch.to)));
+                return Err(Status::failed_precondition(format!(
+                    "member {:x} is not {:x}",
+                    self.0.member_id, batch.to
+                )));
             }
             for bytes in &batch.messages {
                 match transport::decode(bytes) {
                     Ok(m) => self.0.raft.step(m),
-                    Err(e) => return Err(Status::invalid_argument(format!("undecodable raft message: {e}"))),
+                    Err(e) => {
+                        return Err(Status::invalid_argument(format!(
+                            "undecodable raft message: {e}"
+                        )))
+                    }
                 }
             }
         }
         Ok(Response::new(SendAck {}))
     }
 
-    async fn members(&self, _: Request<MembersRequest>) -> Result<Response<MembersResponse>, Status> {
+    async fn lease_renew(
+        &self,
+        req: Request<ballast_proto::etcdserverpb::LeaseKeepAliveRequest>,
+    ) -> Result<Response<ballast_proto::etcdserverpb::LeaseKeepAliveResponse>, Status> {
+        let id = req.into_inner().id;
+        let ttl = match self.0.lessor.renew(id) {
+            Ok(ttl) => ttl,
+            Err(crate::error::EtcdError::LeaseNotFound) => 0,
+            Err(e) => return Err(e.into()),
+        };
+        let header = self.0.header(self.0.store.current_revision());
+        Ok(Response::new(
+            ballast_proto::etcdserverpb::LeaseKeepAliveResponse { header, id, ttl },
+        ))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        req: Request<ballast_proto::etcdserverpb::LeaseTimeToLiveRequest>,
+    ) -> Result<Response<ballast_proto::etcdserverpb::LeaseTimeToLiveResponse>, Status> {
+        Ok(Response::new(crate::api::lease::time_to_live_here(
+            &self.0,
+            req.into_inner(),
+        )))
+    }
+
+    async fn members(
+        &self,
+        _: Request<MembersRequest>,
+    ) -> Result<Response<MembersResponse>, Status> {
         let members = self.0.members.list().iter().map(|m| m.to_pb()).collect();
-        Ok(Response::new(MembersResponse { cluster_id: self.0.cluster_id, members }))
+        Ok(Response::new(MembersResponse {
+            cluster_id: self.0.cluster_id,
+            members,
+        }))
     }
 }
 
@@ -60,8 +99,11 @@ pub struct JoinInfo {
 /// must have been added with `etcdctl member add` first).
 pub async fn discover(cfg: &crate::config::Config) -> Result<JoinInfo> {
     use ballast_proto::internal::raft_peer_client::RaftPeerClient;
-    let mine: std::collections::BTreeSet<String> =
-        cfg.initial_advertise_peer_urls.iter().map(crate::raft::ids::url_string).collect();
+    let mine: std::collections::BTreeSet<String> = cfg
+        .initial_advertise_peer_urls
+        .iter()
+        .map(crate::raft::ids::url_string)
+        .collect();
     let mut last_err = String::from("no other member in --initial-cluster");
     for (name, url) in &cfg.initial_cluster {
         if *name == cfg.name {
@@ -75,7 +117,10 @@ pub async fn discover(cfg: &crate::config::Config) -> Result<JoinInfo> {
                 .connect()
                 .await
                 .map_err(|e| e.to_string())?;
-            RaftPeerClient::new(ch).members(MembersRequest {}).await.map_err(|e| e.message().to_string())
+            RaftPeerClient::new(ch)
+                .members(MembersRequest {})
+                .await
+                .map_err(|e| e.message().to_string())
         };
         let resp = match attempt.await {
             Ok(r) => r.into_inner(),
@@ -95,7 +140,13 @@ pub async fn discover(cfg: &crate::config::Config) -> Result<JoinInfo> {
                 is_learner: m.is_learner,
             })
             .collect();
-        let me = members.iter().find(|m| m.peer_urls.iter().cloned().collect::<std::collections::BTreeSet<_>>() == mine);
+        let me = members.iter().find(|m| {
+            m.peer_urls
+                .iter()
+                .cloned()
+                .collect::<std::collections::BTreeSet<_>>()
+                == mine
+        });
         return match me {
             Some(me) => Ok(JoinInfo { cluster_id: resp.cluster_id, member_id: me.id, members: members.clone() }),
             None => Err(Error::Other(format!(
@@ -104,7 +155,9 @@ pub async fn discover(cfg: &crate::config::Config) -> Result<JoinInfo> {
             ))),
         };
     }
-    Err(Error::Other(format!("could not reach the existing cluster to join it: {last_err}")))
+    Err(Error::Other(format!(
+        "could not reach the existing cluster to join it: {last_err}"
+    )))
 }
 
 /// Binds every --listen-peer-urls address and serves Raft traffic on it.
@@ -112,10 +165,14 @@ pub async fn serve_peers(s: Arc<EtcdServer>) -> Result<()> {
     let mut tasks = Vec::new();
     for u in &s.cfg.listen_peer_urls {
         if u.scheme() == "https" {
-            return Err(Error::Other(format!("{u}: TLS peer listeners are not supported yet")));
+            return Err(Error::Other(format!(
+                "{u}: TLS peer listeners are not supported yet"
+            )));
         }
         let addr = socket_addr(u)?;
-        let listener = TcpListener::bind(addr).await.map_err(|e| Error::io(format!("listen on peer URL {u}"), e))?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| Error::io(format!("listen on peer URL {u}"), e))?;
         tracing::info!(address = %addr, "serving peer traffic");
         let svc = RaftPeerServer::new(PeerService(s.clone())).max_decoding_message_size(usize::MAX);
         tasks.push(tokio::spawn(

@@ -40,6 +40,7 @@ pub struct EtcdServer {
     pub applied: tokio::sync::watch::Receiver<u64>,
     apply_tx: crossbeam_channel::Sender<ApplyMsg>,
     next_id: AtomicU64,
+    leader_channel: parking_lot::Mutex<Option<(u64, tonic::transport::Channel)>>,
 }
 
 /// How long to wait for a ReadIndex answer before asking again.
@@ -113,9 +114,17 @@ impl EtcdServer {
     ) -> Result<Vec<Member>, EtcdError> {
         let id = self.next_id();
         let node_id = member.id;
-        let ctx = crate::cluster::ConfChangeContext { request_id: id, member };
+        let ctx = crate::cluster::ConfChangeContext {
+            request_id: id,
+            member,
+        };
         let context = serde_json::to_vec(&ctx).map_err(|_| EtcdError::Corrupt)?;
-        let cc = raft::prelude::ConfChange { change_type: kind as i32, node_id, context, ..Default::default() };
+        let cc = raft::prelude::ConfChange {
+            change_type: kind as i32,
+            node_id,
+            context,
+            ..Default::default()
+        };
         let rx = self.wait.register(id);
         let result = async {
             self.raft.propose_conf_change(cc).await?;
@@ -175,9 +184,100 @@ impl EtcdServer {
         rx.await.map_err(|_| "server stopped".to_string())?
     }
 
+    /// Learners only serve serializable reads and status, as in etcd.
+    pub fn check_not_learner(&self) -> Result<(), EtcdError> {
+        match self.members.get(self.member_id) {
+            Some(m) if m.is_learner => Err(EtcdError::NotSupportedForLearner),
+            _ => Ok(()),
+        }
+    }
+
+    /// A peer client for the current leader (lease traffic is served there).
+    pub async fn leader_client(
+        &self,
+    ) -> Result<
+        ballast_proto::internal::raft_peer_client::RaftPeerClient<tonic::transport::Channel>,
+        EtcdError,
+    > {
+        let leader = self.raft.leader();
+        if leader == 0 {
+            return Err(EtcdError::NoLeader);
+        }
+        if let Some((id, ch)) = self.leader_channel.lock().clone() {
+            if id == leader {
+                return Ok(ballast_proto::internal::raft_peer_client::RaftPeerClient::new(ch));
+            }
+        }
+        let url = self
+            .members
+            .get(leader)
+            .and_then(|m| m.peer_urls.first().cloned())
+            .ok_or(EtcdError::NoLeader)?;
+        let ch = tonic::transport::Endpoint::from_shared(url)
+            .map_err(|_| EtcdError::NoLeader)?
+            .connect_timeout(Duration::from_secs(2))
+            .connect()
+            .await
+            .map_err(|_| EtcdError::LeaderChanged)?;
+        *self.leader_channel.lock() = Some((leader, ch.clone()));
+        Ok(ballast_proto::internal::raft_peer_client::RaftPeerClient::new(ch))
+    }
+
     pub fn db_path(&self) -> PathBuf {
         self.store.backend().path().to_path_buf()
     }
+}
+
+/// --force-new-cluster: every other member is removed by committed
+/// membership changes appended to this member's log, so that replaying the
+/// log leaves it alone in a one-member cluster, with all its data (etcd's way).
+fn force_new_cluster(
+    wal: &mut Wal,
+    rec: &mut crate::raft::wal::Recovered,
+    me: u64,
+    members: &Members,
+    conf: Option<&raft::prelude::ConfState>,
+) -> Result<()> {
+    use raft::prelude::{ConfChange, ConfChangeType, Entry, EntryType};
+    let mut others: Vec<u64> = members.ids();
+    if let Some(cs) = conf {
+        others.extend(cs.voters.iter().chain(&cs.learners));
+    }
+    others.sort_unstable();
+    others.dedup();
+    others.retain(|id| *id != me);
+    let last = rec
+        .entries
+        .last()
+        .map_or_else(|| rec.snapshot.as_ref().map_or(0, |m| m.index), |e| e.index);
+    let term = rec.hard_state.term.max(1);
+    let entries: Vec<Entry> = others
+        .iter()
+        .enumerate()
+        .map(|(i, id)| Entry {
+            entry_type: EntryType::EntryConfChange as i32,
+            term,
+            index: last + 1 + i as u64,
+            data: prost011::Message::encode_to_vec(&ConfChange {
+                change_type: ConfChangeType::RemoveNode as i32,
+                node_id: *id,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .collect();
+    let mut hs = rec.hard_state.clone();
+    hs.term = term;
+    hs.commit = last + entries.len() as u64;
+    wal.append(&entries, Some(&hs))?;
+    wal.sync()?;
+    tracing::warn!(
+        removed = ?others.iter().map(|id| format!("{id:x}")).collect::<Vec<_>>(),
+        "forcing restart of this member as a one-member cluster (--force-new-cluster)"
+    );
+    rec.entries.extend(entries);
+    rec.hard_state = hs;
+    Ok(())
 }
 
 /// The members named by --initial-cluster, with etcd's IDs.
@@ -246,7 +346,7 @@ pub fn start(cfg: Config, join: Option<crate::peer::JoinInfo>) -> Result<Running
         if cfg.initial_cluster_state == ClusterState::New {
             tracing::info!(data_dir = %cfg.data_dir.display(), "found existing data; ignoring --initial-cluster");
         }
-        let (wal, rec) = Wal::open(&wal_dir)?;
+        let (mut wal, mut rec) = Wal::open(&wal_dir)?;
         let (member_id, cluster_id) = {
             let txn = backend.read()?;
             let m = txn.open_table(META)?;
@@ -266,6 +366,15 @@ pub fn start(cfg: Config, join: Option<crate::peer::JoinInfo>) -> Result<Running
             let txn = backend.read()?;
             backend::get_conf_state(&txn.open_table(META)?)?
         };
+        if cfg.force_new_cluster {
+            force_new_cluster(
+                &mut wal,
+                &mut rec,
+                member_id,
+                &members,
+                applied_conf.as_ref(),
+            )?;
+        }
         let log = node::restore(rec.hard_state, rec.snapshot, rec.entries, applied_conf)?;
         (member_id, cluster_id, wal, log)
     } else if let Some(join) = join {
@@ -277,7 +386,8 @@ pub fn start(cfg: Config, join: Option<crate::peer::JoinInfo>) -> Result<Running
             let mut wal = Wal::create(&tmp_wal)?;
             wal.mark_snapshot(crate::raft::wal::SnapshotMark::default())?;
         }
-        std::fs::rename(&tmp_wal, &wal_dir).map_err(|e| Error::io(format!("rename {} into place", tmp_wal.display()), e))?;
+        std::fs::rename(&tmp_wal, &wal_dir)
+            .map_err(|e| Error::io(format!("rename {} into place", tmp_wal.display()), e))?;
         backend::sync_dir(&wal_dir)?;
         {
             let txn = backend.write(true)?;
@@ -312,8 +422,13 @@ pub fn start(cfg: Config, join: Option<crate::peer::JoinInfo>) -> Result<Running
             let contexts = initial
                 .iter()
                 .map(|m| {
-                    let ctx = crate::cluster::ConfChangeContext { request_id: 0, member: m.clone() };
-                    serde_json::to_vec(&ctx).map(|c| (m.id, c)).map_err(|e| Error::Other(e.to_string()))
+                    let ctx = crate::cluster::ConfChangeContext {
+                        request_id: 0,
+                        member: m.clone(),
+                    };
+                    serde_json::to_vec(&ctx)
+                        .map(|c| (m.id, c))
+                        .map_err(|e| Error::Other(e.to_string()))
                 })
                 .collect::<Result<Vec<_>>>()?;
             node::bootstrap(&mut wal, &contexts)?;
@@ -393,7 +508,11 @@ pub fn start(cfg: Config, join: Option<crate::peer::JoinInfo>) -> Result<Running
         }
     });
     let entries_tx = apply_tx.clone();
-    let transport = crate::raft::transport::Transport::new(member_id, cluster_id, tokio::runtime::Handle::current());
+    let transport = crate::raft::transport::Transport::new(
+        member_id,
+        cluster_id,
+        tokio::runtime::Handle::current(),
+    );
     for m in members.list() {
         transport.set_peer(m.id, m.peer_urls.clone());
     }
@@ -441,6 +560,7 @@ pub fn start(cfg: Config, join: Option<crate::peer::JoinInfo>) -> Result<Running
         applied: applied_rx,
         apply_tx,
         next_id: AtomicU64::new(start_id),
+        leader_channel: parking_lot::Mutex::new(None),
     });
 
     let quota_server = Arc::downgrade(&server);
@@ -448,7 +568,9 @@ pub fn start(cfg: Config, join: Option<crate::peer::JoinInfo>) -> Result<Running
     let applier = Applier {
         raft: raft.clone(),
         on_member_change: Box::new(move |change| match change {
-            crate::apply::MemberChange::Added(m) => member_transport.set_peer(m.id, m.peer_urls.clone()),
+            crate::apply::MemberChange::Added(m) => {
+                member_transport.set_peer(m.id, m.peer_urls.clone())
+            }
             crate::apply::MemberChange::Removed(id) => {
                 member_transport.remove_peer(id);
                 if id == member_id {

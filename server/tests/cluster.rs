@@ -11,7 +11,10 @@ use std::sync::{Arc, Mutex};
 use cluster_support::*;
 
 fn start_three(root: &std::path::Path) -> Vec<Node> {
-    let mut nodes: Vec<Node> = ["m1", "m2", "m3"].iter().map(|n| Node::new(n, root)).collect();
+    let mut nodes: Vec<Node> = ["m1", "m2", "m3"]
+        .iter()
+        .map(|n| Node::new(n, root))
+        .collect();
     let ic = initial_cluster(&nodes.iter().collect::<Vec<_>>());
     for n in &mut nodes {
         n.start(&ic, "new");
@@ -38,7 +41,11 @@ fn three_members_serve_and_survive_the_leader_being_killed() {
 
     let table = ctl_ok(&all, &["endpoint", "status", "-w", "table"]);
     for n in &nodes {
-        assert!(table.contains(&n.client_url()), "status table lists {}:\n{table}", n.name);
+        assert!(
+            table.contains(&n.client_url()),
+            "status table lists {}:\n{table}",
+            n.name
+        );
     }
     let mut health = String::new();
     wait_for("every member to answer endpoint health", || {
@@ -46,14 +53,21 @@ fn three_members_serve_and_survive_the_leader_being_killed() {
         health = err;
         ok
     });
-    assert_eq!(health.matches("is healthy").count(), 3, "all healthy:\n{health}");
+    assert_eq!(
+        health.matches("is healthy").count(),
+        3,
+        "all healthy:\n{health}"
+    );
 
     // A write through one follower is readable from another.
     let rows = status(&all);
     let followers: Vec<&String> = rows.iter().filter(|r| !r.2).map(|r| &r.0).collect();
     assert_eq!(followers.len(), 2);
     assert_eq!(ctl_ok(followers[0], &["put", "k", "v"]), "OK\n");
-    assert_eq!(ctl_ok(followers[1], &["get", "k", "--print-value-only"]), "v\n");
+    assert_eq!(
+        ctl_ok(followers[1], &["get", "k", "--print-value-only"]),
+        "v\n"
+    );
 
     // Keep writing while the leader dies; every acknowledged write must survive.
     let stop = Arc::new(AtomicBool::new(false));
@@ -71,30 +85,55 @@ fn three_members_serve_and_survive_the_leader_being_killed() {
             }
         })
     };
-    wait_for("some writes before the kill", || acked.lock().expect("acked").len() >= 5);
-    let leader_index = rows.iter().position(|r| r.1 == leader_id).expect("leader row");
+    wait_for("some writes before the kill", || {
+        acked.lock().expect("acked").len() >= 5
+    });
+    let leader_index = rows
+        .iter()
+        .position(|r| r.1 == leader_id)
+        .expect("leader row");
     let old_term = rows[leader_index].3;
     nodes[leader_index].kill9();
-    let survivors: Vec<&Node> = nodes.iter().enumerate().filter(|(i, _)| *i != leader_index).map(|(_, n)| n).collect();
+    let survivors: Vec<&Node> = nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != leader_index)
+        .map(|(_, n)| n)
+        .collect();
     let survivor_eps = endpoints(&survivors);
     let new_leader = leader(&survivor_eps, 2);
     assert_ne!(new_leader, leader_id, "a new leader was elected");
     assert!(status(&survivor_eps)[0].3 > old_term, "the term moved on");
     let before = acked.lock().expect("acked").len();
-    wait_for("writes to continue under the new leader", || acked.lock().expect("acked").len() >= before + 5);
+    wait_for("writes to continue under the new leader", || {
+        acked.lock().expect("acked").len() >= before + 5
+    });
     stop.store(true, Ordering::Relaxed);
     writer.join().expect("writer");
     for key in acked.lock().expect("acked").iter() {
-        assert_eq!(ctl_ok(&survivor_eps, &["get", key, "--print-value-only"]), format!("{key}\n"), "acknowledged {key}");
+        assert_eq!(
+            ctl_ok(&survivor_eps, &["get", key, "--print-value-only"]),
+            format!("{key}\n"),
+            "acknowledged {key}"
+        );
     }
 
     // The old leader comes back as a follower and catches up.
     let ic = initial_cluster(&nodes.iter().collect::<Vec<_>>());
     nodes[leader_index].start(&ic, "new");
-    let last = acked.lock().expect("acked").last().cloned().expect("a write");
+    let last = acked
+        .lock()
+        .expect("acked")
+        .last()
+        .cloned()
+        .expect("a write");
     let back = nodes[leader_index].client_url();
     wait_for("the old leader to catch up", || {
-        ctl(&back, &["get", &last, "--print-value-only", "--consistency", "s"]).1 == format!("{last}\n")
+        ctl(
+            &back,
+            &["get", &last, "--print-value-only", "--consistency", "s"],
+        )
+        .1 == format!("{last}\n")
     });
     leader(&all, 3);
 }
@@ -112,7 +151,16 @@ fn grow_to_five_with_learners_shrink_back_and_replace_a_wiped_member() {
     // Grow: add as learner, start with `existing`, promote once caught up.
     for name in ["m4", "m5"] {
         let mut n = Node::new(name, root.path());
-        let out = ctl_ok(&eps(&nodes), &["member", "add", name, "--learner", &format!("--peer-urls={}", n.peer_url())]);
+        let out = ctl_ok(
+            &eps(&nodes),
+            &[
+                "member",
+                "add",
+                name,
+                "--learner",
+                &format!("--peer-urls={}", n.peer_url()),
+            ],
+        );
         assert!(out.contains("added to cluster"), "member add:\n{out}");
         let mut all: Vec<&Node> = nodes.iter().collect();
         all.push(&n);
@@ -121,12 +169,20 @@ fn grow_to_five_with_learners_shrink_back_and_replace_a_wiped_member() {
         wait_for(&format!("{name} healthy"), || n.healthy());
         let mut id = String::new();
         wait_for(&format!("{name} to publish itself"), || {
-            id = members(&first).into_iter().find(|m| m.1 == name).map(|m| m.0).unwrap_or_default();
+            id = members(&first)
+                .into_iter()
+                .find(|m| m.1 == name)
+                .map(|m| m.0)
+                .unwrap_or_default();
             !id.is_empty()
         });
         wait_for(&format!("{name} promoted"), || {
             let leader_id = leader(&eps(&nodes), nodes.len());
-            let leader_url = status(&eps(&nodes)).into_iter().find(|r| r.1 == leader_id).map(|r| r.0).expect("leader");
+            let leader_url = status(&eps(&nodes))
+                .into_iter()
+                .find(|r| r.1 == leader_id)
+                .map(|r| r.0)
+                .expect("leader");
             ctl(&leader_url, &["member", "promote", &id]).0
         });
         nodes.push(n);
@@ -135,31 +191,163 @@ fn grow_to_five_with_learners_shrink_back_and_replace_a_wiped_member() {
     assert_eq!(listed.len(), 5);
     assert!(listed.iter().all(|m| !m.2), "no learners left: {listed:?}");
     leader(&eps(&nodes), 5);
-    assert_eq!(ctl_ok(&nodes[4].client_url(), &["get", "before-grow", "--print-value-only"]), "1\n");
+    assert_eq!(
+        ctl_ok(
+            &nodes[4].client_url(),
+            &["get", "before-grow", "--print-value-only"]
+        ),
+        "1\n"
+    );
 
     // Shrink: remove the two new members; they stop themselves.
     for _ in 0..2 {
         let mut n = nodes.pop().expect("member");
-        let id = members(&first).into_iter().find(|m| m.1 == n.name).map(|m| m.0).expect("listed");
+        let id = members(&first)
+            .into_iter()
+            .find(|m| m.1 == n.name)
+            .map(|m| m.0)
+            .expect("listed");
         ctl_ok(&eps(&nodes), &["member", "remove", &id]);
-        wait_for(&format!("{} to stop after removal", n.name), || !n.is_running());
+        wait_for(&format!("{} to stop after removal", n.name), || {
+            !n.is_running()
+        });
     }
     assert_eq!(members(&first).len(), 3);
     leader(&eps(&nodes), 3);
 
     // Replace: m3 loses its data; remove it, wipe, add it back, start `existing`.
     nodes[2].kill9();
-    let id = members(&first).into_iter().find(|m| m.1 == "m3").map(|m| m.0).expect("m3 listed");
+    let id = members(&first)
+        .into_iter()
+        .find(|m| m.1 == "m3")
+        .map(|m| m.0)
+        .expect("m3 listed");
     let two = endpoints(&[&nodes[0], &nodes[1]]);
     ctl_ok(&two, &["member", "remove", &id]);
     std::fs::remove_dir_all(&nodes[2].data_dir).expect("wipe m3");
-    ctl_ok(&two, &["member", "add", "m3", &format!("--peer-urls={}", nodes[2].peer_url())]);
+    ctl_ok(
+        &two,
+        &[
+            "member",
+            "add",
+            "m3",
+            &format!("--peer-urls={}", nodes[2].peer_url()),
+        ],
+    );
     let ic = initial_cluster(&nodes.iter().collect::<Vec<_>>());
     nodes[2].start(&ic, "existing");
     wait_for("replaced m3 healthy", || nodes[2].healthy());
     let m3 = nodes[2].client_url();
     wait_for("replaced m3 to have the data", || {
-        ctl(&m3, &["get", "before-grow", "--print-value-only", "--consistency", "s"]).1 == "1\n"
+        ctl(
+            &m3,
+            &[
+                "get",
+                "before-grow",
+                "--print-value-only",
+                "--consistency",
+                "s",
+            ],
+        )
+        .1 == "1\n"
     });
     leader(&eps(&nodes), 3);
+}
+
+#[test]
+fn force_new_cluster_from_one_survivor_then_grow_again() {
+    if common::server_kind() != common::ServerKind::Ballast {
+        return;
+    }
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut nodes = start_three(root.path());
+    let all = eps(&nodes);
+    leader(&all, 3);
+    ctl_ok(&all, &["put", "survives", "yes"]);
+    // Quorum lost: two members gone for good.
+    for n in &mut nodes {
+        n.kill9();
+    }
+    let ic = initial_cluster(&nodes.iter().collect::<Vec<_>>());
+    nodes[0].start_with(&ic, "new", &["--force-new-cluster"]);
+    wait_for("the survivor to serve alone", || nodes[0].healthy());
+    let one = nodes[0].client_url();
+    assert_eq!(members(&one).len(), 1, "only the survivor is left");
+    assert_eq!(
+        ctl_ok(&one, &["get", "survives", "--print-value-only"]),
+        "yes\n"
+    );
+    ctl_ok(&one, &["put", "after", "force"]);
+
+    // Grow again: m2 comes back with an empty data dir.
+    std::fs::remove_dir_all(&nodes[1].data_dir).expect("wipe m2");
+    ctl_ok(
+        &one,
+        &[
+            "member",
+            "add",
+            "m2",
+            &format!("--peer-urls={}", nodes[1].peer_url()),
+        ],
+    );
+    let ic = initial_cluster(&[&nodes[0], &nodes[1]]);
+    nodes[1].start(&ic, "existing");
+    wait_for("m2 healthy", || nodes[1].healthy());
+    let two = endpoints(&[&nodes[0], &nodes[1]]);
+    leader(&two, 2);
+    let m2 = nodes[1].client_url();
+    wait_for("m2 to have the data", || {
+        ctl(
+            &m2,
+            &["get", "after", "--print-value-only", "--consistency", "s"],
+        )
+        .1 == "force\n"
+    });
+}
+
+#[test]
+fn a_stopped_leader_is_replaced_and_steps_down_when_it_returns() {
+    if common::server_kind() != common::ServerKind::Ballast {
+        return;
+    }
+    let root = tempfile::tempdir().expect("tempdir");
+    let nodes = start_three(root.path());
+    let all = eps(&nodes);
+    let old = leader(&all, 3);
+    let rows = status(&all);
+    let li = rows.iter().position(|r| r.1 == old).expect("leader row");
+    // SIGSTOP cuts the leader off as a network partition would.
+    nodes[li].signal("STOP");
+    let others: Vec<&Node> = nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != li)
+        .map(|(_, n)| n)
+        .collect();
+    let others_eps = endpoints(&others);
+    let new = leader(&others_eps, 2);
+    assert_ne!(new, old);
+    ctl_ok(&others_eps, &["put", "during", "partition"]);
+    nodes[li].signal("CONT");
+    // Back, it must follow: exactly one leader, and it serves the new write.
+    let after = leader(&all, 3);
+    assert_ne!(
+        after, old,
+        "the old leader does not take over again by itself"
+    );
+    let back = nodes[li].client_url();
+    wait_for("the old leader to see the write made without it", || {
+        ctl(&back, &["get", "during", "--print-value-only"]).1 == "partition\n"
+    });
+
+    // etcdctl move-leader hands leadership to a chosen member.
+    let target = old;
+    let leader_url = status(&all)
+        .into_iter()
+        .find(|r| r.2)
+        .map(|r| r.0)
+        .expect("leader");
+    let out = ctl_ok(&leader_url, &["move-leader", &target]);
+    assert!(out.contains("Leadership transferred"), "move-leader: {out}");
+    assert_eq!(leader(&all, 3), target);
 }

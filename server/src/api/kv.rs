@@ -27,6 +27,7 @@ impl Kv for KvService {
         let r = req.into_inner();
         validate::range(&r)?;
         if !r.serializable {
+            self.0.check_not_learner()?;
             self.0.linearize().await?;
         }
         self.0.metrics.range_total.inc();
@@ -38,6 +39,7 @@ impl Kv for KvService {
     async fn put(&self, req: Req<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let r = req.into_inner();
         validate::put(&r)?;
+        self.0.check_not_learner()?;
         self.0.metrics.put_total.inc();
         match self.0.propose(Request::Put(r)).await? {
             Applied::Put(mut resp) => {
@@ -54,6 +56,7 @@ impl Kv for KvService {
     ) -> Result<Response<DeleteRangeResponse>, Status> {
         let r = req.into_inner();
         validate::delete_range(&r)?;
+        self.0.check_not_learner()?;
         self.0.metrics.delete_total.inc();
         match self.0.propose(Request::DeleteRange(r)).await? {
             Applied::DeleteRange(mut resp) => {
@@ -67,6 +70,7 @@ impl Kv for KvService {
     async fn txn(&self, req: Req<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         let r = req.into_inner();
         validate::txn(&r, self.0.cfg.max_txn_ops as usize)?;
+        self.0.check_not_learner()?;
         self.0.metrics.txn_total.inc();
         match self.0.propose(Request::Txn(r)).await? {
             Applied::Txn(mut resp) => {

@@ -29,6 +29,7 @@ impl Lease for LeaseService {
         req: Req<LeaseGrantRequest>,
     ) -> Result<Response<LeaseGrantResponse>, Status> {
         let mut r = req.into_inner();
+        self.0.check_not_learner()?;
         if r.ttl > MAX_LEASE_TTL {
             return Err(EtcdError::LeaseTtlTooLarge.into());
         }
@@ -78,20 +79,10 @@ impl Lease for LeaseService {
         let s = self.0.clone();
         tokio::spawn(async move {
             while let Ok(Some(r)) = inbound.message().await {
-                let resp = match s.lessor.renew(r.id) {
-                    Ok(ttl) => LeaseKeepAliveResponse {
-                        header: s.header(s.store.current_revision()),
-                        id: r.id,
-                        ttl,
-                    },
-                    // etcd answers an unknown lease with TTL 0 rather than an error.
-                    Err(EtcdError::LeaseNotFound) => LeaseKeepAliveResponse {
-                        header: s.header(s.store.current_revision()),
-                        id: r.id,
-                        ttl: 0,
-                    },
+                let resp = match renew(&s, r.id).await {
+                    Ok(resp) => resp,
                     Err(e) => {
-                        let _ = tx.send(Err(e.into())).await;
+                        let _ = tx.send(Err(e)).await;
                         break;
                     }
                 };
@@ -108,23 +99,18 @@ impl Lease for LeaseService {
         req: Req<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         let r = req.into_inner();
-        let header = self.0.header(self.0.store.current_revision());
-        let resp = match self.0.lessor.time_to_live(r.id) {
-            Ok(info) => LeaseTimeToLiveResponse {
-                header,
-                id: r.id,
-                ttl: info.remaining,
-                granted_ttl: info.granted_ttl,
-                keys: if r.keys { info.keys } else { Vec::new() },
-            },
-            // etcd reports a missing lease as TTL -1, not as an error.
-            Err(_) => LeaseTimeToLiveResponse {
-                header,
-                id: r.id,
-                ttl: -1,
-                ..Default::default()
-            },
-        };
+        if self.0.lessor.is_primary() {
+            return Ok(Response::new(time_to_live_here(&self.0, r)));
+        }
+        // Only the leader knows how long a lease has left.
+        let mut resp = self
+            .0
+            .leader_client()
+            .await?
+            .lease_time_to_live(r)
+            .await?
+            .into_inner();
+        self.0.stamp(&mut resp.header);
         Ok(Response::new(resp))
     }
 
@@ -143,5 +129,55 @@ impl Lease for LeaseService {
             header: self.0.header(self.0.store.current_revision()),
             leases,
         }))
+    }
+}
+
+/// Renews on the leader: here if this member leads, else over the peer port.
+async fn renew(s: &Arc<EtcdServer>, id: i64) -> Result<LeaseKeepAliveResponse, Status> {
+    s.check_not_learner()?;
+    match s.lessor.renew(id) {
+        Ok(ttl) => Ok(LeaseKeepAliveResponse {
+            header: s.header(s.store.current_revision()),
+            id,
+            ttl,
+        }),
+        // etcd answers an unknown lease with TTL 0 rather than an error.
+        Err(EtcdError::LeaseNotFound) => Ok(LeaseKeepAliveResponse {
+            header: s.header(s.store.current_revision()),
+            id,
+            ttl: 0,
+        }),
+        Err(EtcdError::NotLeader) => {
+            let mut resp = s
+                .leader_client()
+                .await?
+                .lease_renew(LeaseKeepAliveRequest { id })
+                .await?
+                .into_inner();
+            s.stamp(&mut resp.header);
+            Ok(resp)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// TimeToLive from this member's lessor (the leader's answer).
+pub fn time_to_live_here(s: &EtcdServer, r: LeaseTimeToLiveRequest) -> LeaseTimeToLiveResponse {
+    let header = s.header(s.store.current_revision());
+    match s.lessor.time_to_live(r.id) {
+        Ok(info) => LeaseTimeToLiveResponse {
+            header,
+            id: r.id,
+            ttl: info.remaining,
+            granted_ttl: info.granted_ttl,
+            keys: if r.keys { info.keys } else { Vec::new() },
+        },
+        // etcd reports a missing lease as TTL -1, not as an error.
+        Err(_) => LeaseTimeToLiveResponse {
+            header,
+            id: r.id,
+            ttl: -1,
+            ..Default::default()
+        },
     }
 }

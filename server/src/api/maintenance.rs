@@ -133,36 +133,7 @@ impl Maintenance for MaintenanceService {
         let s = self.0.clone();
         let (tx, rx) = mpsc::channel(4);
         tokio::task::spawn_blocking(move || {
-            let tmp = match tempfile::Builder::new()
-                .prefix("snapshot-")
-                .tempfile_in(s.cfg.member_dir().join("snap"))
-            {
-                Ok(t) => t,
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(Status::internal(format!(
-                        "creating snapshot file: {e}"
-                    ))));
-                    return;
-                }
-            };
-            let result = s.store.backend().copy_to(tmp.path()).and_then(|_| {
-                let file = tmp
-                    .reopen()
-                    .map_err(|e| crate::error::Error::io("reopen snapshot copy", e))?;
-                tracing::info!("sending database snapshot to client");
-                let header = s.header(s.store.current_revision());
-                crate::snapshot::stream(file, |blob, remaining_bytes| {
-                    let msg = SnapshotResponse {
-                        header,
-                        remaining_bytes,
-                        blob,
-                        version: String::new(),
-                    };
-                    tx.blocking_send(Ok(msg))
-                        .map_err(|_| crate::error::Error::Other("client went away".into()))
-                })
-            });
-            if let Err(e) = result {
+            if let Err(e) = send_snapshot(&s, &tx) {
                 let _ = tx.blocking_send(Err(Status::internal(e.to_string())));
             }
         });
@@ -177,8 +148,24 @@ impl Maintenance for MaintenanceService {
         if self.0.raft.leader() != self.0.member_id {
             return Err(EtcdError::NotLeader.into());
         }
+        // Only a voting member can lead.
+        match self.0.members.get(target) {
+            Some(m) if !m.is_learner => {}
+            _ => return Err(EtcdError::BadLeaderTransferee.into()),
+        }
         if target != self.0.member_id {
-            return Err(EtcdError::BadLeaderTransferee.into());
+            tracing::info!(
+                transferee = format!("{target:x}"),
+                "leadership transfer starting"
+            );
+            self.0.raft.transfer_leader(target);
+            let deadline = tokio::time::Instant::now() + self.0.cfg.election_timeout * 5;
+            while self.0.raft.leader() != target {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(EtcdError::Timeout.into());
+                }
+                tokio::time::sleep(self.0.cfg.heartbeat_interval).await;
+            }
         }
         Ok(Response::new(MoveLeaderResponse {
             header: self.0.header(self.0.store.current_revision()),
@@ -191,4 +178,37 @@ impl Maintenance for MaintenanceService {
     ) -> Result<Response<DowngradeResponse>, Status> {
         Err(Status::unimplemented("ballast: downgrade is not supported"))
     }
+}
+
+/// Writes an etcd snapshot database from one backend read transaction (so
+/// it is consistent while writes go on) into a temporary file in the
+/// member's snap dir, then streams it followed by its SHA-256. The file has
+/// no name (the OS frees it when the handle closes), so nothing is left
+/// behind even if the member is killed mid-stream.
+fn send_snapshot(
+    s: &EtcdServer,
+    tx: &mpsc::Sender<Result<SnapshotResponse, Status>>,
+) -> crate::error::Result<()> {
+    use crate::error::Error;
+    let file = tempfile::tempfile_in(s.cfg.member_dir().join("snap"))
+        .map_err(|e| Error::io("create snapshot file", e))?;
+    let revision = s.store.current_revision();
+    let txn = s.store.backend().read()?;
+    let cluster_version = crate::snapshot::layout::cluster_version(&s.cfg.emulated_etcd_version);
+    let (file, size) = crate::snapshot::export::write_db(&txn, file, &cluster_version)?;
+    drop(txn);
+    tracing::info!(size, "sending database snapshot to client");
+    let header = s.header(revision);
+    crate::snapshot::stream(file, |blob, remaining_bytes| {
+        let msg = SnapshotResponse {
+            header,
+            remaining_bytes,
+            blob,
+            version: String::new(),
+        };
+        tx.blocking_send(Ok(msg))
+            .map_err(|_| Error::Other("client went away".into()))
+    })?;
+    tracing::info!(size, "sent database snapshot to client");
+    Ok(())
 }

@@ -160,9 +160,13 @@ impl Applier {
     ) -> Result<(u64, Result<Applied, EtcdError>)> {
         use raft::prelude::{ConfChange, ConfChangeType};
         let cc = <ConfChange as prost011::Message>::decode(e.data.as_slice()).map_err(|err| {
-            crate::error::Error::Corrupt(format!("raft entry {}: bad membership change: {err}", e.index))
+            crate::error::Error::Corrupt(format!(
+                "raft entry {}: bad membership change: {err}",
+                e.index
+            ))
         })?;
-        let ctx: Option<crate::cluster::ConfChangeContext> = serde_json::from_slice(&cc.context).ok();
+        let ctx: Option<crate::cluster::ConfChangeContext> =
+            serde_json::from_slice(&cc.context).ok();
         let Some(cs) = self.raft.apply_conf_change(cc.clone()) else {
             return Err(crate::error::Error::Other("raft thread stopped".into()));
         };
@@ -170,7 +174,10 @@ impl Applier {
         match (ConfChangeType::from_i32(cc.change_type).ok_or(()), ctx) {
             (Ok(ConfChangeType::RemoveNode), _) => {
                 self.members.remove(batch.txn(), cc.node_id)?;
-                tracing::info!(removed_member_id = format!("{:x}", cc.node_id), "removed member");
+                tracing::info!(
+                    removed_member_id = format!("{:x}", cc.node_id),
+                    "removed member"
+                );
                 (self.on_member_change)(MemberChange::Removed(cc.node_id));
             }
             (Ok(kind), Some(ctx)) => {
@@ -189,10 +196,15 @@ impl Applier {
                 (self.on_member_change)(MemberChange::Added(&m));
                 self.members.upsert(batch.txn(), m)?;
             }
-            (Ok(_), None) => tracing::warn!(index = e.index, "membership change without member record"),
+            (Ok(_), None) => {
+                tracing::warn!(index = e.index, "membership change without member record")
+            }
             (Err(_), _) => tracing::warn!(index = e.index, "unknown membership change type"),
         }
-        crate::mvcc::backend::put_conf_state(&mut batch.txn().open_table(crate::mvcc::backend::META)?, &cs)?;
+        crate::mvcc::backend::put_conf_state(
+            &mut batch.txn().open_table(crate::mvcc::backend::META)?,
+            &cs,
+        )?;
         Ok((request_id, Ok(Applied::Members(self.members.list()))))
     }
 

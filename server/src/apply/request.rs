@@ -74,7 +74,9 @@ pub(super) fn apply(
         Request::LeaseRevoke(r) => lease_revoke(a, b, r.id).map(Applied::LeaseRevoke),
         Request::Alarm(r) => alarm(a, b, &r).map(Applied::Alarm),
         Request::MemberAttributes(m) => {
-            a.members.set_attributes(b.txn(), m.id, &m.name, &m.client_ur_ls).map_err(fatal)?;
+            a.members
+                .set_attributes(b.txn(), m.id, &m.name, &m.client_ur_ls)
+                .map_err(fatal)?;
             Ok(Applied::Done)
         }
         _ => Ok(Applied::Done),

@@ -83,9 +83,17 @@ impl Members {
     }
 
     /// Applies a member's published name and client URLs inside an apply batch.
-    pub fn set_attributes(&self, txn: &redb::WriteTransaction, id: u64, name: &str, client_urls: &[String]) -> Result<()> {
+    pub fn set_attributes(
+        &self,
+        txn: &redb::WriteTransaction,
+        id: u64,
+        name: &str,
+        client_urls: &[String],
+    ) -> Result<()> {
         let mut members = self.members.write();
-        let Some(m) = members.get_mut(&id) else { return Ok(()) };
+        let Some(m) = members.get_mut(&id) else {
+            return Ok(());
+        };
         m.name = name.to_string();
         m.client_urls = client_urls.to_vec();
         let json = serde_json::to_vec(&*m).map_err(|e| Error::Other(e.to_string()))?;

@@ -209,17 +209,31 @@ pub fn put_u64(t: &mut redb::Table<&'static str, &'static [u8]>, key: &str, v: u
 }
 
 /// The Raft configuration stored with the applied index, if any.
-pub fn get_conf_state(t: &impl ReadableTable<&'static str, &'static [u8]>) -> Result<Option<raft::prelude::ConfState>> {
-    let Some(v) = t.get(meta::CONF_STATE)? else { return Ok(None) };
-    let j: serde_json::Value =
-        serde_json::from_slice(v.value()).map_err(|e| Error::Corrupt(format!("meta conf_state: {e}")))?;
-    let ids = |k: &str| -> Vec<u64> {
-        j.get(k).and_then(|a| a.as_array()).map(|a| a.iter().filter_map(|x| x.as_u64()).collect()).unwrap_or_default()
+pub fn get_conf_state(
+    t: &impl ReadableTable<&'static str, &'static [u8]>,
+) -> Result<Option<raft::prelude::ConfState>> {
+    let Some(v) = t.get(meta::CONF_STATE)? else {
+        return Ok(None);
     };
-    Ok(Some(raft::prelude::ConfState { voters: ids("voters"), learners: ids("learners"), ..Default::default() }))
+    let j: serde_json::Value = serde_json::from_slice(v.value())
+        .map_err(|e| Error::Corrupt(format!("meta conf_state: {e}")))?;
+    let ids = |k: &str| -> Vec<u64> {
+        j.get(k)
+            .and_then(|a| a.as_array())
+            .map(|a| a.iter().filter_map(|x| x.as_u64()).collect())
+            .unwrap_or_default()
+    };
+    Ok(Some(raft::prelude::ConfState {
+        voters: ids("voters"),
+        learners: ids("learners"),
+        ..Default::default()
+    }))
 }
 
-pub fn put_conf_state(t: &mut redb::Table<&'static str, &'static [u8]>, cs: &raft::prelude::ConfState) -> Result<()> {
+pub fn put_conf_state(
+    t: &mut redb::Table<&'static str, &'static [u8]>,
+    cs: &raft::prelude::ConfState,
+) -> Result<()> {
     let j = serde_json::json!({"voters": cs.voters, "learners": cs.learners});
     t.insert(meta::CONF_STATE, j.to_string().as_bytes())?;
     Ok(())

@@ -553,6 +553,8 @@ impl KvStore {
             h.update(k.value());
             h.update(v.value());
         }
+        // etcd reports -1 for a store that was never compacted.
+        let compacted = if compacted == 0 { -1 } else { compacted };
         Ok(KvHash {
             hash: h.finalize(),
             revision: rev,

@@ -27,18 +27,32 @@ pub enum Command {
     /// Linearizable read: answers with the commit index to wait for.
     ReadIndex(oneshot::Sender<Result<u64, EtcdError>>),
     /// Proposes a membership change; resolves once the node accepted it.
-    ProposeConfChange { cc: ConfChange, done: oneshot::Sender<Result<(), EtcdError>> },
+    ProposeConfChange {
+        cc: ConfChange,
+        done: oneshot::Sender<Result<(), EtcdError>>,
+    },
     /// The apply thread reached a committed membership change.
-    ApplyConfChange { cc: ConfChange, done: crossbeam_channel::Sender<ConfState> },
+    ApplyConfChange {
+        cc: ConfChange,
+        done: crossbeam_channel::Sender<ConfState>,
+    },
     /// How far a member's log matches the leader's, and the commit index
     /// (None when this node is not the leader).
-    Progress { id: u64, done: oneshot::Sender<Option<(u64, u64)>> },
+    Progress {
+        id: u64,
+        done: oneshot::Sender<Option<(u64, u64)>>,
+    },
+    /// Hands leadership to another voter (etcdctl move-leader).
+    TransferLeader(u64),
     /// A message from a peer.
-    Step(Message),
+    Step(Box<Message>),
     /// The transport could not deliver to this peer.
     Unreachable(u64),
     Stop,
 }
+
+/// Where a linearizable read's commit index goes.
+type ReadReply = oneshot::Sender<Result<u64, EtcdError>>;
 
 /// What other threads may read about the node without asking it.
 #[derive(Default)]
@@ -89,7 +103,9 @@ impl RaftHandle {
 
     pub async fn propose_conf_change(&self, cc: ConfChange) -> Result<(), EtcdError> {
         let (done, rx) = oneshot::channel();
-        self.tx.send(Command::ProposeConfChange { cc, done }).map_err(|_| EtcdError::Stopped)?;
+        self.tx
+            .send(Command::ProposeConfChange { cc, done })
+            .map_err(|_| EtcdError::Stopped)?;
         rx.await.map_err(|_| EtcdError::Stopped)?
     }
 
@@ -106,8 +122,12 @@ impl RaftHandle {
         rx.await.ok().flatten()
     }
 
+    pub fn transfer_leader(&self, to: u64) {
+        let _ = self.tx.send(Command::TransferLeader(to));
+    }
+
     pub fn step(&self, m: Message) {
-        let _ = self.tx.send(Command::Step(m));
+        let _ = self.tx.send(Command::Step(Box::new(m)));
     }
 
     pub fn unreachable(&self, peer: u64) {
@@ -150,7 +170,7 @@ pub struct RaftNode {
     tick: Duration,
     pending_reads: Vec<oneshot::Sender<Result<u64, EtcdError>>>,
     /// Read requests sent to raft, with when they were sent.
-    reads_in_flight: HashMap<u64, (Instant, Vec<oneshot::Sender<Result<u64, EtcdError>>>)>,
+    reads_in_flight: HashMap<u64, (Instant, Vec<ReadReply>)>,
     next_read_ctx: u64,
     on_role: RoleListener,
     was_leader: bool,
@@ -244,11 +264,15 @@ impl RaftNode {
                 let ctx = self.next_read_ctx;
                 self.next_read_ctx += 1;
                 self.raw.read_index(ctx.to_be_bytes().to_vec());
-                self.reads_in_flight.insert(ctx, (Instant::now(), std::mem::take(&mut self.pending_reads)));
+                self.reads_in_flight.insert(
+                    ctx,
+                    (Instant::now(), std::mem::take(&mut self.pending_reads)),
+                );
             }
             // Raft may drop a read request without answering; its waiters retry.
             if !self.reads_in_flight.is_empty() {
-                self.reads_in_flight.retain(|_, (at, _)| at.elapsed() < STALE_READ);
+                self.reads_in_flight
+                    .retain(|_, (at, _)| at.elapsed() < STALE_READ);
             }
             if Instant::now() >= next_tick {
                 self.raw.tick();
@@ -306,12 +330,19 @@ impl RaftNode {
             }
             Command::Progress { id, done } => {
                 let answer = (self.raw.raft.state == StateRole::Leader)
-                    .then(|| self.raw.raft.prs().get(id).map(|p| (p.matched, self.raw.raft.raft_log.committed)))
+                    .then(|| {
+                        self.raw
+                            .raft
+                            .prs()
+                            .get(id)
+                            .map(|p| (p.matched, self.raw.raft.raft_log.committed))
+                    })
                     .flatten();
                 let _ = done.send(answer);
             }
+            Command::TransferLeader(to) => self.raw.transfer_leader(to),
             Command::Step(m) => {
-                if let Err(e) = self.raw.step(m) {
+                if let Err(e) = self.raw.step(*m) {
                     tracing::debug!("ignored raft message: {e}");
                 }
             }
@@ -366,7 +397,10 @@ impl RaftNode {
             let Ok(ctx) = <[u8; 8]>::try_from(rs.request_ctx.as_slice()) else {
                 continue;
             };
-            let waiting = self.reads_in_flight.remove(&u64::from_be_bytes(ctx)).map(|(_, w)| w);
+            let waiting = self
+                .reads_in_flight
+                .remove(&u64::from_be_bytes(ctx))
+                .map(|(_, w)| w);
             for reply in waiting.unwrap_or_default() {
                 let _ = reply.send(Ok(rs.index));
             }
@@ -439,7 +473,11 @@ impl RaftNode {
 /// committed), so every member that replays the log learns the whole
 /// configuration. `contexts` are the encoded member records.
 pub fn bootstrap(wal: &mut Wal, members: &[(u64, Vec<u8>)]) -> Result<()> {
-    wal.mark_snapshot(SnapshotMark { index: 0, term: 0, conf_state: ConfState::default() })?;
+    wal.mark_snapshot(SnapshotMark {
+        index: 0,
+        term: 0,
+        conf_state: ConfState::default(),
+    })?;
     let entries: Vec<Entry> = members
         .iter()
         .enumerate()
@@ -459,7 +497,11 @@ pub fn bootstrap(wal: &mut Wal, members: &[(u64, Vec<u8>)]) -> Result<()> {
             }
         })
         .collect();
-    let hs = HardState { term: 1, vote: 0, commit: entries.len() as u64 };
+    let hs = HardState {
+        term: 1,
+        vote: 0,
+        commit: entries.len() as u64,
+    };
     wal.append(&entries, Some(&hs))?;
     wal.sync()?;
     Ok(())
@@ -474,7 +516,8 @@ pub fn restore(
     entries: Vec<Entry>,
     applied_conf: Option<ConfState>,
 ) -> Result<LogStore> {
-    let mark = mark.ok_or_else(|| Error::Corrupt("the WAL has no starting point (snapshot mark)".into()))?;
+    let mark =
+        mark.ok_or_else(|| Error::Corrupt("the WAL has no starting point (snapshot mark)".into()))?;
     let snapshot = raft::prelude::SnapshotMetadata {
         conf_state: Some(applied_conf.unwrap_or(mark.conf_state)),
         index: mark.index,
@@ -490,7 +533,11 @@ impl slog::Drain for SlogToTracing {
     type Ok = ();
     type Err = slog::Never;
 
-    fn log(&self, record: &slog::Record<'_>, _values: &slog::OwnedKVList) -> Result<(), slog::Never> {
+    fn log(
+        &self,
+        record: &slog::Record<'_>,
+        _values: &slog::OwnedKVList,
+    ) -> Result<(), slog::Never> {
         let msg = record.msg().to_string();
         match record.level() {
             slog::Level::Critical | slog::Level::Error => tracing::error!(target: "raft", "{msg}"),

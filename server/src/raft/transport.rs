@@ -39,7 +39,13 @@ pub struct Transport {
 
 impl Transport {
     pub fn new(me: u64, cluster_id: u64, runtime: tokio::runtime::Handle) -> Arc<Transport> {
-        Arc::new(Transport { me, cluster_id, runtime, peers: Mutex::new(HashMap::new()), raft: OnceLock::new() })
+        Arc::new(Transport {
+            me,
+            cluster_id,
+            runtime,
+            peers: Mutex::new(HashMap::new()),
+            raft: OnceLock::new(),
+        })
     }
 
     pub fn set_raft(&self, raft: RaftHandle) {
@@ -56,9 +62,16 @@ impl Transport {
             return;
         }
         let (tx, rx) = mpsc::channel(PEER_QUEUE);
-        peers.insert(id, Peer { tx, urls: urls.clone() });
+        peers.insert(
+            id,
+            Peer {
+                tx,
+                urls: urls.clone(),
+            },
+        );
         let this = self.clone();
-        self.runtime.spawn(async move { this.run_peer(id, urls, rx).await });
+        self.runtime
+            .spawn(async move { this.run_peer(id, urls, rx).await });
     }
 
     /// Stops talking to a removed member (its task ends with its queue).
@@ -74,7 +87,10 @@ impl Transport {
             let full = match peers.get(&to) {
                 Some(p) => p.tx.try_send(m).is_err(),
                 None => {
-                    tracing::debug!(to = format!("{to:x}"), "no transport to peer; dropping raft message");
+                    tracing::debug!(
+                        to = format!("{to:x}"),
+                        "no transport to peer; dropping raft message"
+                    );
                     true
                 }
             };
@@ -90,7 +106,12 @@ impl Transport {
         }
     }
 
-    async fn run_peer(self: Arc<Self>, to: u64, urls: Vec<String>, mut rx: mpsc::Receiver<Message>) {
+    async fn run_peer(
+        self: Arc<Self>,
+        to: u64,
+        urls: Vec<String>,
+        mut rx: mpsc::Receiver<Message>,
+    ) {
         let mut backoff = MIN_BACKOFF;
         let mut url_index = 0;
         loop {
@@ -134,7 +155,9 @@ impl Transport {
                 m = rx.recv() => m,
                 r = &mut call => return Stream::Broken(format!("peer ended the stream: {r:?}")),
             };
-            let Some(first) = first else { return Stream::QueueClosed };
+            let Some(first) = first else {
+                return Stream::QueueClosed;
+            };
             let mut messages = vec![first.encode_to_vec()];
             while messages.len() < MAX_BATCH {
                 match rx.try_recv() {
@@ -142,7 +165,12 @@ impl Transport {
                     Err(_) => break,
                 }
             }
-            let batch = RaftBatch { from: self.me, to, cluster_id: self.cluster_id, messages };
+            let batch = RaftBatch {
+                from: self.me,
+                to,
+                cluster_id: self.cluster_id,
+                messages,
+            };
             if btx.send(batch).await.is_err() {
                 return Stream::Broken("stream closed".into());
             }

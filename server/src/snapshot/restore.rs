@@ -1,46 +1,32 @@
-//! `ballast snapshot status|restore`: the etcdutl equivalents for Ballast
-//! snapshot files.
+//! `ballast snapshot restore`: turns an etcd snapshot (taken from Ballast or
+//! from etcd) into a new Ballast data dir.
+//!
+//! The new member keeps the snapshot's keys with their revisions, its
+//! leases and its compaction revision. Membership, alarms and the Raft log
+//! position are the old cluster's and are dropped: with no WAL in the data
+//! dir, the member bootstraps a fresh log and membership from its flags at
+//! start (as etcd does from `snapshot restore --initial-cluster`).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use redb::ReadableTableMetadata;
+use ballast_proto::mvccpb::KeyValue;
+use prost::Message;
 
+use super::bbolt::Reader;
+use super::layout::{self as etcd, LeaseRecord};
+use super::{check_trailer, named, open_db, Trailer};
 use crate::error::{Error, Result};
-use crate::mvcc::backend::{self, meta, Backend, ALARMS, KV, MEMBERS, META};
+use crate::mvcc::backend::{self, meta, sync_dir, Backend, KV, LEASES, META};
+use crate::mvcc::revision::Revision;
+use crate::mvcc::KvStore;
 
-/// What `snapshot status` prints.
-#[derive(Debug, serde::Serialize)]
-pub struct SnapshotStatus {
-    pub hash: u32,
-    pub revision: i64,
-    #[serde(rename = "totalKey")]
-    pub total_keys: u64,
-    #[serde(rename = "totalSize")]
-    pub total_size: u64,
-}
+/// Entries per redb transaction while loading: bounds the memory a huge
+/// snapshot needs; only the last commit has to be durable.
+const BATCH: usize = 50_000;
 
-/// Reads a snapshot file's database without touching any data dir.
-pub fn status(file: &Path) -> Result<SnapshotStatus> {
-    let dir = tempfile::tempdir().map_err(|e| Error::io("create temp dir", e))?;
-    let db = dir.path().join("db");
-    super::extract(file, &db, false)?;
-    let bytes = std::fs::read(&db).map_err(|e| Error::io("read database", e))?;
-    let backend = Backend::open(&db)?;
-    let (store, _) = crate::mvcc::KvStore::open(std::sync::Arc::new(backend))?;
-    let backend = store.backend().clone();
-    let txn = backend.read()?;
-    let total_keys = txn.open_table(KV)?.len()?;
-    Ok(SnapshotStatus {
-        hash: crc32fast::hash(&bytes),
-        revision: store.current_revision(),
-        total_keys,
-        total_size: bytes.len() as u64,
-    })
-}
-
-/// Restores a snapshot into a new data dir. The member starts with the
-/// snapshot's keys, leases and revisions and a new membership from
-/// `--initial-cluster`, as with `etcdutl snapshot restore`.
+/// Restores `file` into `data_dir` (which must not hold a member yet) and
+/// returns the path of the new database. On failure nothing is left behind.
 pub fn restore(
     file: &Path,
     data_dir: &Path,
@@ -62,24 +48,120 @@ pub fn restore(
             )));
         }
     }
-    let snap = member.join("snap");
+    if check_trailer(file, skip_hash_check)? == Trailer::Absent && !skip_hash_check {
+        return Err(Error::Other(format!(
+            "snapshot {} has no SHA-256 trailer (a database file copied from a data dir?); \
+             use --skip-hash-check to restore it anyway",
+            file.display()
+        )));
+    }
+    let db = open_db(file)?;
+
+    let created_data_dir = !data_dir.exists();
+    // Built aside and renamed into place, so a failed restore leaves no member.
+    let staging = data_dir.join("member.restoring");
+    let _ = std::fs::remove_dir_all(&staging);
+    let result = load(&db, file, &staging).and_then(|()| {
+        std::fs::rename(&staging, &member)
+            .map_err(|e| Error::io(format!("rename into {}", member.display()), e))?;
+        sync_dir(&member)
+    });
+    if let Err(e) = result {
+        let _ = std::fs::remove_dir_all(&staging);
+        if created_data_dir {
+            let _ = std::fs::remove_dir_all(data_dir);
+        }
+        return Err(e);
+    }
+    Ok(member.join("snap").join("db"))
+}
+
+/// Writes the snapshot's data into a new database under `member_dir`.
+fn load(db: &Reader, file: &Path, member_dir: &Path) -> Result<()> {
+    let snap = member_dir.join("snap");
     std::fs::create_dir_all(&snap)
         .map_err(|e| Error::io(format!("create {}", snap.display()), e))?;
-    let db = snap.join("db");
-    super::extract(file, &db, skip_hash_check)?;
-    // Forget the old cluster: identity, membership, alarms and log position
-    // are set afresh when the member bootstraps.
-    let backend = Backend::open(&db)?;
+    let backend = Backend::open(&snap.join("db"))?;
+    let bad = |what: String| named(file, format!("not an etcd snapshot: {what}"));
+
+    let mut last_rev = 0i64;
+    if let Some(mut entries) = db.bucket(etcd::KEY).map_err(|e| named(file, e))? {
+        loop {
+            let txn = backend.write(false)?;
+            let mut n = 0;
+            {
+                let mut t = txn.open_table(KV)?;
+                for entry in entries.by_ref().take(BATCH) {
+                    let (k, v) = entry.map_err(|e| named(file, e))?;
+                    let (rev, _) = Revision::from_key(&k)
+                        .ok_or_else(|| bad(format!("key bucket entry {k:?} is not a revision")))?;
+                    KeyValue::decode(v.as_slice()).map_err(|e| {
+                        bad(format!(
+                            "the value at revision {} is not a KeyValue: {e}",
+                            rev.main
+                        ))
+                    })?;
+                    t.insert(k.as_slice(), v.as_slice())?;
+                    last_rev = rev.main;
+                    n += 1;
+                }
+            }
+            txn.commit()?;
+            if n < BATCH {
+                break;
+            }
+        }
+    }
+
+    let mut meta_bucket = std::collections::BTreeMap::new();
+    if let Some(entries) = db.bucket(etcd::META).map_err(|e| named(file, e))? {
+        for entry in entries {
+            let (k, v) = entry.map_err(|e| named(file, e))?;
+            meta_bucket.insert(k, v);
+        }
+    }
+    let compact_rev = |key: &[u8]| -> Result<i64> {
+        match meta_bucket.get(key) {
+            None => Ok(0),
+            Some(v) => etcd::revision_main(v).ok_or_else(|| {
+                bad(format!(
+                    "meta {} is not a revision",
+                    String::from_utf8_lossy(key)
+                ))
+            }),
+        }
+    };
+    let finished = compact_rev(etcd::FINISHED_COMPACT_REV)?;
+    let scheduled = compact_rev(etcd::SCHEDULED_COMPACT_REV)?;
+
     let txn = backend.write(true)?;
     {
-        let mut m = txn.open_table(META)?;
-        for k in [meta::MEMBER_ID, meta::CLUSTER_ID, meta::APPLIED_TERM] {
-            m.remove(k)?;
+        let mut leases = txn.open_table(LEASES)?;
+        if let Some(entries) = db.bucket(etcd::LEASE).map_err(|e| named(file, e))? {
+            for entry in entries {
+                let (_, v) = entry.map_err(|e| named(file, e))?;
+                let lease = LeaseRecord::decode(v.as_slice())
+                    .map_err(|e| bad(format!("undecodable lease: {e}")))?;
+                leases.insert(lease.id, lease.ttl)?;
+            }
         }
+        let mut m = txn.open_table(META)?;
+        if finished > 0 {
+            backend::put_u64(&mut m, meta::COMPACT_REV, finished as u64)?;
+        }
+        // etcd: if compaction removed the newest revisions, the store is at the compaction revision.
+        backend::put_u64(&mut m, meta::CURRENT_REV, last_rev.max(finished) as u64)?;
         backend::put_u64(&mut m, meta::APPLIED_INDEX, 0)?;
-        txn.open_table(MEMBERS)?.retain(|_, _| false)?;
-        txn.open_table(ALARMS)?.retain(|_, _| false)?;
     }
     txn.commit()?;
-    Ok(db)
+
+    if scheduled > finished {
+        // The snapshot caught etcd between scheduling a compaction and
+        // finishing it; etcd finishes it at start, so do we.
+        let (store, _) = KvStore::open(Arc::new(backend))?;
+        let mut batch = store.begin_batch(true)?;
+        batch.compact(scheduled)?;
+        batch.finish(0, 0)?;
+    }
+    Ok(())
 }

@@ -18,6 +18,7 @@ pub struct Node {
     pub peer_port: u16,
     pub data_dir: PathBuf,
     child: Option<Child>,
+    extra: Vec<String>,
 }
 
 impl Node {
@@ -28,6 +29,7 @@ impl Node {
             peer_port: free_port(),
             data_dir: root.join(name),
             child: None,
+            extra: Vec::new(),
         }
     }
 
@@ -53,15 +55,49 @@ impl Node {
         let child = Command::new(env!("CARGO_BIN_EXE_ballast"))
             .args(["--name", &self.name, "--data-dir"])
             .arg(&self.data_dir)
-            .args(["--listen-client-urls", &self.client_url(), "--advertise-client-urls", &self.client_url()])
-            .args(["--listen-peer-urls", &self.peer_url(), "--initial-advertise-peer-urls", &self.peer_url()])
-            .args(["--initial-cluster", initial_cluster, "--initial-cluster-state", state])
+            .args([
+                "--listen-client-urls",
+                &self.client_url(),
+                "--advertise-client-urls",
+                &self.client_url(),
+            ])
+            .args([
+                "--listen-peer-urls",
+                &self.peer_url(),
+                "--initial-advertise-peer-urls",
+                &self.peer_url(),
+            ])
+            .args([
+                "--initial-cluster",
+                initial_cluster,
+                "--initial-cluster-state",
+                state,
+            ])
             .args(["--initial-cluster-token", "itest-cluster"])
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("spawn ballast");
         self.child = Some(child);
+    }
+
+    /// Sends a signal (e.g. "STOP", "CONT") to the member's process.
+    pub fn signal(&self, sig: &str) {
+        if let Some(c) = &self.child {
+            let ok = Command::new("kill")
+                .args([&format!("-{sig}"), &c.id().to_string()])
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "kill -{sig} {}", self.name);
+        }
+    }
+
+    /// Starts with extra flags appended (e.g. --force-new-cluster).
+    pub fn start_with(&mut self, initial_cluster: &str, state: &str, extra: &[&str]) {
+        self.extra = extra.iter().map(|s| s.to_string()).collect();
+        self.start(initial_cluster, state);
+        self.extra.clear();
     }
 
     pub fn kill9(&mut self) {
@@ -72,14 +108,20 @@ impl Node {
     }
 
     pub fn is_running(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     /// GET /health returns 200.
     pub fn healthy(&self) -> bool {
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.client_port)) else { return false };
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.client_port)) else {
+            return false;
+        };
         let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
-        if s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").is_err() {
+        if s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .is_err()
+        {
             return false;
         }
         let mut out = String::new();
@@ -87,6 +129,8 @@ impl Node {
         out.starts_with("HTTP/1.1 200")
     }
 
+    /// The member's log, for a failing test's message.
+    #[allow(dead_code)]
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
@@ -106,7 +150,11 @@ pub fn ctl(endpoints: &str, args: &[&str]) -> (bool, String, String) {
         .args(args)
         .output()
         .expect("run etcdctl");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// etcdctl that must succeed.
@@ -120,17 +168,28 @@ pub fn ctl_ok(endpoints: &str, args: &[&str]) -> String {
 pub fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + DEADLINE;
     while !check() {
-        assert!(Instant::now() < deadline, "timed out after {DEADLINE:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {DEADLINE:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
 
 pub fn initial_cluster(nodes: &[&Node]) -> String {
-    nodes.iter().map(|n| format!("{}={}", n.name, n.peer_url())).collect::<Vec<_>>().join(",")
+    nodes
+        .iter()
+        .map(|n| format!("{}={}", n.name, n.peer_url()))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 pub fn endpoints(nodes: &[&Node]) -> String {
-    nodes.iter().map(|n| n.client_url()).collect::<Vec<_>>().join(",")
+    nodes
+        .iter()
+        .map(|n| n.client_url())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// One `endpoint status` row: (endpoint, member id, is leader, raft term).
@@ -139,7 +198,14 @@ pub fn status(endpoints: &str) -> Vec<(String, String, bool, u64)> {
     out.lines()
         .filter_map(|l| {
             let f: Vec<&str> = l.split(", ").collect();
-            (f.len() >= 7).then(|| (f[0].to_string(), f[1].to_string(), f[4] == "true", f[6].parse().unwrap_or(0)))
+            (f.len() >= 7).then(|| {
+                (
+                    f[0].to_string(),
+                    f[1].to_string(),
+                    f[4] == "true",
+                    f[6].parse().unwrap_or(0),
+                )
+            })
         })
         .collect()
 }

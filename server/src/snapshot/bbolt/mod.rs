@@ -24,7 +24,7 @@ mod writer;
 mod tests;
 
 pub use reader::{Entries, Reader};
-pub use writer::{BucketWriter, Writer};
+pub use writer::Writer;
 
 /// The page size etcd uses on Linux (the OS page size), and what we write.
 pub const PAGE_SIZE: usize = 4096;

@@ -46,8 +46,9 @@ pub fn malformed(why: impl Into<String>) -> BoltError {
 
 /// FNV-1a, 64 bit: bbolt's meta checksum.
 pub fn fnv64a(data: &[u8]) -> u64 {
-    data.iter()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
+    data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// The fixed header every page starts with.
@@ -61,7 +62,12 @@ pub struct Header {
 
 impl Header {
     pub fn parse(b: &[u8]) -> Option<Header> {
-        Some(Header { id: u64_at(b, 0)?, flags: u16_at(b, 8)?, count: u16_at(b, 10)?, overflow: u32_at(b, 12)? })
+        Some(Header {
+            id: u64_at(b, 0)?,
+            flags: u16_at(b, 8)?,
+            count: u16_at(b, 10)?,
+            overflow: u32_at(b, 12)?,
+        })
     }
 
     pub fn write(&self, b: &mut [u8]) {
@@ -87,7 +93,13 @@ impl Meta {
     /// A whole meta page with id `id` (0 or 1), checksummed.
     pub fn encode(&self, id: u64) -> Vec<u8> {
         let mut p = vec![0u8; self.page_size as usize];
-        Header { id, flags: META, count: 0, overflow: 0 }.write(&mut p);
+        Header {
+            id,
+            flags: META,
+            count: 0,
+            overflow: 0,
+        }
+        .write(&mut p);
         let fields: [(usize, &[u8]); 9] = [
             (16, &MAGIC.to_le_bytes()),
             (20, &VERSION.to_le_bytes()),
@@ -123,13 +135,22 @@ impl Meta {
             return Err("meta page checksum mismatch".into());
         }
         if h.flags & META == 0 {
-            return Err(format!("page {} is not a meta page (flags {:#x})", h.id, h.flags));
+            return Err(format!(
+                "page {} is not a meta page (flags {:#x})",
+                h.id, h.flags
+            ));
         }
         let page_size = field32(24)?;
         if !(512..=65536).contains(&page_size) || !page_size.is_power_of_two() {
             return Err(format!("implausible page size {page_size}"));
         }
-        Ok(Meta { page_size, root: field(32)?, freelist: field(48)?, pgid: field(56)?, txid: field(64)? })
+        Ok(Meta {
+            page_size,
+            root: field(32)?,
+            freelist: field(48)?,
+            pgid: field(56)?,
+            txid: field(64)?,
+        })
     }
 }
 
@@ -148,7 +169,8 @@ pub struct PageView<'a> {
 
 impl<'a> PageView<'a> {
     pub fn new(bytes: &'a [u8]) -> Result<PageView<'a>> {
-        let header = Header::parse(bytes).ok_or_else(|| malformed("page shorter than its header"))?;
+        let header =
+            Header::parse(bytes).ok_or_else(|| malformed("page shorter than its header"))?;
         Ok(PageView { header, bytes })
     }
 
@@ -176,7 +198,10 @@ impl<'a> PageView<'a> {
     fn element(&self, i: usize) -> Result<usize> {
         let off = HEADER + i * ELEMENT;
         if i >= usize::from(self.header.count) || off + ELEMENT > self.bytes.len() {
-            return Err(malformed(format!("page {}: element {i} is out of range", self.header.id)));
+            return Err(malformed(format!(
+                "page {}: element {i} is out of range",
+                self.header.id
+            )));
         }
         Ok(off)
     }

@@ -1,9 +1,11 @@
 //! Client listeners: gRPC and HTTP/1.1 on the same port, as etcd serves them.
 
+mod h2_authority;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use url::Url;
 
 use crate::error::{Error, Result};
@@ -31,6 +33,26 @@ pub fn socket_addr(u: &Url) -> Result<SocketAddr> {
     Ok(SocketAddr::new(ip, port))
 }
 
+/// The client port's listener: every accepted connection gets TCP_NODELAY and goes through
+/// [`h2_authority::AuthorityFix`], so etcdctl 3.4's `:authority: http://host:port` is accepted.
+struct ClientListener(TcpListener);
+
+impl axum::serve::Listener for ClientListener {
+    type Io = h2_authority::AuthorityFix<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        // axum's own accept loop retries (with backoff) on errors such as EMFILE.
+        let (tcp, addr) = axum::serve::Listener::accept(&mut self.0).await;
+        let _ = tcp.set_nodelay(true);
+        (h2_authority::AuthorityFix::new(tcp, addr), addr)
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+}
+
 /// Binds every --listen-client-urls address and serves on it.
 pub async fn serve_clients(s: Arc<EtcdServer>) -> Result<()> {
     let app = crate::api::routes(&s)
@@ -51,10 +73,7 @@ pub async fn serve_clients(s: Arc<EtcdServer>) -> Result<()> {
         tracing::warn!("serving insecure client requests on {addr}, this is strongly discouraged!");
         let app = app.clone();
         tasks.push(tokio::spawn(async move {
-            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            axum::serve(listener, app).await
+            axum::serve(ClientListener(listener), app).await
         }));
     }
     for u in &s.cfg.listen_metrics_urls {

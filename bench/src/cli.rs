@@ -1,0 +1,288 @@
+//! Command line, modelled on etcd's `tools/benchmark` so that one invocation
+//! means the same thing against Ballast and against etcd.
+//!
+//! Connection and run-length flags are global (they may appear before or after
+//! the subcommand, as with etcd's cobra flags); workload flags belong to the
+//! subcommand.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Requests per run when neither `--total` nor `--duration` is given (etcd's default).
+pub const DEFAULT_TOTAL: u64 = 10_000;
+
+/// A benchmark for etcd v3 API servers (Ballast, etcd).
+#[derive(Parser, Debug, Clone)]
+#[command(name = "ballast-bench", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalOpts,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+impl Cli {
+    /// Parses an argument list (without the program name), for callers that
+    /// run benchmarks as a library: tests and the comparison runner.
+    pub fn from_args<I, T>(args: I) -> Result<Cli, String>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let argv = std::iter::once(std::ffi::OsString::from("ballast-bench"))
+            .chain(args.into_iter().map(Into::into));
+        Cli::try_parse_from(argv).map_err(|e| e.to_string())
+    }
+}
+
+/// Flags shared by every workload.
+#[derive(Args, Debug, Clone)]
+pub struct GlobalOpts {
+    /// gRPC endpoints, comma-separated (`host:port` or `http://host:port`).
+    #[arg(
+        long,
+        global = true,
+        value_delimiter = ',',
+        default_value = "127.0.0.1:2379"
+    )]
+    pub endpoints: Vec<String>,
+
+    /// Number of HTTP/2 connections (gRPC channels), spread over the endpoints.
+    #[arg(long, global = true, default_value_t = 1)]
+    pub conns: usize,
+
+    /// Number of concurrent clients; client i uses connection i % conns.
+    #[arg(long, global = true, default_value_t = 1)]
+    pub clients: usize,
+
+    /// Total number of requests [default: 10000 unless --duration is given].
+    /// With --duration too, the run ends at whichever limit comes first.
+    #[arg(long, global = true)]
+    pub total: Option<u64>,
+
+    /// Run for this long instead of a fixed count (e.g. `30s`, `2m`).
+    #[arg(long, global = true, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// Send every request to the Raft leader (found with Maintenance.Status).
+    #[arg(long, global = true)]
+    pub target_leader: bool,
+
+    /// CA bundle to verify the servers' TLS certificates (implies https).
+    #[arg(long, global = true)]
+    pub cacert: Option<PathBuf>,
+
+    /// Client certificate for TLS (needs --key).
+    #[arg(long, global = true, requires = "tls_key")]
+    pub cert: Option<PathBuf>,
+
+    /// Client private key for TLS (needs --cert).
+    // Own id: `key` is also the range subcommand's positional argument.
+    #[arg(long = "key", id = "tls_key", global = true, requires = "cert")]
+    pub key: Option<PathBuf>,
+
+    /// Give up connecting to an endpoint after this long.
+    #[arg(long, global = true, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub dial_timeout: Duration,
+
+    /// Count a request as failed if it takes longer than this.
+    #[arg(long, global = true, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+
+    /// Print one JSON object (see the crate README for the schema) instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+impl GlobalOpts {
+    /// True when any TLS flag was given.
+    pub fn tls_requested(&self) -> bool {
+        self.cacert.is_some() || self.cert.is_some() || self.key.is_some()
+    }
+}
+
+/// The workloads.
+#[derive(Subcommand, Debug, Clone)]
+pub enum Command {
+    /// Put requests (one key each).
+    Put(PutOpts),
+    /// Range requests over KEY (or KEY..END).
+    Range(RangeOpts),
+    /// Txn requests, each with --txn-ops puts and no compares.
+    TxnPut(TxnPutOpts),
+    /// Many watchers; measures event fan-out and delivery latency, and checks
+    /// that every event arrives exactly once, in revision order.
+    Watch(WatchOpts),
+    /// LeaseKeepAlive round trips, one lease and one keep-alive stream per client.
+    LeaseKeepalive(LeaseOpts),
+}
+
+impl Command {
+    /// The subcommand's name as typed on the command line.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Put(_) => "put",
+            Command::Range(_) => "range",
+            Command::TxnPut(_) => "txn-put",
+            Command::Watch(_) => "watch",
+            Command::LeaseKeepalive(_) => "lease-keepalive",
+        }
+    }
+}
+
+/// `put` flags (etcd's names and defaults).
+#[derive(Args, Debug, Clone)]
+pub struct PutOpts {
+    /// Key size in bytes.
+    #[arg(long, default_value_t = 8)]
+    pub key_size: usize,
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 8)]
+    pub val_size: usize,
+    /// Number of distinct keys written.
+    #[arg(long, default_value_t = 1)]
+    pub key_space_size: u64,
+    /// Write keys 0, 1, 2, ... (mod --key-space-size) instead of random ones.
+    #[arg(long)]
+    pub sequential_keys: bool,
+    /// Maximum requests per second over all clients (0 = unlimited).
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+}
+
+/// Read consistency of a range request.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consistency {
+    /// Linearizable: goes through the leader's read index.
+    #[value(name = "l", alias = "linearizable")]
+    Linearizable,
+    /// Serializable: served from the member's local state.
+    #[value(name = "s", alias = "serializable")]
+    Serializable,
+}
+
+/// `range` arguments.
+#[derive(Args, Debug, Clone)]
+pub struct RangeOpts {
+    /// Key to read.
+    pub key: String,
+    /// Range end (exclusive); reads the single KEY when omitted.
+    pub end: Option<String>,
+    /// l (linearizable) or s (serializable).
+    #[arg(long, value_enum, default_value = "l")]
+    pub consistency: Consistency,
+    /// Maximum keys per response (0 = no limit).
+    #[arg(long, default_value_t = 0)]
+    pub limit: i64,
+    /// Maximum requests per second over all clients (0 = unlimited).
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+}
+
+/// `txn-put` flags.
+#[derive(Args, Debug, Clone)]
+pub struct TxnPutOpts {
+    /// Key size in bytes.
+    #[arg(long, default_value_t = 8)]
+    pub key_size: usize,
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 8)]
+    pub val_size: usize,
+    /// Puts per transaction (distinct keys; at most --key-space-size).
+    #[arg(long, default_value_t = 1)]
+    pub txn_ops: usize,
+    /// Number of distinct keys written.
+    #[arg(long, default_value_t = 1)]
+    pub key_space_size: u64,
+    /// Maximum transactions per second over all clients (0 = unlimited).
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+}
+
+/// `watch` flags. `--clients` tasks issue the puts; `--total` does not apply
+/// (use `--puts`), `--duration` ends the put phase early.
+#[derive(Args, Debug, Clone)]
+pub struct WatchOpts {
+    /// Number of watchers.
+    #[arg(long, default_value_t = 100)]
+    pub watchers: usize,
+    /// Number of watch gRPC streams the watchers are spread over.
+    #[arg(long, default_value_t = 10)]
+    pub streams: usize,
+    /// Number of distinct keys watched; watcher w watches key w % watched-keys,
+    /// put i writes key i % watched-keys. 1 gives the largest fan-out.
+    #[arg(long, default_value_t = 1)]
+    pub watched_keys: usize,
+    /// Number of puts.
+    #[arg(long, default_value_t = 1_000)]
+    pub puts: u64,
+    /// Puts per second (0 = as fast as --clients allow).
+    #[arg(long, default_value_t = 100)]
+    pub put_rate: u64,
+    /// Key size in bytes (at least enough for the key's number).
+    #[arg(long, default_value_t = 32)]
+    pub key_size: usize,
+    /// Value size in bytes (at least 8: values carry the put's sequence number).
+    #[arg(long, default_value_t = 32)]
+    pub val_size: usize,
+    /// Give up waiting for outstanding events after no event arrived for this long.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub drain_timeout: Duration,
+}
+
+/// `lease-keepalive` flags.
+#[derive(Args, Debug, Clone)]
+pub struct LeaseOpts {
+    /// TTL (seconds) of the lease each client grants and keeps alive.
+    #[arg(long, default_value_t = 100)]
+    pub ttl: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn global_flags_work_before_and_after_the_subcommand() {
+        let before = Cli::try_parse_from([
+            "ballast-bench",
+            "--endpoints",
+            "a:1,b:2",
+            "--clients",
+            "7",
+            "put",
+            "--val-size",
+            "256",
+        ])
+        .expect("parse");
+        assert_eq!(before.global.endpoints, ["a:1", "b:2"]);
+        assert_eq!(before.global.clients, 7);
+        let after = Cli::try_parse_from(["ballast-bench", "put", "--clients", "7", "--total", "5"])
+            .expect("parse");
+        assert_eq!(after.global.clients, 7);
+        assert_eq!(after.global.total, Some(5));
+    }
+
+    #[test]
+    fn range_consistency_accepts_etcd_letters_and_words() {
+        for (arg, want) in [
+            ("l", Consistency::Linearizable),
+            ("s", Consistency::Serializable),
+            ("serializable", Consistency::Serializable),
+        ] {
+            let cli = Cli::try_parse_from(["ballast-bench", "range", "k", "--consistency", arg])
+                .expect("parse");
+            let Command::Range(r) = cli.command else {
+                panic!("not a range command")
+            };
+            assert_eq!(r.consistency, want);
+        }
+    }
+
+    #[test]
+    fn cert_needs_key() {
+        assert!(Cli::try_parse_from(["ballast-bench", "put", "--cert", "c.pem"]).is_err());
+    }
+}

@@ -1,0 +1,599 @@
+//! The reconcile loop: kube-runtime's `Controller` over `EtcdCluster` and the objects it
+//! owns. Everything here talks to Kubernetes or to the members; what to do is decided by
+//! the pure functions in [`crate::render`], [`crate::tls`], [`crate::pki`] and
+//! [`crate::status`].
+//!
+//! One reconcile: ensure the finalizer; make sure there is a CA (create the operator's
+//! once, or read the user's, never replace either); issue or renew certificates into their
+//! Secrets; server-side apply the Services, the PodDisruptionBudget and the StatefulSet with
+//! owner references; grow volumes; ask the members for membership, leader and health; write
+//! status and conditions; publish Events for what changed; requeue.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::crd::{CertificateStatus, EtcdCluster};
+use crate::error::Error;
+use crate::members::{MemberStatusSource, Target};
+use crate::metrics::Metrics;
+use crate::names::{ClusterNames, FIELD_MANAGER, MANAGED_BY};
+use crate::pki::{self, Ca, CertInfo};
+use crate::render::{self, Live, RenderContext};
+use crate::status::{self, Observed, Problem, WorkloadState};
+use crate::tls::{self, StoredSecrets};
+
+/// Finalizer on every `EtcdCluster` the operator has acted on.
+pub const FINALIZER: &str = "ballast.dev/cleanup";
+
+/// A clock, so tests can pin time.
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+/// Shared state of the controller.
+pub struct Context {
+    /// Kubernetes client.
+    pub client: Client,
+    /// How member status is gathered.
+    pub members: Arc<dyn MemberStatusSource>,
+    /// Operator settings that shape rendering.
+    pub render: RenderContext,
+    /// Publishes Kubernetes Events.
+    pub recorder: Recorder,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+    /// Time source.
+    pub clock: Clock,
+    /// Consecutive failures per cluster, for error backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    /// A context with the system clock.
+    pub fn new(
+        client: Client,
+        members: Arc<dyn MemberStatusSource>,
+        render: RenderContext,
+        metrics: Arc<Metrics>,
+        reporter: Reporter,
+    ) -> Self {
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            members,
+            render,
+            metrics,
+            clock: Arc::new(Timestamp::now),
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Replaces the clock (tests).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+        // A panic while holding this lock cannot leave the map inconsistent.
+        self.failures.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = ctx.client.clone();
+    let owned =
+        watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGED_BY}"));
+    Controller::new(
+        Api::<EtcdCluster>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+    .owns(Api::<StatefulSet>::all(client.clone()), owned.clone())
+    .owns(Api::<Service>::all(client.clone()), owned.clone())
+    .owns(Api::<Secret>::all(client.clone()), owned.clone())
+    .owns(Api::<PodDisruptionBudget>::all(client), owned)
+    .graceful_shutdown_on(shutdown)
+    .run(reconcile, error_policy, ctx)
+    .for_each(|result| async move {
+        match result {
+            Ok((obj, _)) => tracing::debug!(cluster = %obj, "reconciled"),
+            Err(e) => tracing::warn!(error = %e, "reconcile failed"),
+        }
+    })
+    .await;
+}
+
+fn key(cluster: &EtcdCluster) -> String {
+    format!(
+        "{}/{}",
+        cluster.namespace().unwrap_or_default(),
+        cluster.name_any()
+    )
+}
+
+/// Reconciles one cluster (kube-runtime calls this).
+pub async fn reconcile(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let namespace = cluster
+        .namespace()
+        .ok_or(Error::MissingMetadata("namespace"))?;
+    let api: Api<EtcdCluster> = Api::namespaced(ctx.client.clone(), &namespace);
+    let key = key(&cluster);
+    let result = finalizer(&api, FINALIZER, cluster, |event| async {
+        match event {
+            FinalizerEvent::Apply(c) => apply(c, ctx.clone()).await,
+            FinalizerEvent::Cleanup(c) => cleanup(c, ctx.clone()).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    let outcome = match &result {
+        Ok(_) => {
+            ctx.failures().remove(&key);
+            "ok"
+        }
+        Err(e) => e.metric_label(),
+    };
+    ctx.metrics.record(outcome, started.elapsed().as_secs_f64());
+    result
+}
+
+/// Backoff after `failures` consecutive failed reconciles: 5s doubling to 5 minutes.
+pub fn error_backoff(failures: u32) -> Duration {
+    let secs = 5u64.saturating_mul(1u64 << failures.saturating_sub(1).min(6));
+    Duration::from_secs(secs.min(300))
+}
+
+/// What kube-runtime does after a failed reconcile.
+pub fn error_policy(cluster: Arc<EtcdCluster>, error: &Error, ctx: Arc<Context>) -> Action {
+    let failures = {
+        let mut map = ctx.failures();
+        let n = map.entry(key(&cluster)).or_insert(0);
+        *n += 1;
+        *n
+    };
+    let wait = error_backoff(failures);
+    tracing::warn!(cluster = %key(&cluster), %error, failures, retry_in = ?wait, "reconcile failed");
+    Action::requeue(wait)
+}
+
+async fn publish(ctx: &Context, cluster: &EtcdCluster, warning: bool, reason: &str, note: String) {
+    let event = Event {
+        type_: if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: reason.to_string(),
+        note: Some(note),
+        action: "Reconcile".to_string(),
+        secondary: None,
+    };
+    // An Event that cannot be written must not fail the reconcile that did the work.
+    if let Err(e) = ctx.recorder.publish(&event, &cluster.object_ref(&())).await {
+        tracing::warn!(error = %e, reason, "publishing an event");
+    }
+}
+
+fn apply_params() -> PatchParams {
+    PatchParams::apply(FIELD_MANAGER).force()
+}
+
+async fn server_side_apply<K>(api: &Api<K>, obj: &K) -> Result<K, Error>
+where
+    K: Resource + Clone + Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let name = obj
+        .meta()
+        .name
+        .clone()
+        .ok_or(Error::MissingMetadata("name"))?;
+    Ok(api
+        .patch(&name, &apply_params(), &Patch::Apply(obj))
+        .await?)
+}
+
+fn to_offset(ts: Timestamp) -> Result<OffsetDateTime, Error> {
+    OffsetDateTime::from_unix_timestamp(ts.as_second())
+        .map_err(|e| Error::Parse(format!("clock: {e}")))
+}
+
+struct PkiOutcome {
+    certificates: Option<CertificateStatus>,
+    target: Option<(String, String, String)>,
+}
+
+/// Problems with a user's Secrets become conditions, not reconcile errors: retrying fast
+/// will not fix them, the user must.
+fn user_problem(e: &Error) -> Option<Problem> {
+    match e {
+        Error::UserSecret { .. }
+        | Error::NotACa
+        | Error::KeyMismatch
+        | Error::UnsupportedKey(_) => Some(Problem {
+            reason: "CertificateAuthorityInvalid".to_string(),
+            message: e.to_string(),
+            blocking: true,
+        }),
+        _ => None,
+    }
+}
+
+async fn read_secret(api: &Api<Secret>, name: &str) -> Result<Option<tls::SecretText>, Error> {
+    Ok(api.get_opt(name).await?.map(|s| tls::secret_text(&s)))
+}
+
+async fn ensure_pki(
+    cluster: &EtcdCluster,
+    names: &ClusterNames,
+    ctx: &Context,
+    problems: &mut Vec<Problem>,
+    notes: &mut Vec<(bool, String, String)>,
+) -> Result<PkiOutcome, Error> {
+    let spec = &cluster.spec;
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &names.namespace);
+    let now = (ctx.clock)();
+
+    if let Some(existing) = &spec.tls.existing {
+        let name = &existing.operator_client_secret_name;
+        let client = read_secret(&secrets, name)
+            .await?
+            .ok_or_else(|| Error::UserSecret {
+                name: name.clone(),
+                problem: "does not exist".to_string(),
+            })?;
+        let get = |k: &str| {
+            client.get(k).cloned().ok_or_else(|| Error::UserSecret {
+                name: name.clone(),
+                problem: format!("has no {k}"),
+            })
+        };
+        let (ca, cert, key) = (get("ca.crt")?, get("tls.crt")?, get("tls.key")?);
+        let server = read_secret(&secrets, &existing.server_secret_name).await?;
+        let leaf = server
+            .as_ref()
+            .and_then(|s| s.get("tls.crt"))
+            .and_then(|c| CertInfo::from_pem(c).ok())
+            .map(|i| i.not_after);
+        let certificates = CertificateStatus {
+            ca_not_after: CertInfo::from_pem(&ca)
+                .ok()
+                .and_then(|i| Timestamp::from_second(i.not_after).ok())
+                .map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time),
+            leaf_not_after: leaf
+                .and_then(|t| Timestamp::from_second(t).ok())
+                .map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time),
+            renewal_time: None,
+        };
+        return Ok(PkiOutcome {
+            certificates: Some(certificates),
+            target: Some((ca, cert, key)),
+        });
+    }
+
+    let ca: Ca = match &spec.tls.ca_secret_name {
+        Some(name) => {
+            let data = read_secret(&secrets, name)
+                .await?
+                .ok_or_else(|| Error::UserSecret {
+                    name: name.clone(),
+                    problem: "does not exist".to_string(),
+                })?;
+            tls::ca_from_secret(name, &data)?
+        }
+        None => match read_secret(&secrets, &names.ca_secret()).await? {
+            // Present: use it as it is, whatever it holds. Replacing a CA would cut every
+            // client that trusts it off the cluster.
+            Some(data) => tls::ca_from_secret(&names.ca_secret(), &data)?,
+            None => {
+                let pem = pki::generate_ca(to_offset(now)?)?;
+                let owner = render::owner_reference(cluster)?;
+                let secret = tls::secret(
+                    names,
+                    &owner,
+                    names.ca_secret(),
+                    "Opaque",
+                    tls::SecretText::from([
+                        ("ca.crt".to_string(), pem.cert.clone()),
+                        ("ca.key".to_string(), pem.key.clone()),
+                    ]),
+                );
+                // Create, not apply: if another writer got there first, this fails and the
+                // next reconcile uses theirs instead of overwriting it.
+                let params = PostParams {
+                    field_manager: Some(FIELD_MANAGER.to_string()),
+                    ..PostParams::default()
+                };
+                secrets.create(&params, &secret).await?;
+                notes.push((
+                    false,
+                    "CertificateAuthorityCreated".to_string(),
+                    format!("created CA in Secret {}", names.ca_secret()),
+                ));
+                Ca::from_pem(&pem.cert, &pem.key)?
+            }
+        },
+    };
+
+    let renew_before: Duration = spec.tls.renew_before.into();
+    let ca_left = ca.not_after() - now.as_second();
+    if ca_left <= 0 {
+        problems.push(Problem {
+            reason: "CertificateAuthorityExpired".to_string(),
+            message: "the CA has expired; members reject each other and clients. Provide a new CA (tls.caSecretName) and restart the members".to_string(),
+            blocking: false,
+        });
+    } else if ca_left < renew_before.as_secs() as i64 {
+        problems.push(Problem {
+            reason: "CertificateAuthorityExpiringSoon".to_string(),
+            message: format!(
+                "the CA expires in {} days; the operator never replaces a CA by itself",
+                ca_left / 86_400
+            ),
+            blocking: false,
+        });
+    }
+
+    let stored = StoredSecrets {
+        server: read_secret(&secrets, &names.server_secret()).await?,
+        peer: read_secret(&secrets, &names.peer_secret()).await?,
+        healthcheck: read_secret(&secrets, &names.healthcheck_client_secret()).await?,
+        apiserver: read_secret(&secrets, &names.apiserver_client_secret()).await?,
+        operator: read_secret(&secrets, &names.operator_client_secret()).await?,
+    };
+    let owner = render::owner_reference(cluster)?;
+    let plan = tls::plan(names, spec, &ca, &stored, &owner, to_offset(now)?)?;
+    for secret in &plan.apply {
+        server_side_apply(&secrets, secret).await?;
+    }
+    if !plan.issued.is_empty() {
+        ctx.metrics
+            .certificates_issued
+            .inc_by(plan.issued.len() as u64);
+        let list: Vec<String> = plan
+            .issued
+            .iter()
+            .map(|n| format!("{} ({})", n.what, n.reason))
+            .collect();
+        notes.push((
+            false,
+            "CertificatesIssued".to_string(),
+            format!("issued {}", list.join(", ")),
+        ));
+    }
+    Ok(PkiOutcome {
+        certificates: Some(plan.certificates),
+        target: Some((
+            ca.cert_pem().to_string(),
+            plan.operator_client.cert,
+            plan.operator_client.key,
+        )),
+    })
+}
+
+/// The StatefulSet's progress as the status logic sees it.
+pub fn workload_state(sts: Option<&StatefulSet>) -> WorkloadState {
+    let Some(sts) = sts else {
+        return WorkloadState::default();
+    };
+    let status = sts.status.clone().unwrap_or_default();
+    WorkloadState {
+        exists: true,
+        observed: status.observed_generation.unwrap_or(0) >= sts.metadata.generation.unwrap_or(0),
+        replicas: status.replicas,
+        ready_replicas: status.ready_replicas.unwrap_or(0),
+        updated_replicas: status.updated_replicas.unwrap_or(0),
+        revisions_match: status.current_revision.is_some()
+            && status.current_revision == status.update_revision,
+    }
+}
+
+/// Claims whose storage request is below `desired`: they are grown in place, since claim
+/// templates of a StatefulSet cannot change.
+pub fn claims_to_grow(
+    desired: &str,
+    claims: &[PersistentVolumeClaim],
+) -> Result<Vec<String>, Error> {
+    let want = crate::quantity::to_bytes(desired)?;
+    let mut out = Vec::new();
+    for claim in claims {
+        let current = claim
+            .spec
+            .as_ref()
+            .and_then(|s| s.resources.as_ref())
+            .and_then(|r| r.requests.as_ref())
+            .and_then(|r| r.get("storage"))
+            .map(|q| crate::quantity::to_bytes(&q.0))
+            .transpose()?;
+        if current.is_some_and(|c| c < want) {
+            out.push(claim.name_any());
+        }
+    }
+    Ok(out)
+}
+
+async fn apply(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let names = render::cluster_names(&cluster)?;
+    let client = ctx.client.clone();
+    let ns = names.namespace.clone();
+    let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    let mut problems = Vec::new();
+    let mut notes: Vec<(bool, String, String)> = Vec::new();
+
+    let existing = sts_api.get_opt(&names.statefulset()).await?;
+    if cluster.spec.restore.is_some() && existing.is_none() {
+        problems.push(Problem {
+            reason: "RestoreNotSupported".to_string(),
+            message: "spec.restore is reserved for a later version of the operator; it will not create an empty cluster in place of a restore".to_string(),
+            blocking: true,
+        });
+    }
+    if cluster.spec.backup.is_some() {
+        problems.push(Problem {
+            reason: "BackupNotSupported".to_string(),
+            message:
+                "spec.backup is reserved for a later version of the operator; no backups are taken"
+                    .to_string(),
+            blocking: false,
+        });
+    }
+
+    let pki = if problems.iter().any(|p| p.blocking) {
+        PkiOutcome {
+            certificates: None,
+            target: None,
+        }
+    } else {
+        match ensure_pki(&cluster, &names, &ctx, &mut problems, &mut notes).await {
+            Ok(outcome) => outcome,
+            Err(e) => match user_problem(&e) {
+                Some(p) => {
+                    problems.push(p);
+                    PkiOutcome {
+                        certificates: None,
+                        target: None,
+                    }
+                }
+                None => return Err(e),
+            },
+        }
+    };
+
+    let mut sts = existing.clone();
+    if !problems.iter().any(|p| p.blocking) {
+        let live = Live {
+            claim_template_size: existing
+                .as_ref()
+                .and_then(|s| s.spec.as_ref())
+                .and_then(|s| s.volume_claim_templates.as_ref())
+                .and_then(|t| t.first())
+                .and_then(|c| c.spec.as_ref())
+                .and_then(|s| s.resources.as_ref())
+                .and_then(|r| r.requests.as_ref())
+                .and_then(|r| r.get("storage"))
+                .map(|q| q.0.clone()),
+        };
+        let rendered = render::render(&cluster, &ctx.render, &live)?;
+        let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+        server_side_apply(&services, &rendered.peer_service).await?;
+        server_side_apply(&services, &rendered.client_service).await?;
+        let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns);
+        server_side_apply(&pdbs, &rendered.pdb).await?;
+        sts = Some(server_side_apply(&sts_api, &rendered.statefulset).await?);
+
+        if let Some(template) = &live.claim_template_size {
+            if crate::quantity::to_bytes(template)?
+                < crate::quantity::to_bytes(&cluster.spec.storage.size)?
+            {
+                let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
+                let claims = pvcs
+                    .list(&ListParams::default().labels(&names.selector_string()))
+                    .await?;
+                for claim in claims_to_grow(&cluster.spec.storage.size, &claims.items)? {
+                    let patch = serde_json::json!({
+                        "spec": {"resources": {"requests": {"storage": cluster.spec.storage.size}}}
+                    });
+                    pvcs.patch(&claim, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await?;
+                    notes.push((
+                        false,
+                        "VolumeExpansionRequested".to_string(),
+                        format!("asked to grow {claim} to {}", cluster.spec.storage.size),
+                    ));
+                }
+            }
+        }
+    }
+
+    let workload = workload_state(sts.as_ref());
+    let members = match (&pki.target, workload.exists && workload.replicas > 0) {
+        (Some((ca, cert, key)), true) => {
+            let target = Target {
+                endpoints: names
+                    .members(cluster.spec.replicas.max(workload.replicas))
+                    .into_iter()
+                    .map(|m| {
+                        let url = names.member_client_url(&m);
+                        (m, url)
+                    })
+                    .collect(),
+                ca_pem: ca.clone(),
+                cert_pem: cert.clone(),
+                key_pem: key.clone(),
+            };
+            Some(
+                ctx.members
+                    .observe(&target)
+                    .await
+                    .map_err(|e| e.to_string()),
+            )
+        }
+        _ => None,
+    };
+
+    let now = (ctx.clock)();
+    let observed = Observed {
+        workload,
+        members,
+        certificates: pki.certificates,
+        problems,
+        version: render::version(&cluster.spec, &ctx.render),
+    };
+    let new_status = status::compute(&cluster, &names, &observed, now);
+    if cluster.status.as_ref() != Some(&new_status) {
+        let api: Api<EtcdCluster> = Api::namespaced(client.clone(), &ns);
+        let patch = serde_json::json!({
+            "apiVersion": EtcdCluster::api_version(&()),
+            "kind": EtcdCluster::kind(&()),
+            "status": new_status,
+        });
+        api.patch_status(&names.name, &apply_params(), &Patch::Apply(&patch))
+            .await?;
+    }
+
+    for t in status::transitions(cluster.status.as_ref(), &new_status) {
+        notes.push((t.warning, t.reason, t.note));
+    }
+    for (warning, reason, note) in notes {
+        publish(&ctx, &cluster, warning, &reason, note).await;
+    }
+    Ok(Action::requeue(status::requeue_after(&new_status, now)))
+}
+
+/// Deletion: owned objects go with the cluster through their owner references, and the
+/// volumes stay (the StatefulSet retains its claims), so what is left is the operator's
+/// own bookkeeping and telling the user where the data is.
+async fn cleanup(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
+    ctx.failures().remove(&key(&cluster));
+    let names = render::cluster_names(&cluster)?;
+    publish(
+        &ctx,
+        &cluster,
+        false,
+        "Deleting",
+        format!(
+            "deleting {}; its PersistentVolumeClaims ({}) are kept",
+            names.name,
+            render::claim_names(&names, cluster.spec.replicas).join(", ")
+        ),
+    )
+    .await;
+    Ok(Action::await_change())
+}

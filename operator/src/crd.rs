@@ -1,0 +1,557 @@
+//! The `EtcdCluster` custom resource (`ballast.dev/v1alpha1`).
+//!
+//! The Rust types are the source of truth: `crds/etcdcluster.yaml` is generated from them
+//! (`cargo run -p ballast-operator -- crd`), and a test fails when the file is stale.
+//! Validation that a user should hear about at `kubectl apply` time lives in the schema as
+//! CEL rules (`x-kubernetes-validations`) with messages written for people, not in the
+//! controller: a rejected apply is a better answer than a cluster stuck in a bad state.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Affinity, LocalObjectReference, ResourceRequirements, Toleration,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::core::Duration;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// API group of the operator's resources.
+pub const GROUP: &str = "ballast.dev";
+
+/// Most members a cluster may have. Raft needs a majority for every write, so each member
+/// past seven adds latency and failure modes without adding useful fault tolerance.
+pub const MAX_REPLICAS: i32 = 7;
+
+/// Desired state of an etcd-compatible cluster run by Ballast.
+///
+/// `kubectl get etcdclusters` (short name `ec`) shows members, ready members, the leader and
+/// the version; `kubectl scale etcdcluster/NAME --replicas=N` changes `spec.replicas`.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "ballast.dev",
+    version = "v1alpha1",
+    kind = "EtcdCluster",
+    plural = "etcdclusters",
+    shortname = "ec",
+    category = "ballast",
+    namespaced,
+    status = "EtcdClusterStatus",
+    derive = "PartialEq",
+    doc = "An etcd-compatible cluster served by Ballast, with its own PKI, run as a StatefulSet.",
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.selector"
+    ),
+    printcolumn(name = "Replicas", type_ = "integer", json_path = ".spec.replicas", description = "Desired members"),
+    printcolumn(name = "Ready", type_ = "integer", json_path = ".status.readyReplicas", description = "Members that are ready"),
+    printcolumn(name = "Leader", type_ = "string", json_path = ".status.leader", description = "Current Raft leader"),
+    printcolumn(name = "Version", type_ = "string", json_path = ".status.version", description = "Version running on all members"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = kube::core::Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$') && size(self.metadata.name) <= 52")
+        .message("metadata.name must be a DNS label of at most 52 characters starting with a letter: pods, services and certificates derive their names from it"),
+)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "!has(self.options) || !has(self.options.quotaBackendBytes) || quantity(self.options.quotaBackendBytes).isLessThan(quantity(self.storage.size))",
+        "message": "options.quotaBackendBytes must be smaller than storage.size: the backend database has to fit on the volume"
+    },
+    {
+        "rule": "has(self.restore) == has(oldSelf.restore)",
+        "message": "restore can only be set when the EtcdCluster is created; to restore an existing cluster, create a new EtcdCluster"
+    }
+]))]
+pub struct EtcdClusterSpec {
+    /// Number of members. 1, 3 or 5 are the usual choices; even counts are accepted but
+    /// tolerate no more failures than the odd count below them, and status says so.
+    #[serde(default = "default_replicas")]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self >= 1 && self <= 7",
+        "message": "replicas must be between 1 and 7: every write waits for a majority, so more members make the cluster slower, not safer"
+    }]))]
+    pub replicas: i32,
+
+    /// Ballast release to run; the image is `<operator's image repository>:<version>`.
+    /// Defaults to the operator's own version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+
+    /// Full image reference, overriding `version` (for mirrors and air-gapped registries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+
+    /// Image pull policy of the server and sidecar containers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<ImagePullPolicy>,
+
+    /// Secrets used to pull the image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_secrets: Option<Vec<LocalObjectReference>>,
+
+    /// The volume each member keeps its data on.
+    #[serde(default)]
+    pub storage: StorageSpec,
+
+    /// Compute resources of the server container. Defaults to kubeadm's requests for its
+    /// etcd static pod (100m CPU, 100Mi memory) and no limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+
+    /// Certificates: the operator runs a CA per cluster by default.
+    #[serde(default)]
+    pub tls: TlsSpec,
+
+    /// Server settings passed as etcd flags.
+    #[serde(default)]
+    pub options: ServerOptions,
+
+    /// Scheduling and metadata of the member pods.
+    #[serde(default)]
+    pub pod: PodSpec,
+
+    /// Kubernetes cluster domain used in member DNS names and certificate SANs.
+    #[serde(default = "default_cluster_domain")]
+    pub cluster_domain: String,
+
+    /// Scheduled backups. Reserved: accepted by the schema, not acted on yet (see README).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupSpec>,
+
+    /// Create the cluster from a snapshot instead of empty. Can only be set at creation.
+    /// Reserved: the operator refuses to bootstrap a cluster with `restore` set until restore
+    /// is implemented, rather than silently creating an empty one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<RestoreSpec>,
+}
+
+fn default_replicas() -> i32 {
+    3
+}
+
+fn default_cluster_domain() -> String {
+    "cluster.local".to_string()
+}
+
+/// Kubernetes' image pull policies.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ImagePullPolicy {
+    /// Pull on every start.
+    Always,
+    /// Pull when the node lacks the image.
+    IfNotPresent,
+    /// Never pull.
+    Never,
+}
+
+impl ImagePullPolicy {
+    /// The value of a container's `imagePullPolicy`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImagePullPolicy::Always => "Always",
+            ImagePullPolicy::IfNotPresent => "IfNotPresent",
+            ImagePullPolicy::Never => "Never",
+        }
+    }
+}
+
+/// Persistent volume of each member.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "quantity(self.size).compareTo(quantity(oldSelf.size)) >= 0",
+        "messageExpression": "'storage.size cannot shrink from ' + oldSelf.size + ' to ' + self.size + ': persistent volumes can only grow'"
+    },
+    {
+        "rule": "has(self.storageClassName) == has(oldSelf.storageClassName) && (!has(self.storageClassName) || self.storageClassName == oldSelf.storageClassName)",
+        "message": "storage.storageClassName cannot change after creation: existing volumes keep their class"
+    }
+]))]
+pub struct StorageSpec {
+    /// Size of each member's volume, e.g. `8Gi`. It can grow (when the storage class allows
+    /// volume expansion) but never shrink.
+    #[serde(default = "default_storage_size")]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "isQuantity(self) && quantity(self).isGreaterThan(quantity('0'))",
+        "message": "storage.size must be a positive quantity such as 8Gi"
+    }]))]
+    pub size: String,
+
+    /// StorageClass of the volumes; the cluster's default class when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+}
+
+fn default_storage_size() -> String {
+    "8Gi".to_string()
+}
+
+impl Default for StorageSpec {
+    fn default() -> Self {
+        Self {
+            size: default_storage_size(),
+            storage_class_name: None,
+        }
+    }
+}
+
+/// Certificates of the cluster, as kubeadm lays them out under `pki/etcd`.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "!(has(self.caSecretName) && has(self.existing))",
+        "message": "set either tls.caSecretName (the operator issues certificates from your CA) or tls.existing (you provide every certificate), not both"
+    },
+    {
+        "rule": "duration(self.renewBefore) < duration(self.validity)",
+        "message": "tls.renewBefore must be shorter than tls.validity, or certificates would be renewed as soon as they are issued"
+    },
+    {
+        "rule": "duration(self.validity) >= duration('1h')",
+        "message": "tls.validity must be at least 1h"
+    }
+]))]
+pub struct TlsSpec {
+    /// An existing Secret with the CA (`ca.crt`/`ca.key`, or `tls.crt`/`tls.key`). The
+    /// operator issues member and client certificates from it and never replaces it. When
+    /// unset, the operator creates `<name>-ca` (10 years) and keeps it for the life of the
+    /// cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_name: Option<String>,
+
+    /// Certificates you issue yourself (e.g. with cert-manager); the operator then issues
+    /// nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub existing: Option<ExistingCertificates>,
+
+    /// Lifetime of the certificates the operator issues (Go duration, e.g. `8760h`).
+    #[serde(default = "default_validity")]
+    pub validity: Duration,
+
+    /// How long before expiry a certificate is renewed. Members re-read their certificate
+    /// files, so renewal needs no restart; the CA is never renewed silently.
+    #[serde(default = "default_renew_before")]
+    pub renew_before: Duration,
+}
+
+fn default_validity() -> Duration {
+    Duration::from(std::time::Duration::from_secs(365 * 24 * 3600))
+}
+
+fn default_renew_before() -> Duration {
+    Duration::from(std::time::Duration::from_secs(30 * 24 * 3600))
+}
+
+impl Default for TlsSpec {
+    fn default() -> Self {
+        Self {
+            ca_secret_name: None,
+            existing: None,
+            validity: default_validity(),
+            renew_before: default_renew_before(),
+        }
+    }
+}
+
+/// Secrets of type `kubernetes.io/tls` with `tls.crt`, `tls.key` and `ca.crt`, provided by
+/// the user. One server and one peer certificate are shared by all members, so their SANs
+/// must cover every member (a wildcard for the peer service works).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExistingCertificates {
+    /// Server certificate (serverAuth and clientAuth).
+    pub server_secret_name: String,
+    /// Peer certificate (serverAuth and clientAuth).
+    pub peer_secret_name: String,
+    /// Client certificate the operator uses to ask members for their status.
+    pub operator_client_secret_name: String,
+}
+
+/// Server flags. Unset fields keep etcd's defaults, except `snapshotCount`, which follows
+/// kubeadm (10000).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self.electionTimeout >= 5 * self.heartbeatInterval",
+    "message": "options.electionTimeout must be at least 5 times options.heartbeatInterval (etcd refuses to start otherwise)"
+}]))]
+pub struct ServerOptions {
+    /// Backend size at which the cluster raises a NOSPACE alarm and refuses writes
+    /// (`--quota-backend-bytes`), e.g. `2Gi`. etcd's default (2GiB) when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "isQuantity(self) && quantity(self).isGreaterThan(quantity('0'))",
+        "message": "options.quotaBackendBytes must be a positive quantity such as 2Gi"
+    }]))]
+    pub quota_backend_bytes: Option<String>,
+
+    /// Automatic compaction of old revisions (`--auto-compaction-mode`/`-retention`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_compaction: Option<AutoCompaction>,
+
+    /// Applied entries between Raft snapshots (`--snapshot-count`).
+    #[serde(default = "default_snapshot_count")]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self >= 1",
+        "message": "options.snapshotCount must be at least 1"
+    }]))]
+    pub snapshot_count: i64,
+
+    /// Leader heartbeat period in milliseconds (`--heartbeat-interval`).
+    #[serde(default = "default_heartbeat")]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self >= 10 && self <= 5000",
+        "message": "options.heartbeatInterval is in milliseconds and must be between 10 and 5000"
+    }]))]
+    pub heartbeat_interval: i32,
+
+    /// Election timeout in milliseconds (`--election-timeout`).
+    #[serde(default = "default_election")]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self >= 50 && self <= 50000",
+        "message": "options.electionTimeout is in milliseconds and must be between 50 and 50000"
+    }]))]
+    pub election_timeout: i32,
+}
+
+fn default_snapshot_count() -> i64 {
+    10_000
+}
+
+fn default_heartbeat() -> i32 {
+    100
+}
+
+fn default_election() -> i32 {
+    1000
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            quota_backend_bytes: None,
+            auto_compaction: None,
+            snapshot_count: default_snapshot_count(),
+            heartbeat_interval: default_heartbeat(),
+            election_timeout: default_election(),
+        }
+    }
+}
+
+/// How old revisions are compacted.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "self.mode != 'revision' || self.retention.matches('^[0-9]+$')",
+        "message": "with autoCompaction.mode revision, retention is a number of revisions such as 1000"
+    },
+    {
+        "rule": "self.mode != 'periodic' || self.retention.matches('^[0-9]+$') || self.retention.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|ms|s|m|h))+$')",
+        "message": "with autoCompaction.mode periodic, retention is a duration such as 1h or a number of hours"
+    }
+]))]
+pub struct AutoCompaction {
+    /// `periodic` keeps a time window of history, `revision` a number of revisions.
+    pub mode: CompactionMode,
+    /// `1h` (periodic) or `1000` (revision).
+    pub retention: String,
+}
+
+/// etcd's `--auto-compaction-mode` values.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CompactionMode {
+    /// Keep a time window of history.
+    Periodic,
+    /// Keep a number of revisions.
+    Revision,
+}
+
+impl CompactionMode {
+    /// The flag value etcd expects.
+    pub fn as_flag(self) -> &'static str {
+        match self {
+            CompactionMode::Periodic => "periodic",
+            CompactionMode::Revision => "revision",
+        }
+    }
+}
+
+/// Scheduling and metadata of member pods.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSpec {
+    /// Replaces the default affinity (members spread over nodes, see `antiAffinity`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+
+    /// How strongly members avoid sharing a node when `affinity` is unset. `Preferred`
+    /// (default) still schedules on a single-node cluster; `Required` never co-locates two
+    /// members, so losing a node never costs more than one member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anti_affinity: Option<AntiAffinity>,
+
+    /// Tolerations of member pods (e.g. to run on control-plane nodes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerations: Option<Vec<Toleration>>,
+
+    /// Node labels member pods must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<BTreeMap<String, String>>,
+
+    /// PriorityClass of member pods; etcd backing a control plane deserves a high one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority_class_name: Option<String>,
+
+    /// Extra labels on member pods (the operator's own labels win on conflict).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+
+    /// Extra annotations on member pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+}
+
+/// Default pod anti-affinity between members.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum AntiAffinity {
+    /// Spread members over nodes when possible.
+    Preferred,
+    /// Never put two members on one node.
+    Required,
+}
+
+/// Reserved for the backup issue: scheduled snapshots.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupSpec {
+    /// Cron schedule of snapshots, e.g. `0 */6 * * *`.
+    pub schedule: String,
+    /// Snapshots to keep.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retain: Option<i32>,
+    /// PersistentVolumeClaim the snapshots are written to.
+    pub claim_name: String,
+}
+
+/// Reserved for the restore issue: bootstrap every member from one snapshot.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self == oldSelf",
+    "message": "restore is immutable"
+}]))]
+pub struct RestoreSpec {
+    /// PersistentVolumeClaim holding the snapshot.
+    pub claim_name: String,
+    /// Path of the snapshot file inside the claim.
+    pub path: String,
+}
+
+/// Observed state, written only by the operator.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EtcdClusterStatus {
+    /// `metadata.generation` this status describes; older means the operator has not yet
+    /// acted on the latest spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// `Available`, `Progressing`, `Degraded` and `ReplicaCountWarning`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+
+    /// Member pods that exist (the scale subresource's status replicas).
+    #[serde(default)]
+    pub replicas: i32,
+
+    /// Member pods that are ready.
+    #[serde(default)]
+    pub ready_replicas: i32,
+
+    /// Label selector of member pods, for the scale subresource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+
+    /// Members as the cluster itself reports them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<MemberStatus>,
+
+    /// Name of the current Raft leader.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
+
+    /// Cluster ID (hex) reported by the members.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_id: Option<String>,
+
+    /// Ballast version every member runs (set once a rollout has finished).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+
+    /// Expiry of the certificates in use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificates: Option<CertificateStatus>,
+}
+
+/// One member, from `MemberList` and `Status`.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberStatus {
+    /// Member name (the pod name).
+    pub name: String,
+    /// Member ID in hex, as `etcdctl member list -w table` prints it.
+    pub id: String,
+    /// `Leader`, `Follower` or `Learner`.
+    pub role: MemberRole,
+    /// Whether the member answered a status request without errors.
+    pub healthy: bool,
+    /// Whether the member is a non-voting learner.
+    #[serde(default)]
+    pub learner: bool,
+}
+
+/// Raft role of a member.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum MemberRole {
+    /// Accepts writes and replicates them.
+    Leader,
+    /// Voting member following the leader.
+    #[default]
+    Follower,
+    /// Non-voting member catching up.
+    Learner,
+    /// Did not answer.
+    Unknown,
+}
+
+/// Expiry of the PKI in use.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateStatus {
+    /// When the CA expires. The operator never replaces a CA on its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_not_after: Option<Time>,
+    /// Earliest expiry among member and client certificates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leaf_not_after: Option<Time>,
+    /// When the operator will renew the member and client certificates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewal_time: Option<Time>,
+}
+
+/// The CustomResourceDefinition as YAML, as committed under `crds/`.
+pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
+    use kube::CustomResourceExt;
+    let header = "# Generated by `cargo run -p ballast-operator -- crd`; do not edit.\n";
+    Ok(format!(
+        "{header}{}",
+        serde_yaml::to_string(&EtcdCluster::crd())?
+    ))
+}

@@ -1,0 +1,728 @@
+//! What the operator asks Kubernetes to run for an `EtcdCluster`, as pure functions of the
+//! spec (and of the few facts of the live cluster that Kubernetes will not let change).
+//!
+//! The StatefulSet is shaped like the static pod `kubeadm init phase etcd local` writes:
+//! the server command line carries etcd's flags (sorted, as kubeadm writes them), probes
+//! hit `/health` on the plain-HTTP metrics listener, and certificates sit where kubeadm's
+//! `pki/etcd` files would. What a static pod gets from the host, a pod gets from Kubernetes:
+//! data on a PersistentVolumeClaim, a stable DNS name from the headless Service, the member
+//! name from the downward API (`$(POD_NAME)`, which Kubernetes expands in `command`).
+//!
+//! Rendering is deterministic (no clocks, no randomness), so snapshots pin it down and the
+//! e2e pod runner can boot exactly what the controller would apply.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+    StatefulSetUpdateStrategy,
+};
+use k8s_openapi::api::core::v1::{
+    Affinity, Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+    HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Service,
+    ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
+    WeightedPodAffinityTerm,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use crate::crd::{AntiAffinity, EtcdCluster, EtcdClusterSpec};
+use crate::error::Error;
+use crate::names::{ClusterNames, CLIENT_PORT, METRICS_PORT, PEER_PORT};
+use crate::quantity;
+
+/// Where the data volume is mounted, as kubeadm's `/var/lib/etcd`.
+pub const DATA_MOUNT: &str = "/var/lib/etcd";
+/// The data directory: a subdirectory, so a filesystem's `lost+found` never sits in it.
+pub const DATA_DIR: &str = "/var/lib/etcd/data";
+/// Shared between the sidecar and the server: the member configuration the sidecar writes.
+pub const RUN_DIR: &str = "/run/ballast";
+/// Certificates, as kubeadm's `/etc/kubernetes/pki/etcd`.
+pub const PKI_DIR: &str = "/etc/ballast/pki";
+/// Port of the sidecar's own health endpoint.
+pub const SIDECAR_PORT: i32 = 2382;
+/// The unprivileged user and group the containers run as (distroless `nonroot`).
+pub const RUN_AS: i64 = 65532;
+
+/// Settings of the operator that shape what it renders.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RenderContext {
+    /// Image repository used with `spec.version`, e.g. `ballast`.
+    pub image_repository: String,
+    /// Version used when `spec.version` is unset: the operator's own.
+    pub default_version: String,
+}
+
+impl Default for RenderContext {
+    fn default() -> Self {
+        Self {
+            image_repository: "ballast".to_string(),
+            default_version: env!("CARGO_PKG_VERSION").to_string(),
+        }
+    }
+}
+
+/// Everything rendered for one cluster, in the order it is applied.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rendered {
+    /// Headless Service giving members stable DNS names.
+    pub peer_service: Service,
+    /// Service clients use.
+    pub client_service: Service,
+    /// Keeps quorum through voluntary disruptions.
+    pub pdb: PodDisruptionBudget,
+    /// The members.
+    pub statefulset: StatefulSet,
+}
+
+/// Where the server and sidecar find their certificates.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsLayout {
+    /// Secret mounted at `pki/server`.
+    pub server_secret: String,
+    /// Secret mounted at `pki/peer`.
+    pub peer_secret: String,
+    /// Secret mounted in the sidecar at `pki/client`.
+    pub client_secret: String,
+    /// File names inside the server and peer Secrets: per member (`$(POD_NAME).crt`) when
+    /// the operator issues them, shared (`tls.crt`) when the user provides them.
+    pub per_member: bool,
+}
+
+impl TlsLayout {
+    /// The layout the spec asks for.
+    pub fn for_spec(names: &ClusterNames, spec: &EtcdClusterSpec) -> Self {
+        match &spec.tls.existing {
+            Some(existing) => Self {
+                server_secret: existing.server_secret_name.clone(),
+                peer_secret: existing.peer_secret_name.clone(),
+                client_secret: existing.operator_client_secret_name.clone(),
+                per_member: false,
+            },
+            None => Self {
+                server_secret: names.server_secret(),
+                peer_secret: names.peer_secret(),
+                client_secret: names.healthcheck_client_secret(),
+                per_member: true,
+            },
+        }
+    }
+
+    fn cert(&self, dir: &str) -> String {
+        if self.per_member {
+            format!("{PKI_DIR}/{dir}/$(POD_NAME).crt")
+        } else {
+            format!("{PKI_DIR}/{dir}/tls.crt")
+        }
+    }
+
+    fn key(&self, dir: &str) -> String {
+        if self.per_member {
+            format!("{PKI_DIR}/{dir}/$(POD_NAME).key")
+        } else {
+            format!("{PKI_DIR}/{dir}/tls.key")
+        }
+    }
+}
+
+/// Facts of the live cluster that rendering must respect.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Live {
+    /// Storage request of the existing StatefulSet's claim template. Kubernetes forbids
+    /// changing claim templates, so growth is applied to the claims instead and the
+    /// template keeps its size.
+    pub claim_template_size: Option<String>,
+}
+
+/// Renders every object of `cluster`.
+pub fn render(cluster: &EtcdCluster, ctx: &RenderContext, live: &Live) -> Result<Rendered, Error> {
+    let names = cluster_names(cluster)?;
+    let owner = owner_reference(cluster)?;
+    Ok(Rendered {
+        peer_service: peer_service(&names, &owner),
+        client_service: client_service(&names, &owner),
+        pdb: pdb(&names, &owner, cluster.spec.replicas),
+        statefulset: statefulset(&names, &owner, &cluster.spec, ctx, live)?,
+    })
+}
+
+/// Names of `cluster`'s objects.
+pub fn cluster_names(cluster: &EtcdCluster) -> Result<ClusterNames, Error> {
+    let name = cluster
+        .metadata
+        .name
+        .as_deref()
+        .ok_or(Error::MissingMetadata("name"))?;
+    let namespace = cluster
+        .metadata
+        .namespace
+        .as_deref()
+        .ok_or(Error::MissingMetadata("namespace"))?;
+    Ok(ClusterNames::new(
+        name,
+        namespace,
+        &cluster.spec.cluster_domain,
+    ))
+}
+
+/// The controller owner reference every object of `cluster` carries, so Kubernetes
+/// garbage-collects them with it and the controller hears about their changes.
+pub fn owner_reference(cluster: &EtcdCluster) -> Result<OwnerReference, Error> {
+    use kube::Resource;
+    cluster
+        .controller_owner_ref(&())
+        .ok_or(Error::MissingMetadata("uid"))
+}
+
+/// Metadata of an owned object.
+pub fn object_meta(names: &ClusterNames, name: String, owner: &OwnerReference) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: Some(names.namespace.clone()),
+        labels: Some(names.labels()),
+        owner_references: Some(vec![owner.clone()]),
+        ..ObjectMeta::default()
+    }
+}
+
+fn service_port(name: &str, port: i32) -> ServicePort {
+    ServicePort {
+        name: Some(name.to_string()),
+        port,
+        target_port: Some(IntOrString::String(name.to_string())),
+        protocol: Some("TCP".to_string()),
+        ..ServicePort::default()
+    }
+}
+
+/// Headless Service behind the members' DNS names. `publishNotReadyAddresses`, because
+/// members must find each other before any of them is ready: readiness needs a quorum.
+pub fn peer_service(names: &ClusterNames, owner: &OwnerReference) -> Service {
+    Service {
+        metadata: object_meta(names, names.peer_service(), owner),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".to_string()),
+            publish_not_ready_addresses: Some(true),
+            selector: Some(names.selector_labels()),
+            ports: Some(vec![
+                service_port("client", CLIENT_PORT),
+                service_port("peer", PEER_PORT),
+            ]),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// The Service clients dial (`https://<name>.<namespace>.svc:2379`); only ready members
+/// are behind it.
+pub fn client_service(names: &ClusterNames, owner: &OwnerReference) -> Service {
+    Service {
+        metadata: object_meta(names, names.client_service(), owner),
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".to_string()),
+            selector: Some(names.selector_labels()),
+            ports: Some(vec![
+                service_port("client", CLIENT_PORT),
+                service_port("metrics", METRICS_PORT),
+            ]),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// Members that must stay up for the cluster to keep quorum.
+pub fn quorum(replicas: i32) -> i32 {
+    replicas / 2 + 1
+}
+
+/// PodDisruptionBudget keeping a quorum through drains and other voluntary evictions.
+/// A single member cannot keep quorum through any eviction, and a budget that blocks every
+/// drain forever helps nobody, so one member gets `minAvailable: 0`.
+pub fn pdb(names: &ClusterNames, owner: &OwnerReference, replicas: i32) -> PodDisruptionBudget {
+    let min_available = if replicas > 1 { quorum(replicas) } else { 0 };
+    PodDisruptionBudget {
+        metadata: object_meta(names, names.pdb(), owner),
+        spec: Some(PodDisruptionBudgetSpec {
+            min_available: Some(IntOrString::Int(min_available)),
+            selector: Some(LabelSelector {
+                match_labels: Some(names.selector_labels()),
+                ..LabelSelector::default()
+            }),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// The image both containers run.
+pub fn image(spec: &EtcdClusterSpec, ctx: &RenderContext) -> String {
+    match &spec.image {
+        Some(image) => image.clone(),
+        None => format!(
+            "{}:{}",
+            ctx.image_repository,
+            spec.version.as_deref().unwrap_or(&ctx.default_version)
+        ),
+    }
+}
+
+/// The version the rendered pods run (the tag of `image`), for status.
+pub fn version(spec: &EtcdClusterSpec, ctx: &RenderContext) -> String {
+    match (&spec.version, &spec.image) {
+        (Some(v), _) => v.clone(),
+        (None, Some(image)) => image
+            .rsplit_once(':')
+            .filter(|(_, tag)| !tag.contains('/'))
+            .map(|(_, tag)| tag.to_string())
+            .unwrap_or_else(|| image.clone()),
+        (None, None) => ctx.default_version.clone(),
+    }
+}
+
+/// The server's command line: etcd's flags, sorted as kubeadm writes them.
+pub fn server_command(names: &ClusterNames, spec: &EtcdClusterSpec) -> Result<Vec<String>, Error> {
+    let tls = TlsLayout::for_spec(names, spec);
+    let member_fqdn = format!(
+        "$(POD_NAME).{}.{}.svc.{}",
+        names.peer_service(),
+        names.namespace,
+        names.cluster_domain
+    );
+    let mut flags: BTreeMap<&str, String> = BTreeMap::from([
+        ("name", "$(POD_NAME)".to_string()),
+        ("data-dir", DATA_DIR.to_string()),
+        (
+            "listen-client-urls",
+            format!("https://0.0.0.0:{CLIENT_PORT}"),
+        ),
+        (
+            "advertise-client-urls",
+            format!("https://{member_fqdn}:{CLIENT_PORT}"),
+        ),
+        ("listen-peer-urls", format!("https://0.0.0.0:{PEER_PORT}")),
+        (
+            "initial-advertise-peer-urls",
+            format!("https://{member_fqdn}:{PEER_PORT}"),
+        ),
+        ("initial-cluster", names.initial_cluster(spec.replicas)),
+        ("initial-cluster-state", "new".to_string()),
+        ("initial-cluster-token", names.initial_cluster_token()),
+        ("cert-file", tls.cert("server")),
+        ("key-file", tls.key("server")),
+        ("trusted-ca-file", format!("{PKI_DIR}/server/ca.crt")),
+        ("client-cert-auth", "true".to_string()),
+        ("peer-cert-file", tls.cert("peer")),
+        ("peer-key-file", tls.key("peer")),
+        ("peer-trusted-ca-file", format!("{PKI_DIR}/peer/ca.crt")),
+        ("peer-client-cert-auth", "true".to_string()),
+        (
+            "listen-metrics-urls",
+            format!("http://0.0.0.0:{METRICS_PORT}"),
+        ),
+        ("snapshot-count", spec.options.snapshot_count.to_string()),
+        (
+            "heartbeat-interval",
+            spec.options.heartbeat_interval.to_string(),
+        ),
+        (
+            "election-timeout",
+            spec.options.election_timeout.to_string(),
+        ),
+    ]);
+    if let Some(q) = &spec.options.quota_backend_bytes {
+        flags.insert("quota-backend-bytes", quantity::to_bytes(q)?.to_string());
+    }
+    if let Some(ac) = &spec.options.auto_compaction {
+        flags.insert("auto-compaction-mode", ac.mode.as_flag().to_string());
+        flags.insert("auto-compaction-retention", ac.retention.clone());
+    }
+    let mut cmd = vec!["ballast".to_string()];
+    cmd.extend(flags.into_iter().map(|(k, v)| format!("--{k}={v}")));
+    Ok(cmd)
+}
+
+/// The sidecar's command line. It runs before the server starts (a native sidecar: an
+/// init container with `restartPolicy: Always`, whose startup probe gates the server) and
+/// keeps running beside it. Today it writes the member's bootstrap configuration to
+/// `/run/ballast/member.yaml` (etcd config-file keys, the same values as the server's
+/// flags) and answers `/readyz` once that is done; the next issue makes it join new members
+/// (`initial-cluster-state: existing`), replace members whose data is lost, and restore.
+pub fn sidecar_command(names: &ClusterNames, spec: &EtcdClusterSpec) -> Vec<String> {
+    let client_dir = format!("{PKI_DIR}/client");
+    vec![
+        "ballast".to_string(),
+        "sidecar".to_string(),
+        "--member=$(POD_NAME)".to_string(),
+        format!("--cluster={}", names.name),
+        "--namespace=$(POD_NAMESPACE)".to_string(),
+        format!("--peer-service={}", names.peer_service()),
+        format!("--cluster-domain={}", names.cluster_domain),
+        format!("--replicas={}", spec.replicas),
+        format!("--initial-cluster={}", names.initial_cluster(spec.replicas)),
+        format!("--initial-cluster-token={}", names.initial_cluster_token()),
+        format!("--data-dir={DATA_DIR}"),
+        format!("--config-out={RUN_DIR}/member.yaml"),
+        format!("--endpoint=https://127.0.0.1:{CLIENT_PORT}"),
+        format!("--cacert={PKI_DIR}/server/ca.crt"),
+        format!("--cert={client_dir}/tls.crt"),
+        format!("--key={client_dir}/tls.key"),
+        format!("--listen-health=0.0.0.0:{SIDECAR_PORT}"),
+    ]
+}
+
+fn env_from_field(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_string(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.to_string(),
+                ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+fn http_probe(
+    path: &str,
+    port: i32,
+    initial: i32,
+    period: i32,
+    timeout: i32,
+    failures: i32,
+) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_string()),
+            port: IntOrString::Int(port),
+            scheme: Some("HTTP".to_string()),
+            ..HTTPGetAction::default()
+        }),
+        initial_delay_seconds: Some(initial),
+        period_seconds: Some(period),
+        timeout_seconds: Some(timeout),
+        failure_threshold: Some(failures),
+        ..Probe::default()
+    }
+}
+
+fn container_security() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_string()]),
+            ..Capabilities::default()
+        }),
+        ..SecurityContext::default()
+    }
+}
+
+fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
+    VolumeMount {
+        name: name.to_string(),
+        mount_path: path.to_string(),
+        read_only: read_only.then_some(true),
+        ..VolumeMount::default()
+    }
+}
+
+fn secret_volume(name: &str, secret: &str) -> Volume {
+    Volume {
+        name: name.to_string(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(secret.to_string()),
+            // Readable by the pod's group (fsGroup) only: the containers run as non-root.
+            default_mode: Some(0o440),
+            ..SecretVolumeSource::default()
+        }),
+        ..Volume::default()
+    }
+}
+
+fn empty_dir(name: &str, memory: bool, limit: &str) -> Volume {
+    Volume {
+        name: name.to_string(),
+        empty_dir: Some(EmptyDirVolumeSource {
+            medium: memory.then(|| "Memory".to_string()),
+            size_limit: Some(Quantity(limit.to_string())),
+        }),
+        ..Volume::default()
+    }
+}
+
+fn quantities(pairs: &[(&str, &str)]) -> BTreeMap<String, Quantity> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), Quantity(v.to_string())))
+        .collect()
+}
+
+fn default_affinity(names: &ClusterNames, mode: AntiAffinity) -> Affinity {
+    let term = PodAffinityTerm {
+        label_selector: Some(LabelSelector {
+            match_labels: Some(names.selector_labels()),
+            ..LabelSelector::default()
+        }),
+        topology_key: "kubernetes.io/hostname".to_string(),
+        ..PodAffinityTerm::default()
+    };
+    let anti = match mode {
+        AntiAffinity::Preferred => PodAntiAffinity {
+            preferred_during_scheduling_ignored_during_execution: Some(vec![
+                WeightedPodAffinityTerm {
+                    weight: 100,
+                    pod_affinity_term: term,
+                },
+            ]),
+            ..PodAntiAffinity::default()
+        },
+        AntiAffinity::Required => PodAntiAffinity {
+            required_during_scheduling_ignored_during_execution: Some(vec![term]),
+            ..PodAntiAffinity::default()
+        },
+    };
+    Affinity {
+        pod_anti_affinity: Some(anti),
+        ..Affinity::default()
+    }
+}
+
+/// The members' StatefulSet.
+pub fn statefulset(
+    names: &ClusterNames,
+    owner: &OwnerReference,
+    spec: &EtcdClusterSpec,
+    ctx: &RenderContext,
+    live: &Live,
+) -> Result<StatefulSet, Error> {
+    let tls = TlsLayout::for_spec(names, spec);
+    let image = image(spec, ctx);
+    let pull_policy = spec.image_pull_policy.map(|p| p.as_str().to_string());
+    let env = vec![
+        env_from_field("POD_NAME", "metadata.name"),
+        env_from_field("POD_NAMESPACE", "metadata.namespace"),
+    ];
+    let server = Container {
+        name: "etcd".to_string(),
+        image: Some(image.clone()),
+        image_pull_policy: pull_policy.clone(),
+        command: Some(server_command(names, spec)?),
+        env: Some(env.clone()),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some("client".to_string()),
+                container_port: CLIENT_PORT,
+                protocol: Some("TCP".to_string()),
+                ..ContainerPort::default()
+            },
+            ContainerPort {
+                name: Some("peer".to_string()),
+                container_port: PEER_PORT,
+                protocol: Some("TCP".to_string()),
+                ..ContainerPort::default()
+            },
+            ContainerPort {
+                name: Some("metrics".to_string()),
+                container_port: METRICS_PORT,
+                protocol: Some("TCP".to_string()),
+                ..ContainerPort::default()
+            },
+        ]),
+        // kubeadm's probes: liveness must not fail on a full backend (NOSPACE) or a lost
+        // quorum, or the kubelet would restart healthy members; startup waits for a quorum.
+        startup_probe: Some(http_probe(
+            "/health?serializable=false",
+            METRICS_PORT,
+            10,
+            10,
+            15,
+            24,
+        )),
+        liveness_probe: Some(http_probe(
+            "/health?exclude=NOSPACE&serializable=true",
+            METRICS_PORT,
+            10,
+            10,
+            15,
+            8,
+        )),
+        // Ready means "can serve linearizable requests": only such members are behind the
+        // client Service. A full backend must not take every member out of it, or nobody
+        // could reach the cluster to compact and defragment.
+        readiness_probe: Some(http_probe(
+            "/health?exclude=NOSPACE",
+            METRICS_PORT,
+            0,
+            5,
+            5,
+            3,
+        )),
+        resources: Some(
+            spec.resources
+                .clone()
+                .unwrap_or_else(|| ResourceRequirements {
+                    requests: Some(quantities(&[("cpu", "100m"), ("memory", "100Mi")])),
+                    ..ResourceRequirements::default()
+                }),
+        ),
+        security_context: Some(container_security()),
+        volume_mounts: Some(vec![
+            mount("data", DATA_MOUNT, false),
+            mount("server-tls", &format!("{PKI_DIR}/server"), true),
+            mount("peer-tls", &format!("{PKI_DIR}/peer"), true),
+            mount("run", RUN_DIR, false),
+            mount("tmp", "/tmp", false),
+        ]),
+        termination_message_policy: Some("FallbackToLogsOnError".to_string()),
+        ..Container::default()
+    };
+    let sidecar = Container {
+        name: "sidecar".to_string(),
+        image: Some(image),
+        image_pull_policy: pull_policy,
+        command: Some(sidecar_command(names, spec)),
+        env: Some(env),
+        restart_policy: Some("Always".to_string()),
+        ports: Some(vec![ContainerPort {
+            name: Some("sidecar".to_string()),
+            container_port: SIDECAR_PORT,
+            protocol: Some("TCP".to_string()),
+            ..ContainerPort::default()
+        }]),
+        startup_probe: Some(http_probe("/readyz", SIDECAR_PORT, 0, 1, 1, 120)),
+        resources: Some(ResourceRequirements {
+            requests: Some(quantities(&[("cpu", "10m"), ("memory", "32Mi")])),
+            ..ResourceRequirements::default()
+        }),
+        security_context: Some(container_security()),
+        volume_mounts: Some(vec![
+            mount("data", DATA_MOUNT, false),
+            mount("server-tls", &format!("{PKI_DIR}/server"), true),
+            mount("client-tls", &format!("{PKI_DIR}/client"), true),
+            mount("run", RUN_DIR, false),
+            mount("tmp", "/tmp", false),
+        ]),
+        termination_message_policy: Some("FallbackToLogsOnError".to_string()),
+        ..Container::default()
+    };
+
+    let mut pod_labels = spec.pod.labels.clone().unwrap_or_default();
+    pod_labels.extend(names.labels());
+    let affinity = spec.pod.affinity.clone().unwrap_or_else(|| {
+        default_affinity(
+            names,
+            spec.pod.anti_affinity.unwrap_or(AntiAffinity::Preferred),
+        )
+    });
+    let pod = PodSpec {
+        init_containers: Some(vec![sidecar]),
+        containers: vec![server],
+        volumes: Some(vec![
+            secret_volume("server-tls", &tls.server_secret),
+            secret_volume("peer-tls", &tls.peer_secret),
+            secret_volume("client-tls", &tls.client_secret),
+            empty_dir("run", true, "16Mi"),
+            empty_dir("tmp", false, "64Mi"),
+        ]),
+        affinity: Some(affinity),
+        tolerations: spec.pod.tolerations.clone(),
+        node_selector: spec.pod.node_selector.clone(),
+        priority_class_name: spec.pod.priority_class_name.clone(),
+        image_pull_secrets: spec.image_pull_secrets.clone(),
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(RUN_AS),
+            run_as_group: Some(RUN_AS),
+            fs_group: Some(RUN_AS),
+            fs_group_change_policy: Some("OnRootMismatch".to_string()),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".to_string(),
+                ..SeccompProfile::default()
+            }),
+            ..PodSecurityContext::default()
+        }),
+        // The server reads ETCD_* variables as flags; Service links would inject
+        // ETCD_PORT and friends for any Service whose name starts with "etcd".
+        enable_service_links: Some(false),
+        // Neither container talks to the Kubernetes API.
+        automount_service_account_token: Some(false),
+        ..PodSpec::default()
+    };
+
+    let claim_size = live
+        .claim_template_size
+        .clone()
+        .unwrap_or_else(|| spec.storage.size.clone());
+    let claim = PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some("data".to_string()),
+            labels: Some(names.selector_labels()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".to_string()]),
+            storage_class_name: spec.storage.storage_class_name.clone(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(quantities(&[("storage", &claim_size)])),
+                ..VolumeResourceRequirements::default()
+            }),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        status: None,
+    };
+
+    Ok(StatefulSet {
+        metadata: object_meta(names, names.statefulset(), owner),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(spec.replicas),
+            service_name: Some(names.peer_service()),
+            // A new cluster's members must start together: each waits for a quorum.
+            pod_management_policy: Some("Parallel".to_string()),
+            selector: LabelSelector {
+                match_labels: Some(names.selector_labels()),
+                ..LabelSelector::default()
+            },
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("RollingUpdate".to_string()),
+                ..StatefulSetUpdateStrategy::default()
+            }),
+            // Data outlives the EtcdCluster and scale-downs; the member lifecycle issue
+            // decides when a claim is stale.
+            persistent_volume_claim_retention_policy: Some(
+                StatefulSetPersistentVolumeClaimRetentionPolicy {
+                    when_deleted: Some("Retain".to_string()),
+                    when_scaled: Some("Retain".to_string()),
+                },
+            ),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    annotations: spec.pod.annotations.clone(),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(pod),
+            },
+            volume_claim_templates: Some(vec![claim]),
+            ..StatefulSetSpec::default()
+        }),
+        status: None,
+    })
+}
+
+/// Names of the claims of members `0..replicas`, as the StatefulSet controller names them.
+pub fn claim_names(names: &ClusterNames, replicas: i32) -> Vec<String> {
+    names
+        .members(replicas)
+        .into_iter()
+        .map(|m| format!("data-{m}"))
+        .collect()
+}

@@ -1,0 +1,509 @@
+//! The status the operator reports, computed purely from what it observed.
+//!
+//! Conditions follow Kubernetes conventions so GitOps tools can tell when a change is done:
+//! `Available` (a quorum of members is healthy), `Progressing` (pods are being created or
+//! rolled), `Degraded` (something needs attention, with a reason), and
+//! `ReplicaCountWarning` (an even member count, which the schema allows but which tolerates
+//! no more failures than one member less).
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+
+use crate::crd::{CertificateStatus, EtcdCluster, EtcdClusterStatus, MemberRole, MemberStatus};
+use crate::members::ClusterView;
+use crate::names::ClusterNames;
+use crate::render::quorum;
+
+/// Condition types.
+pub const AVAILABLE: &str = "Available";
+/// Condition types.
+pub const PROGRESSING: &str = "Progressing";
+/// Condition types.
+pub const DEGRADED: &str = "Degraded";
+/// Condition types.
+pub const REPLICA_COUNT_WARNING: &str = "ReplicaCountWarning";
+
+/// The StatefulSet's progress, from its status.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WorkloadState {
+    /// The StatefulSet exists.
+    pub exists: bool,
+    /// Its spec has been seen by the StatefulSet controller (`observedGeneration`).
+    pub observed: bool,
+    /// Pods that exist.
+    pub replicas: i32,
+    /// Pods that are ready.
+    pub ready_replicas: i32,
+    /// Pods on the latest template.
+    pub updated_replicas: i32,
+    /// `currentRevision == updateRevision`.
+    pub revisions_match: bool,
+}
+
+/// Something that keeps the operator from doing its job, reported as `Degraded`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// CamelCase reason.
+    pub reason: String,
+    /// What the user should know or do.
+    pub message: String,
+    /// The operator will not create or change the members until it is fixed.
+    pub blocking: bool,
+}
+
+/// Everything the status is computed from.
+#[derive(Clone, Debug, Default)]
+pub struct Observed {
+    /// StatefulSet progress.
+    pub workload: WorkloadState,
+    /// The members' answer; `None` when they were not asked (no pod exists yet).
+    pub members: Option<Result<ClusterView, String>>,
+    /// Certificate expiries.
+    pub certificates: Option<CertificateStatus>,
+    /// Configuration or PKI problems found during this reconcile.
+    pub problems: Vec<Problem>,
+    /// The version the rendered pods run.
+    pub version: String,
+}
+
+/// The status for `cluster` given what was observed at `now`. Conditions whose status did
+/// not change keep their `lastTransitionTime`.
+pub fn compute(
+    cluster: &EtcdCluster,
+    names: &ClusterNames,
+    observed: &Observed,
+    now: Timestamp,
+) -> EtcdClusterStatus {
+    let previous = cluster.status.clone().unwrap_or_default();
+    let spec = &cluster.spec;
+    let generation = cluster.metadata.generation;
+    let w = &observed.workload;
+
+    let view = observed.members.as_ref().and_then(|m| m.as_ref().ok());
+    let members: Vec<MemberStatus> = view
+        .map(|v| {
+            let mut list: Vec<MemberStatus> = v
+                .members
+                .iter()
+                .map(|m| MemberStatus {
+                    name: m.name.clone(),
+                    id: format!("{:x}", m.id),
+                    role: if m.learner {
+                        MemberRole::Learner
+                    } else if v.leader == Some(m.id) {
+                        MemberRole::Leader
+                    } else if m.healthy {
+                        MemberRole::Follower
+                    } else {
+                        MemberRole::Unknown
+                    },
+                    healthy: m.healthy,
+                    learner: m.learner,
+                })
+                .collect();
+            list.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+            list
+        })
+        .unwrap_or_default();
+    let leader = view.and_then(|v| {
+        v.leader
+            .and_then(|id| v.members.iter().find(|m| m.id == id))
+            .map(|m| m.name.clone())
+    });
+    let voters: Vec<&MemberStatus> = members.iter().filter(|m| !m.learner).collect();
+    let healthy_voters = voters.iter().filter(|m| m.healthy).count() as i32;
+    let voter_count = voters.len() as i32;
+    let has_quorum = voter_count > 0 && healthy_voters >= quorum(voter_count) && leader.is_some();
+
+    // Available
+    let blocking = observed.problems.iter().find(|p| p.blocking);
+    let (available, a_reason, a_message) = if let Some(p) = blocking.filter(|_| !w.exists) {
+        (false, "Blocked".to_string(), p.message.clone())
+    } else {
+        match &observed.members {
+            None => (
+                false,
+                "Bootstrapping".to_string(),
+                "no member has started yet".to_string(),
+            ),
+            Some(Err(e)) => (
+                false,
+                "MembersUnreachable".to_string(),
+                format!("no member answered: {e}"),
+            ),
+            Some(Ok(_)) if has_quorum => (
+                true,
+                "QuorumHealthy".to_string(),
+                format!(
+                    "{healthy_voters} of {voter_count} voting members are healthy; leader is {}",
+                    leader.clone().unwrap_or_default()
+                ),
+            ),
+            Some(Ok(_)) => (
+                false,
+                "QuorumLost".to_string(),
+                format!(
+                    "{healthy_voters} of {voter_count} voting members are healthy, {} are needed",
+                    quorum(voter_count.max(1))
+                ),
+            ),
+        }
+    };
+
+    // Progressing
+    let rolled_out = w.exists
+        && w.observed
+        && w.revisions_match
+        && w.updated_replicas == spec.replicas
+        && w.ready_replicas == spec.replicas
+        && w.replicas == spec.replicas;
+    let (progressing, p_reason, p_message) = if !w.exists || (w.replicas == 0 && members.is_empty())
+    {
+        match blocking {
+            Some(p) => (false, p.reason.clone(), p.message.clone()),
+            None => (true, "Creating".to_string(), "creating members".to_string()),
+        }
+    } else if rolled_out {
+        (
+            false,
+            "Reconciled".to_string(),
+            format!("{} members run the latest spec", spec.replicas),
+        )
+    } else if w.replicas != spec.replicas {
+        (
+            true,
+            "Scaling".to_string(),
+            format!("{} of {} members exist", w.replicas, spec.replicas),
+        )
+    } else {
+        (
+            true,
+            "RollingOut".to_string(),
+            format!(
+                "{} of {} members updated, {} ready",
+                w.updated_replicas, spec.replicas, w.ready_replicas
+            ),
+        )
+    };
+
+    // Degraded
+    let unhealthy: Vec<&str> = members
+        .iter()
+        .filter(|m| !m.healthy)
+        .map(|m| m.name.as_str())
+        .collect();
+    let (degraded, d_reason, d_message) = if let Some(p) = observed.problems.first() {
+        (true, p.reason.clone(), p.message.clone())
+    } else if let Some(Err(e)) = &observed.members {
+        if w.exists && w.ready_replicas > 0 {
+            (
+                true,
+                "MembersUnreachable".to_string(),
+                format!("the operator cannot reach any member: {e}"),
+            )
+        } else {
+            (false, "AsExpected".to_string(), String::new())
+        }
+    } else if !unhealthy.is_empty() {
+        (
+            true,
+            "MembersUnhealthy".to_string(),
+            format!("unhealthy members: {}", unhealthy.join(", ")),
+        )
+    } else {
+        (false, "AsExpected".to_string(), String::new())
+    };
+
+    let even = spec.replicas % 2 == 0;
+    let (w_status, w_reason, w_message) = if even {
+        (
+            true,
+            "EvenReplicaCount",
+            format!(
+                "{} members tolerate {} failure(s), no more than {}; prefer an odd count",
+                spec.replicas,
+                spec.replicas - quorum(spec.replicas),
+                spec.replicas - 1
+            ),
+        )
+    } else {
+        (false, "OddReplicaCount", String::new())
+    };
+
+    let conditions = vec![
+        condition(
+            &previous, AVAILABLE, available, &a_reason, &a_message, generation, now,
+        ),
+        condition(
+            &previous,
+            PROGRESSING,
+            progressing,
+            &p_reason,
+            &p_message,
+            generation,
+            now,
+        ),
+        condition(
+            &previous, DEGRADED, degraded, &d_reason, &d_message, generation, now,
+        ),
+        condition(
+            &previous,
+            REPLICA_COUNT_WARNING,
+            w_status,
+            w_reason,
+            &w_message,
+            generation,
+            now,
+        ),
+    ];
+
+    EtcdClusterStatus {
+        observed_generation: generation,
+        conditions,
+        replicas: w.replicas,
+        ready_replicas: w.ready_replicas,
+        selector: Some(names.selector_string()),
+        members,
+        leader,
+        cluster_id: view.and_then(|v| v.cluster_id).map(|id| format!("{id:x}")),
+        version: if rolled_out {
+            Some(observed.version.clone())
+        } else {
+            previous.version.clone()
+        },
+        certificates: observed
+            .certificates
+            .clone()
+            .or(previous.certificates.clone()),
+    }
+}
+
+fn condition(
+    previous: &EtcdClusterStatus,
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Condition {
+    let status = if status { "True" } else { "False" }.to_string();
+    let last_transition_time = previous
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or(Time(now));
+    Condition {
+        type_: type_.to_string(),
+        status,
+        reason: reason.to_string(),
+        message: message.to_string(),
+        observed_generation: generation,
+        last_transition_time,
+    }
+}
+
+/// A condition that changed between two statuses, for an Event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transition {
+    /// `Warning` when the new state needs attention.
+    pub warning: bool,
+    /// Event reason (the condition's reason).
+    pub reason: String,
+    /// Event note.
+    pub note: String,
+}
+
+/// Condition changes worth an Event: becoming (un)available, degraded or healthy again,
+/// finishing a rollout, and an even member count.
+pub fn transitions(old: Option<&EtcdClusterStatus>, new: &EtcdClusterStatus) -> Vec<Transition> {
+    let find = |s: Option<&EtcdClusterStatus>, t: &str| {
+        s.and_then(|s| s.conditions.iter().find(|c| c.type_ == t).cloned())
+    };
+    let mut out = Vec::new();
+    for c in &new.conditions {
+        let before = find(old, &c.type_);
+        let changed = match &before {
+            Some(b) => b.status != c.status || b.reason != c.reason,
+            None => true,
+        };
+        if !changed {
+            continue;
+        }
+        let is_true = c.status == "True";
+        let (warning, interesting) = match c.type_.as_str() {
+            AVAILABLE => (!is_true, is_true || before.is_some()),
+            PROGRESSING => (false, !is_true && before.is_some()),
+            DEGRADED => (is_true, is_true || before.is_some()),
+            REPLICA_COUNT_WARNING => (true, is_true),
+            _ => (false, false),
+        };
+        if interesting {
+            out.push(Transition {
+                warning,
+                reason: c.reason.clone(),
+                note: if c.message.is_empty() {
+                    format!("{} is {}", c.type_, c.status)
+                } else {
+                    format!("{} is {}: {}", c.type_, c.status, c.message)
+                },
+            });
+        }
+    }
+    out
+}
+
+/// When to look again: soon while something is changing or wrong, rarely when all is
+/// well, and never later than the next certificate renewal.
+pub fn requeue_after(status: &EtcdClusterStatus, now: Timestamp) -> std::time::Duration {
+    let is_true = |t: &str| {
+        status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == t && c.status == "True")
+    };
+    let base = if is_true(PROGRESSING) {
+        10
+    } else if is_true(DEGRADED) || !is_true(AVAILABLE) {
+        30
+    } else {
+        300
+    };
+    let until_renewal = status
+        .certificates
+        .as_ref()
+        .and_then(|c| c.renewal_time.as_ref())
+        .map(|t| (t.0.as_second() - now.as_second()).max(1) as u64)
+        .unwrap_or(u64::MAX);
+    std::time::Duration::from_secs(base.min(until_renewal))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::members::ObservedMember;
+
+    fn cluster(replicas: i32) -> EtcdCluster {
+        let mut c = EtcdCluster::new(
+            "main",
+            serde_json::from_value(serde_json::json!({ "replicas": replicas })).unwrap(),
+        );
+        c.metadata.namespace = Some("db".into());
+        c.metadata.generation = Some(3);
+        c
+    }
+
+    fn names() -> ClusterNames {
+        ClusterNames::new("main", "db", "cluster.local")
+    }
+
+    fn member(id: u64, healthy: bool, learner: bool) -> ObservedMember {
+        ObservedMember {
+            id,
+            name: format!("main-{id}"),
+            learner,
+            healthy,
+        }
+    }
+
+    fn running(replicas: i32) -> WorkloadState {
+        WorkloadState {
+            exists: true,
+            observed: true,
+            replicas,
+            ready_replicas: replicas,
+            updated_replicas: replicas,
+            revisions_match: true,
+        }
+    }
+
+    fn get<'a>(s: &'a EtcdClusterStatus, t: &str) -> &'a Condition {
+        s.conditions.iter().find(|c| c.type_ == t).unwrap()
+    }
+
+    #[test]
+    fn learners_do_not_count_toward_quorum() {
+        let now = Timestamp::from_second(1_000).unwrap();
+        let view = ClusterView {
+            cluster_id: Some(1),
+            leader: Some(0),
+            members: vec![
+                member(0, true, false),
+                member(1, false, false),
+                member(2, false, false),
+                member(3, true, true),
+            ],
+        };
+        let observed = Observed {
+            workload: running(3),
+            members: Some(Ok(view)),
+            version: "0.1.0".into(),
+            ..Observed::default()
+        };
+        let s = compute(&cluster(3), &names(), &observed, now);
+        assert_eq!(get(&s, AVAILABLE).reason, "QuorumLost");
+        assert_eq!(get(&s, AVAILABLE).status, "False");
+        assert_eq!(s.members[3].role, MemberRole::Learner);
+        assert_eq!(s.members[0].role, MemberRole::Leader);
+        assert_eq!(s.members[1].role, MemberRole::Unknown);
+        assert_eq!(s.observed_generation, Some(3));
+    }
+
+    #[test]
+    fn transition_times_survive_unchanged_conditions() {
+        let t1 = Timestamp::from_second(1_000).unwrap();
+        let t2 = Timestamp::from_second(2_000).unwrap();
+        let observed = Observed {
+            workload: running(1),
+            members: Some(Ok(ClusterView {
+                cluster_id: Some(1),
+                leader: Some(0),
+                members: vec![member(0, true, false)],
+            })),
+            version: "0.1.0".into(),
+            ..Observed::default()
+        };
+        let mut c = cluster(1);
+        let first = compute(&c, &names(), &observed, t1);
+        c.status = Some(first.clone());
+        let second = compute(&c, &names(), &observed, t2);
+        assert_eq!(first, second);
+        assert!(transitions(Some(&first), &second).is_empty());
+        assert_eq!(get(&second, AVAILABLE).last_transition_time.0, t1);
+    }
+
+    #[test]
+    fn requeue_never_sleeps_past_renewal() {
+        let now = Timestamp::from_second(1_000).unwrap();
+        let mut s = EtcdClusterStatus {
+            conditions: vec![
+                Condition {
+                    type_: AVAILABLE.into(),
+                    status: "True".into(),
+                    reason: "QuorumHealthy".into(),
+                    message: String::new(),
+                    observed_generation: None,
+                    last_transition_time: Time(now),
+                },
+                Condition {
+                    type_: PROGRESSING.into(),
+                    status: "False".into(),
+                    reason: "Reconciled".into(),
+                    message: String::new(),
+                    observed_generation: None,
+                    last_transition_time: Time(now),
+                },
+            ],
+            ..EtcdClusterStatus::default()
+        };
+        assert_eq!(requeue_after(&s, now).as_secs(), 300);
+        s.certificates = Some(CertificateStatus {
+            renewal_time: Some(Time(Timestamp::from_second(1_060).unwrap())),
+            ..CertificateStatus::default()
+        });
+        assert_eq!(requeue_after(&s, now).as_secs(), 60);
+        s.conditions[1].status = "True".into();
+        assert_eq!(requeue_after(&s, now).as_secs(), 10);
+    }
+}

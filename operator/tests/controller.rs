@@ -1,0 +1,896 @@
+//! The controller against a mocked Kubernetes API server, in kube-rs's documented testing
+//! style (`tower_test::mock` behind a real `kube::Client`): no API server can run here.
+//! The mock keeps objects in memory, applies patches the way the API server would for the
+//! fields the operator uses, records every request, and can be told to fail. The etcd
+//! members are represented by a fixed [`ClusterView`] behind the `MemberStatusSource` trait.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ballast_operator::controller::{self, error_backoff, Context};
+use ballast_operator::crd::EtcdCluster;
+use ballast_operator::error::Error;
+use ballast_operator::leader::LeaseLock;
+use ballast_operator::members::{ClusterView, MemberStatusSource, ObservedMember, Target};
+use ballast_operator::metrics::Metrics;
+use ballast_operator::render::{self, Live, RenderContext};
+use futures::future::BoxFuture;
+use http::{Request, Response, StatusCode};
+use k8s_openapi::jiff::Timestamp;
+use kube::client::Body;
+use kube::runtime::controller::Action;
+use kube::runtime::events::Reporter;
+use kube::Client;
+use serde_json::{json, Value};
+
+const CLUSTER_PATH: &str = "/apis/ballast.dev/v1alpha1/namespaces/db/etcdclusters/main";
+const STS_PATH: &str = "/apis/apps/v1/namespaces/db/statefulsets/main";
+
+/// One request the operator made.
+#[derive(Clone, Debug)]
+struct Seen {
+    method: String,
+    path: String,
+    query: String,
+    content_type: String,
+    body: Value,
+}
+
+#[derive(Default)]
+struct ApiState {
+    objects: BTreeMap<String, Value>,
+    seen: Vec<Seen>,
+    /// `(method, path fragment, status code)`: requests to fail.
+    fail: Vec<(String, String, u16)>,
+    version: u64,
+}
+
+#[derive(Clone, Default)]
+struct FakeApi(Arc<Mutex<ApiState>>);
+
+fn status_body(code: u16, reason: &str, message: &str) -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+           "message": message, "reason": reason, "code": code})
+}
+
+fn merge(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        (t, p) => *t = p.clone(),
+    }
+}
+
+impl FakeApi {
+    fn put(&self, path: &str, obj: Value) {
+        self.0.lock().unwrap().objects.insert(path.to_string(), obj);
+    }
+
+    fn get(&self, path: &str) -> Option<Value> {
+        self.0.lock().unwrap().objects.get(path).cloned()
+    }
+
+    fn fail(&self, method: &str, fragment: &str, code: u16) {
+        self.0
+            .lock()
+            .unwrap()
+            .fail
+            .push((method.into(), fragment.into(), code));
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.0.lock().unwrap().seen.clone()
+    }
+
+    fn clear_seen(&self) {
+        self.0.lock().unwrap().seen.clear();
+    }
+
+    /// Answers one request as the API server would.
+    fn answer(&self, seen: Seen) -> (u16, Value) {
+        let mut st = self.0.lock().unwrap();
+        st.seen.push(seen.clone());
+        if let Some((_, _, code)) = st
+            .fail
+            .iter()
+            .find(|(m, f, _)| *m == seen.method && seen.path.contains(f.as_str()))
+        {
+            return (
+                *code,
+                status_body(*code, "InternalError", "injected failure"),
+            );
+        }
+        st.version += 1;
+        let rv = st.version.to_string();
+        let (path, subresource) = match seen.path.strip_suffix("/status") {
+            Some(p) => (p.to_string(), true),
+            None => (seen.path.clone(), false),
+        };
+        let is_object = {
+            let segments = path.split('/').count();
+            if path.starts_with("/api/") {
+                segments == 7
+            } else {
+                segments == 8
+            }
+        };
+        match seen.method.as_str() {
+            "GET" if is_object => match st.objects.get(&path) {
+                Some(o) => (200, o.clone()),
+                None => (404, status_body(404, "NotFound", "not found")),
+            },
+            "GET" => {
+                let prefix = format!("{path}/");
+                let items: Vec<Value> = st
+                    .objects
+                    .iter()
+                    .filter(|(k, _)| k.starts_with(&prefix) && !k[prefix.len()..].contains('/'))
+                    .map(|(_, v)| v.clone())
+                    .collect();
+                (
+                    200,
+                    json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": rv}, "items": items}),
+                )
+            }
+            "POST" => {
+                let name = seen.body["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or("unnamed")
+                    .to_string();
+                let key = format!("{path}/{name}");
+                if st.objects.contains_key(&key) {
+                    return (409, status_body(409, "AlreadyExists", "already exists"));
+                }
+                let mut obj = seen.body.clone();
+                obj["metadata"]["resourceVersion"] = json!(rv);
+                st.objects.insert(key, obj.clone());
+                (201, obj)
+            }
+            "PUT" => {
+                let current = st.objects.get(&path).cloned();
+                let sent_rv = seen.body["metadata"]["resourceVersion"].clone();
+                match current {
+                    Some(c) if c["metadata"]["resourceVersion"] != sent_rv => (
+                        409,
+                        status_body(409, "Conflict", "the object has been modified"),
+                    ),
+                    _ => {
+                        let mut obj = seen.body.clone();
+                        obj["metadata"]["resourceVersion"] = json!(rv);
+                        st.objects.insert(path, obj.clone());
+                        (200, obj)
+                    }
+                }
+            }
+            "PATCH" => {
+                let current = st.objects.get(&path).cloned();
+                let updated = match seen.content_type.as_str() {
+                    "application/apply-patch+yaml" => {
+                        let mut obj = current.clone().unwrap_or_else(|| seen.body.clone());
+                        if subresource {
+                            obj["status"] = seen.body["status"].clone();
+                        } else {
+                            let status = obj.get("status").cloned();
+                            let meta = obj["metadata"].clone();
+                            obj = seen.body.clone();
+                            if let Some(s) = status {
+                                obj["status"] = s;
+                            }
+                            for k in ["uid", "generation", "finalizers", "deletionTimestamp"] {
+                                if let Some(v) = meta.get(k) {
+                                    obj["metadata"][k] = v.clone();
+                                }
+                            }
+                        }
+                        obj
+                    }
+                    "application/merge-patch+json" => {
+                        let Some(mut obj) = current else {
+                            return (404, status_body(404, "NotFound", "not found"));
+                        };
+                        merge(&mut obj, &seen.body);
+                        obj
+                    }
+                    "application/json-patch+json" => {
+                        let Some(mut obj) = current else {
+                            return (404, status_body(404, "NotFound", "not found"));
+                        };
+                        for op in seen.body.as_array().cloned().unwrap_or_default() {
+                            let p = op["path"].as_str().unwrap_or_default();
+                            let ptr = obj.pointer(p).cloned();
+                            match op["op"].as_str().unwrap_or_default() {
+                                "test" => {
+                                    if ptr.unwrap_or(Value::Null) != op["value"] {
+                                        return (422, status_body(422, "Invalid", "test failed"));
+                                    }
+                                }
+                                "add" if p == "/metadata/finalizers" => {
+                                    obj["metadata"]["finalizers"] = op["value"].clone();
+                                }
+                                "add" if p == "/metadata/finalizers/-" => {
+                                    obj["metadata"]["finalizers"]
+                                        .as_array_mut()
+                                        .unwrap()
+                                        .push(op["value"].clone());
+                                }
+                                "remove" => {
+                                    let i: usize = p.rsplit('/').next().unwrap().parse().unwrap();
+                                    obj["metadata"]["finalizers"]
+                                        .as_array_mut()
+                                        .unwrap()
+                                        .remove(i);
+                                }
+                                other => panic!("unexpected json patch op {other} {p}"),
+                            }
+                        }
+                        obj
+                    }
+                    other => panic!("unexpected patch type {other}"),
+                };
+                let mut updated = updated;
+                updated["metadata"]["resourceVersion"] = json!(rv);
+                st.objects.insert(path, updated.clone());
+                (200, updated)
+            }
+            other => panic!("unexpected method {other}"),
+        }
+    }
+
+    /// A kube client whose every request this fake answers.
+    fn client(&self) -> (Client, tokio::task::JoinHandle<()>) {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let api = self.clone();
+        let task = tokio::spawn(async move {
+            while let Some((request, send)) = handle.next_request().await {
+                let method = request.method().to_string();
+                let path = request.uri().path().to_string();
+                let query = request.uri().query().unwrap_or_default().to_string();
+                let content_type = request
+                    .headers()
+                    .get(http::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                let bytes = request.into_body().collect_bytes().await.unwrap();
+                let body = if bytes.is_empty() {
+                    Value::Null
+                } else {
+                    serde_json::from_slice(&bytes).unwrap()
+                };
+                let (code, reply) = api.answer(Seen {
+                    method,
+                    path,
+                    query,
+                    content_type,
+                    body,
+                });
+                send.send_response(
+                    Response::builder()
+                        .status(StatusCode::from_u16(code).unwrap())
+                        .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+                        .unwrap(),
+                );
+            }
+        });
+        (Client::new(service, "db"), task)
+    }
+}
+
+/// Members as a test wants them to answer.
+#[derive(Default)]
+struct FakeMembers {
+    answer: Mutex<Option<Result<ClusterView, String>>>,
+    asked: Mutex<Vec<Target>>,
+}
+
+impl MemberStatusSource for FakeMembers {
+    fn observe<'a>(&'a self, target: &'a Target) -> BoxFuture<'a, Result<ClusterView, Error>> {
+        self.asked.lock().unwrap().push(target.clone());
+        let answer = self.answer.lock().unwrap().clone();
+        Box::pin(async move {
+            match answer {
+                Some(Ok(view)) => Ok(view),
+                Some(Err(e)) => Err(Error::Members(e)),
+                None => Err(Error::Members("no answer configured".into())),
+            }
+        })
+    }
+}
+
+fn healthy_view(n: u64, unhealthy: &[u64]) -> ClusterView {
+    ClusterView {
+        cluster_id: Some(0xabcdef),
+        leader: Some(0x101),
+        members: (0..n)
+            .map(|i| ObservedMember {
+                id: 0x100 + i,
+                name: format!("main-{i}"),
+                learner: false,
+                healthy: !unhealthy.contains(&i),
+            })
+            .collect(),
+    }
+}
+
+struct Harness {
+    api: FakeApi,
+    members: Arc<FakeMembers>,
+    ctx: Arc<Context>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+fn now() -> Timestamp {
+    Timestamp::from_second(1_780_000_000).unwrap()
+}
+
+fn harness() -> Harness {
+    let api = FakeApi::default();
+    let (client, task) = api.client();
+    let members = Arc::new(FakeMembers::default());
+    let ctx = Context::new(
+        client,
+        members.clone(),
+        RenderContext {
+            image_repository: "ballast".into(),
+            default_version: "0.1.0".into(),
+        },
+        Arc::new(Metrics::default()),
+        Reporter {
+            controller: "ballast-operator".into(),
+            instance: Some("test".into()),
+        },
+    )
+    .with_clock(Arc::new(now));
+    Harness {
+        api,
+        members,
+        ctx: Arc::new(ctx),
+        _task: task,
+    }
+}
+
+fn finalized(mut c: EtcdCluster) -> EtcdCluster {
+    c.metadata.finalizers = Some(vec![controller::FINALIZER.to_string()]);
+    c
+}
+
+impl Harness {
+    /// Stores `c` as the API server would hold it and reconciles it.
+    async fn reconcile(&self, c: &EtcdCluster) -> Result<Action, Error> {
+        self.api.put(CLUSTER_PATH, serde_json::to_value(c).unwrap());
+        controller::reconcile(Arc::new(c.clone()), self.ctx.clone()).await
+    }
+
+    /// The cluster as stored (with the status the operator wrote).
+    fn stored_cluster(&self) -> EtcdCluster {
+        serde_json::from_value(self.api.get(CLUSTER_PATH).unwrap()).unwrap()
+    }
+
+    fn requests(&self, method: &str, fragment: &str) -> Vec<Seen> {
+        self.api
+            .seen()
+            .into_iter()
+            .filter(|s| s.method == method && s.path.contains(fragment))
+            .collect()
+    }
+
+    fn events(&self) -> Vec<(String, String, String)> {
+        self.requests("POST", "/events")
+            .into_iter()
+            .map(|s| {
+                (
+                    s.body["type"].as_str().unwrap_or_default().to_string(),
+                    s.body["reason"].as_str().unwrap_or_default().to_string(),
+                    s.body["note"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// Marks the StatefulSet as the StatefulSet controller would once `ready` pods run.
+    fn set_sts_status(&self, replicas: i32, ready: i32) {
+        let mut sts = self.api.get(STS_PATH).expect("statefulset applied");
+        sts["metadata"]["generation"] = json!(1);
+        sts["status"] = json!({
+            "observedGeneration": 1, "replicas": replicas, "readyReplicas": ready,
+            "updatedReplicas": replicas, "currentRevision": "main-1", "updateRevision": "main-1",
+        });
+        self.api.put(STS_PATH, sts);
+    }
+}
+
+fn condition<'a>(
+    c: &'a EtcdCluster,
+    t: &str,
+) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    c.status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .iter()
+        .find(|x| x.type_ == t)
+        .unwrap_or_else(|| panic!("no {t} condition"))
+}
+
+#[tokio::test]
+async fn first_reconcile_only_adds_the_finalizer() {
+    let h = harness();
+    let action = h.reconcile(&common::cluster("main", "{}")).await.unwrap();
+    assert_eq!(action, Action::await_change());
+    let seen = h.api.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].method, "PATCH");
+    assert_eq!(seen[0].path, CLUSTER_PATH);
+    assert_eq!(seen[0].content_type, "application/json-patch+json");
+    assert_eq!(
+        h.stored_cluster().metadata.finalizers,
+        Some(vec![controller::FINALIZER.to_string()])
+    );
+}
+
+#[tokio::test]
+async fn create_applies_pki_services_pdb_and_statefulset_with_owner_references() {
+    let h = harness();
+    let c = finalized(common::cluster("main", "{}"));
+    let action = h.reconcile(&c).await.unwrap();
+    assert_eq!(
+        action,
+        Action::requeue(Duration::from_secs(10)),
+        "progressing: look again soon"
+    );
+
+    // The CA is created (not applied), once.
+    let created = h.requests("POST", "/secrets");
+    assert_eq!(created.len(), 1);
+    assert_eq!(created[0].body["metadata"]["name"], "main-ca");
+    assert!(created[0].body["data"]["ca.key"].is_string());
+
+    let applies: Vec<Seen> = h
+        .api
+        .seen()
+        .into_iter()
+        .filter(|s| s.content_type == "application/apply-patch+yaml")
+        .collect();
+    let applied: Vec<String> = applies
+        .iter()
+        .map(|s| {
+            format!(
+                "{} {}",
+                s.body["kind"].as_str().unwrap_or("?"),
+                s.body["metadata"]["name"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    for want in [
+        "Secret main-server-tls",
+        "Secret main-peer-tls",
+        "Secret main-healthcheck-client",
+        "Secret main-apiserver-etcd-client",
+        "Secret main-operator-client",
+        "Service main-peer",
+        "Service main",
+        "PodDisruptionBudget main",
+        "StatefulSet main",
+        "EtcdCluster ?",
+    ] {
+        assert!(
+            applied.iter().any(|a| a == want),
+            "{want} not applied: {applied:?}"
+        );
+    }
+    for s in &applies {
+        assert!(
+            s.query.contains("fieldManager=ballast-operator") && s.query.contains("force=true"),
+            "server-side apply with our field manager: {}",
+            s.query
+        );
+        if s.path.ends_with("/status") {
+            continue;
+        }
+        let owner = &s.body["metadata"]["ownerReferences"][0];
+        assert_eq!(owner["kind"], "EtcdCluster", "{}", s.path);
+        assert_eq!(owner["uid"], "6f1c2a9e-0000-4000-8000-000000000001");
+        assert_eq!(owner["controller"], true);
+    }
+    // What is applied is exactly what rendering produces.
+    let sts = h.requests("PATCH", STS_PATH);
+    let rendered = render::render(
+        &c,
+        &RenderContext {
+            image_repository: "ballast".into(),
+            default_version: "0.1.0".into(),
+        },
+        &Live::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        sts[0].body,
+        serde_json::to_value(&rendered.statefulset).unwrap()
+    );
+
+    let stored = h.stored_cluster();
+    let status = stored.status.as_ref().unwrap();
+    assert_eq!(status.observed_generation, Some(1));
+    assert_eq!(
+        status.selector.as_deref(),
+        Some("app.kubernetes.io/instance=main,app.kubernetes.io/name=ballast-etcd")
+    );
+    assert!(status.certificates.as_ref().unwrap().renewal_time.is_some());
+    assert_eq!(condition(&stored, "Available").status, "False");
+    assert_eq!(condition(&stored, "Available").reason, "Bootstrapping");
+    assert_eq!(condition(&stored, "Progressing").reason, "Creating");
+    assert_eq!(condition(&stored, "Degraded").status, "False");
+    assert_eq!(condition(&stored, "ReplicaCountWarning").status, "False");
+    assert!(
+        h.members.asked.lock().unwrap().is_empty(),
+        "no pod yet: members not asked"
+    );
+
+    let reasons: Vec<String> = h.events().into_iter().map(|e| e.1).collect();
+    assert!(
+        reasons.contains(&"CertificateAuthorityCreated".to_string()),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.contains(&"CertificatesIssued".to_string()),
+        "{reasons:?}"
+    );
+}
+
+#[tokio::test]
+async fn status_comes_from_the_members_and_a_second_pass_writes_nothing_new() {
+    let h = harness();
+    let c = finalized(common::cluster("main", "{}"));
+    h.reconcile(&c).await.unwrap();
+    h.set_sts_status(3, 3);
+    *h.members.answer.lock().unwrap() = Some(Ok(healthy_view(3, &[])));
+    let c = h.stored_cluster();
+    h.api.clear_seen();
+    let action = h.reconcile(&c).await.unwrap();
+    assert_eq!(action, Action::requeue(Duration::from_secs(300)));
+
+    // Idempotent: the CA and certificates are left alone.
+    assert!(h.requests("POST", "/secrets").is_empty());
+    assert!(h.requests("PATCH", "/secrets").is_empty());
+
+    // The members were asked over TLS with the operator's client certificate.
+    let asked = h.members.asked.lock().unwrap().clone();
+    let target = asked.last().unwrap();
+    assert_eq!(target.endpoints.len(), 3);
+    assert_eq!(
+        target.endpoints[0].1,
+        "https://main-0.main-peer.db.svc.cluster.local:2379"
+    );
+    let client_secret = h
+        .api
+        .get("/api/v1/namespaces/db/secrets/main-operator-client")
+        .unwrap();
+    let stored_cert = String::from_utf8(k8s_openapi::ByteString::deserialize_from(
+        &client_secret["data"]["tls.crt"],
+    ))
+    .unwrap();
+    assert_eq!(target.cert_pem, stored_cert);
+
+    let stored = h.stored_cluster();
+    let status = stored.status.clone().unwrap();
+    assert_eq!(status.leader.as_deref(), Some("main-1"));
+    assert_eq!(status.cluster_id.as_deref(), Some("abcdef"));
+    assert_eq!(status.ready_replicas, 3);
+    assert_eq!(status.replicas, 3);
+    assert_eq!(status.version.as_deref(), Some("0.1.0"));
+    assert_eq!(status.members.len(), 3);
+    assert_eq!(
+        status.members[1].role,
+        ballast_operator::crd::MemberRole::Leader
+    );
+    assert_eq!(status.members[0].id, "100");
+    assert_eq!(condition(&stored, "Available").status, "True");
+    assert_eq!(condition(&stored, "Progressing").status, "False");
+    assert_eq!(condition(&stored, "Progressing").reason, "Reconciled");
+    let events = h.events();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.0 == "Normal" && e.1 == "QuorumHealthy"),
+        "{events:?}"
+    );
+
+    // A third pass with nothing new writes no status.
+    h.api.clear_seen();
+    h.reconcile(&stored).await.unwrap();
+    assert!(
+        h.requests("PATCH", "/status").is_empty(),
+        "unchanged status is not rewritten"
+    );
+    assert!(h.events().is_empty());
+}
+
+trait FromByteString {
+    fn deserialize_from(v: &Value) -> Vec<u8>;
+}
+
+impl FromByteString for k8s_openapi::ByteString {
+    fn deserialize_from(v: &Value) -> Vec<u8> {
+        serde_json::from_value::<k8s_openapi::ByteString>(v.clone())
+            .unwrap()
+            .0
+    }
+}
+
+#[tokio::test]
+async fn unhealthy_and_unreachable_members_degrade_the_cluster() {
+    let h = harness();
+    let c = finalized(common::cluster("main", "{}"));
+    h.reconcile(&c).await.unwrap();
+    h.set_sts_status(3, 2);
+    *h.members.answer.lock().unwrap() = Some(Ok(healthy_view(3, &[2])));
+    let c = h.stored_cluster();
+    h.api.clear_seen();
+    h.reconcile(&c).await.unwrap();
+    let stored = h.stored_cluster();
+    assert_eq!(
+        condition(&stored, "Available").status,
+        "True",
+        "2 of 3 is a quorum"
+    );
+    let degraded = condition(&stored, "Degraded");
+    assert_eq!(
+        (degraded.status.as_str(), degraded.reason.as_str()),
+        ("True", "MembersUnhealthy")
+    );
+    assert!(degraded.message.contains("main-2"));
+    assert!(h
+        .events()
+        .iter()
+        .any(|e| e.0 == "Warning" && e.1 == "MembersUnhealthy"));
+
+    *h.members.answer.lock().unwrap() = Some(Err("connection refused".into()));
+    h.reconcile(&stored).await.unwrap();
+    let stored = h.stored_cluster();
+    assert_eq!(condition(&stored, "Available").reason, "MembersUnreachable");
+    assert_eq!(condition(&stored, "Degraded").reason, "MembersUnreachable");
+    assert!(condition(&stored, "Degraded")
+        .message
+        .contains("connection refused"));
+}
+
+#[tokio::test]
+async fn even_member_counts_are_warned_about() {
+    let h = harness();
+    h.reconcile(&finalized(common::cluster("main", "replicas: 4")))
+        .await
+        .unwrap();
+    let stored = h.stored_cluster();
+    let w = condition(&stored, "ReplicaCountWarning");
+    assert_eq!(
+        (w.status.as_str(), w.reason.as_str()),
+        ("True", "EvenReplicaCount")
+    );
+    assert!(
+        w.message.contains("4 members tolerate 1 failure"),
+        "{}",
+        w.message
+    );
+    assert!(h
+        .events()
+        .iter()
+        .any(|e| e.0 == "Warning" && e.1 == "EvenReplicaCount"));
+}
+
+#[tokio::test]
+async fn a_missing_user_ca_blocks_creation_and_says_why() {
+    let h = harness();
+    let c = finalized(common::cluster("main", "tls: { caSecretName: corp-ca }"));
+    let action = h.reconcile(&c).await.unwrap();
+    assert_eq!(action, Action::requeue(Duration::from_secs(30)));
+    assert!(h.requests("PATCH", "/statefulsets").is_empty());
+    assert!(h.requests("PATCH", "/secrets").is_empty());
+    assert!(
+        h.requests("POST", "/secrets").is_empty(),
+        "never creates a CA in place of the user's"
+    );
+    let stored = h.stored_cluster();
+    let d = condition(&stored, "Degraded");
+    assert_eq!(d.reason, "CertificateAuthorityInvalid");
+    assert!(
+        d.message.contains("corp-ca") && d.message.contains("does not exist"),
+        "{}",
+        d.message
+    );
+    assert_eq!(
+        condition(&stored, "Progressing").reason,
+        "CertificateAuthorityInvalid"
+    );
+    assert!(h
+        .events()
+        .iter()
+        .any(|e| e.0 == "Warning" && e.1 == "CertificateAuthorityInvalid"));
+}
+
+#[tokio::test]
+async fn an_existing_operator_ca_is_never_replaced() {
+    let h = harness();
+    h.reconcile(&finalized(common::cluster("main", "{}")))
+        .await
+        .unwrap();
+    let ca_path = "/api/v1/namespaces/db/secrets/main-ca";
+    let ca_before = h.api.get(ca_path).unwrap();
+    // Even a broken CA Secret is reported, not regenerated.
+    let mut broken = ca_before.clone();
+    broken["data"]["ca.key"] = json!("");
+    h.api.put(ca_path, broken);
+    h.api.clear_seen();
+    h.reconcile(&h.stored_cluster()).await.unwrap();
+    assert!(h.requests("POST", "/secrets").is_empty());
+    assert_eq!(
+        condition(&h.stored_cluster(), "Degraded").reason,
+        "CertificateAuthorityInvalid"
+    );
+    h.api.put(ca_path, ca_before.clone());
+    h.reconcile(&h.stored_cluster()).await.unwrap();
+    assert_eq!(h.api.get(ca_path).unwrap()["data"], ca_before["data"]);
+}
+
+#[tokio::test]
+async fn update_scales_and_grows_volumes_in_place() {
+    let h = harness();
+    h.reconcile(&finalized(common::cluster("main", "{}")))
+        .await
+        .unwrap();
+    h.set_sts_status(3, 3);
+    for i in 0..3 {
+        h.api.put(
+            &format!("/api/v1/namespaces/db/persistentvolumeclaims/data-main-{i}"),
+            json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                   "metadata": {"name": format!("data-main-{i}"), "namespace": "db"},
+                   "spec": {"resources": {"requests": {"storage": "8Gi"}}}}),
+        );
+    }
+    let mut c = h.stored_cluster();
+    c.spec.replicas = 5;
+    c.spec.storage.size = "16Gi".into();
+    c.metadata.generation = Some(2);
+    *h.members.answer.lock().unwrap() = Some(Ok(healthy_view(3, &[])));
+    h.api.clear_seen();
+    h.reconcile(&c).await.unwrap();
+
+    let sts = &h.requests("PATCH", STS_PATH)[0].body;
+    assert_eq!(sts["spec"]["replicas"], 5);
+    assert_eq!(
+        sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"], "8Gi",
+        "claim templates are immutable: the live size is kept"
+    );
+    let grown = h.requests("PATCH", "/persistentvolumeclaims/");
+    assert_eq!(grown.len(), 3);
+    for g in &grown {
+        assert_eq!(g.content_type, "application/merge-patch+json");
+        assert_eq!(g.body["spec"]["resources"]["requests"]["storage"], "16Gi");
+    }
+    // New members get certificates before their pods exist.
+    let server = h.requests("PATCH", "/secrets/main-server-tls");
+    assert_eq!(server.len(), 1);
+    assert!(server[0].body["data"]["main-4.crt"].is_string());
+    let stored = h.stored_cluster();
+    assert_eq!(condition(&stored, "Progressing").reason, "Scaling");
+    assert_eq!(stored.status.unwrap().observed_generation, Some(2));
+}
+
+#[tokio::test]
+async fn api_errors_fail_the_reconcile_and_back_off() {
+    let h = harness();
+    h.api.fail("PATCH", "/statefulsets/", 500);
+    let c = finalized(common::cluster("main", "{}"));
+    let err = h.reconcile(&c).await.unwrap_err();
+    assert!(err.to_string().contains("injected failure"), "{err}");
+    assert!(
+        h.requests("PATCH", "/status").is_empty(),
+        "no status from a half-done reconcile"
+    );
+    let arc = Arc::new(c.clone());
+    assert_eq!(
+        controller::error_policy(arc.clone(), &err, h.ctx.clone()),
+        Action::requeue(Duration::from_secs(5))
+    );
+    assert_eq!(
+        controller::error_policy(arc.clone(), &err, h.ctx.clone()),
+        Action::requeue(Duration::from_secs(10))
+    );
+    assert_eq!(
+        controller::error_policy(arc, &err, h.ctx.clone()),
+        Action::requeue(Duration::from_secs(20))
+    );
+    assert_eq!(error_backoff(30), Duration::from_secs(300));
+    let metrics = h.ctx.metrics.encode();
+    assert!(
+        metrics.contains("ballast_operator_reconciles_total{outcome=\"finalizer\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn deletion_runs_cleanup_then_removes_the_finalizer() {
+    let h = harness();
+    let mut c = finalized(common::cluster("main", "{}"));
+    c.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now()));
+    let action = h.reconcile(&c).await.unwrap();
+    assert_eq!(action, Action::await_change());
+    assert!(h
+        .events()
+        .iter()
+        .any(|e| e.1 == "Deleting" && e.2.contains("data-main-0")));
+    let patches = h.requests("PATCH", CLUSTER_PATH);
+    assert_eq!(patches.len(), 1);
+    assert_eq!(patches[0].body[1]["op"], "remove");
+    assert_eq!(h.stored_cluster().metadata.finalizers, Some(vec![]));
+    assert!(h.requests("PATCH", "/statefulsets").is_empty());
+}
+
+#[tokio::test]
+async fn restore_is_refused_rather_than_creating_an_empty_cluster() {
+    let h = harness();
+    let c = finalized(common::cluster(
+        "main",
+        "restore: { claimName: snaps, path: /snap.db }",
+    ));
+    h.reconcile(&c).await.unwrap();
+    assert!(h.requests("PATCH", "/statefulsets").is_empty());
+    assert!(h.requests("POST", "/secrets").is_empty());
+    let stored = h.stored_cluster();
+    assert_eq!(
+        condition(&stored, "Progressing").reason,
+        "RestoreNotSupported"
+    );
+    assert_eq!(condition(&stored, "Degraded").reason, "RestoreNotSupported");
+}
+
+#[tokio::test]
+async fn leader_lease_is_created_renewed_and_not_stolen() {
+    let api = FakeApi::default();
+    let (client, _task) = api.client();
+    let path = "/apis/coordination.k8s.io/v1/namespaces/ops/leases/ballast-operator";
+    let a = LeaseLock::new(client.clone(), "ops", "ballast-operator", "pod-a");
+    let b = LeaseLock::new(client, "ops", "ballast-operator", "pod-b");
+    assert!(a.try_acquire_or_renew().await.unwrap(), "creates the Lease");
+    assert_eq!(api.get(path).unwrap()["spec"]["holderIdentity"], "pod-a");
+    assert!(
+        !b.try_acquire_or_renew().await.unwrap(),
+        "a fresh Lease is not taken"
+    );
+    assert!(a.try_acquire_or_renew().await.unwrap(), "the holder renews");
+    assert_eq!(api.requests_for("PUT").len(), 1);
+    // Expired: b takes over, and the transition is counted.
+    let mut lease = api.get(path).unwrap();
+    lease["spec"]["renewTime"] = json!("2020-01-01T00:00:00.000000Z");
+    api.put(path, lease);
+    assert!(b.try_acquire_or_renew().await.unwrap());
+    let lease = api.get(path).unwrap();
+    assert_eq!(lease["spec"]["holderIdentity"], "pod-b");
+    assert_eq!(lease["spec"]["leaseTransitions"], 1);
+    assert!(!a.try_acquire_or_renew().await.unwrap(), "a lost it");
+    // A write conflict (someone else wrote in between) is a lost race, not an error.
+    let mut stale = api.get(path).unwrap();
+    stale["spec"]["renewTime"] = json!("2020-01-01T00:00:00.000000Z");
+    api.put(path, stale);
+    api.fail("PUT", "/leases/", 409);
+    assert!(!a.try_acquire_or_renew().await.unwrap());
+}
+
+impl FakeApi {
+    fn requests_for(&self, method: &str) -> Vec<Seen> {
+        self.seen()
+            .into_iter()
+            .filter(|s| s.method == method)
+            .collect()
+    }
+}

@@ -1,0 +1,196 @@
+//! The committed CRD matches the Rust types, and the schema's CEL rules accept and refuse
+//! what they should, with their messages. The rules are evaluated client-side with kube's
+//! CEL validator (the same rule text the API server runs).
+
+use ballast_operator::crd::{EtcdCluster, EtcdClusterSpec};
+use kube::core::cel::{validate_cel, validate_cel_update};
+
+const CRD_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/etcdcluster.yaml");
+
+#[test]
+fn committed_crd_is_up_to_date() {
+    let generated = ballast_operator::crd::crd_yaml().unwrap();
+    if std::env::var_os("BALLAST_UPDATE_CRDS").is_some() {
+        std::fs::write(CRD_PATH, &generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(CRD_PATH).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "crds/etcdcluster.yaml is stale: run `cargo run -p ballast-operator -- crd > crds/etcdcluster.yaml`"
+    );
+}
+
+fn spec(yaml: &str) -> EtcdClusterSpec {
+    serde_yaml::from_str(yaml).unwrap()
+}
+
+fn cluster(name: &str, yaml: &str) -> EtcdCluster {
+    let mut c = EtcdCluster::new(name, spec(yaml));
+    c.metadata.namespace = Some("db".into());
+    c
+}
+
+fn errors(c: &EtcdCluster) -> String {
+    match validate_cel(c) {
+        Ok(()) => String::new(),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn update_errors(new: &EtcdCluster, old: &EtcdCluster) -> String {
+    match validate_cel_update(new, old) {
+        Ok(()) => String::new(),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn defaults_and_a_full_spec_are_valid() {
+    assert_eq!(errors(&cluster("main", "{}")), "");
+    let full = cluster(
+        "main",
+        r#"
+replicas: 5
+version: "0.1.0"
+storage: { size: 20Gi, storageClassName: fast }
+tls: { caSecretName: my-ca, validity: 2160h, renewBefore: 360h }
+options:
+  quotaBackendBytes: 8Gi
+  autoCompaction: { mode: periodic, retention: 1h }
+  snapshotCount: 5000
+  heartbeatInterval: 200
+  electionTimeout: 2000
+pod:
+  antiAffinity: Required
+  priorityClassName: system-cluster-critical
+"#,
+    );
+    assert_eq!(errors(&full), "");
+    assert_eq!(update_errors(&full, &full), "");
+}
+
+#[test]
+fn replicas_must_be_between_one_and_seven_but_may_be_even() {
+    for bad in [0, 8, -1] {
+        let e = errors(&cluster("main", &format!("replicas: {bad}")));
+        assert!(e.contains("replicas must be between 1 and 7"), "{bad}: {e}");
+    }
+    assert_eq!(errors(&cluster("main", "replicas: 4")), "");
+    assert_eq!(errors(&cluster("main", "replicas: 7")), "");
+}
+
+#[test]
+fn storage_can_grow_but_not_shrink_or_change_class() {
+    let old = cluster("main", "storage: { size: 8Gi, storageClassName: fast }");
+    let grown = cluster("main", "storage: { size: 16Gi, storageClassName: fast }");
+    assert_eq!(update_errors(&grown, &old), "");
+    let shrunk = cluster("main", "storage: { size: 4Gi, storageClassName: fast }");
+    let e = update_errors(&shrunk, &old);
+    assert!(
+        e.contains("storage.size cannot shrink from 8Gi to 4Gi"),
+        "{e}"
+    );
+    let reclassed = cluster("main", "storage: { size: 8Gi, storageClassName: slow }");
+    assert!(update_errors(&reclassed, &old).contains("storageClassName cannot change"));
+    // Equal sizes written differently are not a shrink.
+    let same = cluster("main", "storage: { size: 8192Mi, storageClassName: fast }");
+    assert_eq!(update_errors(&same, &old), "");
+    assert!(errors(&cluster("main", "storage: { size: 0 }")).contains("positive quantity"));
+}
+
+#[test]
+fn tls_rules() {
+    let e = errors(&cluster(
+        "main",
+        "tls: { caSecretName: a, existing: { serverSecretName: s, peerSecretName: p, operatorClientSecretName: c } }",
+    ));
+    assert!(e.contains("set either tls.caSecretName"), "{e}");
+    let e = errors(&cluster(
+        "main",
+        "tls: { validity: 720h, renewBefore: 720h }",
+    ));
+    assert!(e.contains("renewBefore must be shorter"), "{e}");
+    let e = errors(&cluster("main", "tls: { validity: 30m, renewBefore: 1m }"));
+    assert!(e.contains("at least 1h"), "{e}");
+}
+
+#[test]
+fn option_rules() {
+    let e = errors(&cluster(
+        "main",
+        "options: { heartbeatInterval: 500, electionTimeout: 1000 }",
+    ));
+    assert!(e.contains("at least 5 times"), "{e}");
+    let e = errors(&cluster(
+        "main",
+        "storage: { size: 2Gi }\noptions: { quotaBackendBytes: 4Gi }",
+    ));
+    assert!(
+        e.contains("quotaBackendBytes must be smaller than storage.size"),
+        "{e}"
+    );
+    let e = errors(&cluster(
+        "main",
+        "options: { autoCompaction: { mode: revision, retention: 1h } }",
+    ));
+    assert!(e.contains("number of revisions"), "{e}");
+    assert_eq!(
+        errors(&cluster(
+            "main",
+            "options: { autoCompaction: { mode: revision, retention: \"1000\" } }"
+        )),
+        ""
+    );
+}
+
+#[test]
+fn name_must_fit_derived_names() {
+    let long = "a".repeat(53);
+    assert!(errors(&cluster(&long, "{}")).contains("at most 52 characters"));
+    assert!(errors(&cluster("9lives", "{}")).contains("starting with a letter"));
+    assert_eq!(errors(&cluster(&"a".repeat(52), "{}")), "");
+}
+
+#[test]
+fn restore_only_at_creation() {
+    let old = cluster("main", "{}");
+    let new = cluster("main", "restore: { claimName: snaps, path: /snap.db }");
+    assert!(update_errors(&new, &old)
+        .contains("restore can only be set when the EtcdCluster is created"));
+    assert_eq!(errors(&new), "");
+}
+
+#[test]
+fn example_is_a_valid_cluster() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/etcdcluster.yaml"
+    ))
+    .unwrap();
+    let raw: serde_json::Value = serde_yaml::from_str(&text).unwrap();
+    let parsed: EtcdCluster = serde_json::from_value(raw.clone()).unwrap();
+    assert_eq!(errors(&parsed), "");
+    // Every field in the example exists in the types (serde would drop unknown ones).
+    let back = serde_json::to_value(&parsed).unwrap();
+    assert_subset(&raw["spec"], &back["spec"], "spec");
+}
+
+fn assert_subset(small: &serde_json::Value, big: &serde_json::Value, path: &str) {
+    match (small, big) {
+        (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
+            for (k, v) in a {
+                let sub = format!("{path}.{k}");
+                let Some(bv) = b.get(k) else {
+                    panic!("{sub} is not a field of EtcdCluster");
+                };
+                assert_subset(v, bv, &sub);
+            }
+        }
+        (serde_json::Value::Array(a), serde_json::Value::Array(b)) => {
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                assert_subset(x, y, &format!("{path}[{i}]"));
+            }
+        }
+        _ => {}
+    }
+}

@@ -1,0 +1,160 @@
+//! Rendering, pinned by snapshots (`operator/tests/snapshots/`, reviewed with
+//! `cargo insta review` or regenerated with `INSTA_UPDATE=always`), plus the properties that
+//! must hold whatever the snapshots say.
+
+mod common;
+
+use ballast_operator::render::{self, Live, RenderContext};
+use common::{cluster, fixtures};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+fn ctx() -> RenderContext {
+    RenderContext {
+        image_repository: "ballast".into(),
+        default_version: "0.1.0".into(),
+    }
+}
+
+#[test]
+fn snapshots() {
+    for (label, c) in fixtures() {
+        let r = render::render(&c, &ctx(), &Live::default()).unwrap();
+        insta::assert_yaml_snapshot!(format!("{label}_statefulset"), r.statefulset);
+        insta::assert_yaml_snapshot!(format!("{label}_peer_service"), r.peer_service);
+        insta::assert_yaml_snapshot!(format!("{label}_client_service"), r.client_service);
+        insta::assert_yaml_snapshot!(format!("{label}_pdb"), r.pdb);
+    }
+}
+
+#[test]
+fn rendering_is_deterministic() {
+    for (_, c) in fixtures() {
+        let a = render::render(&c, &ctx(), &Live::default()).unwrap();
+        let b = render::render(&c, &ctx(), &Live::default()).unwrap();
+        assert_eq!(a, b);
+    }
+}
+
+#[test]
+fn pdb_keeps_quorum() {
+    for (replicas, min) in [(1, 0), (2, 2), (3, 2), (4, 3), (5, 3), (6, 4), (7, 4)] {
+        let c = cluster("main", &format!("replicas: {replicas}"));
+        let r = render::render(&c, &ctx(), &Live::default()).unwrap();
+        let spec = r.pdb.spec.unwrap();
+        assert_eq!(
+            spec.min_available,
+            Some(IntOrString::Int(min)),
+            "{replicas} members"
+        );
+    }
+}
+
+#[test]
+fn statefulset_shape() {
+    let c = cluster("main", "{}");
+    let r = render::render(&c, &ctx(), &Live::default()).unwrap();
+    let sts = r.statefulset.spec.unwrap();
+    assert_eq!(sts.pod_management_policy.as_deref(), Some("Parallel"));
+    assert_eq!(sts.service_name.as_deref(), Some("main-peer"));
+    let owner = &r.statefulset.metadata.owner_references.unwrap()[0];
+    assert_eq!(owner.kind, "EtcdCluster");
+    assert_eq!(owner.controller, Some(true));
+    let pod = sts.template.spec.unwrap();
+    let server = &pod.containers[0];
+    let cmd = server.command.clone().unwrap();
+    assert_eq!(cmd[0], "ballast");
+    for flag in [
+        "--name=$(POD_NAME)",
+        "--initial-cluster-state=new",
+        "--initial-cluster=main-0=https://main-0.main-peer.db.svc.cluster.local:2380,main-1=https://main-1.main-peer.db.svc.cluster.local:2380,main-2=https://main-2.main-peer.db.svc.cluster.local:2380",
+        "--advertise-client-urls=https://$(POD_NAME).main-peer.db.svc.cluster.local:2379",
+        "--cert-file=/etc/ballast/pki/server/$(POD_NAME).crt",
+        "--client-cert-auth=true",
+        "--peer-client-cert-auth=true",
+        "--listen-metrics-urls=http://0.0.0.0:2381",
+    ] {
+        assert!(cmd.iter().any(|a| a == flag), "missing {flag} in {cmd:?}");
+    }
+    let flag_names: Vec<&str> = cmd[1..]
+        .iter()
+        .map(|a| a.split('=').next().unwrap())
+        .collect();
+    let mut sorted = flag_names.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted, flag_names,
+        "flags are sorted by name, as kubeadm writes them"
+    );
+    // $(POD_NAME) only expands when the container declares it.
+    assert!(server
+        .env
+        .as_ref()
+        .unwrap()
+        .iter()
+        .any(|e| e.name == "POD_NAME"));
+    let sc = server.security_context.clone().unwrap();
+    assert_eq!(sc.read_only_root_filesystem, Some(true));
+    assert_eq!(sc.run_as_non_root, Some(true));
+    assert_eq!(sc.allow_privilege_escalation, Some(false));
+    let probe = server.liveness_probe.clone().unwrap().http_get.unwrap();
+    assert!(probe.path.unwrap().starts_with("/health"));
+    assert_eq!(probe.port, IntOrString::Int(2381));
+    assert!(server.resources.clone().unwrap().requests.is_some());
+    let sidecar = &pod.init_containers.unwrap()[0];
+    assert_eq!(
+        sidecar.restart_policy.as_deref(),
+        Some("Always"),
+        "native sidecar"
+    );
+    assert_eq!(
+        &sidecar.command.clone().unwrap()[..2],
+        ["ballast", "sidecar"]
+    );
+    let anti = pod.affinity.unwrap().pod_anti_affinity.unwrap();
+    assert!(anti
+        .preferred_during_scheduling_ignored_during_execution
+        .is_some());
+    assert_eq!(pod.enable_service_links, Some(false));
+    let claim = &sts.volume_claim_templates.unwrap()[0];
+    assert_eq!(claim.metadata.name.as_deref(), Some("data"));
+
+    let peer = r.peer_service.spec.unwrap();
+    assert_eq!(peer.cluster_ip.as_deref(), Some("None"));
+    assert_eq!(peer.publish_not_ready_addresses, Some(true));
+}
+
+#[test]
+fn claim_template_keeps_its_live_size() {
+    let c = cluster("main", "storage: { size: 16Gi }");
+    let live = Live {
+        claim_template_size: Some("8Gi".into()),
+    };
+    let sts = render::render(&c, &ctx(), &live).unwrap().statefulset;
+    let claim = &sts.spec.unwrap().volume_claim_templates.unwrap()[0];
+    let size = &claim
+        .spec
+        .as_ref()
+        .unwrap()
+        .resources
+        .as_ref()
+        .unwrap()
+        .requests
+        .as_ref()
+        .unwrap()["storage"];
+    assert_eq!(size.0, "8Gi");
+}
+
+#[test]
+fn image_and_version() {
+    let c = cluster("main", "version: 0.3.0");
+    assert_eq!(render::image(&c.spec, &ctx()), "ballast:0.3.0");
+    assert_eq!(render::version(&c.spec, &ctx()), "0.3.0");
+    let c = cluster("main", "image: reg.example:5000/ballast:9.9.9");
+    assert_eq!(
+        render::image(&c.spec, &ctx()),
+        "reg.example:5000/ballast:9.9.9"
+    );
+    assert_eq!(render::version(&c.spec, &ctx()), "9.9.9");
+    let c = cluster("main", "{}");
+    assert_eq!(render::image(&c.spec, &ctx()), "ballast:0.1.0");
+}
