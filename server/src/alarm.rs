@@ -27,6 +27,13 @@ impl Alarms {
         })
     }
 
+    /// Re-reads the active alarms after the backend was replaced.
+    pub fn reload(&self, backend: &Backend) -> Result<()> {
+        let fresh = Alarms::load(backend)?;
+        *self.active.write() = fresh.active.into_inner();
+        Ok(())
+    }
+
     pub fn nospace(&self) -> bool {
         self.active
             .read()

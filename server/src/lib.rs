@@ -22,4 +22,5 @@ pub mod peer;
 pub mod raft;
 pub mod server;
 pub mod snapshot;
+pub mod tls;
 pub mod watch;

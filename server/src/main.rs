@@ -68,18 +68,20 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         etcd_version = %cfg.emulated_etcd_version,
         "starting an etcd member"
     );
+    // Before anything else: unusable certificates must stop the member at once.
+    let tls = std::sync::Arc::new(ballast::tls::Tls::from_config(&cfg).context("setting up TLS")?);
     let join = if cfg.initial_cluster_state == config::ClusterState::Existing
         && !ballast::raft::wal::Wal::exists(cfg.wal_path())
     {
         Some(
-            ballast::peer::discover(&cfg)
+            ballast::peer::discover(&cfg, &tls.dialer)
                 .await
                 .context("joining the existing cluster")?,
         )
     } else {
         None
     };
-    let running = server::start(cfg, join).context("starting the member")?;
+    let running = server::start(cfg, join, tls).context("starting the member")?;
     let s = running.server.clone();
     let serve = listen::serve_clients(s.clone());
     let peers = ballast::peer::serve_peers(s.clone());

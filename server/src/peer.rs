@@ -1,11 +1,12 @@
-//! The peer port: receives Raft traffic from other members.
+//! The peer port: receives Raft traffic from other members (over TLS for `https` peer URLs).
 
 use std::sync::Arc;
 
 use ballast_proto::internal::raft_peer_server::{RaftPeer, RaftPeerServer};
 use ballast_proto::internal::{MembersRequest, MembersResponse, RaftBatch, SendAck};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_stream::StreamExt as _;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::{Error, Result};
@@ -35,6 +36,8 @@ impl RaftPeer for PeerService {
                     self.0.member_id, batch.to
                 )));
             }
+            let bytes = prost::Message::encoded_len(&batch);
+            self.0.metrics.peer_received(batch.from, bytes);
             for bytes in &batch.messages {
                 match transport::decode(bytes) {
                     Ok(m) => self.0.raft.step(m),
@@ -75,6 +78,13 @@ impl RaftPeer for PeerService {
         )))
     }
 
+    async fn probe(
+        &self,
+        _: Request<ballast_proto::internal::ProbeRequest>,
+    ) -> Result<Response<ballast_proto::internal::ProbeResponse>, Status> {
+        Ok(Response::new(ballast_proto::internal::ProbeResponse {}))
+    }
+
     async fn members(
         &self,
         _: Request<MembersRequest>,
@@ -97,7 +107,10 @@ pub struct JoinInfo {
 /// For --initial-cluster-state existing: asks the other members named in
 /// --initial-cluster for the membership and finds this member in it (it
 /// must have been added with `etcdctl member add` first).
-pub async fn discover(cfg: &crate::config::Config) -> Result<JoinInfo> {
+pub async fn discover(
+    cfg: &crate::config::Config,
+    dialer: &crate::tls::PeerDialer,
+) -> Result<JoinInfo> {
     use ballast_proto::internal::raft_peer_client::RaftPeerClient;
     let mine: std::collections::BTreeSet<String> = cfg
         .initial_advertise_peer_urls
@@ -111,12 +124,9 @@ pub async fn discover(cfg: &crate::config::Config) -> Result<JoinInfo> {
         }
         let url = crate::raft::ids::url_string(url);
         let attempt = async {
-            let ch = tonic::transport::Endpoint::from_shared(url.clone())
-                .map_err(|e| e.to_string())?
-                .connect_timeout(std::time::Duration::from_secs(2))
-                .connect()
-                .await
-                .map_err(|e| e.to_string())?;
+            let ch = dialer
+                .connect(&url, std::time::Duration::from_secs(2))
+                .await?;
             RaftPeerClient::new(ch)
                 .members(MembersRequest {})
                 .await
@@ -164,23 +174,30 @@ pub async fn discover(cfg: &crate::config::Config) -> Result<JoinInfo> {
 pub async fn serve_peers(s: Arc<EtcdServer>) -> Result<()> {
     let mut tasks = Vec::new();
     for u in &s.cfg.listen_peer_urls {
-        if u.scheme() == "https" {
-            return Err(Error::Other(format!(
-                "{u}: TLS peer listeners are not supported yet"
-            )));
-        }
         let addr = socket_addr(u)?;
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| Error::io(format!("listen on peer URL {u}"), e))?;
         tracing::info!(address = %addr, "serving peer traffic");
         let svc = RaftPeerServer::new(PeerService(s.clone())).max_decoding_message_size(usize::MAX);
-        tasks.push(tokio::spawn(
-            tonic::transport::Server::builder()
-                .tcp_nodelay(true)
-                .add_service(svc)
-                .serve_with_incoming(TcpListenerStream::new(listener)),
-        ));
+        let server = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(svc);
+        if u.scheme() == "https" {
+            let acceptor = s.tls.peer.as_ref().ok_or_else(|| {
+                Error::Other(format!(
+                    "{u}: no peer TLS configured (--peer-cert-file, --peer-key-file or --peer-auto-tls)"
+                ))
+            })?;
+            // Handshakes (and etcd's certificate checks) happen before tonic sees a connection.
+            let ready = ReceiverStream::new(acceptor.spawn(listener))
+                .map(|(conn, _addr)| Ok::<_, std::io::Error>(conn));
+            tasks.push(tokio::spawn(server.serve_with_incoming(ready)));
+        } else {
+            tasks.push(tokio::spawn(
+                server.serve_with_incoming(TcpListenerStream::new(listener)),
+            ));
+        }
     }
     for t in tasks {
         match t.await {

@@ -17,7 +17,7 @@ use crate::config::{ClusterState, Config};
 use crate::error::{Error, EtcdError, Result};
 use crate::lease::Lessor;
 use crate::metrics::Metrics;
-use crate::mvcc::backend::{self, meta, Backend, LEASES, META};
+use crate::mvcc::backend::{self, meta, Backend, META};
 use crate::mvcc::KvStore;
 use crate::raft::node::{self, NodeConfig};
 use crate::raft::wal::Wal;
@@ -41,6 +41,8 @@ pub struct EtcdServer {
     apply_tx: crossbeam_channel::Sender<ApplyMsg>,
     next_id: AtomicU64,
     leader_channel: parking_lot::Mutex<Option<(u64, tonic::transport::Channel)>>,
+    /// The TLS side of the listeners, and the dialer for peers.
+    pub tls: Arc<crate::tls::Tls>,
 }
 
 /// How long to wait for a ReadIndex answer before asking again.
@@ -213,12 +215,15 @@ impl EtcdServer {
             .get(leader)
             .and_then(|m| m.peer_urls.first().cloned())
             .ok_or(EtcdError::NoLeader)?;
-        let ch = tonic::transport::Endpoint::from_shared(url)
-            .map_err(|_| EtcdError::NoLeader)?
-            .connect_timeout(Duration::from_secs(2))
-            .connect()
+        let ch = self
+            .tls
+            .dialer
+            .connect(&url, Duration::from_secs(2))
             .await
-            .map_err(|_| EtcdError::LeaderChanged)?;
+            .map_err(|e| {
+                tracing::debug!("dialing the leader at {url}: {e}");
+                EtcdError::LeaderChanged
+            })?;
         *self.leader_channel.lock() = Some((leader, ch.clone()));
         Ok(ballast_proto::internal::raft_peer_client::RaftPeerClient::new(ch))
     }
@@ -331,7 +336,11 @@ impl Running {
 
 /// Opens or creates the member's data and starts its threads. Must run
 /// inside a tokio runtime (it spawns the background tasks).
-pub fn start(cfg: Config, join: Option<crate::peer::JoinInfo>) -> Result<Running> {
+pub fn start(
+    cfg: Config,
+    join: Option<crate::peer::JoinInfo>,
+    tls: Arc<crate::tls::Tls>,
+) -> Result<Running> {
     let cfg = Arc::new(cfg);
     let member_dir = cfg.member_dir();
     let wal_dir = cfg.wal_path();
@@ -468,18 +477,7 @@ pub fn start(cfg: Config, join: Option<crate::peer::JoinInfo>) -> Result<Running
     let (store, leased) = KvStore::open(backend.clone())?;
     let store = Arc::new(store);
     let lessor = Arc::new(Lessor::new(cfg.election_timeout));
-    {
-        let txn = backend.read()?;
-        let t = txn.open_table(LEASES)?;
-        use redb::ReadableTable;
-        for item in t.iter()? {
-            let (id, ttl) = item?;
-            lessor.restore(id.value(), ttl.value());
-        }
-    }
-    for lk in leased {
-        lessor.move_key(&lk.key, 0, lk.lease);
-    }
+    lessor.load(&backend, leased)?;
     let applied_at_start = {
         let txn = backend.read()?;
         let m = txn.open_table(META)?;
@@ -497,10 +495,7 @@ pub fn start(cfg: Config, join: Option<crate::peer::JoinInfo>) -> Result<Running
     let election_ticks =
         (cfg.election_timeout.as_millis() / tick.as_millis().max(1)).max(2) as usize;
     let role_lessor = lessor.clone();
-    let role_metrics = metrics.clone();
     let on_role = Box::new(move |leader: bool| {
-        role_metrics.is_leader.set(leader as i64);
-        role_metrics.leader_changes.inc();
         if leader {
             role_lessor.promote();
         } else {
@@ -512,11 +507,41 @@ pub fn start(cfg: Config, join: Option<crate::peer::JoinInfo>) -> Result<Running
         member_id,
         cluster_id,
         tokio::runtime::Handle::current(),
+        metrics.clone(),
+        tls.dialer.clone(),
     );
     for m in members.list() {
         transport.set_peer(m.id, m.peer_urls.clone());
     }
     let send_transport = transport.clone();
+    // A follower too far behind gets a copy of the whole database.
+    let snap_backend = backend.clone();
+    let snap_dir_for_copy = snap_dir.clone();
+    let log = log.with_snapshotter(Arc::new(move || {
+        let tmp = tempfile::NamedTempFile::new_in(&snap_dir_for_copy).map_err(|e| e.to_string())?;
+        let (index, conf) = snap_backend.snapshot_copy(tmp.path()).map_err(|e| e.to_string())?;
+        let data = std::fs::read(tmp.path()).map_err(|e| e.to_string())?;
+        Ok((data, index, conf.unwrap_or_default()))
+    }));
+    // A snapshot from the leader is written next to the database, then
+    // installed by the apply thread, which answers once it is durable.
+    let install_tx = apply_tx.clone();
+    let install_dir = snap_dir.clone();
+    let install: crate::raft::node::InstallFn = Box::new(move |snap| {
+        let index = snap.metadata.as_ref().map_or(0, |m| m.index);
+        let file = install_dir.join("db.incoming");
+        std::fs::write(&file, &snap.data).map_err(|e| Error::io("write incoming snapshot", e))?;
+        std::fs::File::open(&file)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Error::io("sync incoming snapshot", e))?;
+        let (done, rx) = crossbeam_channel::bounded(1);
+        install_tx
+            .send(ApplyMsg::InstallSnapshot { file, index, done })
+            .map_err(|_| Error::Other("apply thread stopped".into()))?;
+        rx.recv()
+            .map_err(|_| Error::Other("apply thread stopped".into()))?
+            .map_err(|e| Error::Other(format!("installing snapshot: {e}")))
+    });
     let (raft_node, raft) = RaftNode::new(
         NodeConfig {
             id: member_id,
@@ -533,6 +558,7 @@ pub fn start(cfg: Config, join: Option<crate::peer::JoinInfo>) -> Result<Running
             let _ = entries_tx.send(ApplyMsg::Entries(ents));
         }),
         Box::new(move |msgs| send_transport.send(msgs)),
+        install,
         durable_applied.clone(),
         on_role,
         metrics.clone(),
@@ -561,6 +587,7 @@ pub fn start(cfg: Config, join: Option<crate::peer::JoinInfo>) -> Result<Running
         apply_tx,
         next_id: AtomicU64::new(start_id),
         leader_channel: parking_lot::Mutex::new(None),
+        tls,
     });
 
     let quota_server = Arc::downgrade(&server);
@@ -623,6 +650,7 @@ pub fn start(cfg: Config, join: Option<crate::peer::JoinInfo>) -> Result<Running
 
     tokio::spawn(hub.run_sync());
     tokio::spawn(expire_leases(Arc::downgrade(&server)));
+    tokio::spawn(crate::metrics::leader::run(Arc::downgrade(&server)));
     tokio::spawn(crate::compactor::run(
         Arc::downgrade(&server),
         cfg.compaction_retention(),

@@ -15,15 +15,17 @@ use ballast_proto::etcdserverpb::{
     maintenance_server::MaintenanceServer, watch_server::WatchServer,
 };
 
+use crate::metrics::grpc::GrpcMetricsLayer;
 use crate::server::EtcdServer;
 
 /// gRPC's own framing overhead on top of --max-request-bytes, as in etcd.
 pub(crate) const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
-/// All gRPC services of the client port.
+/// All gRPC services of the client port, counted in the `grpc_server_*`
+/// metrics by [`GrpcMetricsLayer`].
 pub fn routes(s: &Arc<EtcdServer>) -> tonic::service::Routes {
     let max = s.cfg.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
-    tonic::service::Routes::new(
+    let routes = tonic::service::Routes::new(
         KvServer::new(kv::KvService(s.clone())).max_decoding_message_size(max),
     )
     .add_service(WatchServer::new(watch::WatchService(s.clone())).max_decoding_message_size(max))
@@ -34,5 +36,7 @@ pub fn routes(s: &Arc<EtcdServer>) -> tonic::service::Routes {
     .add_service(
         MaintenanceServer::new(maintenance::MaintenanceService(s.clone()))
             .max_decoding_message_size(max),
-    )
+    );
+    let layer = GrpcMetricsLayer(s.metrics.clone());
+    tonic::service::Routes::from(routes.into_axum_router().layer(layer))
 }

@@ -36,6 +36,19 @@ pub enum MemberChange<'a> {
 /// The Raft log covers them meanwhile; this bounds replay after a crash.
 const DURABLE_EVERY: Duration = Duration::from_millis(500);
 
+#[derive(PartialEq)]
+enum Flow {
+    Continue,
+    Stop,
+}
+
+/// The apply loop's progress between messages.
+struct LoopState {
+    applied_index: u64,
+    pending: Vec<Entry>,
+    last_durable: Instant,
+}
+
 /// Handlers waiting for their proposal to be applied, by request ID.
 #[derive(Default)]
 pub struct Wait {
@@ -65,6 +78,13 @@ impl Wait {
 pub enum ApplyMsg {
     Entries(Vec<Entry>),
     Defragment(oneshot::Sender<Result<(), String>>),
+    /// Replace the state machine with a Raft snapshot from the leader (a
+    /// database file at `file` holding everything up to `index`).
+    InstallSnapshot {
+        file: std::path::PathBuf,
+        index: u64,
+        done: crossbeam_channel::Sender<Result<(), String>>,
+    },
     /// Apply what is queued, make it durable, and stop.
     Stop,
 }
@@ -96,59 +116,96 @@ impl Applier {
     /// Runs until the channel closes. A storage error is fatal for the member:
     /// continuing could diverge from the log.
     pub fn run(mut self, rx: Receiver<ApplyMsg>) -> Result<()> {
-        let mut last_durable = Instant::now();
-        let mut applied_index = self.start_index;
-        let mut pending_entries: Vec<Entry> = Vec::new();
+        let mut st = LoopState { applied_index: self.start_index, pending: Vec::new(), last_durable: Instant::now() };
         loop {
-            let msg = match rx.recv_timeout(DURABLE_EVERY) {
-                Ok(m) => Some(m),
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
+            match rx.recv_timeout(DURABLE_EVERY) {
+                Ok(m) => {
+                    if self.handle(m, &mut st)? == Flow::Stop {
+                        return Ok(());
+                    }
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return Ok(()),
-            };
-            match msg {
-                Some(ApplyMsg::Entries(ents)) => pending_entries.extend(ents),
-                Some(ApplyMsg::Stop) => {
-                    return self.apply_batch(&mut pending_entries, &mut applied_index, true)
-                }
-                Some(ApplyMsg::Defragment(reply)) => {
-                    let res = self.store.backend().defragment().map_err(|e| e.to_string());
-                    self.durable_applied.store(applied_index, Ordering::Release);
-                    let _ = reply.send(res);
-                    continue;
-                }
-                None => {}
             }
             // Coalesce whatever else is queued into the same backend commit.
             while let Ok(m) = rx.try_recv() {
-                match m {
-                    ApplyMsg::Entries(ents) => pending_entries.extend(ents),
-                    ApplyMsg::Stop => {
-                        return self.apply_batch(&mut pending_entries, &mut applied_index, true)
-                    }
-                    ApplyMsg::Defragment(reply) => {
-                        // Defragment after this batch.
-                        self.apply_batch(&mut pending_entries, &mut applied_index, true)?;
-                        last_durable = Instant::now();
-                        let res = self.store.backend().defragment().map_err(|e| e.to_string());
-                        let _ = reply.send(res);
-                    }
+                if self.handle(m, &mut st)? == Flow::Stop {
+                    return Ok(());
                 }
             }
-            let durable = last_durable.elapsed() >= DURABLE_EVERY;
-            if pending_entries.is_empty() && !durable {
+            let durable = st.last_durable.elapsed() >= DURABLE_EVERY;
+            let nothing_new = self.durable_applied.load(Ordering::Acquire) == st.applied_index;
+            if st.pending.is_empty() && (!durable || nothing_new) {
                 continue;
             }
-            if pending_entries.is_empty()
-                && self.durable_applied.load(Ordering::Acquire) == applied_index
-            {
-                last_durable = Instant::now();
-                continue;
-            }
-            self.apply_batch(&mut pending_entries, &mut applied_index, durable)?;
+            self.apply_batch(&mut st.pending, &mut st.applied_index, durable)?;
             if durable {
-                last_durable = Instant::now();
+                st.last_durable = Instant::now();
             }
         }
+    }
+
+    fn handle(&mut self, m: ApplyMsg, st: &mut LoopState) -> Result<Flow> {
+        match m {
+            ApplyMsg::Entries(ents) => st.pending.extend(ents),
+            ApplyMsg::Stop => {
+                self.apply_batch(&mut st.pending, &mut st.applied_index, true)?;
+                return Ok(Flow::Stop);
+            }
+            ApplyMsg::Defragment(reply) => {
+                // No write may run while the file is rewritten.
+                self.apply_batch(&mut st.pending, &mut st.applied_index, true)?;
+                st.last_durable = Instant::now();
+                let res = self.store.backend().defragment().map_err(|e| e.to_string());
+                let _ = reply.send(res);
+            }
+            ApplyMsg::InstallSnapshot { file, index, done } => {
+                let res = self.install_snapshot(&mut st.pending, &mut st.applied_index, &file, index);
+                let _ = done.send(res.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+                res?;
+                st.last_durable = Instant::now();
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Swaps in the leader's database and rebuilds everything held in memory
+    /// from it. Durable before it returns: the Raft log is cut right after.
+    fn install_snapshot(
+        &mut self,
+        pending: &mut Vec<Entry>,
+        applied_index: &mut u64,
+        file: &std::path::Path,
+        index: u64,
+    ) -> Result<()> {
+        // Entries before the snapshot are superseded by it.
+        pending.retain(|e| e.index > index);
+        self.apply_batch(pending, applied_index, true)?;
+        let backend = self.store.backend().clone();
+        backend.install(file)?;
+        {
+            // The copy carries the leader's identity; this member keeps its own.
+            let txn = backend.write(true)?;
+            {
+                let mut m = txn.open_table(crate::mvcc::backend::META)?;
+                crate::mvcc::backend::put_u64(&mut m, crate::mvcc::backend::meta::MEMBER_ID, self.member_id)?;
+                crate::mvcc::backend::put_u64(&mut m, crate::mvcc::backend::meta::APPLIED_INDEX, index)?;
+            }
+            txn.commit()?;
+        }
+        let leased = self.store.reload()?;
+        self.lessor.load(&backend, leased)?;
+        self.members.reload(&backend)?;
+        self.alarms.reload(&backend)?;
+        for m in self.members.list() {
+            (self.on_member_change)(MemberChange::Added(&m));
+        }
+        *applied_index = index;
+        self.durable_applied.store(index, Ordering::Release);
+        let _ = self.applied.send(index);
+        self.hub.resync_all();
+        tracing::info!(index, revision = self.store.current_revision(), "installed snapshot from the leader");
+        Ok(())
     }
 
     /// Applies a membership change to Raft's configuration, the member
@@ -245,7 +302,6 @@ impl Applier {
                 self.lessor.move_key(&key, from, to);
             }
             batch.end_request();
-            self.metrics.proposals_applied.inc();
             results.push((id, res));
         }
         let (revision, events) = batch.finish(*applied_index, last_term)?;

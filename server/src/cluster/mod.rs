@@ -60,6 +60,13 @@ impl Members {
         })
     }
 
+    /// Re-reads the member table after the backend was replaced.
+    pub fn reload(&self, backend: &Backend) -> Result<()> {
+        let fresh = Members::load(backend)?;
+        *self.members.write() = fresh.members.into_inner();
+        Ok(())
+    }
+
     pub fn is_empty(&self) -> bool {
         self.members.read().is_empty()
     }

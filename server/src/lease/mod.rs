@@ -57,6 +57,21 @@ impl Lessor {
         ttl.max(self.min_ttl)
     }
 
+    /// (Re)loads every lease from the backend, with the keys attached to them.
+    pub fn load(&self, backend: &crate::mvcc::Backend, leased: Vec<crate::mvcc::store::LeasedKey>) -> crate::error::Result<()> {
+        use redb::ReadableTable;
+        self.inner.lock().leases.clear();
+        let txn = backend.read()?;
+        for item in txn.open_table(crate::mvcc::backend::LEASES)?.iter()? {
+            let (id, ttl) = item?;
+            self.restore(id.value(), ttl.value());
+        }
+        for lk in leased {
+            self.move_key(&lk.key, 0, lk.lease);
+        }
+        Ok(())
+    }
+
     /// Restores a lease from the backend at startup.
     pub fn restore(&self, id: i64, ttl: i64) {
         self.inner.lock().leases.insert(

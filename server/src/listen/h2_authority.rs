@@ -6,11 +6,14 @@
 //! under hyper rejects it as malformed and resets the stream with PROTOCOL_ERROR.
 //!
 //! [`AuthorityFix`] sits between the accepted socket and hyper. On an HTTP/2 prior-knowledge
-//! connection it decodes every client header block with a decoder that tracks the client's
-//! HPACK dynamic table, turns `http://host:port` into `host:port`, and re-encodes the block as
-//! plain literals that never insert into the server's table, so no encoder state has to be
-//! kept in sync. Every other frame, the server→client direction and HTTP/1 connections pass
-//! through byte for byte.
+//! connection it decodes the client's first header block. A gRPC client sends the same
+//! `:authority` on every request of a connection, so if that one is fine (every client but
+//! etcdctl's per-endpoint dial) the block and the rest of the connection pass through byte for
+//! byte, at no cost. Otherwise every header block of the connection is decoded with a decoder
+//! that tracks the client's HPACK dynamic table, `http://host:port` becomes `host:port`, and the
+//! block is re-encoded as plain literals that never insert into the server's table, so no
+//! encoder state has to be kept in sync. Other frames, the server→client direction and HTTP/1
+//! connections are never touched.
 
 use std::io;
 use std::net::SocketAddr;
@@ -44,7 +47,7 @@ fn invalid(msg: impl Into<String>) -> io::Error {
 enum State {
     /// Collecting the first bytes to tell an HTTP/2 preface from anything else.
     Sniff,
-    /// Not HTTP/2 prior knowledge (HTTP/1.1): forward untouched.
+    /// HTTP/1.1, or HTTP/2 whose first `:authority` was fine: forward untouched.
     Passthrough,
     /// Inside the HTTP/2 frame stream; `skip` payload bytes of a non-header frame remain to forward.
     Frames { skip: usize },
@@ -57,6 +60,8 @@ struct Block {
     stream_id: u32,
     end_stream: bool,
     fragment: Vec<u8>,
+    /// The frames as received, to forward unchanged if the connection turns out not to need us.
+    raw: Vec<u8>,
 }
 
 /// The 9-byte HTTP/2 frame header (RFC 9113 §4.1).
@@ -91,6 +96,8 @@ pub(crate) struct Rewriter {
     pending: Vec<u8>,
     block: Option<Block>,
     decoder: loona_hpack::Decoder<'static>,
+    /// Set once a header block needed repair: from then on every block is re-encoded.
+    rewriting: bool,
 }
 
 impl Rewriter {
@@ -102,6 +109,7 @@ impl Rewriter {
             pending: Vec::new(),
             block: None,
             decoder,
+            rewriting: false,
         }
     }
 
@@ -163,7 +171,7 @@ impl Rewriter {
                     }
                     if self.take(&mut data, FRAME_HEADER_LEN + hdr.len) {
                         let frame = std::mem::take(&mut self.pending);
-                        self.header_frame(&hdr, &frame[FRAME_HEADER_LEN..], out)?;
+                        self.header_frame(&hdr, &frame, out)?;
                     }
                 }
             }
@@ -182,14 +190,16 @@ impl Rewriter {
     fn header_frame(
         &mut self,
         hdr: &FrameHeader,
-        payload: &[u8],
+        frame: &[u8],
         out: &mut Vec<u8>,
     ) -> io::Result<()> {
-        let block = match self.block.take() {
+        let payload = &frame[FRAME_HEADER_LEN..];
+        let mut block = match self.block.take() {
             None => Block {
                 stream_id: hdr.stream_id,
                 end_stream: hdr.flags & END_STREAM != 0,
                 fragment: headers_fragment(hdr.flags, payload)?.to_vec(),
+                raw: Vec::new(),
             },
             Some(mut block) => {
                 if hdr.stream_id != block.stream_id {
@@ -202,11 +212,26 @@ impl Rewriter {
                 block
             }
         };
+        if !self.rewriting {
+            block.raw.extend_from_slice(frame);
+        }
         if hdr.flags & END_HEADERS == 0 {
             self.block = Some(block);
             return Ok(());
         }
-        let encoded = self.reencode(&block.fragment)?;
+        let (encoded, repaired) = match self.reencode(&block.fragment) {
+            Ok(r) => r,
+            // Until a repair was needed this connection is hyper's to judge, with its own decoder.
+            Err(_) if !self.rewriting => (Vec::new(), false),
+            Err(e) => return Err(e),
+        };
+        if !self.rewriting && !repaired {
+            // The first block's authority is fine: the rest of the connection is hyper's alone.
+            out.extend_from_slice(&block.raw);
+            self.state = State::Passthrough;
+            return Ok(());
+        }
+        self.rewriting = true;
         // One HEADERS frame, then CONTINUATIONs if the literal block outgrew a frame.
         let (mut ty, mut flags) = (HEADERS, if block.end_stream { END_STREAM } else { 0 });
         let mut rest = &encoded[..];
@@ -222,27 +247,30 @@ impl Rewriter {
         }
     }
 
-    /// Decodes a complete header block and re-encodes it with `:authority` repaired.
-    fn reencode(&mut self, fragment: &[u8]) -> io::Result<Vec<u8>> {
+    /// Decodes a complete header block and re-encodes it with `:authority` repaired; true if
+    /// the authority needed it.
+    fn reencode(&mut self, fragment: &[u8]) -> io::Result<(Vec<u8>, bool)> {
         let mut encoded = Vec::with_capacity(fragment.len() * 2);
         let mut decoded_size = 0;
+        let mut repaired = false;
         self.decoder
             .decode_with_cb(fragment, |name, value| {
                 decoded_size += name.len() + value.len() + 32;
                 if decoded_size <= MAX_BLOCK {
-                    let value = if &*name == b":authority" {
+                    let fixed = if &*name == b":authority" {
                         strip_scheme(&value)
                     } else {
                         &value
                     };
-                    encode_literal(&name, value, &mut encoded);
+                    repaired |= fixed.len() != value.len();
+                    encode_literal(&name, fixed, &mut encoded);
                 }
             })
             .map_err(|e| invalid(format!("HPACK: {e}")))?;
         if decoded_size > MAX_BLOCK {
             return Err(invalid("decoded header list too large"));
         }
-        Ok(encoded)
+        Ok((encoded, repaired))
     }
 }
 
@@ -550,31 +578,47 @@ mod tests {
     }
 
     #[test]
-    fn plain_authority_and_table_size_update() {
+    fn table_size_updates_are_honoured() {
         let mut enc = Encoder::default();
-        let mut block = Vec::new();
-        enc.update_max_dynamic_size(256, &mut block).unwrap();
-        let headers = request("127.0.0.1:2379", "/etcdserverpb.KV/Range");
-        block.extend(encode(&mut enc, &headers));
+        let headers = request("http://127.0.0.1:2379", "/etcdserverpb.KV/Range");
         let mut input = PREFACE.to_vec();
-        input.extend(frame(HEADERS, END_HEADERS, 1, &block));
-        input.extend(frame(HEADERS, END_HEADERS, 3, &encode(&mut enc, &headers)));
+        for (stream_id, size) in [(1, 256), (3, 4096), (5, 0), (7, 4096)] {
+            let mut block = Vec::new();
+            enc.update_max_dynamic_size(size, &mut block).unwrap();
+            block.extend(encode(&mut enc, &headers));
+            input.extend(frame(HEADERS, END_HEADERS, stream_id, &block));
+        }
+        input.extend(frame(HEADERS, END_HEADERS, 9, &encode(&mut enc, &headers)));
         let f = frames(&rewrite(&input));
+        assert_eq!(f.len(), 5);
         let mut dec = Decoder::default();
-        assert_eq!(decode(&mut dec, &f[0].payload), owned(&headers));
-        assert_eq!(decode(&mut dec, &f[1].payload), owned(&headers));
+        for f in f {
+            assert_eq!(decode(&mut dec, &f.payload), fixed(&headers));
+        }
     }
 
     #[test]
-    fn table_size_update_above_settings_is_rejected() {
-        let mut block = Vec::new();
-        Encoder::default()
-            .update_max_dynamic_size(1 << 20, &mut block)
-            .unwrap();
-        block.extend([0x82]); // :method GET
+    fn a_fine_first_authority_leaves_the_connection_alone() {
+        let mut enc = Encoder::default();
         let mut input = PREFACE.to_vec();
-        input.extend(frame(HEADERS, END_HEADERS, 1, &block));
-        assert!(Rewriter::new().feed(&input, &mut Vec::new()).is_err());
+        let mut padded = vec![2, 0, 0, 0, 0, 15];
+        padded.extend(encode(
+            &mut enc,
+            &request("127.0.0.1:2379", "/etcdserverpb.KV/Range"),
+        ));
+        padded.extend([0, 0]);
+        input.extend(frame(HEADERS, END_HEADERS | PADDED | PRIORITY, 1, &padded));
+        input.extend(frame(0x0, END_STREAM, 1, &[0, 0, 0, 0, 0]));
+        // Left for hyper to reject, as it would without the shim.
+        let later = request("http://127.0.0.1:2379", "/etcdserverpb.KV/Put");
+        input.extend(frame(HEADERS, END_HEADERS, 3, &encode(&mut enc, &later)));
+        for at in 0..=input.len() {
+            let mut rw = Rewriter::new();
+            let mut out = Vec::new();
+            rw.feed(&input[..at], &mut out).unwrap();
+            rw.feed(&input[at..], &mut out).unwrap();
+            assert_eq!(out, input, "split at {at}");
+        }
     }
 
     #[test]
@@ -630,34 +674,44 @@ mod tests {
         assert_eq!(h, fixed(&headers));
     }
 
+    /// A connection whose first request needed repair, so later blocks are decoded too.
+    fn rewriting_connection() -> Vec<u8> {
+        let mut enc = Encoder::default();
+        let first = encode(&mut enc, &request("http://127.0.0.1:2379", "/p"));
+        [PREFACE, &frame(HEADERS, END_HEADERS, 1, &first)].concat()
+    }
+
     #[test]
     fn malformed_input_is_an_error_not_a_panic() {
+        let mut too_big_table = Vec::new();
+        Encoder::default()
+            .update_max_dynamic_size(8192, &mut too_big_table)
+            .unwrap();
+        too_big_table.push(0x82); // :method GET
         let bad = [
-            frame(HEADERS, END_HEADERS | PADDED, 1, &[9, 0x82]),
-            frame(HEADERS, END_HEADERS | PRIORITY, 1, &[0, 0]),
-            frame(
-                HEADERS,
-                END_HEADERS,
-                1,
-                &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
-            ),
-            frame(HEADERS, END_HEADERS, 1, &[0x80 | 70]),
-            [frame(HEADERS, 0, 1, &[0x82]), frame(0x0, 0, 1, &[])].concat(),
+            frame(HEADERS, END_HEADERS | PADDED, 3, &[9, 0x82]),
+            frame(HEADERS, END_HEADERS | PRIORITY, 3, &[0, 0]),
+            frame(HEADERS, END_HEADERS, 3, &[0xff; 6]),
+            frame(HEADERS, END_HEADERS, 3, &[0x80 | 70]),
+            frame(HEADERS, END_HEADERS, 3, &[0x82, 0x20]),
+            frame(HEADERS, END_HEADERS, 3, &too_big_table),
+            [frame(HEADERS, 0, 3, &[0x82]), frame(0x0, 0, 3, &[])].concat(),
             [
-                frame(HEADERS, 0, 1, &[0x82]),
-                frame(CONTINUATION, END_HEADERS, 3, &[]),
+                frame(HEADERS, 0, 3, &[0x82]),
+                frame(CONTINUATION, END_HEADERS, 5, &[]),
             ]
             .concat(),
-            vec![0xff, 0xff, 0xff, HEADERS, 0, 0, 0, 0, 1],
+            vec![0xff, 0xff, 0xff, HEADERS, 0, 0, 0, 0, 3],
         ];
         for b in bad {
             let mut rw = Rewriter::new();
-            assert!(
-                rw.feed(&[PREFACE, &b].concat(), &mut Vec::new()).is_err(),
-                "{b:?}"
-            );
+            let input = [&rewriting_connection(), &b[..]].concat();
+            assert!(rw.feed(&input, &mut Vec::new()).is_err(), "{b:?}");
             assert!(rw.feed(&[0], &mut Vec::new()).is_err(), "stays failed");
         }
+        // Before any repair, an undecodable block is left for hyper to reject.
+        let input = [PREFACE, &frame(HEADERS, END_HEADERS, 1, &[0x80 | 70])].concat();
+        assert_eq!(rewrite(&input), input);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Client listeners: gRPC and HTTP/1.1 on the same port, as etcd serves them.
+//! Client listeners: gRPC and HTTP/1.1 on the same port, as etcd serves them, over plain TCP
+//! for `http` URLs and TLS for `https` ones.
 
 mod h2_authority;
 
@@ -10,6 +11,7 @@ use url::Url;
 
 use crate::error::{Error, Result};
 use crate::server::EtcdServer;
+use crate::tls::TlsConn;
 
 /// Resolves a listen URL to a socket address (`localhost` → 127.0.0.1).
 pub fn socket_addr(u: &Url) -> Result<SocketAddr> {
@@ -37,6 +39,30 @@ pub fn socket_addr(u: &Url) -> Result<SocketAddr> {
 /// [`h2_authority::AuthorityFix`], so etcdctl 3.4's `:authority: http://host:port` is accepted.
 struct ClientListener(TcpListener);
 
+/// An `https` client port: connections arrive with their TLS handshake done (see
+/// [`crate::tls::Acceptor`]) and then go through the same [`h2_authority::AuthorityFix`].
+struct TlsClientListener {
+    ready: tokio::sync::mpsc::Receiver<(TlsConn, SocketAddr)>,
+    local: SocketAddr,
+}
+
+impl axum::serve::Listener for TlsClientListener {
+    type Io = h2_authority::AuthorityFix<TlsConn>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some((conn, addr)) => (h2_authority::AuthorityFix::new(conn, addr), addr),
+            // The accept task only stops when this receiver is dropped.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        Ok(self.local)
+    }
+}
+
 impl axum::serve::Listener for ClientListener {
     type Io = h2_authority::AuthorityFix<TcpStream>;
     type Addr = SocketAddr;
@@ -60,21 +86,30 @@ pub async fn serve_clients(s: Arc<EtcdServer>) -> Result<()> {
         .merge(crate::http::router(s.clone()));
     let mut tasks = Vec::new();
     for u in &s.cfg.listen_client_urls {
-        if u.scheme() == "https" {
-            return Err(Error::Other(format!(
-                "{u}: TLS client listeners are not supported yet"
-            )));
-        }
         let addr = socket_addr(u)?;
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| Error::io(format!("listen on {u}"), e))?;
         tracing::info!(address = %addr, "ready to serve client requests");
-        tracing::warn!("serving insecure client requests on {addr}, this is strongly discouraged!");
         let app = app.clone();
-        tasks.push(tokio::spawn(async move {
-            axum::serve(ClientListener(listener), app).await
-        }));
+        if u.scheme() == "https" {
+            let acceptor = s.tls.client.as_ref().ok_or_else(|| {
+                Error::Other(format!("{u}: no client TLS configured (--cert-file, --key-file or --auto-tls)"))
+            })?;
+            let local = listener
+                .local_addr()
+                .map_err(|e| Error::io(format!("listen on {u}"), e))?;
+            let ready = acceptor.spawn(listener);
+            tracing::info!(address = %addr, "serving client traffic securely");
+            tasks.push(tokio::spawn(async move {
+                axum::serve(TlsClientListener { ready, local }, app).await
+            }));
+        } else {
+            tracing::warn!("serving insecure client requests on {addr}, this is strongly discouraged!");
+            tasks.push(tokio::spawn(async move {
+                axum::serve(ClientListener(listener), app).await
+            }));
+        }
     }
     for u in &s.cfg.listen_metrics_urls {
         let addr = socket_addr(u)?;

@@ -167,6 +167,31 @@ impl Backend {
         self.refresh_in_use()
     }
 
+    /// Replaces the database with `file` (a Raft snapshot from the leader):
+    /// renames it over the current file and swaps the handle.
+    pub fn install(&self, file: &Path) -> Result<()> {
+        std::fs::rename(file, &self.path).map_err(|e| Error::io("install snapshot database", e))?;
+        sync_dir(&self.path)?;
+        let db = Database::create(&self.path)?;
+        *self.db.write() = Arc::new(db);
+        self.refresh_in_use()
+    }
+
+    /// A consistent copy for a Raft snapshot: the tables, and the applied
+    /// index and configuration they reflect, all from one read.
+    pub fn snapshot_copy(&self, dest: &Path) -> Result<(u64, Option<raft::prelude::ConfState>)> {
+        let src = self.read()?;
+        let (applied, conf) = {
+            let m = src.open_table(META)?;
+            (get_u64(&m, meta::APPLIED_INDEX)?, get_conf_state(&m)?)
+        };
+        let fresh = Database::create(dest)?;
+        let dst = fresh.begin_write()?;
+        copy_tables(&src, &dst)?;
+        dst.commit()?;
+        Ok((applied, conf))
+    }
+
     /// Writes a consistent copy of all tables to `dest` (a new redb file).
     pub fn copy_to(&self, dest: &Path) -> Result<()> {
         let src = self.read()?;

@@ -88,6 +88,15 @@ impl KvStore {
         ))
     }
 
+    /// Rebuilds the index from the backend after it was replaced (a Raft
+    /// snapshot); returns the leased keys as `open` does.
+    pub fn reload(&self) -> Result<Vec<LeasedKey>> {
+        let (fresh, leased) = KvStore::open(self.backend.clone())?;
+        let state = fresh.state.into_inner();
+        *self.state.write() = state;
+        Ok(leased)
+    }
+
     pub fn backend(&self) -> &Arc<Backend> {
         &self.backend
     }

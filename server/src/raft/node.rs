@@ -44,6 +44,8 @@ pub enum Command {
     },
     /// Hands leadership to another voter (etcdctl move-leader).
     TransferLeader(u64),
+    /// Whether a snapshot sent to a peer arrived.
+    ReportSnapshot { to: u64, delivered: bool },
     /// A message from a peer.
     Step(Box<Message>),
     /// The transport could not deliver to this peer.
@@ -70,6 +72,9 @@ pub type RoleListener = Box<dyn Fn(bool) + Send>;
 pub type ApplyFn = Box<dyn Fn(Vec<Entry>) + Send>;
 /// Delivers messages to peers; must not block.
 pub type SendFn = Box<dyn Fn(Vec<Message>) + Send>;
+/// Installs a snapshot from the leader into the state machine, durably,
+/// before returning.
+pub type InstallFn = Box<dyn Fn(&raft::prelude::Snapshot) -> Result<()> + Send>;
 
 /// Cheap handle for talking to the Raft thread.
 #[derive(Clone)]
@@ -122,6 +127,10 @@ impl RaftHandle {
         rx.await.ok().flatten()
     }
 
+    pub fn report_snapshot(&self, to: u64, delivered: bool) {
+        let _ = self.tx.send(Command::ReportSnapshot { to, delivered });
+    }
+
     pub fn transfer_leader(&self, to: u64) {
         let _ = self.tx.send(Command::TransferLeader(to));
     }
@@ -162,6 +171,7 @@ pub struct RaftNode {
     rx: Receiver<Command>,
     apply: ApplyFn,
     send_fn: SendFn,
+    install: InstallFn,
     metrics: Arc<Metrics>,
     status: Arc<RaftStatus>,
     /// The apply thread's durably applied index: the log may be cut up to it.
@@ -193,6 +203,7 @@ impl RaftNode {
         store: LogStore,
         apply: ApplyFn,
         send_fn: SendFn,
+        install: InstallFn,
         durable_applied: Arc<AtomicU64>,
         on_role: RoleListener,
         metrics: Arc<Metrics>,
@@ -227,6 +238,7 @@ impl RaftNode {
             rx,
             apply,
             send_fn,
+            install,
             metrics,
             status: status.clone(),
             durable_applied,
@@ -341,6 +353,10 @@ impl RaftNode {
                 let _ = done.send(answer);
             }
             Command::TransferLeader(to) => self.raw.transfer_leader(to),
+            Command::ReportSnapshot { to, delivered } => {
+                let status = if delivered { raft::SnapshotStatus::Finish } else { raft::SnapshotStatus::Failure };
+                self.raw.report_snapshot(to, status);
+            }
             Command::Step(m) => {
                 if let Err(e) = self.raw.step(*m) {
                     tracing::debug!("ignored raft message: {e}");
@@ -370,6 +386,22 @@ impl RaftNode {
             }
             if ss.raft_state != StateRole::Leader {
                 self.fail_reads(EtcdError::LeaderChanged);
+            }
+        }
+        if !rd.snapshot().is_empty() {
+            // The leader's state machine replaces ours; only once it is
+            // durable may the log move past it.
+            let snap = rd.snapshot().clone();
+            (self.install)(&snap)?;
+            let meta = snap.metadata.clone().unwrap_or_default();
+            self.store.apply_snapshot(meta.clone());
+            self.wal.mark_snapshot(SnapshotMark {
+                index: meta.index,
+                term: meta.term,
+                conf_state: meta.conf_state.clone().unwrap_or_default(),
+            })?;
+            if let Some(cs) = meta.conf_state {
+                self.store.set_conf_state(cs);
             }
         }
         self.hand_to_apply(rd.take_committed_entries());

@@ -27,21 +27,35 @@ impl Log {
     }
 }
 
+/// Produces a copy of the state machine for a follower that is too far
+/// behind: the encoded database, the applied index it reflects, and the
+/// configuration at that index.
+pub type Snapshotter = Arc<dyn Fn() -> Result<(Vec<u8>, u64, ConfState), String> + Send + Sync>;
+
 /// Shared between the Raft thread (writes) and raft-rs (reads).
 #[derive(Clone, Default)]
 pub struct LogStore {
     log: Arc<RwLock<Log>>,
+    snapshotter: Option<Snapshotter>,
 }
 
 impl LogStore {
     pub fn new(hard_state: HardState, snapshot: SnapshotMetadata, entries: Vec<Entry>) -> LogStore {
-        LogStore {
-            log: Arc::new(RwLock::new(Log {
-                hard_state,
-                snapshot,
-                entries,
-            })),
-        }
+        LogStore { log: Arc::new(RwLock::new(Log { hard_state, snapshot, entries })), snapshotter: None }
+    }
+
+    pub fn with_snapshotter(mut self, s: Snapshotter) -> LogStore {
+        self.snapshotter = Some(s);
+        self
+    }
+
+    /// After installing a snapshot from the leader: the log restarts after it.
+    pub fn apply_snapshot(&self, meta: SnapshotMetadata) {
+        let mut log = self.log.write();
+        log.hard_state.commit = log.hard_state.commit.max(meta.index);
+        log.hard_state.term = log.hard_state.term.max(meta.term);
+        log.entries.clear();
+        log.snapshot = meta;
     }
 
     /// Appends entries, dropping any conflicting tail first.
@@ -158,11 +172,22 @@ impl raft::Storage for LogStore {
         Ok(self.log.read().last_index())
     }
 
-    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        // Sending the state machine to a follower comes with multi-member support.
-        Err(raft::Error::Store(
-            StorageError::SnapshotTemporarilyUnavailable,
-        ))
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        let unavailable = || raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable);
+        let Some(make) = &self.snapshotter else { return Err(unavailable()) };
+        let (data, index, conf_state) = match make() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(to = format!("{to:x}"), "making a snapshot for a follower failed: {e}");
+                return Err(unavailable());
+            }
+        };
+        if index < request_index {
+            return Err(unavailable());
+        }
+        let term = self.term(index)?;
+        tracing::info!(to = format!("{to:x}"), index, bytes = data.len(), "sending database snapshot to a follower");
+        Ok(Snapshot { data, metadata: Some(SnapshotMetadata { conf_state: Some(conf_state), index, term }) })
     }
 }
 

@@ -35,16 +35,28 @@ pub struct Transport {
     peers: Mutex<HashMap<u64, Peer>>,
     /// Set once the Raft node exists; used to report unreachable peers.
     raft: OnceLock<RaftHandle>,
+    /// Peer traffic and round-trip metrics.
+    metrics: Arc<crate::metrics::Metrics>,
+    /// Opens the channel to a peer (TLS for `https` peer URLs).
+    dialer: Arc<crate::tls::PeerDialer>,
 }
 
 impl Transport {
-    pub fn new(me: u64, cluster_id: u64, runtime: tokio::runtime::Handle) -> Arc<Transport> {
+    pub fn new(
+        me: u64,
+        cluster_id: u64,
+        runtime: tokio::runtime::Handle,
+        metrics: Arc<crate::metrics::Metrics>,
+        dialer: Arc<crate::tls::PeerDialer>,
+    ) -> Arc<Transport> {
         Arc::new(Transport {
             me,
             cluster_id,
             runtime,
             peers: Mutex::new(HashMap::new()),
             raft: OnceLock::new(),
+            metrics,
+            dialer,
         })
     }
 
@@ -84,6 +96,7 @@ impl Transport {
         let peers = self.peers.lock();
         for m in msgs {
             let to = m.to;
+            let snapshot = is_snapshot(&m);
             let full = match peers.get(&to) {
                 Some(p) => p.tx.try_send(m).is_err(),
                 None => {
@@ -96,7 +109,17 @@ impl Transport {
             };
             if full {
                 self.report_unreachable(to);
+                if snapshot {
+                    self.report_snapshot_failed(to);
+                }
             }
+        }
+    }
+
+    /// raft-rs holds a follower in snapshot state until told how it went.
+    fn report_snapshot_failed(&self, id: u64) {
+        if let Some(r) = self.raft.get() {
+            r.report_snapshot(id, false);
         }
     }
 
@@ -128,7 +151,12 @@ impl Transport {
             let deadline = tokio::time::Instant::now() + backoff;
             loop {
                 match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Ok(Some(_)) => continue,
+                    Ok(Some(m)) => {
+                        if is_snapshot(&m) {
+                            self.report_snapshot_failed(to);
+                        }
+                        continue;
+                    }
                     Ok(None) => return,
                     Err(_) => break,
                 }
@@ -139,15 +167,14 @@ impl Transport {
 
     /// Streams batches until the connection fails or the queue closes.
     async fn stream_to(&self, to: u64, url: &str, rx: &mut mpsc::Receiver<Message>) -> Stream {
-        let endpoint = match tonic::transport::Endpoint::from_shared(url.to_string()) {
-            Ok(e) => e.connect_timeout(Duration::from_secs(1)).tcp_nodelay(true),
-            Err(e) => return Stream::Broken(format!("bad peer URL: {e}")),
-        };
-        let channel = match endpoint.connect().await {
+        let channel = match self.dialer.connect(url, Duration::from_secs(1)).await {
             Ok(c) => c,
-            Err(e) => return Stream::Broken(e.to_string()),
+            Err(e) => return Stream::Broken(e),
         };
         let (btx, brx) = mpsc::channel::<RaftBatch>(16);
+        // Times round trips over this connection for as long as it is used.
+        let _prober =
+            crate::metrics::peer::Prober::start(channel.clone(), to, self.metrics.clone());
         let mut client = RaftPeerClient::new(channel);
         let mut call = tokio::spawn(async move { client.send(ReceiverStream::new(brx)).await });
         loop {
@@ -158,24 +185,36 @@ impl Transport {
             let Some(first) = first else {
                 return Stream::QueueClosed;
             };
+            let mut snapshots = usize::from(is_snapshot(&first));
             let mut messages = vec![first.encode_to_vec()];
             while messages.len() < MAX_BATCH {
                 match rx.try_recv() {
-                    Ok(m) => messages.push(m.encode_to_vec()),
+                    Ok(m) => {
+                        snapshots += usize::from(is_snapshot(&m));
+                        messages.push(m.encode_to_vec());
+                    }
                     Err(_) => break,
                 }
             }
-            let batch = RaftBatch {
-                from: self.me,
-                to,
-                cluster_id: self.cluster_id,
-                messages,
-            };
-            if btx.send(batch).await.is_err() {
+            let batch = RaftBatch { from: self.me, to, cluster_id: self.cluster_id, messages };
+            let bytes = prost::Message::encoded_len(&batch);
+            self.metrics.peer_sent(to, bytes);
+            let sent = btx.send(batch).await.is_ok();
+            // raft-rs pauses a follower until it hears how its snapshot went.
+            if snapshots > 0 {
+                if let Some(r) = self.raft.get() {
+                    r.report_snapshot(to, sent);
+                }
+            }
+            if !sent {
                 return Stream::Broken("stream closed".into());
             }
         }
     }
+}
+
+fn is_snapshot(m: &Message) -> bool {
+    m.get_msg_type() == raft::prelude::MessageType::MsgSnapshot
 }
 
 enum Stream {

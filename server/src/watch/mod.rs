@@ -171,6 +171,15 @@ impl WatchHub {
             .collect()
     }
 
+    /// After the store jumped (a Raft snapshot was installed), every watcher
+    /// re-reads history from where it was.
+    pub fn resync_all(&self) {
+        for w in self.watchers.lock().values_mut() {
+            w.synced = false;
+        }
+        self.wake.notify_one();
+    }
+
     pub fn count(&self) -> usize {
         self.watchers.lock().len()
     }
