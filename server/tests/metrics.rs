@@ -42,6 +42,17 @@ const REFERENCE: &[(&str, &str)] = &[
     ("etcd_debugging_mvcc_db_total_size_in_bytes", "gauge"),
     ("etcd_network_client_grpc_received_bytes_total", "counter"),
     ("etcd_network_client_grpc_sent_bytes_total", "counter"),
+    ("etcd_cluster_version", "gauge"),
+    ("etcd_debugging_mvcc_current_revision", "gauge"),
+    ("etcd_debugging_mvcc_compact_revision", "gauge"),
+    ("process_cpu_seconds_total", "counter"),
+    ("process_resident_memory_bytes", "gauge"),
+    ("process_virtual_memory_bytes", "gauge"),
+    ("process_start_time_seconds", "gauge"),
+    ("process_open_fds", "gauge"),
+    ("process_max_fds", "gauge"),
+    ("os_fd_used", "gauge"),
+    ("os_fd_limit", "gauge"),
 ];
 
 /// Series seed 004's alert rules and dashboard query on any member.
@@ -136,11 +147,13 @@ fn every_reference_metric_has_etcds_type_and_a_sensible_value() {
     assert_eq!(m.must("etcd_server_is_leader", &[]), 1.0);
     assert_eq!(m.must("etcd_server_is_learner", &[]), 0.0);
     assert_eq!(m.must("etcd_server_leader_changes_seen_total", &[]), 1.0);
-    assert_eq!(
-        m.must("etcd_debugging_mvcc_keys_total", &[]),
-        4.0,
-        "live keys"
-    );
+    let keys = m.must("etcd_debugging_mvcc_keys_total", &[]);
+    assert_eq!(keys, 4.0, "live keys");
+    let revision = m.must("etcd_debugging_mvcc_current_revision", &[]);
+    assert_eq!(revision, s.revision() as f64);
+    assert_eq!(m.must("etcd_debugging_mvcc_compact_revision", &[]), -1.0);
+    assert!(m.must("process_resident_memory_bytes", &[]) > 0.0);
+    assert!(m.must("process_open_fds", &[]) > 0.0);
     assert!(m.must("etcd_mvcc_put_total", &[]) >= 5.0);
     assert!(m.must("etcd_mvcc_delete_total", &[]) >= 1.0);
     assert!(m.must("etcd_mvcc_range_total", &[]) >= 1.0);

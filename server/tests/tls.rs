@@ -22,20 +22,38 @@ fn etcdctl_with_client_certificates_over_https_next_to_http() {
     let tls = client_flags(&ca, &client);
     let http_port = free_port();
     let http = format!("http://127.0.0.1:{http_port}");
+    let metrics_port = free_port();
+    let metrics = format!("https://127.0.0.1:{metrics_port}");
     let s = Server::start(
         &http,
         &[
-            "--cert-file", server.crt(), "--key-file", server.key(),
-            "--trusted-ca-file", ca.crt(), "--client-cert-auth",
+            "--cert-file",
+            server.crt(),
+            "--key-file",
+            server.key(),
+            "--trusted-ca-file",
+            ca.crt(),
+            "--client-cert-auth",
+            "--listen-metrics-urls",
+            &metrics,
         ],
         &tls,
     );
     let https = s.endpoint();
 
-    assert_eq!(etcdctl_ok(&https, &tls, &["put", "greeting", "hello"]), "OK\n");
-    assert_eq!(etcdctl_ok(&https, &tls, &["get", "greeting"]), "greeting\nhello\n");
+    assert_eq!(
+        etcdctl_ok(&https, &tls, &["put", "greeting", "hello"]),
+        "OK\n"
+    );
+    assert_eq!(
+        etcdctl_ok(&https, &tls, &["get", "greeting"]),
+        "greeting\nhello\n"
+    );
     // The plain listener next to it serves the same data without TLS.
-    assert_eq!(etcdctl_ok(&http, &[], &["get", "greeting"]), "greeting\nhello\n");
+    assert_eq!(
+        etcdctl_ok(&http, &[], &["get", "greeting"]),
+        "greeting\nhello\n"
+    );
 
     let table = etcdctl_ok(&https, &tls, &["endpoint", "status", "-w", "table"]);
     let (header, rows) = common::parse_table(&table);
@@ -57,12 +75,23 @@ fn etcdctl_with_client_certificates_over_https_next_to_http() {
     assert!(resp.contains(r#""etcdserver":"#), "{resp}");
     let resp = https_get(s.https_port, "/metrics", &ca, &client);
     assert!(resp.contains("etcd_server_has_leader 1"), "{resp}");
+    // An https --listen-metrics-urls uses the client certificate settings.
+    let resp = https_get(metrics_port, "/metrics", &ca, &client);
+    assert!(resp.contains("etcd_server_has_leader 1"), "{resp}");
 
     if is_ballast() {
         let log = s.log();
-        let secure = format!("\"serving client traffic securely\",\"address\":\"127.0.0.1:{}\"", s.https_port);
+        let secure = format!(
+            "\"serving client traffic securely\",\"address\":\"127.0.0.1:{}\"",
+            s.https_port
+        );
         assert!(log.contains(&secure), "{log}");
-        assert!(log.contains(&format!("serving insecure client requests on 127.0.0.1:{http_port}")), "{log}");
+        assert!(
+            log.contains(&format!(
+                "serving insecure client requests on 127.0.0.1:{http_port}"
+            )),
+            "{log}"
+        );
     }
 }
 
@@ -77,7 +106,14 @@ fn clients_without_a_trusted_certificate_are_refused() {
     // A trusted CA file alone already requires client certificates, as in etcd.
     let s = Server::start(
         "",
-        &["--cert-file", server.crt(), "--key-file", server.key(), "--trusted-ca-file", ca.crt()],
+        &[
+            "--cert-file",
+            server.crt(),
+            "--key-file",
+            server.key(),
+            "--trusted-ca-file",
+            ca.crt(),
+        ],
         &client_flags(&ca, &client),
     );
     let eps = s.endpoint();
@@ -89,7 +125,10 @@ fn clients_without_a_trusted_certificate_are_refused() {
     assert!(!ok, "a client certificate from another CA was accepted");
     assert!(err.contains("Error:"), "{err}");
     // Nothing was written by the refused clients.
-    assert_eq!(etcdctl_ok(&eps, &client_flags(&ca, &client), &["get", "k"]), "");
+    assert_eq!(
+        etcdctl_ok(&eps, &client_flags(&ca, &client), &["get", "k"]),
+        ""
+    );
 
     if is_ballast() {
         let log = s.log();
@@ -110,83 +149,165 @@ fn revoked_client_certificates_are_refused_and_the_crl_is_reread() {
     let s = Server::start(
         "",
         &[
-            "--cert-file", server.crt(), "--key-file", server.key(),
-            "--trusted-ca-file", ca.crt(), "--client-cert-auth",
-            "--client-crl-file", crl.to_str().expect("utf-8 path"),
+            "--cert-file",
+            server.crt(),
+            "--key-file",
+            server.key(),
+            "--trusted-ca-file",
+            ca.crt(),
+            "--client-cert-auth",
+            "--client-crl-file",
+            crl.to_str().expect("utf-8 path"),
         ],
         &client_flags(&ca, &alice),
     );
     let eps = s.endpoint();
-    assert_eq!(etcdctl_ok(&eps, &client_flags(&ca, &alice), &["put", "k", "by-alice"]), "OK\n");
+    assert_eq!(
+        etcdctl_ok(&eps, &client_flags(&ca, &alice), &["put", "k", "by-alice"]),
+        "OK\n"
+    );
 
     // Revoking alice takes effect for her next connection, without a restart.
     ca.crl(Some(&alice));
     wait_for("alice's revoked certificate to be refused", || {
         !etcdctl(&eps, &client_flags(&ca, &alice), &["get", "k"]).0
     });
-    assert_eq!(etcdctl_ok(&eps, &client_flags(&ca, &bob), &["get", "k"]), "k\nby-alice\n");
+    assert_eq!(
+        etcdctl_ok(&eps, &client_flags(&ca, &bob), &["get", "k"]),
+        "k\nby-alice\n"
+    );
     if is_ballast() {
         let log = s.log();
         assert!(log.contains("invalid peer certificate: Revoked"), "{log}");
     }
 }
 
+/// Copies `src` over `dst` through a temporary file and a rename, as cert-manager and most
+/// renewal tools replace files.
+fn replace(src: &std::path::Path, dst: &std::path::Path) {
+    let tmp = dst.with_extension("tmp");
+    std::fs::copy(src, &tmp).expect("copy renewed file");
+    std::fs::rename(&tmp, dst).expect("install renewed file");
+}
+
+fn utf8(p: &std::path::Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
 #[test]
-fn renewed_certificates_and_ca_bundles_take_effect_without_a_restart() {
+fn a_renewed_server_certificate_is_served_to_new_connections() {
+    let pki = tempfile::tempdir().expect("tempdir");
+    let ca = Ca::new(pki.path(), "ca");
+    let first = ca.issue("server", "etcd");
+    let client = ca.issue("client", "root");
+    let live = pki.path().join("live");
+    std::fs::create_dir(&live).expect("mkdir");
+    let (crt, key) = (live.join("server.crt"), live.join("server.key"));
+    replace(&first.crt, &crt);
+    replace(&first.key, &key);
+    let tls = client_flags(&ca, &client);
+    let s = Server::start(
+        "",
+        &[
+            "--cert-file",
+            utf8(&crt),
+            "--key-file",
+            utf8(&key),
+            "--trusted-ca-file",
+            ca.crt(),
+            "--client-cert-auth",
+        ],
+        &tls,
+    );
+    let before = served_certificate(s.https_port, &ca, &client).expect("handshake");
+    assert!(
+        before.contains("CN = etcd\n") || before.contains("CN=etcd\n"),
+        "{before}"
+    );
+
+    // Renew: a new certificate (new serial and subject) and key written over the old files.
+    let renewed = ca.issue("renewed", "etcd-renewed");
+    replace(&renewed.key, &key);
+    replace(&renewed.crt, &crt);
+    let mut after = String::new();
+    wait_for("the renewed certificate to be served", || {
+        after = served_certificate(s.https_port, &ca, &client).unwrap_or_default();
+        after.contains("etcd-renewed")
+    });
+    let serial = |s: &str| {
+        s.lines()
+            .find(|l| l.starts_with("serial="))
+            .map(String::from)
+    };
+    assert!(serial(&after).is_some(), "{after}");
+    assert_ne!(serial(&before), serial(&after), "{before}\n{after}");
+    assert_eq!(etcdctl_ok(&s.endpoint(), &tls, &["put", "k", "v"]), "OK\n");
+}
+
+#[test]
+fn a_changed_ca_bundle_is_trusted_without_a_restart() {
     if !is_ballast() {
         return; // etcd 3.4 reads its trusted CA file once
     }
     let pki = tempfile::tempdir().expect("tempdir");
     let ca = Ca::new(pki.path(), "ca");
     let new_ca = Ca::new(pki.path(), "new-ca");
-    let live = pki.path().join("live");
-    std::fs::create_dir(&live).expect("mkdir");
-    let first = ca.issue("server", "etcd");
+    let server = ca.issue("server", "etcd");
     let client = ca.issue("client", "root");
-    let (crt, key, bundle) = (live.join("server.crt"), live.join("server.key"), live.join("ca.crt"));
-    std::fs::copy(&first.crt, &crt).expect("install cert");
-    std::fs::copy(&first.key, &key).expect("install key");
-    std::fs::copy(&ca.crt, &bundle).expect("install CA");
-    let path = |p: &std::path::Path| p.to_str().expect("utf-8 path").to_string();
-    let (crt_s, key_s, bundle_s) = (path(&crt), path(&key), path(&bundle));
+    let newcomer = new_ca.issue("newcomer", "newcomer");
+    let bundle = pki.path().join("bundle.crt");
+    replace(&ca.crt, &bundle);
     let s = Server::start(
         "",
-        &["--cert-file", &crt_s, "--key-file", &key_s, "--trusted-ca-file", &bundle_s, "--client-cert-auth"],
+        &[
+            "--cert-file",
+            server.crt(),
+            "--key-file",
+            server.key(),
+            "--trusted-ca-file",
+            utf8(&bundle),
+            "--client-cert-auth",
+        ],
         &client_flags(&ca, &client),
     );
-    let before = served_certificate(s.https_port, &ca, &client).expect("handshake");
-    assert!(before.contains("CN = etcd\n") || before.contains("CN=etcd\n"), "{before}");
-
-    // Renew: a new certificate (new serial and subject) and key written over the old files.
-    let renewed = ca.issue("renewed", "etcd-renewed");
-    std::fs::copy(&renewed.crt, &crt).expect("renew cert");
-    std::fs::copy(&renewed.key, &key).expect("renew key");
-    let mut after = String::new();
-    wait_for("the renewed certificate to be served", || {
-        after = served_certificate(s.https_port, &ca, &client).unwrap_or_default();
-        after.contains("etcd-renewed")
-    });
-    let serial = |s: &str| s.lines().find(|l| l.starts_with("serial=")).map(String::from);
-    assert_ne!(serial(&before), serial(&after), "{before}\n{after}");
-    assert!(serial(&after).is_some(), "{after}");
-    assert_eq!(etcdctl_ok(&s.endpoint(), &client_flags(&ca, &client), &["put", "k", "v"]), "OK\n");
-
-    // A client of a new CA is refused until the CA bundle on disk includes it.
-    let newcomer = new_ca.issue("newcomer", "newcomer");
+    // A client of the new CA is refused until the bundle on disk includes that CA.
     let flags = client_flags(&ca, &newcomer);
-    assert!(!etcdctl(&s.endpoint(), &flags, &["get", "k"]).0, "untrusted CA accepted");
-    let both = [std::fs::read(&ca.crt).expect("ca"), std::fs::read(&new_ca.crt).expect("new ca")].concat();
-    std::fs::write(live.join("bundle.tmp"), both).expect("write bundle");
-    std::fs::rename(live.join("bundle.tmp"), &bundle).expect("install bundle");
-    wait_for("the new CA to be trusted", || etcdctl(&s.endpoint(), &flags, &["get", "k"]).0);
-    assert!(s.log().contains("reloaded the client trusted CA"), "{}", s.log());
+    assert!(
+        !etcdctl(&s.endpoint(), &flags, &["get", "k"]).0,
+        "untrusted CA accepted"
+    );
+    let both = [
+        std::fs::read(&ca.crt).expect("ca"),
+        std::fs::read(&new_ca.crt).expect("new ca"),
+    ]
+    .concat();
+    let staged = pki.path().join("bundle.new");
+    std::fs::write(&staged, both).expect("write bundle");
+    replace(&staged, &bundle);
+    wait_for("the new CA to be trusted", || {
+        etcdctl(&s.endpoint(), &flags, &["get", "k"]).0
+    });
+    assert!(etcdctl(&s.endpoint(), &client_flags(&ca, &client), &["get", "k"]).0);
+    assert!(
+        s.log().contains("reloaded the client trusted CA"),
+        "{}",
+        s.log()
+    );
 }
 
 /// Whether `openssl s_client` with `args` completes a handshake with the server.
 fn handshakes(port: u16, ca: &Ca, client: &Cert, args: &[&str]) -> bool {
     std::process::Command::new("openssl")
         .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
-        .args(["-CAfile", ca.crt(), "-cert", client.crt(), "-key", client.key(), "-verify_return_error"])
+        .args([
+            "-CAfile",
+            ca.crt(),
+            "-cert",
+            client.crt(),
+            "-key",
+            client.key(),
+            "-verify_return_error",
+        ])
         .args(args)
         .stdin(std::process::Stdio::null())
         .output()
@@ -203,22 +324,48 @@ fn tls_versions_and_cipher_suites_are_enforced() {
     let server = ca.issue("server", "etcd");
     let client = ca.issue("client", "root");
     let tls = client_flags(&ca, &client);
-    let base = ["--cert-file", server.crt(), "--key-file", server.key(), "--trusted-ca-file", ca.crt()];
+    let base = [
+        "--cert-file",
+        server.crt(),
+        "--key-file",
+        server.key(),
+        "--trusted-ca-file",
+        ca.crt(),
+    ];
 
     let mut flags = base.to_vec();
     flags.extend(["--tls-min-version", "TLS1.3"]);
     let s = Server::start("", &flags, &tls);
     assert!(handshakes(s.https_port, &ca, &client, &["-tls1_3"]));
-    assert!(!handshakes(s.https_port, &ca, &client, &["-tls1_2"]), "TLS 1.2 accepted");
+    assert!(
+        !handshakes(s.https_port, &ca, &client, &["-tls1_2"]),
+        "TLS 1.2 accepted"
+    );
     drop(s);
 
     let mut flags = base.to_vec();
-    flags.extend(["--tls-max-version", "TLS1.2", "--cipher-suites", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"]);
+    flags.extend([
+        "--tls-max-version",
+        "TLS1.2",
+        "--cipher-suites",
+        "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+    ]);
     let s = Server::start("", &flags, &tls);
-    assert!(!handshakes(s.https_port, &ca, &client, &["-tls1_3"]), "TLS 1.3 accepted");
-    assert!(handshakes(s.https_port, &ca, &client, &["-cipher", "ECDHE-RSA-AES128-GCM-SHA256"]));
+    assert!(
+        !handshakes(s.https_port, &ca, &client, &["-tls1_3"]),
+        "TLS 1.3 accepted"
+    );
+    assert!(handshakes(
+        s.https_port,
+        &ca,
+        &client,
+        &["-cipher", "ECDHE-RSA-AES128-GCM-SHA256"]
+    ));
     let other = ["-cipher", "ECDHE-RSA-AES256-GCM-SHA384"];
-    assert!(!handshakes(s.https_port, &ca, &client, &other), "unlisted suite accepted");
+    assert!(
+        !handshakes(s.https_port, &ca, &client, &other),
+        "unlisted suite accepted"
+    );
     assert_eq!(etcdctl_ok(&s.endpoint(), &tls, &["put", "k", "v"]), "OK\n");
 }
 
@@ -229,30 +376,53 @@ fn auto_tls_encrypts_both_ports_with_generated_certificates() {
     }
     let peer_port = free_port();
     let peer = format!("https://127.0.0.1:{peer_port}");
-    let insecure = ["--insecure-skip-tls-verify"];
+    let insecure = ["--insecure-transport=false", "--insecure-skip-tls-verify"];
     let s = Server::start(
         "",
         &[
-            "--auto-tls", "--peer-auto-tls",
-            "--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer,
-            "--initial-cluster", &format!("tls={peer}"),
+            "--auto-tls",
+            "--peer-auto-tls",
+            "--listen-peer-urls",
+            &peer,
+            "--initial-advertise-peer-urls",
+            &peer,
+            "--initial-cluster",
+            &format!("tls={peer}"),
         ],
         &insecure,
     );
-    assert_eq!(etcdctl_ok(&s.endpoint(), &insecure, &["put", "k", "v"]), "OK\n");
+    assert_eq!(
+        etcdctl_ok(&s.endpoint(), &insecure, &["put", "k", "v"]),
+        "OK\n"
+    );
     let fixtures = s.dir.path().join("data").join("fixtures");
     for side in ["client", "peer"] {
-        assert!(fixtures.join(side).join("cert.pem").is_file(), "{side} certificate generated");
-        assert!(fixtures.join(side).join("key.pem").is_file(), "{side} key generated");
+        assert!(
+            fixtures.join(side).join("cert.pem").is_file(),
+            "{side} certificate generated"
+        );
+        assert!(
+            fixtures.join(side).join("key.pem").is_file(),
+            "{side} key generated"
+        );
     }
     // The peer port speaks TLS with the generated certificate (organization etcd).
     let out = std::process::Command::new("openssl")
-        .args(["s_client", "-connect", &format!("127.0.0.1:{peer_port}"), "-alpn", "h2"])
+        .args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{peer_port}"),
+            "-alpn",
+            "h2",
+        ])
         .stdin(std::process::Stdio::null())
         .output()
         .expect("run openssl s_client");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("O = etcd") || text.contains("O=etcd"), "{text}");
+    assert!(
+        text.contains("O = etcd") || text.contains("O=etcd"),
+        "{text}"
+    );
     // A client can't get in without skipping verification: the certificate is self-signed.
     assert!(!etcdctl(&s.endpoint(), &[], &["get", "k"]).0);
 }
@@ -296,6 +466,9 @@ fn unusable_tls_settings_stop_the_member_with_the_flag_named() {
         let mut s = Server::spawn("", &flags);
         let (status, log) = s.wait_exit();
         assert!(!status.success(), "{flags:?} started");
-        assert!(log.contains(&expected), "{flags:?}: expected {expected:?} in:\n{log}");
+        assert!(
+            log.contains(&expected),
+            "{flags:?}: expected {expected:?} in:\n{log}"
+        );
     }
 }

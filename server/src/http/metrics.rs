@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 
-use crate::metrics::{ServerIdLabels, VersionLabels};
+use crate::metrics::{ClusterVersionLabels, ServerIdLabels, VersionLabels};
 use crate::server::EtcdServer;
 
 pub async fn metrics(State(s): State<Arc<EtcdServer>>) -> impl IntoResponse {
@@ -45,9 +45,21 @@ fn sample(s: &EtcdServer) {
             server_id: format!("{:x}", s.member_id),
         })
         .set(1);
+    let version = &s.cfg.emulated_etcd_version;
     m.server_version
         .get_or_create(&VersionLabels {
-            server_version: s.cfg.emulated_etcd_version.clone(),
+            server_version: version.clone(),
         })
         .set(1);
+    // The cluster runs at the emulated major.minor, as /version reports.
+    let cluster_version = version.split('.').take(2).collect::<Vec<_>>().join(".");
+    m.cluster_version
+        .get_or_create(&ClusterVersionLabels { cluster_version })
+        .set(1);
+    m.current_revision.set(s.store.current_revision());
+    // etcd reports -1 until the first compaction.
+    let compacted = s.store.compact_revision();
+    m.compact_revision
+        .set(if compacted == 0 { -1 } else { compacted });
+    m.process.sample();
 }

@@ -79,6 +79,28 @@ impl axum::serve::Listener for ClientListener {
     }
 }
 
+/// Serves `app` over TLS with the client certificate settings, which etcd also uses for
+/// https --listen-metrics-urls.
+fn spawn_tls(
+    s: &EtcdServer,
+    u: &url::Url,
+    listener: TcpListener,
+    app: axum::Router,
+) -> Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+    let acceptor = s.tls.client.as_ref().ok_or_else(|| {
+        Error::Other(format!(
+            "{u}: no client TLS configured (--cert-file, --key-file or --auto-tls)"
+        ))
+    })?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| Error::io(format!("listen on {u}"), e))?;
+    let ready = acceptor.spawn(listener);
+    Ok(tokio::spawn(async move {
+        axum::serve(TlsClientListener { ready, local }, app).await
+    }))
+}
+
 /// Binds every --listen-client-urls address and serves on it.
 pub async fn serve_clients(s: Arc<EtcdServer>) -> Result<()> {
     let app = crate::api::routes(&s)
@@ -93,19 +115,12 @@ pub async fn serve_clients(s: Arc<EtcdServer>) -> Result<()> {
         tracing::info!(address = %addr, "ready to serve client requests");
         let app = app.clone();
         if u.scheme() == "https" {
-            let acceptor = s.tls.client.as_ref().ok_or_else(|| {
-                Error::Other(format!("{u}: no client TLS configured (--cert-file, --key-file or --auto-tls)"))
-            })?;
-            let local = listener
-                .local_addr()
-                .map_err(|e| Error::io(format!("listen on {u}"), e))?;
-            let ready = acceptor.spawn(listener);
+            tasks.push(spawn_tls(&s, u, listener, app)?);
             tracing::info!(address = %addr, "serving client traffic securely");
-            tasks.push(tokio::spawn(async move {
-                axum::serve(TlsClientListener { ready, local }, app).await
-            }));
         } else {
-            tracing::warn!("serving insecure client requests on {addr}, this is strongly discouraged!");
+            tracing::warn!(
+                "serving insecure client requests on {addr}, this is strongly discouraged!"
+            );
             tasks.push(tokio::spawn(async move {
                 axum::serve(ClientListener(listener), app).await
             }));
@@ -118,9 +133,13 @@ pub async fn serve_clients(s: Arc<EtcdServer>) -> Result<()> {
             .map_err(|e| Error::io(format!("listen on {u}"), e))?;
         tracing::info!(address = %addr, "serving metrics");
         let app = crate::http::metrics_router(s.clone());
-        tasks.push(tokio::spawn(
-            async move { axum::serve(listener, app).await },
-        ));
+        if u.scheme() == "https" {
+            tasks.push(spawn_tls(&s, u, listener, app)?);
+        } else {
+            tasks.push(tokio::spawn(
+                async move { axum::serve(listener, app).await },
+            ));
+        }
     }
     for t in tasks {
         match t.await {

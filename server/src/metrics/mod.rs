@@ -9,6 +9,7 @@ pub mod grpc;
 mod grpc_methods;
 pub mod leader;
 pub mod peer;
+pub mod process;
 mod text;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -44,6 +45,11 @@ pub struct ServerIdLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VersionLabels {
     pub server_version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClusterVersionLabels {
+    pub cluster_version: String,
 }
 
 /// etcd labels peer metrics `To` / `From` (capitalised), which a derived
@@ -82,6 +88,9 @@ pub struct Metrics {
     pub txn_total: Counter,
     pub server_id: Family<ServerIdLabels, Gauge>,
     pub server_version: Family<VersionLabels, Gauge>,
+    pub cluster_version: Family<ClusterVersionLabels, Gauge>,
+    pub current_revision: Gauge,
+    pub compact_revision: Gauge,
     /// Ballast's own version, beside the emulated etcd version above.
     pub ballast_version: Family<VersionLabels, Gauge>,
     pub grpc_started: Family<GrpcLabels, Counter>,
@@ -91,6 +100,7 @@ pub struct Metrics {
     pub peer_sent_bytes: Family<PeerLabel, Counter>,
     pub peer_received_bytes: Family<PeerLabel, Counter>,
     pub peer_rtt: HistogramFamily<PeerLabel>,
+    pub process: process::ProcessMetrics,
 }
 
 /// etcd's disk latency buckets: 1 ms doubling up to 8 s.
@@ -143,6 +153,9 @@ impl Default for Metrics {
             txn_total: reg!("etcd_mvcc_txn", "Total number of txns seen by this member", Counter::default()),
             server_id: reg!("etcd_server_id", "Server or member ID in hexadecimal format. 1 for 'server_id' label with current ID", Family::default()),
             server_version: reg!("etcd_server_version", "Which version is running. 1 for 'server_version' label with current version", Family::default()),
+            cluster_version: reg!("etcd_cluster_version", "Which version is running. 1 for 'cluster_version' label with current cluster version", Family::default()),
+            current_revision: reg!("etcd_debugging_mvcc_current_revision", "The current revision of store", Gauge::default()),
+            compact_revision: reg!("etcd_debugging_mvcc_compact_revision", "The revision of the last compaction in store", Gauge::default()),
             ballast_version: reg!("ballast_server_version", "Which Ballast version is running. 1 for 'server_version' label with current version", Family::default()),
             grpc_started: reg!("grpc_server_started", "Total number of RPCs started on the server", Family::default()),
             grpc_handled: reg!("grpc_server_handled", "Total number of RPCs completed on the server, regardless of success or failure", Family::default()),
@@ -151,6 +164,7 @@ impl Default for Metrics {
             peer_sent_bytes: reg!("etcd_network_peer_sent_bytes", "The total number of bytes sent to peers", Family::default()),
             peer_received_bytes: reg!("etcd_network_peer_received_bytes", "The total number of bytes received from peers", Family::default()),
             peer_rtt: reg!("etcd_network_peer_round_trip_time_seconds", "Round-Trip-Time histogram between peers", HistogramFamily::new_with_constructor(rtt_buckets as fn() -> Histogram)),
+            process: process::ProcessMetrics::register(&mut r),
             registry: r,
         };
         grpc::initialize(&metrics);

@@ -32,7 +32,11 @@ impl KeyPair {
     }
 }
 
-fn load(cert: &FlagFile, key: &FlagFile, provider: &CryptoProvider) -> Result<Arc<CertifiedKey>, String> {
+fn load(
+    cert: &FlagFile,
+    key: &FlagFile,
+    provider: &CryptoProvider,
+) -> Result<Arc<CertifiedKey>, String> {
     let chain = pem::certificates(cert)?;
     let der = pem::private_key(key)?;
     match CertifiedKey::from_der(chain, der, provider) {

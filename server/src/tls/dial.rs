@@ -27,13 +27,18 @@ pub struct PeerDialer {
 impl PeerDialer {
     /// A connected channel to a peer URL (`http://` or `https://`).
     pub async fn connect(&self, url: &str, timeout: Duration) -> Result<Channel, String> {
-        let uri: Uri = url.parse().map_err(|e| format!("bad peer URL {url}: {e}"))?;
+        let uri: Uri = url
+            .parse()
+            .map_err(|e| format!("bad peer URL {url}: {e}"))?;
         match uri.scheme_str() {
             Some("https") => {
                 let authority = uri
                     .authority()
                     .ok_or_else(|| format!("peer URL {url} has no host"))?;
-                let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+                let host = authority
+                    .host()
+                    .trim_start_matches('[')
+                    .trim_end_matches(']');
                 let name = ServerName::try_from(host.to_string())
                     .map_err(|e| format!("peer URL {url}: {e}"))?;
                 let port = authority.port_u16().unwrap_or(443);
@@ -82,8 +87,11 @@ struct TlsConnector {
     port: u16,
 }
 
-type Connecting =
-    Pin<Box<dyn Future<Output = io::Result<TokioIo<tokio_rustls::client::TlsStream<TcpStream>>>> + Send>>;
+type Connecting = Pin<
+    Box<
+        dyn Future<Output = io::Result<TokioIo<tokio_rustls::client::TlsStream<TcpStream>>>> + Send,
+    >,
+>;
 
 impl tower::Service<Uri> for TlsConnector {
     type Response = TokioIo<tokio_rustls::client::TlsStream<TcpStream>>;

@@ -53,10 +53,12 @@ impl Allowed {
             }
         }
         if let Some(host) = &self.hostname {
-            let valid = ServerName::try_from(host.as_str()).ok().is_some_and(|name| {
-                ParsedCertificate::try_from(leaf)
-                    .is_ok_and(|p| rustls::client::verify_server_name(&p, &name).is_ok())
-            });
+            let valid = ServerName::try_from(host.as_str())
+                .ok()
+                .is_some_and(|name| {
+                    ParsedCertificate::try_from(leaf)
+                        .is_ok_and(|p| rustls::client::verify_server_name(&p, &name).is_ok())
+                });
             if valid {
                 return Ok(());
             }

@@ -42,7 +42,7 @@ use verify::{ClientVerifier, Roots, ServerVerifier};
 
 /// The TLS side of a member, built once at startup from its flags.
 pub struct Tls {
-    /// Serves `https` client URLs; `None` when there are none.
+    /// Serves `https` client (and metrics) URLs; `None` when there are none.
     pub client: Option<Acceptor>,
     /// Serves `https` peer URLs; `None` when there are none.
     pub peer: Option<Acceptor>,
@@ -96,7 +96,11 @@ struct Pair {
 
 fn build(cfg: &Config) -> std::result::Result<Tls, String> {
     let crypto = suites::crypto(cfg)?;
-    let client_https = cfg.listen_client_urls.iter().any(|u| u.scheme() == "https");
+    let client_https = cfg
+        .listen_client_urls
+        .iter()
+        .chain(&cfg.listen_metrics_urls)
+        .any(|u| u.scheme() == "https");
     let peer_https = cfg.listen_peer_urls.iter().any(|u| u.scheme() == "https");
     let client_pair = pair(cfg, &cfg.client_tls, Side::Client, &cfg.listen_client_urls)?;
     let peer_pair = pair(cfg, &cfg.peer_tls, Side::Peer, &cfg.listen_peer_urls)?;
@@ -111,7 +115,14 @@ fn build(cfg: &Config) -> std::result::Result<Tls, String> {
     };
     let peer = match (&peer_pair, peer_https) {
         (Some(p), true) => {
-            let config = server_config(&cfg.peer_tls, Side::Peer, p, peer_allowed(cfg), &crypto, false)?;
+            let config = server_config(
+                &cfg.peer_tls,
+                Side::Peer,
+                p,
+                peer_allowed(cfg),
+                &crypto,
+                false,
+            )?;
             let check_san = !cfg.peer_tls.skip_client_san_verification;
             Some(accept::acceptor(config, check_san))
         }
@@ -194,7 +205,9 @@ fn server_config(
         let verifier = ClientVerifier::new(
             &format!("{} trusted CA", side.name()),
             FlagFile::new(format!("{p}trusted-ca-file"), ca),
-            tls.crl_file.as_ref().map(|c| FlagFile::new(side.crl_flag(), c)),
+            tls.crl_file
+                .as_ref()
+                .map(|c| FlagFile::new(side.crl_flag(), c)),
             allowed,
             crypto.provider.clone(),
         )?;

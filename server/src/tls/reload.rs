@@ -81,7 +81,10 @@ impl<T: Clone> Reloading<T> {
                     state.failed = None;
                 }
                 Err(e) => {
-                    tracing::warn!("reloading the {} failed, keeping the previous one: {e}", self.what);
+                    tracing::warn!(
+                        "reloading the {} failed, keeping the previous one: {e}",
+                        self.what
+                    );
                     state.failed = Some(now);
                 }
             }

@@ -23,7 +23,8 @@ fn supported(name: &str) -> Option<SupportedCipherSuite> {
     Some(match name {
         "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256" => cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
         "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384" => cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-        "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256" | "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305" => {
+        "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"
+        | "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305" => {
             cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
         }
         "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256" => cs::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
@@ -114,7 +115,10 @@ pub fn crypto(cfg: &Config) -> Result<Crypto, String> {
     Ok(Crypto {
         names: cfg.cipher_suites.clone(),
         provider: Arc::new(provider(&cfg.cipher_suites)?),
-        versions: versions(cfg.tls_min_version.as_deref(), cfg.tls_max_version.as_deref()),
+        versions: versions(
+            cfg.tls_min_version.as_deref(),
+            cfg.tls_max_version.as_deref(),
+        ),
     })
 }
 
@@ -125,24 +129,48 @@ mod tests {
     #[test]
     fn go_names_map_to_rustls_suites_and_keep_tls13() {
         let p = provider(&["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256".into()]).expect("known suite");
-        let names: Vec<String> = p.cipher_suites.iter().map(|s| format!("{:?}", s.suite())).collect();
-        assert!(names.contains(&"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256".to_string()), "{names:?}");
-        assert!(names.contains(&"TLS13_AES_128_GCM_SHA256".to_string()), "{names:?}");
-        assert!(!names.contains(&"TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384".to_string()), "{names:?}");
+        let names: Vec<String> = p
+            .cipher_suites
+            .iter()
+            .map(|s| format!("{:?}", s.suite()))
+            .collect();
+        assert!(
+            names.contains(&"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256".to_string()),
+            "{names:?}"
+        );
+        assert!(
+            names.contains(&"TLS13_AES_128_GCM_SHA256".to_string()),
+            "{names:?}"
+        );
+        assert!(
+            !names.contains(&"TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384".to_string()),
+            "{names:?}"
+        );
         assert_eq!(p.cipher_suites.len(), 4, "{names:?}");
     }
 
     #[test]
     fn unknown_and_unsupported_names_are_refused_by_name() {
-        let e = provider(&["TLS_BOGUS".into()]).err().expect("unknown suite refused");
-        assert_eq!(e, "--cipher-suites: unexpected TLS cipher suite \"TLS_BOGUS\"");
-        let e = provider(&["TLS_RSA_WITH_AES_128_CBC_SHA".into()]).err().expect("CBC refused");
-        assert!(e.contains("\"TLS_RSA_WITH_AES_128_CBC_SHA\" is not supported"), "{e}");
+        let e = provider(&["TLS_BOGUS".into()]).expect_err("unknown suite refused");
+        assert_eq!(
+            e,
+            "--cipher-suites: unexpected TLS cipher suite \"TLS_BOGUS\""
+        );
+        let e = provider(&["TLS_RSA_WITH_AES_128_CBC_SHA".into()]).expect_err("CBC refused");
+        assert!(
+            e.contains("\"TLS_RSA_WITH_AES_128_CBC_SHA\" is not supported"),
+            "{e}"
+        );
     }
 
     #[test]
     fn version_bounds() {
-        let v = |lo, hi| versions(lo, hi).iter().map(|v| format!("{:?}", v.version)).collect::<Vec<_>>();
+        let v = |lo, hi| {
+            versions(lo, hi)
+                .iter()
+                .map(|v| format!("{:?}", v.version))
+                .collect::<Vec<_>>()
+        };
         assert_eq!(v(None, None), ["TLSv1_2", "TLSv1_3"]);
         assert_eq!(v(Some("TLS1.3"), None), ["TLSv1_3"]);
         assert_eq!(v(Some("TLS1.2"), Some("TLS1.2")), ["TLSv1_2"]);

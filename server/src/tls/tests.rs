@@ -28,7 +28,12 @@ fn openssl(dir: &Path, args: &[&str]) {
 /// A self-signed certificate for the key in `key`, written to `cert`.
 fn self_signed_for(dir: &Path, key: &str, cert: &str, cn: &str) {
     let subj = format!("/CN={cn}");
-    openssl(dir, &["req", "-x509", "-key", key, "-out", cert, "-days", "1", "-subj", &subj]);
+    openssl(
+        dir,
+        &[
+            "req", "-x509", "-key", key, "-out", cert, "-days", "1", "-subj", &subj,
+        ],
+    );
 }
 
 fn load(dir: &Path, cert: &str, key: &str) -> Result<KeyPair, String> {
@@ -48,9 +53,31 @@ fn pem_body(path: &Path) -> String {
 fn pkcs8_pkcs1_and_sec1_keys_load() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    openssl(d, &["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", "pkcs8.key"]);
+    openssl(
+        d,
+        &[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+            "pkcs8.key",
+        ],
+    );
     openssl(d, &["genrsa", "-traditional", "-out", "pkcs1.key", "2048"]);
-    openssl(d, &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "sec1.key"]);
+    openssl(
+        d,
+        &[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            "sec1.key",
+        ],
+    );
     assert!(pem_body(&d.join("pkcs8.key")).starts_with("-----BEGIN PRIVATE KEY-----"));
     assert!(pem_body(&d.join("pkcs1.key")).starts_with("-----BEGIN RSA PRIVATE KEY-----"));
     assert!(pem_body(&d.join("sec1.key")).starts_with("-----BEGIN EC PRIVATE KEY-----"));
@@ -67,10 +94,32 @@ fn pkcs8_pkcs1_and_sec1_keys_load() {
 fn a_key_that_does_not_match_its_certificate_is_named() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    openssl(d, &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "a.key"]);
-    openssl(d, &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "b.key"]);
+    openssl(
+        d,
+        &[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            "a.key",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            "b.key",
+        ],
+    );
     self_signed_for(d, "a.key", "a.crt", "a");
-    let err = load(d, "a.crt", "b.key").err().expect("mismatched key refused");
+    let err = load(d, "a.crt", "b.key").expect_err("mismatched key refused");
     assert_eq!(
         err,
         format!(
@@ -85,32 +134,75 @@ fn a_key_that_does_not_match_its_certificate_is_named() {
 fn missing_and_empty_files_are_named() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    let err = load(d, "nope.crt", "nope.key").err().expect("missing file refused");
+    let err = load(d, "nope.crt", "nope.key").expect_err("missing file refused");
     assert!(
-        err.starts_with(&format!("--cert-file {}: cannot read the file:", d.join("nope.crt").display())),
+        err.starts_with(&format!(
+            "--cert-file {}: cannot read the file:",
+            d.join("nope.crt").display()
+        )),
         "{err}"
     );
     std::fs::write(d.join("empty.crt"), "not pem").expect("write");
-    let err = load(d, "empty.crt", "nope.key").err().expect("empty file refused");
+    let err = load(d, "empty.crt", "nope.key").expect_err("empty file refused");
     assert!(err.contains("no CERTIFICATE block found"), "{err}");
-    openssl(d, &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "a.key"]);
+    openssl(
+        d,
+        &[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            "a.key",
+        ],
+    );
     self_signed_for(d, "a.key", "a.crt", "a");
-    let err = load(d, "a.crt", "a.crt").err().expect("certificate as key refused");
-    assert!(err.contains("--key-file") && err.contains("no private key found"), "{err}");
+    let err = load(d, "a.crt", "a.crt").expect_err("certificate as key refused");
+    assert!(
+        err.contains("--key-file") && err.contains("no private key found"),
+        "{err}"
+    );
 }
 
 #[test]
 fn renewed_files_are_used_by_the_next_lookup() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    openssl(d, &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "tls.key"]);
+    openssl(
+        d,
+        &[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            "tls.key",
+        ],
+    );
     self_signed_for(d, "tls.key", "tls.crt", "first");
     let pair = load(d, "tls.crt", "tls.key").expect("loads");
     let first = pair.current().cert[0].clone();
-    assert_eq!(pair.current().cert[0], first, "unchanged files keep the same certificate");
+    assert_eq!(
+        pair.current().cert[0],
+        first,
+        "unchanged files keep the same certificate"
+    );
 
     // Half-renewed (new certificate, old key): refused, the old pair stays in use.
-    openssl(d, &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "new.key"]);
+    openssl(
+        d,
+        &[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            "new.key",
+        ],
+    );
     self_signed_for(d, "new.key", "new.crt", "second");
     std::fs::copy(d.join("new.crt"), d.join("tls.crt")).expect("copy cert");
     assert_eq!(pair.current().cert[0], first);
@@ -118,7 +210,10 @@ fn renewed_files_are_used_by_the_next_lookup() {
     std::fs::copy(d.join("new.key"), d.join("tls.key")).expect("copy key");
     let second = pair.current().cert[0].clone();
     assert_ne!(second, first);
-    assert_eq!(second.as_ref(), rustls_pem_cert(&d.join("new.crt")).as_slice());
+    assert_eq!(
+        second.as_ref(),
+        rustls_pem_cert(&d.join("new.crt")).as_slice()
+    );
 }
 
 fn rustls_pem_cert(path: &Path) -> Vec<u8> {
@@ -136,10 +231,17 @@ fn auto_tls_generates_once_and_reuses() {
     let (cert, key) = auto::self_signed(&fixtures, &hosts, 1).expect("generated");
     let first = std::fs::read(&cert).expect("cert written");
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(&key).expect("key written").permissions().mode();
+    let mode = std::fs::metadata(&key)
+        .expect("key written")
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600, "the key is private");
     let (cert2, _) = auto::self_signed(&fixtures, &hosts, 1).expect("reused");
-    assert_eq!(std::fs::read(&cert2).expect("cert"), first, "an existing pair is reused");
+    assert_eq!(
+        std::fs::read(&cert2).expect("cert"),
+        first,
+        "an existing pair is reused"
+    );
     let pair = KeyPair::load(
         "auto",
         FlagFile::new("auto-tls", &cert),
@@ -156,7 +258,9 @@ fn cert_with(cn: &str, sans: &[&str]) -> rustls::pki_types::CertificateDer<'stat
     let mut params =
         rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
             .expect("params");
-    params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, cn);
     let key = rcgen::KeyPair::generate().expect("key");
     params.self_signed(&key).expect("cert").der().clone()
 }
@@ -170,8 +274,12 @@ fn allowed_cn_and_hostname() {
 
     let cn = Allowed::new(Some("etcd-a, etcd"), None);
     assert!(cn.check(&etcd).is_ok());
-    let err = cn.check(&intruder).err().expect("other CN refused");
-    assert!(err.to_string().contains("client certificate authentication failed"), "{err}");
+    let err = cn.check(&intruder).expect_err("other CN refused");
+    assert!(
+        err.to_string()
+            .contains("client certificate authentication failed"),
+        "{err}"
+    );
 
     let host = Allowed::new(None, Some("node1.example"));
     assert!(host.check(&etcd).is_ok());
@@ -182,16 +290,21 @@ fn allowed_cn_and_hostname() {
 async fn peer_san_must_name_the_remote_address() {
     let with_ip = cert_with("etcd", &["127.0.0.1"]);
     let localhost = [127, 0, 0, 1].into();
-    assert!(super::identity::check_san(&with_ip, localhost).await.is_ok());
+    assert!(super::identity::check_san(&with_ip, localhost)
+        .await
+        .is_ok());
     let err = super::identity::check_san(&with_ip, [127, 0, 0, 2].into())
         .await
-        .err()
-        .expect("other address refused");
+        .expect_err("other address refused");
     assert!(err.contains("127.0.0.2"), "{err}");
     let by_name = cert_with("etcd", &["localhost"]);
-    assert!(super::identity::check_san(&by_name, localhost).await.is_ok());
+    assert!(super::identity::check_san(&by_name, localhost)
+        .await
+        .is_ok());
     let no_san = cert_with("etcd", &[]);
-    assert!(super::identity::check_san(&no_san, [10, 1, 2, 3].into()).await.is_ok());
+    assert!(super::identity::check_san(&no_san, [10, 1, 2, 3].into())
+        .await
+        .is_ok());
 }
 
 fn config(args: &[&str]) -> crate::config::Config {
@@ -215,30 +328,72 @@ fn startup_errors_name_the_flag() {
     let d = dir.path();
     let missing: PathBuf = d.join("missing.crt");
     let m = missing.to_str().expect("utf-8 path");
-    let https = ["--listen-client-urls", "https://127.0.0.1:2379", "--advertise-client-urls", "https://127.0.0.1:2379"];
+    let https = [
+        "--listen-client-urls",
+        "https://127.0.0.1:2379",
+        "--advertise-client-urls",
+        "https://127.0.0.1:2379",
+    ];
     let mut args = https.to_vec();
     args.extend(["--cert-file", m, "--key-file", m]);
     let err = tls_error(&args);
-    assert!(err.contains(&format!("--cert-file {m}: cannot read the file")), "{err}");
+    assert!(
+        err.contains(&format!("--cert-file {m}: cannot read the file")),
+        "{err}"
+    );
 
-    openssl(d, &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "a.key"]);
+    openssl(
+        d,
+        &[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            "a.key",
+        ],
+    );
     self_signed_for(d, "a.key", "a.crt", "a");
     let (crt, key) = (d.join("a.crt"), d.join("a.key"));
     let (crt, key) = (crt.to_str().expect("utf-8"), key.to_str().expect("utf-8"));
     let mut args = https.to_vec();
     args.extend(["--cert-file", crt, "--key-file", key, "--client-cert-auth"]);
     let err = tls_error(&args);
-    assert!(err.contains("--client-cert-auth needs --trusted-ca-file"), "{err}");
+    assert!(
+        err.contains("--client-cert-auth needs --trusted-ca-file"),
+        "{err}"
+    );
 
     let mut args = https.to_vec();
-    args.extend(["--cert-file", crt, "--key-file", key, "--cipher-suites", "TLS_NOPE"]);
+    args.extend([
+        "--cert-file",
+        crt,
+        "--key-file",
+        key,
+        "--cipher-suites",
+        "TLS_NOPE",
+    ]);
     let err = tls_error(&args);
-    assert!(err.contains("unexpected TLS cipher suite \"TLS_NOPE\""), "{err}");
+    assert!(
+        err.contains("unexpected TLS cipher suite \"TLS_NOPE\""),
+        "{err}"
+    );
 
     let mut args = https.to_vec();
-    args.extend(["--cert-file", crt, "--key-file", key, "--trusted-ca-file", m]);
+    args.extend([
+        "--cert-file",
+        crt,
+        "--key-file",
+        key,
+        "--trusted-ca-file",
+        m,
+    ]);
     let err = tls_error(&args);
-    assert!(err.contains(&format!("--trusted-ca-file {m}: cannot read the file")), "{err}");
+    assert!(
+        err.contains(&format!("--trusted-ca-file {m}: cannot read the file")),
+        "{err}"
+    );
 
     // Certificates given for http URLs only are not loaded for serving (etcd ignores them).
     let cfg = config(&["--cert-file", m, "--key-file", m]);

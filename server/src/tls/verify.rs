@@ -135,7 +135,10 @@ impl Roots {
         .map(Roots::File)
     }
 
-    fn verifier(&self, provider: &Arc<CryptoProvider>) -> Result<Option<Arc<WebPkiServerVerifier>>, Error> {
+    fn verifier(
+        &self,
+        provider: &Arc<CryptoProvider>,
+    ) -> Result<Option<Arc<WebPkiServerVerifier>>, Error> {
         match self {
             Roots::File(r) => Ok(Some(r.get())),
             Roots::System(cell) => cell
@@ -155,7 +158,9 @@ fn system_verifier(provider: &Arc<CryptoProvider>) -> Result<Arc<WebPkiServerVer
     WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
         .map_err(|e| {
-            format!("no --peer-trusted-ca-file given and the system CA certificates are unusable: {e}")
+            format!(
+                "no --peer-trusted-ca-file given and the system CA certificates are unusable: {e}"
+            )
         })
 }
 

@@ -60,9 +60,22 @@ impl Ca {
         openssl(
             &dir,
             &[
-                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out",
-                "ca.crt", "-days", "2", "-subj", &format!("/CN={name}"), "-addext",
-                "basicConstraints=critical,CA:TRUE", "-addext",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN={name}"),
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
                 "keyUsage=critical,keyCertSign,cRLSign",
             ],
         );
@@ -107,15 +120,36 @@ impl Ca {
         openssl(
             &self.dir,
             &[
-                "req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj",
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &key,
+                "-out",
+                &csr,
+                "-subj",
                 &format!("/CN={cn}"),
             ],
         );
         openssl(
             &self.dir,
             &[
-                "x509", "-req", "-in", &csr, "-CA", "ca.crt", "-CAkey", "ca.key",
-                "-CAcreateserial", "-out", &crt, "-days", "2", "-extfile", &ext,
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &crt,
+                "-days",
+                "2",
+                "-extfile",
+                &ext,
             ],
         );
         Cert {
@@ -130,13 +164,26 @@ impl Ca {
         if let Some(c) = revoke {
             openssl(
                 &self.dir,
-                &["ca", "-config", "ca.cnf", "-revoke", c.crt(), "-keyfile", key, "-cert", crt],
+                &[
+                    "ca",
+                    "-config",
+                    "ca.cnf",
+                    "-revoke",
+                    c.crt(),
+                    "-keyfile",
+                    key,
+                    "-cert",
+                    crt,
+                ],
             );
         }
         // Written aside and renamed, so a member never reads half a CRL.
         openssl(
             &self.dir,
-            &["ca", "-config", "ca.cnf", "-gencrl", "-keyfile", key, "-cert", crt, "-out", "crl.tmp"],
+            &[
+                "ca", "-config", "ca.cnf", "-gencrl", "-keyfile", key, "-cert", crt, "-out",
+                "crl.tmp",
+            ],
         );
         let path = self.dir.join("crl.pem");
         std::fs::rename(self.dir.join("crl.tmp"), &path).expect("install CRL");
@@ -149,7 +196,14 @@ impl Ca {
 pub fn served_certificate(port: u16, ca: &Ca, client: &Cert) -> Option<String> {
     let out = Command::new("openssl")
         .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
-        .args(["-CAfile", ca.crt(), "-cert", client.crt(), "-key", client.key()])
+        .args([
+            "-CAfile",
+            ca.crt(),
+            "-cert",
+            client.crt(),
+            "-key",
+            client.key(),
+        ])
         .args(["-verify_return_error", "-showcerts"])
         .stdin(Stdio::null())
         .output()
@@ -175,8 +229,21 @@ pub fn served_certificate(port: u16, ca: &Ca, client: &Cert) -> Option<String> {
 /// One HTTP/1.1 GET over TLS (through `openssl s_client`), returning the raw response.
 pub fn https_get(port: u16, path: &str, ca: &Ca, client: &Cert) -> String {
     let mut child = Command::new("openssl")
-        .args(["s_client", "-quiet", "-ign_eof", "-connect", &format!("127.0.0.1:{port}")])
-        .args(["-CAfile", ca.crt(), "-cert", client.crt(), "-key", client.key()])
+        .args([
+            "s_client",
+            "-quiet",
+            "-ign_eof",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .args([
+            "-CAfile",
+            ca.crt(),
+            "-cert",
+            client.crt(),
+            "-key",
+            client.key(),
+        ])
         .args(["-verify_return_error", "-alpn", "http/1.1"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -198,7 +265,14 @@ pub fn https_get(port: u16, path: &str, ca: &Ca, client: &Cert) -> String {
 pub fn etcdctl(endpoints: &str, tls: &[&str], args: &[&str]) -> (bool, String, String) {
     let out = Command::new(etcdctl_binary())
         .env("ETCDCTL_API", "3")
-        .args(["--endpoints", endpoints, "--dial-timeout", "2s", "--command-timeout", "5s"])
+        .args([
+            "--endpoints",
+            endpoints,
+            "--dial-timeout",
+            "2s",
+            "--command-timeout",
+            "5s",
+        ])
         .args(tls)
         .args(args)
         .stdin(Stdio::null())
@@ -214,20 +288,33 @@ pub fn etcdctl(endpoints: &str, tls: &[&str], args: &[&str]) -> (bool, String, S
 /// etcdctl that must succeed; returns stdout.
 pub fn etcdctl_ok(endpoints: &str, tls: &[&str], args: &[&str]) -> String {
     let (ok, out, err) = etcdctl(endpoints, tls, args);
-    assert!(ok, "etcdctl {tls:?} {args:?} against {endpoints} failed:\n{out}\n{err}");
+    assert!(
+        ok,
+        "etcdctl {tls:?} {args:?} against {endpoints} failed:\n{out}\n{err}"
+    );
     out
 }
 
 /// etcdctl's TLS flags for a client certificate.
 pub fn client_flags<'a>(ca: &'a Ca, client: &'a Cert) -> Vec<&'a str> {
-    vec!["--cacert", ca.crt(), "--cert", client.crt(), "--key", client.key()]
+    vec![
+        "--cacert",
+        ca.crt(),
+        "--cert",
+        client.crt(),
+        "--key",
+        client.key(),
+    ]
 }
 
 /// Polls until `check` holds, failing after [`DEADLINE`].
 pub fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + DEADLINE;
     while !check() {
-        assert!(Instant::now() < deadline, "timed out after {DEADLINE:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {DEADLINE:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -270,8 +357,18 @@ impl Server {
         let child = Command::new(server_binary())
             .args(["--name", "tls", "--data-dir"])
             .arg(dir.path().join("data"))
-            .args(["--listen-client-urls", &listen, "--advertise-client-urls", &https])
-            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .args([
+                "--listen-client-urls",
+                &listen,
+                "--advertise-client-urls",
+                &https,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer,
+                "--initial-advertise-peer-urls",
+                &peer,
+            ])
             .args(["--initial-cluster", &format!("tls={peer}")])
             .args(flags)
             .stdin(Stdio::null())
@@ -323,7 +420,10 @@ impl Server {
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("the member did not exit within {DEADLINE:?}:\n{}", self.log());
+                panic!(
+                    "the member did not exit within {DEADLINE:?}:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
