@@ -248,6 +248,16 @@ fn force_new_cluster(
     if let Some(cs) = conf {
         others.extend(cs.voters.iter().chain(&cs.learners));
     }
+    // Members added in the log but not yet in the tables count too (etcd's getIDs).
+    for e in rec.entries.iter().filter(|e| e.get_entry_type() == EntryType::EntryConfChange) {
+        if let Ok(cc) = <ConfChange as prost011::Message>::decode(e.data.as_slice()) {
+            if cc.get_change_type() == ConfChangeType::RemoveNode {
+                others.retain(|id| *id != cc.node_id);
+            } else {
+                others.push(cc.node_id);
+            }
+        }
+    }
     others.sort_unstable();
     others.dedup();
     others.retain(|id| *id != me);
@@ -388,16 +398,7 @@ pub fn start(
         (member_id, cluster_id, wal, log)
     } else if let Some(join) = join {
         // Joining an existing cluster: the log (bootstrap entries included)
-        // comes from the leader.
-        let tmp_wal = wal_dir.with_extension("tmp");
-        let _ = std::fs::remove_dir_all(&tmp_wal);
-        {
-            let mut wal = Wal::create(&tmp_wal)?;
-            wal.mark_snapshot(crate::raft::wal::SnapshotMark::default())?;
-        }
-        std::fs::rename(&tmp_wal, &wal_dir)
-            .map_err(|e| Error::io(format!("rename {} into place", tmp_wal.display()), e))?;
-        backend::sync_dir(&wal_dir)?;
+        // comes from the leader. Identity first, then the WAL (see below).
         {
             let txn = backend.write(true)?;
             {
@@ -409,6 +410,15 @@ pub fn start(
             txn.commit()?;
         }
         members.save(&backend, join.members)?;
+        let tmp_wal = wal_dir.with_extension("tmp");
+        let _ = std::fs::remove_dir_all(&tmp_wal);
+        {
+            let mut wal = Wal::create(&tmp_wal)?;
+            wal.mark_snapshot(crate::raft::wal::SnapshotMark::default())?;
+        }
+        std::fs::rename(&tmp_wal, &wal_dir)
+            .map_err(|e| Error::io(format!("rename {} into place", tmp_wal.display()), e))?;
+        backend::sync_dir(&wal_dir)?;
         let (wal, rec) = Wal::open(&wal_dir)?;
         let log = node::restore(rec.hard_state, rec.snapshot, rec.entries, None)?;
         (join.member_id, join.cluster_id, wal, log)
@@ -422,8 +432,20 @@ pub fn start(
         })?;
         let member_id = me.id;
         let cluster_id = ids::cluster_id(&initial.iter().map(|m| m.id).collect::<Vec<_>>());
-        // Build the WAL aside and rename it into place, so a crash here never
-        // leaves a WAL without its starting configuration.
+        // Identity first, then the WAL (built aside and renamed into place):
+        // a crash in between leaves no WAL, so the next start bootstraps again.
+        {
+            let txn = backend.write(true)?;
+            {
+                let mut m = txn.open_table(META)?;
+                backend::put_u64(&mut m, meta::MEMBER_ID, member_id)?;
+                backend::put_u64(&mut m, meta::CLUSTER_ID, cluster_id)?;
+                // A restored snapshot carries an old applied index; this log starts at 0.
+                backend::put_u64(&mut m, meta::APPLIED_INDEX, 0)?;
+            }
+            txn.commit()?;
+        }
+        members.save(&backend, initial.clone())?;
         let tmp_wal = wal_dir.with_extension("tmp");
         let _ = std::fs::remove_dir_all(&tmp_wal);
         {
@@ -447,18 +469,6 @@ pub fn start(
         backend::sync_dir(&wal_dir)?;
         let (wal, rec) = Wal::open(&wal_dir)?;
         let log = node::restore(rec.hard_state, rec.snapshot, rec.entries, None)?;
-        {
-            let txn = backend.write(true)?;
-            {
-                let mut m = txn.open_table(META)?;
-                backend::put_u64(&mut m, meta::MEMBER_ID, member_id)?;
-                backend::put_u64(&mut m, meta::CLUSTER_ID, cluster_id)?;
-                // A restored snapshot carries an old applied index; this log starts at 0.
-                backend::put_u64(&mut m, meta::APPLIED_INDEX, 0)?;
-            }
-            txn.commit()?;
-        }
-        members.save(&backend, initial)?;
         (member_id, cluster_id, wal, log)
     };
 
@@ -554,8 +564,8 @@ pub fn start(
         },
         wal,
         log,
-        Box::new(move |ents| {
-            let _ = entries_tx.send(ApplyMsg::Entries(ents));
+        Box::new(move |ents, confs| {
+            let _ = entries_tx.send(ApplyMsg::Entries(ents, confs));
         }),
         Box::new(move |msgs| send_transport.send(msgs)),
         install,
@@ -592,6 +602,7 @@ pub fn start(
 
     let quota_server = Arc::downgrade(&server);
     let member_transport = transport.clone();
+    let removal_grace = cfg.heartbeat_interval * 10;
     let applier = Applier {
         raft: raft.clone(),
         on_member_change: Box::new(move |change| match change {
@@ -603,7 +614,12 @@ pub fn start(
                 if id == member_id {
                     tracing::warn!("the member has been permanently removed from the cluster");
                     tracing::warn!("the data-dir used by this member must be removed");
-                    std::process::exit(0);
+                    // Stay a moment so the others learn the removal is committed
+                    // before this member (maybe their leader) goes away.
+                    std::thread::spawn(move || {
+                        std::thread::sleep(removal_grace);
+                        std::process::exit(0);
+                    });
                 }
             }
         }),
@@ -632,7 +648,9 @@ pub fn start(
             let _guard = rt.enter();
             let res = applier.run(apply_rx);
             if let Err(e) = &res {
-                tracing::error!("apply thread stopped: {e}");
+                // Continuing without it would hang every request; etcd stops too.
+                tracing::error!("apply thread stopped: {e}; stopping the member");
+                std::process::exit(1);
             }
             res
         })
@@ -642,7 +660,9 @@ pub fn start(
         .spawn(move || {
             let res = raft_node.run();
             if let Err(e) = &res {
-                tracing::error!("raft thread stopped: {e}");
+                // Continuing without it would hang every request; etcd stops too.
+                tracing::error!("raft thread stopped: {e}; stopping the member");
+                std::process::exit(1);
             }
             res
         })

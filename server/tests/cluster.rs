@@ -401,3 +401,36 @@ fn a_member_far_behind_catches_up_from_a_snapshot() {
         ctl(&m3, &["get", "after-snapshot", "--print-value-only", "--consistency", "s"]).1 == "y\n"
     });
 }
+
+#[test]
+fn the_first_listed_member_starting_last_joins_without_a_split() {
+    if common::server_kind() != common::ServerKind::Ballast {
+        return;
+    }
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut nodes: Vec<Node> = ["m1", "m2", "m3"].iter().map(|n| Node::new(n, root.path())).collect();
+    let ic = initial_cluster(&nodes.iter().collect::<Vec<_>>());
+    // m2 and m3 form a quorum and commit writes before m1 exists.
+    nodes[1].start(&ic, "new");
+    nodes[2].start(&ic, "new");
+    let two = endpoints(&[&nodes[1], &nodes[2]]);
+    wait_for("m2 and m3 to elect", || ctl(&two, &["put", "early", "1"]).0);
+    nodes[0].start(&ic, "new");
+    wait_for("m1 healthy", || nodes[0].healthy());
+    let all = eps(&nodes);
+    leader(&all, 3);
+    let m1 = nodes[0].client_url();
+    wait_for("m1 to have the early write", || {
+        ctl(&m1, &["get", "early", "--print-value-only", "--consistency", "s"]).1 == "1\n"
+    });
+    ctl_ok(&m1, &["put", "late", "2"]);
+    for n in &mut nodes {
+        assert!(n.is_running(), "{} still running (no conflicting log)", n.name);
+    }
+    // Same data everywhere once every member has applied the last write.
+    wait_for("identical hashes on every member", || {
+        let hashes = ctl_ok(&all, &["endpoint", "hashkv"]);
+        let values: std::collections::BTreeSet<&str> = hashes.lines().filter_map(|l| l.split(", ").nth(1)).collect();
+        hashes.lines().count() == 3 && values.len() == 1
+    });
+}

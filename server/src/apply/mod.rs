@@ -46,6 +46,8 @@ enum Flow {
 struct LoopState {
     applied_index: u64,
     pending: Vec<Entry>,
+    /// Configuration after each pending membership change, by entry index.
+    confs: std::collections::HashMap<u64, raft::prelude::ConfState>,
     last_durable: Instant,
 }
 
@@ -76,7 +78,9 @@ impl Wait {
 /// Work for the apply thread besides entries: things that must not run
 /// concurrently with a write batch.
 pub enum ApplyMsg {
-    Entries(Vec<Entry>),
+    /// Committed entries, with the configuration after each membership
+    /// change among them (already in effect in Raft).
+    Entries(Vec<Entry>, Vec<(u64, raft::prelude::ConfState)>),
     Defragment(oneshot::Sender<Result<(), String>>),
     /// Replace the state machine with a Raft snapshot from the leader (a
     /// database file at `file` holding everything up to `index`).
@@ -116,7 +120,12 @@ impl Applier {
     /// Runs until the channel closes. A storage error is fatal for the member:
     /// continuing could diverge from the log.
     pub fn run(mut self, rx: Receiver<ApplyMsg>) -> Result<()> {
-        let mut st = LoopState { applied_index: self.start_index, pending: Vec::new(), last_durable: Instant::now() };
+        let mut st = LoopState {
+            applied_index: self.start_index,
+            pending: Vec::new(),
+            confs: std::collections::HashMap::new(),
+            last_durable: Instant::now(),
+        };
         loop {
             match rx.recv_timeout(DURABLE_EVERY) {
                 Ok(m) => {
@@ -138,7 +147,7 @@ impl Applier {
             if st.pending.is_empty() && (!durable || nothing_new) {
                 continue;
             }
-            self.apply_batch(&mut st.pending, &mut st.applied_index, durable)?;
+            self.apply_batch(&mut st, durable)?;
             if durable {
                 st.last_durable = Instant::now();
             }
@@ -147,20 +156,23 @@ impl Applier {
 
     fn handle(&mut self, m: ApplyMsg, st: &mut LoopState) -> Result<Flow> {
         match m {
-            ApplyMsg::Entries(ents) => st.pending.extend(ents),
+            ApplyMsg::Entries(ents, confs) => {
+                st.pending.extend(ents);
+                st.confs.extend(confs);
+            }
             ApplyMsg::Stop => {
-                self.apply_batch(&mut st.pending, &mut st.applied_index, true)?;
+                self.apply_batch(st, true)?;
                 return Ok(Flow::Stop);
             }
             ApplyMsg::Defragment(reply) => {
                 // No write may run while the file is rewritten.
-                self.apply_batch(&mut st.pending, &mut st.applied_index, true)?;
+                self.apply_batch(st, true)?;
                 st.last_durable = Instant::now();
                 let res = self.store.backend().defragment().map_err(|e| e.to_string());
                 let _ = reply.send(res);
             }
             ApplyMsg::InstallSnapshot { file, index, done } => {
-                let res = self.install_snapshot(&mut st.pending, &mut st.applied_index, &file, index);
+                let res = self.install_snapshot(st, &file, index);
                 let _ = done.send(res.as_ref().map(|_| ()).map_err(|e| e.to_string()));
                 res?;
                 st.last_durable = Instant::now();
@@ -171,21 +183,16 @@ impl Applier {
 
     /// Swaps in the leader's database and rebuilds everything held in memory
     /// from it. Durable before it returns: the Raft log is cut right after.
-    fn install_snapshot(
-        &mut self,
-        pending: &mut Vec<Entry>,
-        applied_index: &mut u64,
-        file: &std::path::Path,
-        index: u64,
-    ) -> Result<()> {
+    fn install_snapshot(&mut self, st: &mut LoopState, file: &std::path::Path, index: u64) -> Result<()> {
         // Entries before the snapshot are superseded by it.
-        pending.retain(|e| e.index > index);
-        self.apply_batch(pending, applied_index, true)?;
+        st.pending.retain(|e| e.index > index);
+        self.apply_batch(st, true)?;
         let backend = self.store.backend().clone();
-        backend.install(file)?;
         {
-            // The copy carries the leader's identity; this member keeps its own.
-            let txn = backend.write(true)?;
+            // The copy carries the leader's identity: make it ours before it
+            // replaces our database, so no crash can leave us as the leader.
+            let incoming = redb::Database::create(file)?;
+            let txn = incoming.begin_write()?;
             {
                 let mut m = txn.open_table(crate::mvcc::backend::META)?;
                 crate::mvcc::backend::put_u64(&mut m, crate::mvcc::backend::meta::MEMBER_ID, self.member_id)?;
@@ -193,6 +200,7 @@ impl Applier {
             }
             txn.commit()?;
         }
+        backend.install(file)?;
         let leased = self.store.reload()?;
         self.lessor.load(&backend, leased)?;
         self.members.reload(&backend)?;
@@ -200,7 +208,7 @@ impl Applier {
         for m in self.members.list() {
             (self.on_member_change)(MemberChange::Added(&m));
         }
-        *applied_index = index;
+        st.applied_index = index;
         self.durable_applied.store(index, Ordering::Release);
         let _ = self.applied.send(index);
         self.hub.resync_all();
@@ -214,6 +222,7 @@ impl Applier {
         &self,
         batch: &crate::mvcc::WriteBatch<'_>,
         e: &Entry,
+        conf: Option<raft::prelude::ConfState>,
     ) -> Result<(u64, Result<Applied, EtcdError>)> {
         use raft::prelude::{ConfChange, ConfChangeType};
         let cc = <ConfChange as prost011::Message>::decode(e.data.as_slice()).map_err(|err| {
@@ -224,9 +233,8 @@ impl Applier {
         })?;
         let ctx: Option<crate::cluster::ConfChangeContext> =
             serde_json::from_slice(&cc.context).ok();
-        let Some(cs) = self.raft.apply_conf_change(cc.clone()) else {
-            return Err(crate::error::Error::Other("raft thread stopped".into()));
-        };
+        // Raft applied it when the entry was handed over; here it is recorded.
+        let cs = conf;
         let request_id = ctx.as_ref().map_or(0, |c| c.request_id);
         match (ConfChangeType::from_i32(cc.change_type).ok_or(()), ctx) {
             (Ok(ConfChangeType::RemoveNode), _) => {
@@ -258,19 +266,15 @@ impl Applier {
             }
             (Err(_), _) => tracing::warn!(index = e.index, "unknown membership change type"),
         }
-        crate::mvcc::backend::put_conf_state(
-            &mut batch.txn().open_table(crate::mvcc::backend::META)?,
-            &cs,
-        )?;
+        if let Some(cs) = &cs {
+            crate::mvcc::backend::put_conf_state(&mut batch.txn().open_table(crate::mvcc::backend::META)?, cs)?;
+        }
         Ok((request_id, Ok(Applied::Members(self.members.list()))))
     }
 
-    fn apply_batch(
-        &mut self,
-        entries: &mut Vec<Entry>,
-        applied_index: &mut u64,
-        durable: bool,
-    ) -> Result<()> {
+    fn apply_batch(&mut self, st: &mut LoopState, durable: bool) -> Result<()> {
+        let entries = &mut st.pending;
+        let applied_index = &mut st.applied_index;
         let started = Instant::now();
         let mut batch = self.store.begin_batch(durable)?;
         let mut results = Vec::new();
@@ -282,7 +286,8 @@ impl Applier {
             *applied_index = e.index;
             last_term = e.term;
             if e.get_entry_type() == EntryType::EntryConfChange {
-                let (id, res) = self.apply_conf_change(&batch, &e)?;
+                let conf = st.confs.remove(&e.index);
+                let (id, res) = self.apply_conf_change(&batch, &e, conf)?;
                 results.push((id, res));
                 continue;
             }

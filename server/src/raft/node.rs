@@ -31,11 +31,6 @@ pub enum Command {
         cc: ConfChange,
         done: oneshot::Sender<Result<(), EtcdError>>,
     },
-    /// The apply thread reached a committed membership change.
-    ApplyConfChange {
-        cc: ConfChange,
-        done: crossbeam_channel::Sender<ConfState>,
-    },
     /// How far a member's log matches the leader's, and the commit index
     /// (None when this node is not the leader).
     Progress {
@@ -69,7 +64,9 @@ pub struct RaftStatus {
 /// Told to the rest of the server when leadership changes.
 pub type RoleListener = Box<dyn Fn(bool) + Send>;
 /// Receives committed entries, in order.
-pub type ApplyFn = Box<dyn Fn(Vec<Entry>) + Send>;
+/// With each batch: the configuration after every membership change in it
+/// (by entry index), already applied to Raft here.
+pub type ApplyFn = Box<dyn Fn(Vec<Entry>, Vec<(u64, ConfState)>) + Send>;
 /// Delivers messages to peers; must not block.
 pub type SendFn = Box<dyn Fn(Vec<Message>) + Send>;
 /// Installs a snapshot from the leader into the state machine, durably,
@@ -112,13 +109,6 @@ impl RaftHandle {
             .send(Command::ProposeConfChange { cc, done })
             .map_err(|_| EtcdError::Stopped)?;
         rx.await.map_err(|_| EtcdError::Stopped)?
-    }
-
-    /// Blocking: called from the apply thread.
-    pub fn apply_conf_change(&self, cc: ConfChange) -> Option<ConfState> {
-        let (done, rx) = crossbeam_channel::bounded(1);
-        self.tx.send(Command::ApplyConfChange { cc, done }).ok()?;
-        rx.recv().ok()
     }
 
     pub async fn progress(&self, id: u64) -> Option<(u64, u64)> {
@@ -325,21 +315,6 @@ impl RaftNode {
                 };
                 let _ = done.send(res);
             }
-            Command::ApplyConfChange { cc, done } => {
-                let cs = match self.raw.apply_conf_change(&cc) {
-                    Ok(cs) => cs,
-                    Err(e) => {
-                        tracing::warn!("applying membership change failed: {e}");
-                        self.raw.raft.prs().conf().to_conf_state()
-                    }
-                };
-                self.store.set_conf_state(cs.clone());
-                if cs.voters == [self.id()] && !self.was_leader {
-                    // Alone in the cluster: no reason to wait for an election timeout.
-                    let _ = self.raw.campaign();
-                }
-                let _ = done.send(cs);
-            }
             Command::Progress { id, done } => {
                 let answer = (self.raw.raft.state == StateRole::Leader)
                     .then(|| {
@@ -395,6 +370,9 @@ impl RaftNode {
             (self.install)(&snap)?;
             let meta = snap.metadata.clone().unwrap_or_default();
             self.store.apply_snapshot(meta.clone());
+            // The WAL's hard state must cover the snapshot before the mark
+            // makes it the log's start, or a crash here could not restart.
+            self.wal.append(&[], Some(&self.store.hard_state()))?;
             self.wal.mark_snapshot(SnapshotMark {
                 index: meta.index,
                 term: meta.term,
@@ -450,12 +428,37 @@ impl RaftNode {
         Ok(())
     }
 
+    /// Membership changes take effect in Raft here, on this thread, as they
+    /// are handed over: the apply thread only records them, so the two
+    /// threads never wait for each other.
     fn hand_to_apply(&mut self, entries: Vec<Entry>) {
-        if let Some(last) = entries.last() {
-            self.status.commit.fetch_max(last.index, Ordering::Relaxed);
-            self.metrics.proposals_committed.set(last.index as i64);
-            (self.apply)(entries);
+        let Some(last) = entries.last() else { return };
+        self.status.commit.fetch_max(last.index, Ordering::Relaxed);
+        self.metrics.proposals_committed.set(last.index as i64);
+        let mut confs = Vec::new();
+        for e in entries.iter().filter(|e| e.get_entry_type() == EntryType::EntryConfChange) {
+            let cc = match <ConfChange as prost011::Message>::decode(e.data.as_slice()) {
+                Ok(cc) => cc,
+                Err(err) => {
+                    tracing::error!(index = e.index, "undecodable membership change: {err}");
+                    continue;
+                }
+            };
+            let cs = match self.raw.apply_conf_change(&cc) {
+                Ok(cs) => cs,
+                Err(err) => {
+                    tracing::warn!(index = e.index, "applying membership change failed: {err}");
+                    self.raw.raft.prs().conf().to_conf_state()
+                }
+            };
+            self.store.set_conf_state(cs.clone());
+            if cs.voters == [self.id()] && !self.was_leader {
+                // Alone in the cluster (e.g. after --force-new-cluster).
+                let _ = self.raw.campaign();
+            }
+            confs.push((e.index, cs));
         }
+        (self.apply)(entries, confs);
     }
 
     fn send(&mut self, msgs: Vec<Message>) {
@@ -505,11 +508,10 @@ impl RaftNode {
 /// committed), so every member that replays the log learns the whole
 /// configuration. `contexts` are the encoded member records.
 pub fn bootstrap(wal: &mut Wal, members: &[(u64, Vec<u8>)]) -> Result<()> {
-    wal.mark_snapshot(SnapshotMark {
-        index: 0,
-        term: 0,
-        conf_state: ConfState::default(),
-    })?;
+    // Every member starts knowing the whole initial configuration, so none
+    // can win an election with a partial one while replaying these entries.
+    let conf_state = ConfState { voters: members.iter().map(|(id, _)| *id).collect(), ..Default::default() };
+    wal.mark_snapshot(SnapshotMark { index: 0, term: 0, conf_state })?;
     let entries: Vec<Entry> = members
         .iter()
         .enumerate()
@@ -550,6 +552,10 @@ pub fn restore(
 ) -> Result<LogStore> {
     let mark =
         mark.ok_or_else(|| Error::Corrupt("the WAL has no starting point (snapshot mark)".into()))?;
+    // A commit index below the log's start is impossible; raise it.
+    let mut hard_state = hard_state;
+    hard_state.commit = hard_state.commit.max(mark.index);
+    hard_state.term = hard_state.term.max(mark.term);
     let snapshot = raft::prelude::SnapshotMetadata {
         conf_state: Some(applied_conf.unwrap_or(mark.conf_state)),
         index: mark.index,

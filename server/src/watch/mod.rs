@@ -267,6 +267,11 @@ impl WatchHub {
                 }
                 continue;
             }
+            if w.next_rev < from {
+                // Fell behind after this round's read started: next round.
+                behind = true;
+                continue;
+            }
             if w.next_rev > upto {
                 // Nothing new for it in this round.
                 w.synced = upto >= current;

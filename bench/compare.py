@@ -1,0 +1,730 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark of Ballast and etcd on this machine.
+
+Starts real etcd (Debian's etcd-server, installed with apt-get when missing)
+and Ballast with the same flags on 127.0.0.1, as one member and as three
+members, runs the same ballast-bench workloads against each (a fresh cluster
+per workload and server), and prints a table with both results and the ratio
+Ballast/etcd. It also records the servers' RSS (/proc/PID/status), CPU time
+(/proc/PID/stat utime+stime around the measured run) and data size (du of the
+data directories and the dbSize of Maintenance.Status), and writes everything
+to a JSON file (schema "ballast-compare/v1").
+
+Usage: bench/compare.py [--members 1,3] [--workloads put-1,...] [--big-keys N | --full]
+                        [--duration 10s] [--json FILE] [--markdown FILE] [--data-root DIR]
+Run with --help for all options. Python 3.11 standard library only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import http.client
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCHEMA = "ballast-compare/v1"
+QUOTA = 8 * 1024 * 1024 * 1024  # same --quota-backend-bytes for both: room for 1M x 1 KiB
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+SERVERS = ("etcd", "ballast")
+MIB = 1024 * 1024
+
+
+def log(msg: str) -> None:
+    print(f"[compare {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def run(cmd: list[str], timeout: float, check: bool = True, env=None, cwd=None) -> subprocess.CompletedProcess:
+    """Runs a helper command with a time limit; its output is captured."""
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
+    if check and p.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:6])} ... exited {p.returncode}: {p.stderr.strip()[-800:]}")
+    return p
+
+
+# ---------------------------------------------------------------- setup
+
+def ensure_etcd() -> None:
+    need = [pkg for tool, pkg in (("etcd", "etcd-server"), ("etcdctl", "etcd-client")) if not shutil.which(tool)]
+    if not need:
+        return
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    log(f"installing {' '.join(need)} with apt-get")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    run(sudo + ["apt-get", "update", "-qq"], timeout=600, env=env)
+    run(sudo + ["apt-get", "install", "-y", "-qq", "--no-install-recommends"] + need, timeout=600, env=env)
+
+
+def build(skip: bool) -> tuple[str, str]:
+    """Builds the release binaries and returns (ballast, ballast-bench) paths."""
+    meta = json.loads(run(["cargo", "metadata", "--format-version", "1", "--no-deps"], timeout=120,
+                          cwd=ROOT).stdout)
+    target = meta["target_directory"]
+    if not skip:
+        log("cargo build --release -p ballast -p ballast-bench")
+        p = subprocess.run(["cargo", "build", "--release", "-p", "ballast", "-p", "ballast-bench"],
+                           cwd=ROOT, timeout=3600)
+        if p.returncode != 0:
+            raise RuntimeError("cargo build failed")
+    bins = (os.path.join(target, "release", "ballast"), os.path.join(target, "release", "ballast-bench"))
+    for b in bins:
+        if not os.access(b, os.X_OK):
+            raise RuntimeError(f"{b} is missing (build it, or drop --no-build)")
+    return bins
+
+
+def free_ports(n: int) -> list[int]:
+    socks, ports = [], []
+    try:
+        while len(ports) < n:
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+            ports.append(s.getsockname()[1])
+    finally:
+        for s in socks:
+            s.close()
+    return ports
+
+
+def machine_info(data_root: str) -> dict:
+    info = {"nproc": os.cpu_count(), "kernel": platform.release(), "python": platform.python_version()}
+    try:
+        with open("/proc/meminfo") as f:
+            info["mem_total_kib"] = int(f.readline().split()[1])
+        with open("/proc/cpuinfo") as f:
+            info["cpu_model"] = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), None)
+    except OSError:
+        pass
+    try:
+        src = run(["findmnt", "-n", "-o", "SOURCE,FSTYPE", "-T", data_root], timeout=10).stdout.split()
+        info["data_fs"] = {"source": src[0], "fstype": src[1]}
+        dev = os.path.basename(src[0])
+        rota = f"/sys/block/{dev}/queue/rotational"
+        if os.path.exists(rota):
+            with open(rota) as f:
+                info["data_fs"]["rotational"] = f.read().strip() == "1"
+    except Exception:  # informational only
+        pass
+    return info
+
+
+def versions(ballast: str) -> dict:
+    out = {}
+    for name, cmd in (("etcd", ["etcd", "--version"]), ("etcdctl", ["etcdctl", "version"]),
+                      ("ballast", [ballast, "--version"])):
+        try:
+            out[name] = run(cmd, timeout=20, check=False, env=dict(os.environ, ETCDCTL_API="3")).stdout.strip()
+        except Exception as e:
+            out[name] = f"unknown ({e})"
+    try:
+        head = run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], timeout=10).stdout.strip()
+        dirty = run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"], timeout=30).stdout.strip()
+        out["ballast_git"] = head + ("+uncommitted" if dirty else "")
+    except Exception:
+        pass
+    return out
+
+
+# ---------------------------------------------------------------- /proc
+
+def proc_cpu_secs(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        rest = f.read().rsplit(")", 1)[1].split()
+    return (int(rest[11]) + int(rest[12])) / CLK_TCK  # utime, stime
+
+
+def proc_mem_kib(pid: int) -> dict:
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("VmHWM", "VmRSS", "RssAnon", "RssFile"):
+                out[k] = int(v.split()[0])
+    return out
+
+
+def machine_busy_secs() -> float:
+    """CPU seconds all processes on the machine have used (from /proc/stat)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    total = sum(v[:8])  # user nice system idle iowait irq softirq steal
+    return (total - v[3] - v[4]) / CLK_TCK
+
+
+def du_bytes(path: str) -> int:
+    p = run(["du", "-s", "--block-size=1", path], timeout=120, check=False)
+    try:
+        return int(p.stdout.split()[0])
+    except (IndexError, ValueError):
+        return 0
+
+
+class RssSampler(threading.Thread):
+    """Samples the sum of the members' VmRSS every 0.2 s; keeps the maximum."""
+
+    def __init__(self, pids: list[int]):
+        super().__init__(daemon=True)
+        self.pids, self.max_kib, self.stop_evt = pids, 0, threading.Event()
+
+    def run(self) -> None:
+        while not self.stop_evt.wait(0.2):
+            try:
+                self.max_kib = max(self.max_kib, sum(proc_mem_kib(p).get("VmRSS", 0) for p in self.pids))
+            except OSError:
+                return
+
+    def stop(self) -> int:
+        self.stop_evt.set()
+        self.join(timeout=5)
+        return self.max_kib
+
+
+# ---------------------------------------------------------------- clusters
+
+@dataclass
+class Member:
+    name: str
+    client_port: int
+    peer_port: int
+    data_dir: str
+    proc: subprocess.Popen | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.client_port}"
+
+
+@dataclass
+class Cluster:
+    kind: str  # "etcd" or "ballast"
+    binary: str
+    root: str
+    members: list[Member] = field(default_factory=list)
+
+    @property
+    def endpoints(self) -> str:
+        return ",".join(m.endpoint for m in self.members)
+
+    @property
+    def pids(self) -> list[int]:
+        return [m.proc.pid for m in self.members if m.proc]
+
+    def start(self, n: int, timeout: float = 60.0) -> None:
+        ports = free_ports(2 * n)
+        for i in range(n):
+            name = f"m{i + 1}"
+            self.members.append(Member(name, ports[2 * i], ports[2 * i + 1], os.path.join(self.root, name)))
+        initial = ",".join(f"{m.name}=http://127.0.0.1:{m.peer_port}" for m in self.members)
+        token = f"compare-{self.kind}-{os.getpid()}-{time.monotonic_ns()}"
+        for m in self.members:
+            # Identical flags for both servers (Ballast takes etcd's flags).
+            # Durability is the default of both: the WAL is fsynced before a
+            # write is acknowledged.
+            args = [self.binary, "--name", m.name, "--data-dir", m.data_dir,
+                    "--listen-client-urls", f"http://127.0.0.1:{m.client_port}",
+                    "--advertise-client-urls", f"http://127.0.0.1:{m.client_port}",
+                    "--listen-peer-urls", f"http://127.0.0.1:{m.peer_port}",
+                    "--initial-advertise-peer-urls", f"http://127.0.0.1:{m.peer_port}",
+                    "--initial-cluster", initial, "--initial-cluster-state", "new",
+                    "--initial-cluster-token", token,
+                    "--quota-backend-bytes", str(QUOTA)]
+            logf = open(os.path.join(self.root, f"{m.name}.log"), "ab")
+            m.proc = subprocess.Popen(args, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            logf.close()
+        deadline = time.monotonic() + timeout
+        pending = list(self.members)
+        while pending:
+            for m in list(pending):
+                if m.proc.poll() is not None:
+                    raise RuntimeError(f"{self.kind} {m.name} exited with {m.proc.returncode} during startup; "
+                                       f"log: {self.log_tail(m)}")
+                if healthy(m.client_port):
+                    pending.remove(m)
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.kind}: {[m.name for m in pending]} not healthy after {timeout:.0f}s")
+            if pending:
+                time.sleep(0.1)
+
+    def log_tail(self, m: Member) -> str:
+        try:
+            with open(os.path.join(self.root, f"{m.name}.log"), "rb") as f:
+                return f.read()[-1500:].decode(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        """SIGTERM each member by PID, SIGKILL after 15 s."""
+        for m in self.members:
+            if m.proc and m.proc.poll() is None:
+                m.proc.send_signal(signal.SIGTERM)
+        for m in self.members:
+            if not m.proc:
+                continue
+            try:
+                m.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                m.proc.kill()
+                m.proc.wait(timeout=15)
+
+    def check_alive(self) -> None:
+        for m in self.members:
+            if m.proc.poll() is not None:
+                raise RuntimeError(f"{self.kind} {m.name} exited with {m.proc.returncode}; log: {self.log_tail(m)}")
+
+    def ctl(self, args: list[str], endpoints: str | None = None, timeout: float = 60) -> str:
+        cmd = ["etcdctl", "--endpoints", endpoints or self.endpoints,
+               "--command-timeout", f"{int(timeout)}s"] + args
+        return run(cmd, timeout=timeout + 30, env=dict(os.environ, ETCDCTL_API="3")).stdout
+
+    def status(self) -> list[dict]:
+        out = json.loads(self.ctl(["endpoint", "status", "-w", "json"], timeout=30))
+        return [e["Status"] for e in out]
+
+    def cpu_secs(self) -> float:
+        return sum(proc_cpu_secs(p) for p in self.pids)
+
+    def mem(self) -> dict:
+        tot: dict = {}
+        for p in self.pids:
+            for k, v in proc_mem_kib(p).items():
+                tot[k] = tot.get(k, 0) + v
+        return tot
+
+    def data_bytes(self) -> int:
+        return sum(du_bytes(m.data_dir) for m in self.members)
+
+
+DISK_METRICS = ("etcd_disk_wal_fsync_duration_seconds_count", "etcd_disk_wal_fsync_duration_seconds_sum",
+                "etcd_disk_backend_commit_duration_seconds_count", "etcd_disk_backend_commit_duration_seconds_sum")
+
+
+def disk_metrics(ports: list[int]) -> dict:
+    """WAL fsync and backend commit counters from /metrics, summed over members
+    (both servers export etcd's names)."""
+    tot = dict.fromkeys(DISK_METRICS, 0.0)
+    for port in ports:
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            c.request("GET", "/metrics")
+            text = c.getresponse().read().decode(errors="replace")
+            c.close()
+        except (OSError, http.client.HTTPException):
+            continue
+        for line in text.splitlines():
+            name, _, val = line.partition(" ")
+            if name in tot:
+                try:
+                    tot[name] += float(val)
+                except ValueError:
+                    pass
+    return tot
+
+
+def healthy(port: int) -> bool:
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        c.request("GET", "/health")
+        r = c.getresponse()
+        body = r.read().decode(errors="replace")
+        c.close()
+        return r.status == 200 and '"true"' in body
+    except (OSError, http.client.HTTPException):
+        return False
+
+
+# ---------------------------------------------------------------- workloads
+
+@dataclass
+class Workload:
+    id: str
+    title: str
+    args: list[str]          # ballast-bench arguments (endpoints and --json are added)
+    target_leader: bool      # writes go to the leader, as in etcd's performance docs
+    timeout: float           # limit for the bench process
+    prepare: str | None = None
+    big: bool = False        # compaction + defrag afterwards, size and RSS are the point
+    headline: list[str] = field(default_factory=list)
+
+
+def workloads(a) -> list[Workload]:
+    d = f"{a.duration_s:g}s"
+    t = a.duration_s + 90
+    big_timeout = max(300.0, a.big_keys / 500)  # >= 500 puts/s or give up
+    watch_puts = int(a.watch_rate * a.duration_s)
+    return [
+        Workload("put-1", "put, 1 client, 256 B values",
+                 ["--conns", "1", "--clients", "1", "--total", "100000", "--duration", d,
+                  "put", "--key-size", "8", "--val-size", "256", "--sequential-keys", "--key-space-size", "100000"],
+                 True, t),
+        Workload("put-1000", "put, 100 conns / 1000 clients, 256 B",
+                 ["--conns", "100", "--clients", "1000", "--total", "1000000", "--duration", d,
+                  "put", "--key-size", "8", "--val-size", "256", "--sequential-keys", "--key-space-size", "100000"],
+                 True, t),
+        Workload("range-l", "range linearizable, 1000 clients",
+                 ["--conns", "100", "--clients", "1000", "--total", "10000000", "--duration", d,
+                  "range", "foo", "--consistency", "l"],
+                 False, t, prepare="foo"),
+        Workload("range-s", "range serializable, 1000 clients",
+                 ["--conns", "100", "--clients", "1000", "--total", "10000000", "--duration", d,
+                  "range", "foo", "--consistency", "s"],
+                 False, t, prepare="foo"),
+        Workload("txn-put", "txn-put, 1000 clients",
+                 ["--conns", "100", "--clients", "1000", "--total", "1000000", "--duration", d,
+                  "txn-put", "--txn-ops", "1", "--key-size", "8", "--val-size", "256", "--key-space-size", "100000"],
+                 True, t),
+        Workload("watch", f"watch, {a.watchers} watchers, {a.watch_rate} puts/s",
+                 ["--conns", "10", "--clients", "10",
+                  "watch", "--watchers", str(a.watchers), "--streams", "100", "--watched-keys", "100",
+                  "--puts", str(watch_puts), "--put-rate", str(a.watch_rate), "--drain-timeout", "10s"],
+                 False, a.duration_s + 120),
+        Workload("big", f"{a.big_keys} keys of 1 KiB",
+                 ["--conns", "100", "--clients", "1000", "--total", str(a.big_keys),
+                  "put", "--key-size", "16", "--val-size", "1024", "--sequential-keys",
+                  "--key-space-size", str(a.big_keys)],
+                 True, big_timeout, big=True),
+    ]
+
+
+def space_needed(w: Workload, members: int, a) -> int:
+    """A generous estimate of the disk a run needs (etcd preallocates 64 MiB WAL
+    segments; the big load writes each value to the WAL and to the db)."""
+    per_member = 256 * MIB
+    if w.big:
+        per_member += a.big_keys * 1100 * 3
+    return members * per_member
+
+
+def bench_once(bench: str, cl: Cluster, w: Workload) -> dict:
+    """One measured run against a started cluster; returns the record."""
+    rec: dict = {}
+    if w.prepare:
+        cl.ctl(["put", w.prepare, "v" * 256])
+    args = [bench, "--endpoints", cl.endpoints, "--json"] + (["--target-leader"] if w.target_leader else []) + w.args
+    rec["bench_args"] = args[1:]
+    load0, busy0 = os.getloadavg(), machine_busy_secs()
+    disk0 = disk_metrics([m.client_port for m in cl.members])
+    cpu0 = cl.cpu_secs()
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    sampler = RssSampler(cl.pids)
+    sampler.start()
+    t0 = time.monotonic()
+    try:
+        p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            out, err = p.communicate(timeout=w.timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.communicate(timeout=30)
+            raise RuntimeError(f"ballast-bench did not finish within {w.timeout:.0f}s")
+    finally:
+        rss_sampled = sampler.stop()
+    wall = time.monotonic() - t0
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu1 = cl.cpu_secs()
+    busy1, load1 = machine_busy_secs(), os.getloadavg()
+    disk1 = disk_metrics([m.client_port for m in cl.members])
+    rec["disk"] = {k.replace("etcd_disk_", "").replace("_duration_seconds", ""): disk1[k] - disk0[k]
+                   for k in DISK_METRICS}
+    if p.returncode != 0:
+        raise RuntimeError(f"ballast-bench exited {p.returncode}: {err.strip()[-800:]}")
+    rec["bench"] = json.loads(out)
+    server_cpu = cpu1 - cpu0
+    client_cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    rec["wall_secs"] = wall
+    rec["server_cpu_secs"] = server_cpu
+    rec["client_cpu_secs"] = client_cpu
+    # CPU used on the machine by everything else (other users of the 2 cores).
+    rec["other_cpu_secs"] = max(0.0, (busy1 - busy0) - server_cpu - client_cpu)
+    rec["loadavg_before"], rec["loadavg_after"] = list(load0), list(load1)
+    rec["rss_sampled_peak_kib"] = rss_sampled
+    cl.check_alive()
+    if w.big:
+        rec["after_load"] = {"mem_kib": cl.mem(), "data_bytes": cl.data_bytes(),
+                             "db_size_bytes": sum(s["dbSize"] for s in cl.status())}
+        rev = max(s["header"]["revision"] for s in cl.status())
+        t1 = time.monotonic()
+        cl.ctl(["compact", str(rev), "--physical"], endpoints=cl.members[0].endpoint, timeout=300)
+        cl.ctl(["defrag"], timeout=600)
+        rec["compact_defrag_secs"] = time.monotonic() - t1
+        rec["compacted_revision"] = rev
+    st = cl.status()
+    rec["mem_kib"] = cl.mem()  # VmHWM = peak since start (fresh cluster per run), VmRSS = now
+    rec["data_bytes"] = cl.data_bytes()
+    rec["db_size_bytes"] = sum(s["dbSize"] for s in st)
+    rec["server_version"] = st[0].get("version")
+    return rec
+
+
+# ---------------------------------------------------------------- table
+
+@dataclass
+class Metric:
+    label: str
+    better: str  # "higher" / "lower" / "" (informational)
+    get: object  # rec -> value or None
+    fmt: str = "{:.1f}"
+
+
+def _lat(key):
+    return lambda r: (r["bench"].get("latency") or {}).get(key)
+
+
+def _wlat(sub, key):
+    return lambda r: ((r["bench"].get("watch") or {}).get(sub) or {}).get(key)
+
+
+def _per_req_us(r):
+    n = r["bench"]["requests"]
+    return r["server_cpu_secs"] / n * 1e6 if n else None
+
+
+COMMON_TAIL = [
+    Metric("server CPU s (utime+stime)", "lower", lambda r: r["server_cpu_secs"], "{:.2f}"),
+    Metric("server CPU µs per request", "lower", _per_req_us, "{:.0f}"),
+    Metric("peak RSS MiB (VmHWM)", "lower", lambda r: r["mem_kib"].get("VmHWM", 0) / 1024, "{:.0f}"),
+    Metric("WAL fsyncs (all members)", "", lambda r: r["disk"]["wal_fsync_count"], "{:.0f}"),
+    Metric("WAL fsync s (all members)", "", lambda r: r["disk"]["wal_fsync_sum"], "{:.2f}"),
+    Metric("bench client CPU s", "", lambda r: r["client_cpu_secs"], "{:.2f}"),
+    Metric("other processes' CPU s", "", lambda r: r["other_cpu_secs"], "{:.2f}"),
+]
+METRICS = {
+    "put-1": [Metric("average latency ms", "lower", _lat("average_ms"), "{:.3f}"),
+              Metric("p99 latency ms", "lower", _lat("p99_ms"), "{:.3f}"),
+              Metric("throughput req/s", "higher", lambda r: r["bench"]["requests_per_sec"], "{:.0f}")] + COMMON_TAIL,
+    "watch": [Metric("events delivered / expected", "", lambda r: "{}/{}{}".format(
+                  r["bench"]["watch"]["events_received"], r["bench"]["watch"]["events_expected"],
+                  "" if r["bench"]["watch"]["all_delivered_once_in_order"] else " (CHECK FAILED)"), "{}"),
+              Metric("p99 delivery ms (put ack → event)", "lower", _lat("p99_ms"), "{:.3f}"),
+              Metric("p99 write → event ms", "lower", _wlat("write_to_event_latency", "p99_ms"), "{:.3f}"),
+              Metric("p99 put latency ms", "lower", _wlat("put_latency", "p99_ms"), "{:.3f}"),
+              Metric("events/s", "higher", lambda r: r["bench"]["requests_per_sec"], "{:.0f}")] + COMMON_TAIL,
+    "big": [Metric("load throughput req/s", "higher", lambda r: r["bench"]["requests_per_sec"], "{:.0f}"),
+            Metric("server CPU s for the load", "lower", lambda r: r["server_cpu_secs"], "{:.2f}"),
+            Metric("peak RSS MiB (VmHWM)", "lower", lambda r: r["mem_kib"].get("VmHWM", 0) / 1024, "{:.0f}"),
+            Metric("RSS MiB after compact+defrag", "lower", lambda r: r["mem_kib"].get("VmRSS", 0) / 1024, "{:.0f}"),
+            Metric("db size MiB after load", "lower", lambda r: r["after_load"]["db_size_bytes"] / MIB, "{:.0f}"),
+            Metric("db size MiB after compact+defrag", "lower", lambda r: r["db_size_bytes"] / MIB, "{:.0f}"),
+            Metric("data dir MiB after compact+defrag (du)", "lower", lambda r: r["data_bytes"] / MIB, "{:.0f}"),
+            Metric("WAL fsyncs (all members)", "", lambda r: r["disk"]["wal_fsync_count"], "{:.0f}"),
+            Metric("compact+defrag s", "lower", lambda r: r["compact_defrag_secs"], "{:.1f}"),
+            Metric("other processes' CPU s", "", lambda r: r["other_cpu_secs"], "{:.2f}")],
+}
+THROUGHPUT = [Metric("throughput req/s", "higher", lambda r: r["bench"]["requests_per_sec"], "{:.0f}"),
+              Metric("average latency ms", "lower", _lat("average_ms"), "{:.2f}"),
+              Metric("p99 latency ms", "lower", _lat("p99_ms"), "{:.2f}")] + COMMON_TAIL
+
+# The issue's targets (3 members): (metric label, kind, factor)
+TARGETS = {
+    "put-1": [("average latency ms", "le", 1.0)],
+    "put-1000": [("throughput req/s", "ge", 1.5), ("p99 latency ms", "le", 1.0)],
+    "range-l": [("throughput req/s", "ge", 1.5)],
+    "range-s": [("throughput req/s", "ge", 1.5)],
+    "txn-put": [("throughput req/s", "ge", 1.5)],
+    "watch": [("events delivered / expected", "all", 1.0), ("p99 delivery ms (put ack → event)", "le", 1.0)],
+    "big": [("peak RSS MiB (VmHWM)", "le", 1.0), ("RSS MiB after compact+defrag", "le", 1.0),
+            ("db size MiB after compact+defrag", "le", 1.0)],
+}
+
+
+def safe(get, rec):
+    try:
+        return get(rec)
+    except (KeyError, TypeError, ZeroDivisionError):
+        return None
+
+
+def rows_for(wid: str, members: int, recs: dict) -> list[dict]:
+    """Table rows of one workload at one cluster size; recs maps server -> record."""
+    out = []
+    targets = {lbl: (kind, f) for lbl, kind, f in TARGETS.get(wid, [])} if members == 3 else {}
+    for m in METRICS.get(wid, THROUGHPUT):
+        vals = {s: (safe(m.get, recs[s]) if s in recs and "error" not in recs[s] else None) for s in SERVERS}
+        e, b = vals["etcd"], vals["ballast"]
+        ratio = b / e if isinstance(e, (int, float)) and isinstance(b, (int, float)) and e else None
+        target = ""
+        if m.label in targets:
+            kind, f = targets[m.label]
+            if kind == "all":
+                ok = "ballast" in recs and "error" not in recs["ballast"] and \
+                    recs["ballast"]["bench"]["watch"]["all_delivered_once_in_order"]
+                target = "all delivered: " + ("met" if ok else "NOT met")
+            elif ratio is None:
+                target = ("≥ " if kind == "ge" else "≤ ") + f"{f:g}×: n/a"
+            else:
+                ok = ratio >= f if kind == "ge" else ratio <= f
+                target = ("≥ " if kind == "ge" else "≤ ") + f"{f:g}×: " + ("met" if ok else "NOT met")
+        out.append({"members": members, "workload": wid, "metric": m.label, "better": m.better,
+                    "etcd": e, "ballast": b, "ratio": ratio, "target": target,
+                    "etcd_text": fmt(m, e), "ballast_text": fmt(m, b)})
+    return out
+
+
+def fmt(m: Metric, v) -> str:
+    if v is None:
+        return "–"
+    return m.fmt.format(v) if not isinstance(v, str) else v
+
+
+def render(rows: list[dict], titles: dict, markdown: bool) -> str:
+    head = ["members", "workload", "metric", "better", "etcd", "Ballast", "Ballast/etcd", "target (3 members)"]
+    body = []
+    last = None
+    for r in rows:
+        key = (r["members"], r["workload"])
+        first = key != last
+        last = key
+        body.append([str(r["members"]) if first else "", titles[r["workload"]] if first else "",
+                     r["metric"], r["better"], r["etcd_text"], r["ballast_text"],
+                     f"{r['ratio']:.2f}" if r["ratio"] is not None else "–", r["target"]])
+    if markdown:
+        lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in body]
+        return "\n".join(lines)
+    widths = [max(len(h), *(len(row[i]) for row in body)) if body else len(h) for i, h in enumerate(head)]
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+    out = [line(head), line(["-" * w for w in widths])]
+    for row in body:
+        if row[0] or row[1]:
+            out.append("")
+        out.append(line(row))
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------- main
+
+def parse_duration(s: str) -> float:
+    s = s.strip()
+    for suf, mul in (("ms", 0.001), ("s", 1), ("m", 60)):
+        if s.endswith(suf):
+            return float(s[: -len(suf)]) * mul
+    return float(s)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--members", default="1,3", help="cluster sizes to run (default 1,3)")
+    ap.add_argument("--workloads", default="put-1,put-1000,range-l,range-s,txn-put,watch,big",
+                    help="comma-separated subset of: put-1,put-1000,range-l,range-s,txn-put,watch,big")
+    ap.add_argument("--duration", default="10s", help="measured time of each throughput run (default 10s)")
+    ap.add_argument("--big-keys", type=int, default=200_000,
+                    help="keys of 1 KiB for the big-data workload (default 200000; the issue's size is --full)")
+    ap.add_argument("--full", action="store_true", help="the issue's full size: 1,000,000 keys of 1 KiB")
+    ap.add_argument("--watchers", type=int, default=10_000)
+    ap.add_argument("--watch-rate", type=int, default=1000, help="puts/s of the watch workload")
+    ap.add_argument("--json", default=None, help="results file (default ./ballast-compare-<time>.json)")
+    ap.add_argument("--markdown", default=None, help="also write the table as Markdown to this file")
+    ap.add_argument("--data-root", default=None, help="parent of the temporary data directories "
+                    "(default: $TMPDIR or /tmp; must be a real disk for fsync to cost what it costs)")
+    ap.add_argument("--no-build", action="store_true", help="use the existing release binaries")
+    ap.add_argument("--deadline", default="30m", help="start no new run after this much time (default 30m)")
+    a = ap.parse_args()
+    a.duration_s = parse_duration(a.duration)
+    if a.full:
+        a.big_keys = 1_000_000
+    deadline = time.monotonic() + parse_duration(a.deadline)
+    sizes = [int(x) for x in a.members.split(",") if x]
+    all_w = {w.id: w for w in workloads(a)}
+    wanted = [x for x in a.workloads.split(",") if x]
+    unknown = [x for x in wanted if x not in all_w]
+    if unknown or any(n < 1 for n in sizes):
+        ap.error(f"unknown workloads {unknown} or bad --members")
+
+    started = time.time()
+    ensure_etcd()
+    ballast, bench = build(a.no_build)
+    data_root = a.data_root or tempfile.gettempdir()
+    os.makedirs(data_root, exist_ok=True)
+    result = {
+        "schema": SCHEMA,
+        "command": " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:]),
+        "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine_info(data_root),
+        "versions": versions(ballast),
+        "settings": {"duration_secs": a.duration_s, "big_keys": a.big_keys, "watchers": a.watchers,
+                     "watch_rate": a.watch_rate, "quota_backend_bytes": QUOTA, "data_root": data_root,
+                     "server_flags": "--name --data-dir --listen-client-urls --advertise-client-urls "
+                                     "--listen-peer-urls --initial-advertise-peer-urls --initial-cluster "
+                                     "--initial-cluster-state new --initial-cluster-token "
+                                     f"--quota-backend-bytes {QUOTA} (same for both; defaults otherwise)"},
+        "loadavg_start": list(os.getloadavg()),
+        "runs": [],
+    }
+    log(f"machine: {result['machine']}; load average {result['loadavg_start']}")
+    rows = []
+    titles = {w.id: w.title for w in all_w.values()}
+    idx = 0
+    for n in sizes:
+        for wid in wanted:
+            w = all_w[wid]
+            recs = {}
+            order = SERVERS if idx % 2 == 0 else tuple(reversed(SERVERS))  # alternate who goes first
+            idx += 1
+            for kind in order:
+                rec = {"members": n, "workload": wid, "server": kind}
+                need = space_needed(w, n, a)
+                free = shutil.disk_usage(data_root).free
+                if time.monotonic() > deadline:
+                    rec["error"] = "skipped: --deadline reached"
+                    log(f"{n} member(s) {wid} {kind}: skipped (deadline)")
+                elif free < need:
+                    rec["error"] = (f"skipped: needs about {need // MIB} MiB free under {data_root}, "
+                                    f"{free // MIB} MiB free (see --data-root, --big-keys)")
+                    log(f"{n} member(s) {wid} {kind}: {rec['error']}")
+                else:
+                    root = tempfile.mkdtemp(prefix=f"ballast-compare-{kind}-", dir=data_root)
+                    cl = Cluster(kind, "etcd" if kind == "etcd" else ballast, root)
+                    log(f"{n} member(s) {wid} {kind}: starting")
+                    try:
+                        cl.start(n)
+                        rec.update(bench_once(bench, cl, w))
+                        b = rec["bench"]
+                        log(f"  {b['requests']} requests, {b['errors']} errors, {b['requests_per_sec']:.0f}/s, "
+                            f"server CPU {rec['server_cpu_secs']:.1f}s, client CPU {rec['client_cpu_secs']:.1f}s, other CPU {rec['other_cpu_secs']:.1f}s, "
+                            f"load {rec['loadavg_after'][0]:.2f}")
+                    except Exception as e:  # record and go on with the next run
+                        rec["error"] = str(e)
+                        log(f"  FAILED: {e}")
+                    finally:
+                        cl.stop()
+                        shutil.rmtree(root, ignore_errors=True)
+                recs[kind] = rec
+                result["runs"].append(rec)
+            rows += rows_for(wid, n, recs)
+    result["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    result["elapsed_secs"] = time.time() - started
+    result["loadavg_end"] = list(os.getloadavg())
+    result["table"] = [{k: v for k, v in r.items() if not k.endswith("_text")} for r in rows]
+
+    path = a.json or time.strftime("ballast-compare-%Y%m%d-%H%M%S.json")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(result, f, indent=2)
+    print(render(rows, titles, markdown=False))
+    errors = [r for r in result["runs"] if "error" in r]
+    for r in errors:
+        print(f"\n{r['members']} member(s) {r['workload']} {r['server']}: {r['error']}")
+    print(f"\nratio = Ballast/etcd; 'better' says which direction wins. RSS, CPU and sizes are sums over the members.")
+    print(f"elapsed {result['elapsed_secs']:.0f}s; load average at start {result['loadavg_start'][0]:.2f}, "
+          f"at end {result['loadavg_end'][0]:.2f}; results: {path}")
+    if a.markdown:
+        with open(a.markdown, "w") as f:
+            f.write(render(rows, titles, markdown=True) + "\n")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
