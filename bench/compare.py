@@ -130,6 +130,11 @@ def versions(ballast: str) -> dict:
         except Exception as e:
             out[name] = f"unknown ({e})"
     try:
+        out["ballast_binary"] = {"path": ballast, "mtime": _dt.datetime.fromtimestamp(
+            os.path.getmtime(ballast), _dt.timezone.utc).isoformat(timespec="seconds")}
+    except OSError:
+        pass
+    try:
         head = run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], timeout=10).stdout.strip()
         dirty = run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"], timeout=30).stdout.strip()
         out["ballast_git"] = head + ("+uncommitted" if dirty else "")
@@ -401,7 +406,7 @@ def workloads(a) -> list[Workload]:
 def space_needed(w: Workload, members: int, a) -> int:
     """A generous estimate of the disk a run needs (etcd preallocates 64 MiB WAL
     segments; the big load writes each value to the WAL and to the db)."""
-    per_member = 256 * MIB
+    per_member = 150 * MIB  # etcd: two preallocated 64 MiB WAL segments + db
     if w.big:
         per_member += a.big_keys * 1100 * 3
     return members * per_member
@@ -603,6 +608,188 @@ def render(rows: list[dict], titles: dict, markdown: bool) -> str:
     return "\n".join(out)
 
 
+# ---------------------------------------------------------------- profile
+
+# Where Ballast's CPU time goes: `perf record` (cpu-clock, DWARF call graphs)
+# on every member while a workload runs, then each sample is put in one
+# bucket. User-space samples go to the first frame, from the leaf up, that
+# belongs to a known component; kernel samples by what the kernel was doing.
+COMPONENTS = [
+    ("WAL append + fdatasync", r"fdatasync|\bfsync\b|ballast::raft::wal"),
+    ("redb (storage engine)", r"\bredb::"),
+    ("MVCC/apply (key index, revisions, watch/lease hooks)",
+     r"ballast::mvcc|ballast::apply|ballast::watch|ballast::lease|ballast::alarm"),
+    ("protobuf encode/decode (prost)", r"\bprost::|as prost::Message>|prost_types"),
+    ("Raft (raft-rs, node driver, peer transport)", r"^<?raft::|^<?raft_proto::|ballast::raft|ballast::peer|ballast_proto::raftpb"),
+    ("request handlers (ballast::api, propose/wait, metrics layer)",
+     r"ballast::api|ballast::server|ballast::listen|ballast::metrics|ballast::http"),
+    ("gRPC/HTTP/2 libraries (tonic, h2, hyper, axum, tower)",
+     r"\btonic::|\bh2::|\bhyper::|\bhyper_util::|\baxum::|\btower::|\bhttp::|\bhttp_body|_server::"),
+    ("tokio runtime (scheduling, timers, I/O driver)", r"\btokio::|\bmio::|parking_lot|crossbeam|std::sync|std::thread"),
+]
+KERNEL = [
+    ("kernel: TCP over loopback", r"tcp_|sock_|inet_|__sys_send|__sys_recv|sendmsg|recvmsg|skb|net_rx|napi|loopback|__dev_queue_xmit|ip_"),
+    ("kernel: file I/O (write, fdatasync, ext4)", r"ext4|jbd2|blk_|fdatasync|fsync|vfs_write|vfs_read|iomap|filemap|file_write|pwrite|generic_perform_write"),
+    ("kernel: scheduling, futex, epoll", r"schedule|finish_task_switch|futex|wake_up|ep_poll|epoll|__x64_sys_sched|hrtimer|nanosleep"),
+]
+LEAF = [
+    ("malloc/free", r"malloc|_int_free|\bfree\b|cfree|realloc|calloc|unlink_chunk|malloc_consolidate|__rust_alloc|__rust_dealloc|tcache"),
+    ("memcpy/memmove/memcmp/memset", r"memcpy|memmove|memcmp|memset|bcmp"),
+]
+
+
+def fold_perf(perf_data: str, pid_roles: dict) -> dict:
+    import re
+    comp = [(n, re.compile(p)) for n, p in COMPONENTS]
+    kern = [(n, re.compile(p)) for n, p in KERNEL]
+    leaf = [(n, re.compile(p)) for n, p in LEAF]
+    p = subprocess.Popen(["perf", "script", "-i", perf_data, "-F", "comm,pid,ip,sym,dso"],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, errors="replace")
+    counts = {"samples": 0, "by_thread": {}, "by_component": {}, "by_leaf": {}, "by_member": {},
+              "by_symbol": {}, "by_ballast_frame": {}}
+
+    def bump(d, k):
+        d[k] = d.get(k, 0) + 1
+
+    def classify(head, frames):
+        if not frames:
+            return
+        counts["samples"] += 1
+        comm, _, pid = head.rpartition(" ")
+        role = pid_roles.get(int(pid) if pid.isdigit() else -1, "?")
+        bump(counts["by_member"], role)
+        thread = comm.strip()
+        thread = "tokio-rt-worker (gRPC, peers)" if thread.startswith("tokio-rt") else thread
+        bump(counts["by_thread"], thread)
+        syms = [(sym, k) for sym, k in frames]
+        bump(counts["by_symbol"], syms[0][0][:140])
+        # the innermost Ballast function on the stack (what Ballast code the time is spent for)
+        own = next((sym for sym, k in syms if not k and "ballast" in sym and "{{closure}}" not in sym), None) \
+            or next((sym for sym, k in syms if not k and "ballast" in sym), "(no Ballast frame)")
+        bump(counts["by_ballast_frame"], own[:140])
+        if syms[0][1]:  # kernel leaf
+            name = next((n for n, rx in kern for sym, k in syms if k and rx.search(sym)), "kernel: other")
+            bump(counts["by_component"], name)
+            bump(counts["by_leaf"], "kernel")
+            return
+        bump(counts["by_leaf"], next((n for n, rx in leaf if rx.search(syms[0][0])), "other user code"))
+        name = next((n for sym, k in syms if not k for n, rx in comp if rx.search(sym)), "other")
+        bump(counts["by_component"], name)
+
+    head, frames = None, []
+    for line in p.stdout:
+        if not line.strip():
+            continue
+        if not line[0].isspace():
+            classify(head, frames)
+            head, frames = line.strip(), []
+            continue
+        parts = line.strip().split(" ", 1)
+        if len(parts) < 2:
+            continue
+        rest = parts[1]
+        dso = rest[rest.rfind(" ("):] if rest.endswith(")") else ""
+        sym = rest[: len(rest) - len(dso)] if dso else rest
+        frames.append((sym, "kernel" in dso))
+    classify(head, frames)
+    p.wait(timeout=60)
+    return counts
+
+
+def profile_main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="compare.py profile",
+                                 description="Profile Ballast with perf under one of the comparison's workloads "
+                                             "and print where its CPU time goes.")
+    ap.add_argument("--members", type=int, default=1)
+    ap.add_argument("--workload", default="put-1000", help="a workload id of the comparison (not big)")
+    ap.add_argument("--seconds", type=float, default=10, help="perf record time (default 10)")
+    ap.add_argument("--frequency", type=int, default=499, help="samples per second per CPU (default 499)")
+    ap.add_argument("--perf-data", default=None, help="keep perf's data here (default: a temporary file)")
+    ap.add_argument("--data-root", default=None)
+    ap.add_argument("--big-data-root", default=None, help="parent of the data directories of the big-data "
+                    "workload only (default: --data-root), e.g. /dev/shm when the disk is short of space")
+    ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--json", default=None, help="also write the summary as JSON here")
+    a = ap.parse_args(argv)
+    if not shutil.which("perf"):
+        sys.exit("perf is missing: apt-get install linux-perf")
+    ensure_etcd()  # etcdctl, for the range workloads' key and endpoint status
+    ballast, bench = build(a.no_build)
+    a.duration_s, a.big_keys, a.watchers, a.watch_rate = a.seconds + 4, 0, 10_000, 1000
+    w = {x.id: x for x in workloads(a)}.get(a.workload)
+    if w is None or w.big:
+        ap.error("--workload must be one of put-1, put-1000, range-l, range-s, txn-put, watch")
+    data_root = a.data_root or tempfile.gettempdir()
+    root = tempfile.mkdtemp(prefix="ballast-profile-", dir=data_root)
+    perf_data = a.perf_data or os.path.join(root, "perf.data")
+    cl = Cluster("ballast", ballast, root)
+    out: dict = {"schema": "ballast-profile/v1", "members": a.members, "workload": a.workload,
+                 "command": " ".join(["bench/compare.py", "profile"] + argv), "loadavg_start": list(os.getloadavg())}
+    try:
+        cl.start(a.members)
+        if w.prepare:
+            cl.ctl(["put", w.prepare, "v" * 256])
+        st = json.loads(cl.ctl(["endpoint", "status", "-w", "json"], timeout=30))
+        roles = {}
+        for m, e in zip(cl.members, st):
+            roles[m.proc.pid] = "leader" if e["Status"]["leader"] == e["Status"]["header"]["member_id"] else "follower"
+        out["roles"] = {str(k): v for k, v in roles.items()}
+        args = [bench, "--endpoints", cl.endpoints, "--json"] + (["--target-leader"] if w.target_leader else []) + w.args
+        disk0, cpu0 = disk_metrics([m.client_port for m in cl.members]), cl.cpu_secs()
+        b = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(2)  # connections and watchers are set up
+        pr = subprocess.run(["perf", "record", "-e", "cpu-clock", "-F", str(a.frequency), "--call-graph", "dwarf,32768",
+                             "-o", perf_data, "-p", ",".join(str(p) for p in cl.pids), "--", "sleep", str(a.seconds)],
+                            capture_output=True, text=True, timeout=a.seconds + 120)
+        cpu1, disk1 = cl.cpu_secs(), disk_metrics([m.client_port for m in cl.members])
+        try:
+            bout, berr = b.communicate(timeout=w.timeout)
+        except subprocess.TimeoutExpired:
+            b.kill()
+            b.communicate(timeout=30)
+            raise RuntimeError("ballast-bench did not finish")
+        if pr.returncode != 0:
+            raise RuntimeError(f"perf record failed: {pr.stderr.strip()[-500:]}")
+        rep = json.loads(bout)
+        out["bench"] = {k: rep[k] for k in ("requests", "errors", "requests_per_sec", "latency")}
+        out["window_secs"] = a.seconds
+        out["server_cpu_secs_in_window"] = cpu1 - cpu0
+        out["disk_in_window"] = {k.replace("etcd_disk_", "").replace("_duration_seconds", ""): disk1[k] - disk0[k]
+                                 for k in DISK_METRICS}
+    finally:
+        cl.stop()
+    out["loadavg_end"] = list(os.getloadavg())
+    log("folding perf samples (perf script; this takes a while)")
+    out["profile"] = fold_perf(perf_data, roles)
+    if not a.perf_data:
+        shutil.rmtree(root, ignore_errors=True)
+    else:
+        for m in cl.members:
+            shutil.rmtree(m.data_dir, ignore_errors=True)
+    prof, n = out["profile"], max(1, out["profile"]["samples"])
+    print(f"Ballast, {a.members} member(s), workload {a.workload} ({w.title}); perf {a.seconds:g}s window, "
+          f"{prof['samples']} samples at {a.frequency} Hz (cpu-clock, DWARF call graphs)")
+    print(f"bench (whole run, slowed by perf): {out['bench']['requests_per_sec']:.0f} req/s, "
+          f"{out['bench']['errors']} errors")
+    d = out["disk_in_window"]
+    print(f"in the window: server CPU {out['server_cpu_secs_in_window']:.2f}s of {a.seconds:g}s wall; "
+          f"WAL fdatasync {d['wal_fsync_count']:.0f} calls, {d['wal_fsync_sum']:.2f}s "
+          f"({d['wal_fsync_sum'] / max(1, d['wal_fsync_count']) * 1000:.3f} ms each); "
+          f"backend commits {d['backend_commit_count']:.0f}, {d['backend_commit_sum']:.2f}s")
+    for title, key, top in (("by member", "by_member", 99), ("by thread", "by_thread", 99),
+                            ("by component (first known frame from the leaf up)", "by_component", 99),
+                            ("by leaf function", "by_leaf", 99), ("top leaf symbols", "by_symbol", 15),
+                            ("top innermost Ballast functions (inclusive of what they call)", "by_ballast_frame", 15)):
+        print(f"\n{title}:")
+        for k, v in sorted(prof[key].items(), key=lambda kv: -kv[1])[:top]:
+            print(f"  {100 * v / n:5.1f}%  {k}")
+    print(f"\nload average at start {out['loadavg_start'][0]:.2f}, at end {out['loadavg_end'][0]:.2f}")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(out, f, indent=2)
+    return 0
+
+
 # ---------------------------------------------------------------- main
 
 def parse_duration(s: str) -> float:
@@ -629,6 +816,8 @@ def main() -> int:
     ap.add_argument("--markdown", default=None, help="also write the table as Markdown to this file")
     ap.add_argument("--data-root", default=None, help="parent of the temporary data directories "
                     "(default: $TMPDIR or /tmp; must be a real disk for fsync to cost what it costs)")
+    ap.add_argument("--big-data-root", default=None, help="parent of the data directories of the big-data "
+                    "workload only (default: --data-root), e.g. /dev/shm when the disk is short of space")
     ap.add_argument("--no-build", action="store_true", help="use the existing release binaries")
     ap.add_argument("--deadline", default="30m", help="start no new run after this much time (default 30m)")
     a = ap.parse_args()
@@ -653,9 +842,11 @@ def main() -> int:
         "command": " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:]),
         "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_info(data_root),
+        "big_data_fs": machine_info(a.big_data_root).get("data_fs") if a.big_data_root else None,
         "versions": versions(ballast),
         "settings": {"duration_secs": a.duration_s, "big_keys": a.big_keys, "watchers": a.watchers,
                      "watch_rate": a.watch_rate, "quota_backend_bytes": QUOTA, "data_root": data_root,
+                     "big_data_root": a.big_data_root or data_root,
                      "server_flags": "--name --data-dir --listen-client-urls --advertise-client-urls "
                                      "--listen-peer-urls --initial-advertise-peer-urls --initial-cluster "
                                      "--initial-cluster-state new --initial-cluster-token "
@@ -675,17 +866,19 @@ def main() -> int:
             idx += 1
             for kind in order:
                 rec = {"members": n, "workload": wid, "server": kind}
+                root_of_run = (a.big_data_root or data_root) if w.big else data_root
                 need = space_needed(w, n, a)
-                free = shutil.disk_usage(data_root).free
+                free = shutil.disk_usage(root_of_run).free
                 if time.monotonic() > deadline:
                     rec["error"] = "skipped: --deadline reached"
                     log(f"{n} member(s) {wid} {kind}: skipped (deadline)")
                 elif free < need:
-                    rec["error"] = (f"skipped: needs about {need // MIB} MiB free under {data_root}, "
-                                    f"{free // MIB} MiB free (see --data-root, --big-keys)")
+                    rec["error"] = (f"skipped: needs about {need // MIB} MiB free under {root_of_run}, "
+                                    f"{free // MIB} MiB free (see --data-root, --big-data-root, --big-keys)")
                     log(f"{n} member(s) {wid} {kind}: {rec['error']}")
                 else:
-                    root = tempfile.mkdtemp(prefix=f"ballast-compare-{kind}-", dir=data_root)
+                    root = tempfile.mkdtemp(prefix=f"ballast-compare-{kind}-", dir=root_of_run)
+                    rec["data_root"] = root_of_run
                     cl = Cluster(kind, "etcd" if kind == "etcd" else ballast, root)
                     log(f"{n} member(s) {wid} {kind}: starting")
                     try:
@@ -727,4 +920,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "profile":
+        sys.exit(profile_main(sys.argv[2:]))
     sys.exit(main())

@@ -249,7 +249,11 @@ fn force_new_cluster(
         others.extend(cs.voters.iter().chain(&cs.learners));
     }
     // Members added in the log but not yet in the tables count too (etcd's getIDs).
-    for e in rec.entries.iter().filter(|e| e.get_entry_type() == EntryType::EntryConfChange) {
+    for e in rec
+        .entries
+        .iter()
+        .filter(|e| e.get_entry_type() == EntryType::EntryConfChange)
+    {
         if let Ok(cc) = <ConfChange as prost011::Message>::decode(e.data.as_slice()) {
             if cc.get_change_type() == ConfChangeType::RemoveNode {
                 others.retain(|id| *id != cc.node_id);
@@ -529,7 +533,9 @@ pub fn start(
     let snap_dir_for_copy = snap_dir.clone();
     let log = log.with_snapshotter(Arc::new(move || {
         let tmp = tempfile::NamedTempFile::new_in(&snap_dir_for_copy).map_err(|e| e.to_string())?;
-        let (index, conf) = snap_backend.snapshot_copy(tmp.path()).map_err(|e| e.to_string())?;
+        let (index, conf) = snap_backend
+            .snapshot_copy(tmp.path())
+            .map_err(|e| e.to_string())?;
         let data = std::fs::read(tmp.path()).map_err(|e| e.to_string())?;
         Ok((data, index, conf.unwrap_or_default()))
     }));
@@ -604,7 +610,6 @@ pub fn start(
     let member_transport = transport.clone();
     let removal_grace = cfg.heartbeat_interval * 10;
     let applier = Applier {
-        raft: raft.clone(),
         on_member_change: Box::new(move |change| match change {
             crate::apply::MemberChange::Added(m) => {
                 member_transport.set_peer(m.id, m.peer_urls.clone())

@@ -358,7 +358,10 @@ fn a_member_far_behind_catches_up_from_a_snapshot() {
         return;
     }
     let root = tempfile::tempdir().expect("tempdir");
-    let mut nodes: Vec<Node> = ["m1", "m2", "m3"].iter().map(|n| Node::new(n, root.path())).collect();
+    let mut nodes: Vec<Node> = ["m1", "m2", "m3"]
+        .iter()
+        .map(|n| Node::new(n, root.path()))
+        .collect();
     let ic = initial_cluster(&nodes.iter().collect::<Vec<_>>());
     // A short log: the leader compacts it soon, so a lagging member needs a snapshot.
     for n in &mut nodes {
@@ -371,7 +374,11 @@ fn a_member_far_behind_catches_up_from_a_snapshot() {
     nodes[2].kill9();
     let two = endpoints(&[&nodes[0], &nodes[1]]);
     let lease = ctl_ok(&two, &["lease", "grant", "600"]);
-    let lease_id = lease.split_whitespace().nth(1).expect("lease id").to_string();
+    let lease_id = lease
+        .split_whitespace()
+        .nth(1)
+        .expect("lease id")
+        .to_string();
     ctl_ok(&two, &["put", "leased", "x", "--lease", &lease_id]);
     for i in 0..150 {
         ctl_ok(&two, &["put", &format!("far/{i:03}"), &i.to_string()]);
@@ -381,24 +388,61 @@ fn a_member_far_behind_catches_up_from_a_snapshot() {
     let m1_log = nodes[0].log_path();
     wait_for("the leader's log to be compacted", || {
         ctl_ok(&two, &["put", "tick", "x"]);
-        std::fs::read_to_string(&m1_log).unwrap_or_default().contains("compacted raft log")
-            || std::fs::read_to_string(nodes[1].log_path()).unwrap_or_default().contains("compacted raft log")
+        std::fs::read_to_string(&m1_log)
+            .unwrap_or_default()
+            .contains("compacted raft log")
+            || std::fs::read_to_string(nodes[1].log_path())
+                .unwrap_or_default()
+                .contains("compacted raft log")
     });
     nodes[2].start_with(&ic, "new", &["--snapshot-count", "20"]);
     let m3 = nodes[2].client_url();
     wait_for("m3 to catch up", || {
-        ctl(&m3, &["get", "far/149", "--print-value-only", "--consistency", "s"]).1 == "149\n"
+        ctl(
+            &m3,
+            &["get", "far/149", "--print-value-only", "--consistency", "s"],
+        )
+        .1 == "149\n"
     });
-    let keys = ctl_ok(&m3, &["get", "far/", "--prefix", "--keys-only", "--consistency", "s"]);
-    assert_eq!(keys.lines().filter(|l| !l.is_empty()).count(), 150, "all keys on m3");
+    let keys = ctl_ok(
+        &m3,
+        &[
+            "get",
+            "far/",
+            "--prefix",
+            "--keys-only",
+            "--consistency",
+            "s",
+        ],
+    );
+    assert_eq!(
+        keys.lines().filter(|l| !l.is_empty()).count(),
+        150,
+        "all keys on m3"
+    );
     let ttl = ctl_ok(&m3, &["lease", "timetolive", &lease_id, "--keys"]);
-    assert!(ttl.contains("leased"), "the lease and its key came with the snapshot: {ttl}");
-    let installed = std::fs::read_to_string(nodes[2].log_path()).unwrap_or_default().contains("installed snapshot from the leader");
+    assert!(
+        ttl.contains("leased"),
+        "the lease and its key came with the snapshot: {ttl}"
+    );
+    let installed = std::fs::read_to_string(nodes[2].log_path())
+        .unwrap_or_default()
+        .contains("installed snapshot from the leader");
     assert!(installed, "m3 caught up through a snapshot, not the log");
     // And it keeps following new writes.
     ctl_ok(&two, &["put", "after-snapshot", "y"]);
     wait_for("m3 to follow new writes", || {
-        ctl(&m3, &["get", "after-snapshot", "--print-value-only", "--consistency", "s"]).1 == "y\n"
+        ctl(
+            &m3,
+            &[
+                "get",
+                "after-snapshot",
+                "--print-value-only",
+                "--consistency",
+                "s",
+            ],
+        )
+        .1 == "y\n"
     });
 }
 
@@ -408,7 +452,10 @@ fn the_first_listed_member_starting_last_joins_without_a_split() {
         return;
     }
     let root = tempfile::tempdir().expect("tempdir");
-    let mut nodes: Vec<Node> = ["m1", "m2", "m3"].iter().map(|n| Node::new(n, root.path())).collect();
+    let mut nodes: Vec<Node> = ["m1", "m2", "m3"]
+        .iter()
+        .map(|n| Node::new(n, root.path()))
+        .collect();
     let ic = initial_cluster(&nodes.iter().collect::<Vec<_>>());
     // m2 and m3 form a quorum and commit writes before m1 exists.
     nodes[1].start(&ic, "new");
@@ -421,16 +468,27 @@ fn the_first_listed_member_starting_last_joins_without_a_split() {
     leader(&all, 3);
     let m1 = nodes[0].client_url();
     wait_for("m1 to have the early write", || {
-        ctl(&m1, &["get", "early", "--print-value-only", "--consistency", "s"]).1 == "1\n"
+        ctl(
+            &m1,
+            &["get", "early", "--print-value-only", "--consistency", "s"],
+        )
+        .1 == "1\n"
     });
     ctl_ok(&m1, &["put", "late", "2"]);
     for n in &mut nodes {
-        assert!(n.is_running(), "{} still running (no conflicting log)", n.name);
+        assert!(
+            n.is_running(),
+            "{} still running (no conflicting log)",
+            n.name
+        );
     }
     // Same data everywhere once every member has applied the last write.
     wait_for("identical hashes on every member", || {
         let hashes = ctl_ok(&all, &["endpoint", "hashkv"]);
-        let values: std::collections::BTreeSet<&str> = hashes.lines().filter_map(|l| l.split(", ").nth(1)).collect();
+        let values: std::collections::BTreeSet<&str> = hashes
+            .lines()
+            .filter_map(|l| l.split(", ").nth(1))
+            .collect();
         hashes.lines().count() == 3 && values.len() == 1
     });
 }

@@ -111,8 +111,6 @@ pub struct Applier {
     /// Asks for a NOSPACE alarm to be proposed (the server owns the Raft handle).
     pub on_quota_exceeded: Box<dyn Fn() + Send>,
     pub quota_bytes: u64,
-    /// Membership changes are applied to Raft's configuration here too.
-    pub raft: crate::raft::RaftHandle,
     pub on_member_change: Box<dyn Fn(MemberChange<'_>) + Send>,
 }
 
@@ -183,7 +181,12 @@ impl Applier {
 
     /// Swaps in the leader's database and rebuilds everything held in memory
     /// from it. Durable before it returns: the Raft log is cut right after.
-    fn install_snapshot(&mut self, st: &mut LoopState, file: &std::path::Path, index: u64) -> Result<()> {
+    fn install_snapshot(
+        &mut self,
+        st: &mut LoopState,
+        file: &std::path::Path,
+        index: u64,
+    ) -> Result<()> {
         // Entries before the snapshot are superseded by it.
         st.pending.retain(|e| e.index > index);
         self.apply_batch(st, true)?;
@@ -195,8 +198,16 @@ impl Applier {
             let txn = incoming.begin_write()?;
             {
                 let mut m = txn.open_table(crate::mvcc::backend::META)?;
-                crate::mvcc::backend::put_u64(&mut m, crate::mvcc::backend::meta::MEMBER_ID, self.member_id)?;
-                crate::mvcc::backend::put_u64(&mut m, crate::mvcc::backend::meta::APPLIED_INDEX, index)?;
+                crate::mvcc::backend::put_u64(
+                    &mut m,
+                    crate::mvcc::backend::meta::MEMBER_ID,
+                    self.member_id,
+                )?;
+                crate::mvcc::backend::put_u64(
+                    &mut m,
+                    crate::mvcc::backend::meta::APPLIED_INDEX,
+                    index,
+                )?;
             }
             txn.commit()?;
         }
@@ -212,7 +223,11 @@ impl Applier {
         self.durable_applied.store(index, Ordering::Release);
         let _ = self.applied.send(index);
         self.hub.resync_all();
-        tracing::info!(index, revision = self.store.current_revision(), "installed snapshot from the leader");
+        tracing::info!(
+            index,
+            revision = self.store.current_revision(),
+            "installed snapshot from the leader"
+        );
         Ok(())
     }
 
@@ -267,7 +282,10 @@ impl Applier {
             (Err(_), _) => tracing::warn!(index = e.index, "unknown membership change type"),
         }
         if let Some(cs) = &cs {
-            crate::mvcc::backend::put_conf_state(&mut batch.txn().open_table(crate::mvcc::backend::META)?, cs)?;
+            crate::mvcc::backend::put_conf_state(
+                &mut batch.txn().open_table(crate::mvcc::backend::META)?,
+                cs,
+            )?;
         }
         Ok((request_id, Ok(Applied::Members(self.members.list()))))
     }

@@ -58,7 +58,11 @@ impl Lessor {
     }
 
     /// (Re)loads every lease from the backend, with the keys attached to them.
-    pub fn load(&self, backend: &crate::mvcc::Backend, leased: Vec<crate::mvcc::store::LeasedKey>) -> crate::error::Result<()> {
+    pub fn load(
+        &self,
+        backend: &crate::mvcc::Backend,
+        leased: Vec<crate::mvcc::store::LeasedKey>,
+    ) -> crate::error::Result<()> {
         use redb::ReadableTable;
         self.inner.lock().leases.clear();
         let txn = backend.read()?;

@@ -40,7 +40,10 @@ pub enum Command {
     /// Hands leadership to another voter (etcdctl move-leader).
     TransferLeader(u64),
     /// Whether a snapshot sent to a peer arrived.
-    ReportSnapshot { to: u64, delivered: bool },
+    ReportSnapshot {
+        to: u64,
+        delivered: bool,
+    },
     /// A message from a peer.
     Step(Box<Message>),
     /// The transport could not deliver to this peer.
@@ -329,7 +332,11 @@ impl RaftNode {
             }
             Command::TransferLeader(to) => self.raw.transfer_leader(to),
             Command::ReportSnapshot { to, delivered } => {
-                let status = if delivered { raft::SnapshotStatus::Finish } else { raft::SnapshotStatus::Failure };
+                let status = if delivered {
+                    raft::SnapshotStatus::Finish
+                } else {
+                    raft::SnapshotStatus::Failure
+                };
                 self.raw.report_snapshot(to, status);
             }
             Command::Step(m) => {
@@ -436,7 +443,10 @@ impl RaftNode {
         self.status.commit.fetch_max(last.index, Ordering::Relaxed);
         self.metrics.proposals_committed.set(last.index as i64);
         let mut confs = Vec::new();
-        for e in entries.iter().filter(|e| e.get_entry_type() == EntryType::EntryConfChange) {
+        for e in entries
+            .iter()
+            .filter(|e| e.get_entry_type() == EntryType::EntryConfChange)
+        {
             let cc = match <ConfChange as prost011::Message>::decode(e.data.as_slice()) {
                 Ok(cc) => cc,
                 Err(err) => {
@@ -510,8 +520,15 @@ impl RaftNode {
 pub fn bootstrap(wal: &mut Wal, members: &[(u64, Vec<u8>)]) -> Result<()> {
     // Every member starts knowing the whole initial configuration, so none
     // can win an election with a partial one while replaying these entries.
-    let conf_state = ConfState { voters: members.iter().map(|(id, _)| *id).collect(), ..Default::default() };
-    wal.mark_snapshot(SnapshotMark { index: 0, term: 0, conf_state })?;
+    let conf_state = ConfState {
+        voters: members.iter().map(|(id, _)| *id).collect(),
+        ..Default::default()
+    };
+    wal.mark_snapshot(SnapshotMark {
+        index: 0,
+        term: 0,
+        conf_state,
+    })?;
     let entries: Vec<Entry> = members
         .iter()
         .enumerate()

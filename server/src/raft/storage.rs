@@ -41,7 +41,14 @@ pub struct LogStore {
 
 impl LogStore {
     pub fn new(hard_state: HardState, snapshot: SnapshotMetadata, entries: Vec<Entry>) -> LogStore {
-        LogStore { log: Arc::new(RwLock::new(Log { hard_state, snapshot, entries })), snapshotter: None }
+        LogStore {
+            log: Arc::new(RwLock::new(Log {
+                hard_state,
+                snapshot,
+                entries,
+            })),
+            snapshotter: None,
+        }
     }
 
     pub fn with_snapshotter(mut self, s: Snapshotter) -> LogStore {
@@ -174,11 +181,16 @@ impl raft::Storage for LogStore {
 
     fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
         let unavailable = || raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable);
-        let Some(make) = &self.snapshotter else { return Err(unavailable()) };
+        let Some(make) = &self.snapshotter else {
+            return Err(unavailable());
+        };
         let (data, index, conf_state) = match make() {
             Ok(s) => s,
             Err(e) => {
-                tracing::warn!(to = format!("{to:x}"), "making a snapshot for a follower failed: {e}");
+                tracing::warn!(
+                    to = format!("{to:x}"),
+                    "making a snapshot for a follower failed: {e}"
+                );
                 return Err(unavailable());
             }
         };
@@ -186,8 +198,20 @@ impl raft::Storage for LogStore {
             return Err(unavailable());
         }
         let term = self.term(index)?;
-        tracing::info!(to = format!("{to:x}"), index, bytes = data.len(), "sending database snapshot to a follower");
-        Ok(Snapshot { data, metadata: Some(SnapshotMetadata { conf_state: Some(conf_state), index, term }) })
+        tracing::info!(
+            to = format!("{to:x}"),
+            index,
+            bytes = data.len(),
+            "sending database snapshot to a follower"
+        );
+        Ok(Snapshot {
+            data,
+            metadata: Some(SnapshotMetadata {
+                conf_state: Some(conf_state),
+                index,
+                term,
+            }),
+        })
     }
 }
 

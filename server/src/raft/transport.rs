@@ -196,7 +196,12 @@ impl Transport {
                     Err(_) => break,
                 }
             }
-            let batch = RaftBatch { from: self.me, to, cluster_id: self.cluster_id, messages };
+            let batch = RaftBatch {
+                from: self.me,
+                to,
+                cluster_id: self.cluster_id,
+                messages,
+            };
             let bytes = prost::Message::encoded_len(&batch);
             self.metrics.peer_sent(to, bytes);
             let sent = btx.send(batch).await.is_ok();

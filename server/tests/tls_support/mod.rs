@@ -388,9 +388,11 @@ impl Server {
     pub fn start(extra_urls: &str, flags: &[&str], tls: &[&str]) -> Server {
         let mut s = Server::spawn(extra_urls, flags);
         let eps = s.endpoint();
+        // The port first (cheap), then a real request, which takes a dial timeout to fail.
         wait_for("the member to serve over https", || {
             assert!(s.running(), "the member exited:\n{}", s.log());
-            etcdctl(&eps, tls, &["endpoint", "health"]).0
+            std::net::TcpStream::connect(("127.0.0.1", s.https_port)).is_ok()
+                && etcdctl(&eps, tls, &["endpoint", "health"]).0
         });
         s
     }
