@@ -136,8 +136,10 @@ def versions(ballast: str) -> dict:
         pass
     try:
         head = run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], timeout=10).stdout.strip()
-        dirty = run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"], timeout=30).stdout.strip()
-        out["ballast_git"] = head + ("+uncommitted" if dirty else "")
+        # only changes that go into the server binary count
+        dirty = run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no", "--",
+                     "server/src", "proto", "Cargo.toml", "Cargo.lock", "server/Cargo.toml"], timeout=30).stdout.strip()
+        out["ballast_git"] = head + ("+uncommitted changes in server/src or proto" if dirty else "")
     except Exception:
         pass
     return out

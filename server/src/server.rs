@@ -436,6 +436,10 @@ pub fn start(
         })?;
         let member_id = me.id;
         let cluster_id = ids::cluster_id(&initial.iter().map(|m| m.id).collect::<Vec<_>>());
+        let initial_conf = raft::prelude::ConfState {
+            voters: initial.iter().map(|m| m.id).collect(),
+            ..Default::default()
+        };
         // Identity first, then the WAL (built aside and renamed into place):
         // a crash in between leaves no WAL, so the next start bootstraps again.
         {
@@ -446,6 +450,9 @@ pub fn start(
                 backend::put_u64(&mut m, meta::CLUSTER_ID, cluster_id)?;
                 // A restored snapshot carries an old applied index; this log starts at 0.
                 backend::put_u64(&mut m, meta::APPLIED_INDEX, 0)?;
+                // The whole initial configuration, from the first start on:
+                // no member may ever elect itself with a partial one.
+                backend::put_conf_state(&mut m, &initial_conf)?;
             }
             txn.commit()?;
         }
@@ -472,7 +479,12 @@ pub fn start(
             .map_err(|e| Error::io(format!("rename {} into place", tmp_wal.display()), e))?;
         backend::sync_dir(&wal_dir)?;
         let (wal, rec) = Wal::open(&wal_dir)?;
-        let log = node::restore(rec.hard_state, rec.snapshot, rec.entries, None)?;
+        let log = node::restore(
+            rec.hard_state,
+            rec.snapshot,
+            rec.entries,
+            Some(initial_conf),
+        )?;
         (member_id, cluster_id, wal, log)
     };
 

@@ -34,6 +34,7 @@ fn three_members_serve_and_survive_the_leader_being_killed() {
     if common::server_kind() != common::ServerKind::Ballast {
         return;
     }
+    let _serial = one_at_a_time();
     let root = tempfile::tempdir().expect("tempdir");
     let mut nodes = start_three(root.path());
     let all = eps(&nodes);
@@ -143,6 +144,7 @@ fn grow_to_five_with_learners_shrink_back_and_replace_a_wiped_member() {
     if common::server_kind() != common::ServerKind::Ballast {
         return;
     }
+    let _serial = one_at_a_time();
     let root = tempfile::tempdir().expect("tempdir");
     let mut nodes = start_three(root.path());
     let first = nodes[0].client_url();
@@ -259,6 +261,7 @@ fn force_new_cluster_from_one_survivor_then_grow_again() {
     if common::server_kind() != common::ServerKind::Ballast {
         return;
     }
+    let _serial = one_at_a_time();
     let root = tempfile::tempdir().expect("tempdir");
     let mut nodes = start_three(root.path());
     let all = eps(&nodes);
@@ -310,6 +313,7 @@ fn a_stopped_leader_is_replaced_and_steps_down_when_it_returns() {
     if common::server_kind() != common::ServerKind::Ballast {
         return;
     }
+    let _serial = one_at_a_time();
     let root = tempfile::tempdir().expect("tempdir");
     let nodes = start_three(root.path());
     let all = eps(&nodes);
@@ -357,6 +361,7 @@ fn a_member_far_behind_catches_up_from_a_snapshot() {
     if common::server_kind() != common::ServerKind::Ballast {
         return;
     }
+    let _serial = one_at_a_time();
     let root = tempfile::tempdir().expect("tempdir");
     let mut nodes: Vec<Node> = ["m1", "m2", "m3"]
         .iter()
@@ -451,6 +456,7 @@ fn the_first_listed_member_starting_last_joins_without_a_split() {
     if common::server_kind() != common::ServerKind::Ballast {
         return;
     }
+    let _serial = one_at_a_time();
     let root = tempfile::tempdir().expect("tempdir");
     let mut nodes: Vec<Node> = ["m1", "m2", "m3"]
         .iter()

@@ -126,6 +126,7 @@ fn three_members_with_mutual_peer_tls_serve_and_refuse_foreign_peers() {
     if server_kind() != ServerKind::Ballast {
         return;
     }
+    let _serial = cluster_support::one_at_a_time();
     let root = tempfile::tempdir().expect("tempdir");
     let (ca, etcd) = pki(root.path());
     let tls = client_flags(&ca, &etcd);
@@ -238,6 +239,7 @@ fn raft_traffic_from_a_member_with_a_foreign_certificate_is_refused() {
     if server_kind() != ServerKind::Ballast {
         return;
     }
+    let _serial = cluster_support::one_at_a_time();
     let root = tempfile::tempdir().expect("tempdir");
     let (ca, etcd) = pki(root.path());
     let other = Ca::new(&root.path().join("pki"), "other-ca");

@@ -9,6 +9,13 @@ use std::time::{Duration, Instant};
 
 use crate::common::{etcdctl_binary, free_port};
 
+/// Clusters in one test binary run one at a time: a dozen members starting
+/// together on a two-core machine would turn timing into the test.
+pub fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// How long a member may take to become healthy, or a cluster to elect.
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
