@@ -12,7 +12,10 @@ to a JSON file (schema "ballast-compare/v1").
 
 Usage: bench/compare.py [--members 1,3] [--workloads put-1,...] [--big-keys N | --full]
                         [--duration 10s] [--json FILE] [--markdown FILE] [--data-root DIR]
-Run with --help for all options. Python 3.11 standard library only.
+       bench/compare.py --render FILE.json [--markdown FILE]
+       bench/compare.py profile [--members 1] [--workload put-1000] [--seconds 10]
+Run with --help (or profile --help) for all options. Python 3.11 standard
+library only. See bench/README.md; results and analysis in docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -483,6 +486,7 @@ class Metric:
     better: str  # "higher" / "lower" / "" (informational)
     get: object  # rec -> value or None
     fmt: str = "{:.1f}"
+    ratio: bool = True  # False: a Ballast/etcd ratio means nothing (other processes' CPU)
 
 
 def _lat(key):
@@ -505,7 +509,7 @@ COMMON_TAIL = [
     Metric("WAL fsyncs (all members)", "", lambda r: r["disk"]["wal_fsync_count"], "{:.0f}"),
     Metric("WAL fsync s (all members)", "", lambda r: r["disk"]["wal_fsync_sum"], "{:.2f}"),
     Metric("bench client CPU s", "", lambda r: r["client_cpu_secs"], "{:.2f}"),
-    Metric("other processes' CPU s", "", lambda r: r["other_cpu_secs"], "{:.2f}"),
+    Metric("other processes' CPU s", "", lambda r: r["other_cpu_secs"], "{:.2f}", ratio=False),
 ]
 METRICS = {
     "put-1": [Metric("average latency ms", "lower", _lat("average_ms"), "{:.3f}"),
@@ -521,13 +525,14 @@ METRICS = {
     "big": [Metric("load throughput req/s", "higher", lambda r: r["bench"]["requests_per_sec"], "{:.0f}"),
             Metric("server CPU s for the load", "lower", lambda r: r["server_cpu_secs"], "{:.2f}"),
             Metric("peak RSS MiB (VmHWM)", "lower", lambda r: r["mem_kib"].get("VmHWM", 0) / 1024, "{:.0f}"),
+            Metric("RSS MiB after load", "lower", lambda r: r["after_load"]["mem_kib"].get("VmRSS", 0) / 1024, "{:.0f}"),
             Metric("RSS MiB after compact+defrag", "lower", lambda r: r["mem_kib"].get("VmRSS", 0) / 1024, "{:.0f}"),
             Metric("db size MiB after load", "lower", lambda r: r["after_load"]["db_size_bytes"] / MIB, "{:.0f}"),
             Metric("db size MiB after compact+defrag", "lower", lambda r: r["db_size_bytes"] / MIB, "{:.0f}"),
             Metric("data dir MiB after compact+defrag (du)", "lower", lambda r: r["data_bytes"] / MIB, "{:.0f}"),
             Metric("WAL fsyncs (all members)", "", lambda r: r["disk"]["wal_fsync_count"], "{:.0f}"),
             Metric("compact+defrag s", "lower", lambda r: r["compact_defrag_secs"], "{:.1f}"),
-            Metric("other processes' CPU s", "", lambda r: r["other_cpu_secs"], "{:.2f}")],
+            Metric("other processes' CPU s", "", lambda r: r["other_cpu_secs"], "{:.2f}", ratio=False)],
 }
 THROUGHPUT = [Metric("throughput req/s", "higher", lambda r: r["bench"]["requests_per_sec"], "{:.0f}"),
               Metric("average latency ms", "lower", _lat("average_ms"), "{:.2f}"),
@@ -541,7 +546,8 @@ TARGETS = {
     "range-s": [("throughput req/s", "ge", 1.5)],
     "txn-put": [("throughput req/s", "ge", 1.5)],
     "watch": [("events delivered / expected", "all", 1.0), ("p99 delivery ms (put ack → event)", "le", 1.0)],
-    "big": [("peak RSS MiB (VmHWM)", "le", 1.0), ("RSS MiB after compact+defrag", "le", 1.0),
+    "big": [("peak RSS MiB (VmHWM)", "le", 1.0), ("RSS MiB after load", "le", 1.0),
+            ("RSS MiB after compact+defrag", "le", 1.0),
             ("db size MiB after compact+defrag", "le", 1.0)],
 }
 
@@ -560,7 +566,7 @@ def rows_for(wid: str, members: int, recs: dict) -> list[dict]:
     for m in METRICS.get(wid, THROUGHPUT):
         vals = {s: (safe(m.get, recs[s]) if s in recs and "error" not in recs[s] else None) for s in SERVERS}
         e, b = vals["etcd"], vals["ballast"]
-        ratio = b / e if isinstance(e, (int, float)) and isinstance(b, (int, float)) and e else None
+        ratio = b / e if m.ratio and isinstance(e, (int, float)) and isinstance(b, (int, float)) and e else None
         target = ""
         if m.label in targets:
             kind, f = targets[m.label]
@@ -708,8 +714,6 @@ def profile_main(argv: list[str]) -> int:
     ap.add_argument("--frequency", type=int, default=499, help="samples per second per CPU (default 499)")
     ap.add_argument("--perf-data", default=None, help="keep perf's data here (default: a temporary file)")
     ap.add_argument("--data-root", default=None)
-    ap.add_argument("--big-data-root", default=None, help="parent of the data directories of the big-data "
-                    "workload only (default: --data-root), e.g. /dev/shm when the disk is short of space")
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--json", default=None, help="also write the summary as JSON here")
     a = ap.parse_args(argv)
@@ -802,6 +806,36 @@ def parse_duration(s: str) -> float:
     return float(s)
 
 
+def table_rows(runs: list[dict]) -> list[dict]:
+    """Table rows from run records, in the order the runs were made."""
+    rows, seen = [], []
+    for r in runs:
+        key = (r["members"], r["workload"])
+        if key not in seen:
+            seen.append(key)
+    for n, wid in seen:
+        recs = {r["server"]: r for r in runs if (r["members"], r["workload"]) == (n, wid)}
+        rows += rows_for(wid, n, recs)
+    return rows
+
+
+def render_saved(path: str, markdown: str | None) -> int:
+    with open(path) as f:
+        result = json.load(f)
+    if result.get("schema") != SCHEMA:
+        sys.exit(f"{path}: not a {SCHEMA} file")
+    s = result["settings"]
+    a = argparse.Namespace(duration_s=s["duration_secs"], big_keys=s["big_keys"], watchers=s["watchers"],
+                           watch_rate=s["watch_rate"])
+    titles = {w.id: w.title for w in workloads(a)}
+    rows = table_rows(result["runs"])
+    print(render(rows, titles, markdown=False))
+    if markdown:
+        with open(markdown, "w") as f:
+            f.write(render(rows, titles, markdown=True) + "\n")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -822,7 +856,11 @@ def main() -> int:
                     "workload only (default: --data-root), e.g. /dev/shm when the disk is short of space")
     ap.add_argument("--no-build", action="store_true", help="use the existing release binaries")
     ap.add_argument("--deadline", default="30m", help="start no new run after this much time (default 30m)")
+    ap.add_argument("--render", default=None, metavar="JSON",
+                    help="only print the table of an earlier run's results file (with --markdown: write it too)")
     a = ap.parse_args()
+    if a.render:
+        return render_saved(a.render, a.markdown)
     a.duration_s = parse_duration(a.duration)
     if a.full:
         a.big_keys = 1_000_000
@@ -845,7 +883,7 @@ def main() -> int:
         "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_info(data_root),
         "big_data_fs": machine_info(a.big_data_root).get("data_fs") if a.big_data_root else None,
-        "versions": versions(ballast),
+        "versions": dict(versions(ballast), built_by_this_run=not a.no_build),
         "settings": {"duration_secs": a.duration_s, "big_keys": a.big_keys, "watchers": a.watchers,
                      "watch_rate": a.watch_rate, "quota_backend_bytes": QUOTA, "data_root": data_root,
                      "big_data_root": a.big_data_root or data_root,
@@ -857,7 +895,6 @@ def main() -> int:
         "runs": [],
     }
     log(f"machine: {result['machine']}; load average {result['loadavg_start']}")
-    rows = []
     titles = {w.id: w.title for w in all_w.values()}
     idx = 0
     for n in sizes:
@@ -898,7 +935,7 @@ def main() -> int:
                         shutil.rmtree(root, ignore_errors=True)
                 recs[kind] = rec
                 result["runs"].append(rec)
-            rows += rows_for(wid, n, recs)
+    rows = table_rows(result["runs"])
     result["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     result["elapsed_secs"] = time.time() - started
     result["loadavg_end"] = list(os.getloadavg())
