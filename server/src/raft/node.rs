@@ -61,7 +61,6 @@ pub struct RaftStatus {
     pub term: AtomicU64,
     pub last_index: AtomicU64,
     pub commit: AtomicU64,
-    pub leader_changes: AtomicU64,
 }
 
 /// Told to the rest of the server when leadership changes.
@@ -360,7 +359,6 @@ impl RaftNode {
             self.metrics
                 .has_leader
                 .set((ss.leader_id != raft::INVALID_ID) as i64);
-            self.status.leader_changes.fetch_add(1, Ordering::Relaxed);
             let is_leader = ss.raft_state == StateRole::Leader;
             if is_leader != self.was_leader {
                 self.was_leader = is_leader;
@@ -395,11 +393,16 @@ impl RaftNode {
         let wrote = !rd.entries().is_empty() || hs.is_some();
         if wrote {
             self.wal.append(rd.entries(), hs.as_ref())?;
-            let started = Instant::now();
-            self.wal.sync()?;
-            self.metrics
-                .wal_fsync
-                .observe(started.elapsed().as_secs_f64());
+            // New entries, term or vote must be durable before anything is
+            // sent or acknowledged; a commit-index-only change need not be
+            // (after a crash it is recomputed), so it rides the next sync.
+            if rd.must_sync() {
+                let started = Instant::now();
+                self.wal.sync()?;
+                self.metrics
+                    .wal_fsync
+                    .observe(started.elapsed().as_secs_f64());
+            }
             self.store.append(rd.entries());
             if let Some(hs) = hs {
                 self.status.term.store(hs.term, Ordering::Relaxed);
