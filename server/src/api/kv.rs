@@ -12,7 +12,6 @@ use tonic::{Request as Req, Response, Status};
 
 use super::validate;
 use crate::apply::Applied;
-use crate::error::EtcdError;
 use crate::server::EtcdServer;
 
 pub struct KvService(pub Arc<EtcdServer>);
@@ -92,7 +91,6 @@ impl Kv for KvService {
                 Ok(Response::new(resp))
             }
             Ok(other) => Err(unexpected(other)),
-            Err(EtcdError::Compacted) => Err(EtcdError::Compacted.into()),
             Err(e) => Err(e.into()),
         }
     }

@@ -67,10 +67,6 @@ impl Members {
         Ok(())
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.members.read().is_empty()
-    }
-
     /// Records members (bootstrap, or this member's own attributes).
     pub fn save(&self, backend: &Backend, list: Vec<Member>) -> Result<()> {
         let txn = backend.write(true)?;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 use redb::{
     Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
-    TableHandle, WriteTransaction,
+    WriteTransaction,
 };
 
 use crate::error::{Error, Result};
@@ -66,7 +66,6 @@ fn copy<K: redb::Key + 'static, V: redb::Value + 'static>(
         let (k, v) = item?;
         dst.insert(k.value(), v.value())?;
     }
-    let _ = def.name();
     Ok(())
 }
 
@@ -190,16 +189,6 @@ impl Backend {
         copy_tables(&src, &dst)?;
         dst.commit()?;
         Ok((applied, conf))
-    }
-
-    /// Writes a consistent copy of all tables to `dest` (a new redb file).
-    pub fn copy_to(&self, dest: &Path) -> Result<()> {
-        let src = self.read()?;
-        let fresh = Database::create(dest)?;
-        let dst = fresh.begin_write()?;
-        copy_tables(&src, &dst)?;
-        dst.commit()?;
-        Ok(())
     }
 }
 

@@ -134,12 +134,7 @@ impl KvStore {
         // Begin the backend read under the lock: everything the index shows at
         // `rev` is committed by then.
         let txn = self.backend.read()?;
-        Ok(ReadView {
-            store: self,
-            state,
-            txn,
-            rev,
-        })
+        Ok(ReadView { state, txn, rev })
     }
 
     /// Runs a Range request against committed data.
@@ -254,7 +249,6 @@ fn range_with(
 
 /// Committed state at one revision.
 pub struct ReadView<'a> {
-    store: &'a KvStore,
     state: parking_lot::RwLockReadGuard<'a, State>,
     txn: redb::ReadTransaction,
     pub rev: i64,
@@ -267,7 +261,6 @@ impl ReadView<'_> {
 
     /// Hands the backend transaction out for a longer scan and releases the index lock.
     pub fn into_txn(self) -> (redb::ReadTransaction, i64) {
-        let _ = self.store;
         (self.txn, self.rev)
     }
 }
