@@ -12,6 +12,10 @@ command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 # The operator's PKI tests check certificates with the real openssl.
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# The e2e pod runner: network namespaces (ip), mount/UTS namespaces and user switch.
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
+command -v mount >/dev/null 2>&1 || need+=(mount)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"

@@ -21,6 +21,7 @@ pub mod mvcc;
 pub mod peer;
 pub mod raft;
 pub mod server;
+pub mod sidecar;
 pub mod snapshot;
 pub mod tls;
 pub mod watch;

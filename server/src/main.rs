@@ -14,6 +14,9 @@ fn main() -> ExitCode {
     if args.first().is_some_and(|a| a == "snapshot") {
         return snapshot_command(args);
     }
+    if args.first().is_some_and(|a| a == "sidecar") {
+        return sidecar_command(args);
+    }
     let env: Vec<(String, String)> = std::env::vars().collect();
     let (cfg, warnings) = match config::parse(args, &env) {
         Ok((Outcome::Run(cfg), warnings)) => (cfg, warnings),
@@ -187,6 +190,46 @@ enum SnapshotCmd {
         #[arg(long = "skip-hash-check")]
         skip_hash_check: bool,
     },
+}
+
+fn sidecar_command(args: Vec<OsString>) -> ExitCode {
+    let args = match ballast::sidecar::Args::try_parse_from(args) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .event_format(ballast::logging::ZapJson)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(ballast::sidecar::run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("ballast sidecar: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn snapshot_command(args: Vec<OsString>) -> ExitCode {

@@ -1,0 +1,64 @@
+//! The sidecar's command line, as the operator renders it (`$(POD_NAME)` and
+//! `$(POD_NAMESPACE)` already expanded by the kubelet).
+
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "ballast sidecar",
+    about = "Prepares and watches the Ballast member of an operator-managed pod"
+)]
+pub struct Args {
+    /// This member's name (the pod name).
+    #[arg(long)]
+    pub member: String,
+    /// The EtcdCluster's name.
+    #[arg(long)]
+    pub cluster: String,
+    #[arg(long)]
+    pub namespace: String,
+    /// The headless Service giving members their DNS names.
+    #[arg(long = "peer-service")]
+    pub peer_service: String,
+    #[arg(long = "cluster-domain", default_value = "cluster.local")]
+    pub cluster_domain: String,
+    /// Members the cluster is meant to have.
+    #[arg(long)]
+    pub replicas: u32,
+    /// Every member's peer URL, as the server's `--initial-cluster`.
+    #[arg(long = "initial-cluster")]
+    pub initial_cluster: String,
+    #[arg(long = "initial-cluster-token")]
+    pub initial_cluster_token: String,
+    /// The server's data dir.
+    #[arg(long = "data-dir")]
+    pub data_dir: PathBuf,
+    /// Where the member's configuration is written (etcd config-file format).
+    #[arg(long = "config-out")]
+    pub config_out: PathBuf,
+    /// The local member's client URL.
+    #[arg(long)]
+    pub endpoint: String,
+    /// CA that signed the server's certificate.
+    #[arg(long)]
+    pub cacert: PathBuf,
+    /// Client certificate and key for talking to the member.
+    #[arg(long)]
+    pub cert: PathBuf,
+    #[arg(long)]
+    pub key: PathBuf,
+    /// Address of /readyz, /healthz and /status.
+    #[arg(long = "listen-health", default_value = "0.0.0.0:2382")]
+    pub listen_health: String,
+}
+
+impl Args {
+    /// The member's client URL under the headless Service (what clients and the
+    /// certificates use).
+    pub fn advertise_client_url(&self) -> String {
+        format!(
+            "https://{}.{}.{}.svc.{}:2379",
+            self.member, self.peer_service, self.namespace, self.cluster_domain
+        )
+    }
+}
