@@ -81,7 +81,7 @@ pub struct Backend {
 impl Backend {
     /// Opens (or creates) the database file and makes sure every table exists.
     pub fn open(path: &Path) -> Result<Backend> {
-        let db = Database::create(path).map_err(|e| {
+        let db = open_database(path).map_err(|e| {
             Error::Corrupt(format!(
                 "cannot open the database {}: {e}; if the file is damaged, restore this member \
                  from a snapshot (ballast snapshot restore) or remove and re-add it",
@@ -153,15 +153,20 @@ impl Backend {
         let tmp = self.path.with_extension("defrag");
         let _ = std::fs::remove_file(&tmp);
         {
-            let fresh = Database::create(&tmp)?;
+            let mut fresh = open_database(&tmp)?;
             let src = self.read()?;
             let dst = fresh.begin_write()?;
             copy_tables(&src, &dst)?;
             dst.commit()?;
+            // A fresh redb file grows in regions and is left sparse; compaction moves the
+            // pages to the front and truncates, so the file is as long as its data.
+            fresh
+                .compact()
+                .map_err(|e| Error::Storage(format!("compacting the defragmented copy: {e}")))?;
         }
         std::fs::rename(&tmp, &self.path).map_err(|e| Error::io("replace database file", e))?;
         sync_dir(&self.path)?;
-        let db = Database::create(&self.path)?;
+        let db = open_database(&self.path)?;
         *self.db.write() = Arc::new(db);
         self.refresh_in_use()
     }
@@ -171,7 +176,7 @@ impl Backend {
     pub fn install(&self, file: &Path) -> Result<()> {
         std::fs::rename(file, &self.path).map_err(|e| Error::io("install snapshot database", e))?;
         sync_dir(&self.path)?;
-        let db = Database::create(&self.path)?;
+        let db = open_database(&self.path)?;
         *self.db.write() = Arc::new(db);
         self.refresh_in_use()
     }
@@ -190,6 +195,14 @@ impl Backend {
         dst.commit()?;
         Ok((applied, conf))
     }
+}
+
+/// redb's page cache. Its default (1 GiB) made a loaded member hold most of its data in
+/// memory on top of the OS page cache; hot pages fit in much less.
+const CACHE_BYTES: usize = 128 << 20;
+
+fn open_database(path: &Path) -> std::result::Result<Database, redb::DatabaseError> {
+    Database::builder().set_cache_size(CACHE_BYTES).create(path)
 }
 
 /// Makes a rename or file creation in the directory durable.
