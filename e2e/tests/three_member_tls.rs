@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use ballast_e2e::{http_get, Host, Network, Pod};
 use ballast_operator::crd::EtcdCluster;
+use ballast_operator::members::{ClusterView, ObservedMember};
 use ballast_operator::pki;
 use ballast_operator::render::{self, Live, RenderContext};
 use ballast_operator::tls::{self, StoredSecrets};
@@ -139,6 +140,45 @@ fn rendered_statefulset_forms_a_tls_cluster() {
         "{seen:?}"
     );
 
+    // The operator's own status code, asking over mutual TLS with its client certificate,
+    // finds three healthy voters and the leader the sidecars see: the cluster is Available.
+    let view = observe_members(&client, root.path(), &secrets);
+    assert_eq!(view.members.len(), 3, "{view:?}");
+    assert!(
+        view.members.iter().all(|m| m.healthy && !m.learner),
+        "{view:?}"
+    );
+    assert_eq!(
+        view.leader.map(|l| format!("\"{l:x}\"")),
+        Some(seen[0]["leader"].to_string()),
+        "operator and sidecars agree on the leader"
+    );
+    let names = render::cluster_names(&cluster).expect("names");
+    let observed = ballast_operator::status::Observed {
+        workload: ballast_operator::status::WorkloadState {
+            exists: true,
+            observed: true,
+            replicas: 3,
+            ready_replicas: 3,
+            updated_replicas: 3,
+            revisions_match: true,
+        },
+        members: Some(Ok(view)),
+        ..Default::default()
+    };
+    let status = ballast_operator::status::compute(
+        &cluster,
+        &names,
+        &observed,
+        k8s_openapi::jiff::Timestamp::now(),
+    );
+    let available = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Available")
+        .expect("Available condition");
+    assert_eq!(available.status, "True", "{available:?}");
+
     // The server ran as the pod's user and kept its data on the claim.
     let member_dir = root.path().join("claims/data-main-0/data/member");
     assert_eq!(
@@ -205,6 +245,69 @@ fn install_ballast(root: &Path) -> PathBuf {
     bin
 }
 
+/// The members as the operator's code sees them from the client host.
+fn observe_members(client: &Host, root: &Path, secrets: &[Secret]) -> ClusterView {
+    let dir = root.join("operator");
+    std::fs::create_dir_all(&dir).expect("operator dir");
+    let ca = write_secret_file(secrets, "main-server-tls", "ca.crt", &dir.join("ca.crt"));
+    let cert = write_secret_file(
+        secrets,
+        "main-operator-client",
+        "tls.crt",
+        &dir.join("tls.crt"),
+    );
+    let key = write_secret_file(
+        secrets,
+        "main-operator-client",
+        "tls.key",
+        &dir.join("tls.key"),
+    );
+    let mut cmd = client.command(env!("CARGO_BIN_EXE_observe-members"));
+    cmd.args([&ca, &cert, &key]);
+    for i in 0..MEMBERS {
+        cmd.arg(format!(
+            "main-{i}=https://main-{i}.main-peer.{NAMESPACE}.svc.cluster.local:2379"
+        ));
+    }
+    let out = cmd.output().expect("observe-members runs");
+    assert!(
+        out.status.success(),
+        "observe-members: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    ClusterView {
+        cluster_id: v["cluster_id"].as_u64(),
+        leader: v["leader"].as_u64(),
+        members: v["members"]
+            .as_array()
+            .expect("members")
+            .iter()
+            .map(|m| ObservedMember {
+                id: m["id"].as_u64().expect("id"),
+                name: m["name"].as_str().unwrap_or_default().to_string(),
+                learner: m["learner"] == true,
+                healthy: m["healthy"] == true,
+            })
+            .collect(),
+    }
+}
+
+fn write_secret_file(secrets: &[Secret], secret: &str, key: &str, path: &Path) -> PathBuf {
+    let s = secrets
+        .iter()
+        .find(|s| s.metadata.name.as_deref() == Some(secret))
+        .unwrap_or_else(|| panic!("secret {secret}"));
+    let bytes = &s
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .unwrap_or_else(|| panic!("{secret}/{key}"))
+        .0;
+    std::fs::write(path, bytes).expect("write");
+    path.to_path_buf()
+}
+
 /// The certificate Secrets the controller would write for `cluster`.
 fn issue_secrets(cluster: &EtcdCluster) -> Vec<Secret> {
     let now = time::OffsetDateTime::now_utc();
@@ -254,19 +357,7 @@ impl<'a> Etcdctl<'a> {
         let dir = root.join("client");
         std::fs::create_dir_all(&dir).expect("client dir");
         let file = |secret: &str, key: &str, out: &str| {
-            let s = secrets
-                .iter()
-                .find(|s| s.metadata.name.as_deref() == Some(secret))
-                .unwrap_or_else(|| panic!("secret {secret}"));
-            let bytes = &s
-                .data
-                .as_ref()
-                .and_then(|d| d.get(key))
-                .unwrap_or_else(|| panic!("{secret}/{key}"))
-                .0;
-            let path = dir.join(out);
-            std::fs::write(&path, bytes).expect("write");
-            path
+            write_secret_file(secrets, secret, key, &dir.join(out))
         };
         Etcdctl {
             host,
