@@ -85,6 +85,19 @@ impl RaftPeer for PeerService {
         Ok(Response::new(ballast_proto::internal::ProbeResponse {}))
     }
 
+    async fn member_promote(
+        &self,
+        req: Request<ballast_proto::etcdserverpb::MemberPromoteRequest>,
+    ) -> Result<Response<ballast_proto::etcdserverpb::MemberPromoteResponse>, Status> {
+        let members = crate::api::cluster::promote_here(&self.0, req.into_inner().id).await?;
+        Ok(Response::new(
+            ballast_proto::etcdserverpb::MemberPromoteResponse {
+                header: self.0.header(self.0.store.current_revision()),
+                members: members.iter().map(|m| m.to_pb()).collect(),
+            },
+        ))
+    }
+
     async fn members(
         &self,
         _: Request<MembersRequest>,
@@ -139,17 +152,7 @@ pub async fn discover(
                 continue;
             }
         };
-        let members: Vec<crate::cluster::Member> = resp
-            .members
-            .iter()
-            .map(|m| crate::cluster::Member {
-                id: m.id,
-                name: m.name.clone(),
-                peer_urls: m.peer_ur_ls.clone(),
-                client_urls: m.client_ur_ls.clone(),
-                is_learner: m.is_learner,
-            })
-            .collect();
+        let members = crate::cluster::from_pb(&resp.members);
         let me = members.iter().find(|m| {
             m.peer_urls
                 .iter()

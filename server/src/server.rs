@@ -43,6 +43,8 @@ pub struct EtcdServer {
     leader_channel: parking_lot::Mutex<Option<(u64, tonic::transport::Channel)>>,
     /// The TLS side of the listeners, and the dialer for peers.
     pub tls: Arc<crate::tls::Tls>,
+    /// Raft traffic to peers; also says which peers are connected.
+    pub transport: Arc<crate::raft::transport::Transport>,
 }
 
 /// How long to wait for a ReadIndex answer before asking again.
@@ -58,6 +60,10 @@ impl EtcdServer {
     /// time-based start keep IDs unique across members and restarts.
     pub fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        request_timeout(&self.cfg)
     }
 
     pub fn header(&self, revision: i64) -> Option<ResponseHeader> {
@@ -113,12 +119,14 @@ impl EtcdServer {
         &self,
         kind: raft::prelude::ConfChangeType,
         member: Member,
+        promote: bool,
     ) -> Result<Vec<Member>, EtcdError> {
         let id = self.next_id();
         let node_id = member.id;
         let ctx = crate::cluster::ConfChangeContext {
             request_id: id,
             member,
+            promote,
         };
         let context = serde_json::to_vec(&ctx).map_err(|_| EtcdError::Corrupt)?;
         let cc = raft::prelude::ConfChange {
@@ -467,6 +475,7 @@ pub fn start(
                     let ctx = crate::cluster::ConfChangeContext {
                         request_id: 0,
                         member: m.clone(),
+                        promote: false,
                     };
                     serde_json::to_vec(&ctx)
                         .map(|c| (m.id, c))
@@ -616,6 +625,7 @@ pub fn start(
         next_id: AtomicU64::new(start_id),
         leader_channel: parking_lot::Mutex::new(None),
         tls,
+        transport: transport.clone(),
     });
 
     let quota_server = Arc::downgrade(&server);

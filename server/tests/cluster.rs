@@ -153,7 +153,7 @@ fn grow_to_five_with_learners_shrink_back_and_replace_a_wiped_member() {
     // Grow: add as learner, start with `existing`, promote once caught up.
     for name in ["m4", "m5"] {
         let mut n = Node::new(name, root.path());
-        let out = ctl_ok(
+        let out = ctl_reconfig(
             &eps(&nodes),
             &[
                 "member",
@@ -209,7 +209,7 @@ fn grow_to_five_with_learners_shrink_back_and_replace_a_wiped_member() {
             .find(|m| m.1 == n.name)
             .map(|m| m.0)
             .expect("listed");
-        ctl_ok(&eps(&nodes), &["member", "remove", &id]);
+        ctl_reconfig(&eps(&nodes), &["member", "remove", &id]);
         wait_for(&format!("{} to stop after removal", n.name), || {
             !n.is_running()
         });
@@ -503,4 +503,224 @@ fn the_first_listed_member_starting_last_joins_without_a_split() {
             .collect();
         hashes.lines().count() == 3 && values.len() == 1
     });
+}
+
+#[test]
+fn strict_reconfig_check_guards_the_active_quorum_and_followers_forward_promote() {
+    if common::server_kind() != common::ServerKind::Ballast {
+        return;
+    }
+    let _serial = one_at_a_time();
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut nodes = start_three(root.path());
+    let all = eps(&nodes);
+    let leader_id = leader(&all, 3);
+    let id_of = |name: &str| {
+        members(&all)
+            .into_iter()
+            .find(|m| m.1 == name)
+            .map(|m| m.0)
+            .expect("listed")
+    };
+
+    // A learner joins; `member promote` sent to a follower is handed to the
+    // leader (etcd forwards it too) instead of failing with "not leader".
+    let mut m4 = Node::new("m4", root.path());
+    ctl_reconfig(
+        &all,
+        &[
+            "member",
+            "add",
+            "m4",
+            "--learner",
+            &format!("--peer-urls={}", m4.peer_url()),
+        ],
+    );
+    let mut with_m4: Vec<&Node> = nodes.iter().collect();
+    with_m4.push(&m4);
+    m4.start(&initial_cluster(&with_m4), "existing");
+    wait_for("m4 healthy", || m4.healthy());
+    wait_for("m4 to publish itself", || {
+        members(&all).iter().any(|m| m.1 == "m4")
+    });
+    let m4_id = id_of("m4");
+    let follower = status(&all)
+        .into_iter()
+        .find(|r| r.1 != leader_id)
+        .map(|r| r.0)
+        .expect("a follower");
+    let mut errors = Vec::new();
+    wait_for("m4 promoted through a follower", || {
+        let (ok, _, err) = ctl(&follower, &["member", "promote", &m4_id]);
+        if !ok {
+            errors.push(tail(&err));
+        }
+        ok
+    });
+    assert!(
+        errors.iter().all(|e| !e.contains("not leader")),
+        "a follower forwards promote: {errors:?}"
+    );
+    assert!(members(&all).iter().all(|m| !m.2), "m4 is a voter");
+    let (ok, _, err) = ctl(&follower, &["member", "promote", &m4_id]);
+    assert!(
+        !ok && err.contains("etcdserver: can only promote a learner member"),
+        "{}",
+        tail(&err)
+    );
+
+    // m4 goes down: adding is refused while a voter is unreachable, removing
+    // the unreachable member is allowed (it is not part of the active quorum).
+    let from = nodes[0].log().len();
+    m4.kill9();
+    wait_for("m1 to see m4 go", || {
+        logged_since(&nodes[0], from, "peer became inactive", &m4_id)
+    });
+    let m1 = nodes[0].client_url();
+    let (ok, _, err) = ctl(
+        &m1,
+        &[
+            "member",
+            "add",
+            "m5",
+            "--learner",
+            "--peer-urls=http://127.0.0.1:1",
+        ],
+    );
+    assert!(
+        !ok && err.contains("etcdserver: unhealthy cluster"),
+        "{}",
+        tail(&err)
+    );
+    ctl_ok(&m1, &["member", "remove", &m4_id]);
+    let (ok, _, err) = ctl(&m1, &["member", "remove", &m4_id]);
+    assert!(
+        !ok && err.contains("etcdserver: member not found"),
+        "{}",
+        tail(&err)
+    );
+
+    // m3 goes down too: removing m2 would leave m1 alone of two active voters.
+    let m3_id = id_of("m3");
+    let from = nodes[0].log().len();
+    nodes[2].kill9();
+    wait_for("m1 to see m3 go", || {
+        logged_since(&nodes[0], from, "peer became inactive", &m3_id)
+    });
+    let m2_id = id_of("m2");
+    let (ok, _, err) = ctl(&m1, &["member", "remove", &m2_id]);
+    assert!(
+        !ok && err.contains("etcdserver: unhealthy cluster"),
+        "{}",
+        tail(&err)
+    );
+    assert_eq!(members(&m1).len(), 3, "nothing was removed");
+}
+
+#[test]
+fn without_strict_reconfig_check_a_remove_that_costs_the_quorum_is_done() {
+    if common::server_kind() != common::ServerKind::Ballast {
+        return;
+    }
+    let _serial = one_at_a_time();
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut nodes: Vec<Node> = ["m1", "m2", "m3"]
+        .iter()
+        .map(|n| Node::new(n, root.path()))
+        .collect();
+    let ic = initial_cluster(&nodes.iter().collect::<Vec<_>>());
+    for n in &mut nodes {
+        n.start_with(&ic, "new", &["--strict-reconfig-check=false"]);
+    }
+    let all = eps(&nodes);
+    leader(&all, 3);
+    let m2_id = members(&all)
+        .into_iter()
+        .find(|m| m.1 == "m2")
+        .map(|m| m.0)
+        .expect("m2");
+    nodes[2].kill9();
+    let two = endpoints(&[&nodes[0], &nodes[1]]);
+    leader(&two, 2);
+    // Refused as an unhealthy cluster with the check (see above); done without it.
+    let m1 = nodes[0].client_url();
+    ctl_ok(&m1, &["member", "remove", &m2_id]);
+    wait_for("m2 to stop after removal", || !nodes[1].is_running());
+}
+
+#[test]
+fn member_update_changes_peer_urls_without_a_membership_change() {
+    if common::server_kind() != common::ServerKind::Ballast {
+        return;
+    }
+    let _serial = one_at_a_time();
+    let root = tempfile::tempdir().expect("tempdir");
+    let nodes = start_three(root.path());
+    let all = eps(&nodes);
+    leader(&all, 3);
+    let m3 = members(&all)
+        .into_iter()
+        .find(|m| m.1 == "m3")
+        .map(|m| m.0)
+        .expect("m3");
+    let moved = format!("http://127.0.0.1:{}", common::free_port());
+    let out = ctl_ok(
+        &all,
+        &["member", "update", &m3, &format!("--peer-urls={moved}")],
+    );
+    assert!(out.contains("updated in cluster"), "{out}");
+    let listed = ctl_ok(&all, &["member", "list"]);
+    assert!(listed.contains(&moved), "{listed}");
+    // Another member's URL is refused; so is an unknown member.
+    let (ok, _, err) = ctl(
+        &all,
+        &[
+            "member",
+            "update",
+            &m3,
+            &format!("--peer-urls={}", nodes[0].peer_url()),
+        ],
+    );
+    assert!(
+        !ok && err.contains("etcdserver: Peer URLs already exists"),
+        "{}",
+        tail(&err)
+    );
+    let (ok, _, err) = ctl(
+        &all,
+        &["member", "update", "1234", "--peer-urls=http://127.0.0.1:3"],
+    );
+    assert!(
+        !ok && err.contains("etcdserver: member not found"),
+        "{}",
+        tail(&err)
+    );
+    // Back to its real URL: m3 follows again.
+    ctl_ok(
+        &all,
+        &[
+            "member",
+            "update",
+            &m3,
+            &format!("--peer-urls={}", nodes[2].peer_url()),
+        ],
+    );
+    ctl_ok(&all, &["put", "after-update", "1"]);
+    let m3_url = nodes[2].client_url();
+    wait_for("m3 to follow after the update", || {
+        ctl(
+            &m3_url,
+            &[
+                "get",
+                "after-update",
+                "--print-value-only",
+                "--consistency",
+                "s",
+            ],
+        )
+        .1 == "1\n"
+    });
+    // Every member is still a voter: the update was no membership change.
+    assert!(members(&all).iter().all(|m| !m.2));
+    leader(&all, 3);
 }

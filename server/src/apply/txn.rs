@@ -18,24 +18,13 @@ pub(super) fn apply(
     a: &Applier,
     b: &mut WriteBatch<'_>,
     t: &TxnRequest,
-) -> Result<TxnResponse, EtcdError> {
+) -> Result<TxnResponse, Error> {
     // Decide every nested branch first, so that checks can fail the whole
     // txn before any change is made.
-    let plan = plan(b, t).map_err(fatal)?;
+    let plan = plan(b, t)?;
     check(a, b, t, &plan)?;
     let mut next = 0;
-    let resp = execute(b, t, &plan, &mut next).map_err(fatal)?;
-    Ok(resp)
-}
-
-fn fatal(e: Error) -> EtcdError {
-    match e {
-        Error::Etcd(e) => e,
-        other => {
-            tracing::error!("txn apply failed: {other}");
-            EtcdError::Corrupt
-        }
-    }
+    execute(b, t, &plan, &mut next)
 }
 
 /// The branch taken by each txn, outermost first, in execution order.
@@ -121,7 +110,7 @@ fn target_int(c: &Compare) -> i64 {
 
 /// Apply-time checks over the chosen branches: leases of puts must exist;
 /// puts that keep a value or lease need an existing key; no space, no puts.
-fn check(a: &Applier, b: &WriteBatch<'_>, t: &TxnRequest, plan: &[bool]) -> Result<(), EtcdError> {
+fn check(a: &Applier, b: &WriteBatch<'_>, t: &TxnRequest, plan: &[bool]) -> Result<(), Error> {
     let mut next = 0;
     check_into(a, b, t, plan, &mut next)
 }
@@ -132,14 +121,14 @@ fn check_into(
     t: &TxnRequest,
     plan: &[bool],
     next: &mut usize,
-) -> Result<(), EtcdError> {
+) -> Result<(), Error> {
     let ok = plan.get(*next).copied().unwrap_or(false);
     *next += 1;
     for op in if ok { &t.success } else { &t.failure } {
         match &op.request {
             Some(Op::RequestPut(p)) => {
                 if a.alarms.nospace() {
-                    return Err(EtcdError::NoSpace);
+                    return Err(EtcdError::NoSpace.into());
                 }
                 check_put(a, b, p)?;
             }
@@ -147,10 +136,10 @@ fn check_into(
             // etcd refuses the whole txn before writing anything.
             Some(Op::RequestRange(r)) if r.revision > 0 => {
                 if r.revision > b.revision() {
-                    return Err(EtcdError::FutureRev);
+                    return Err(EtcdError::FutureRev.into());
                 }
                 if r.revision < b.compacted() {
-                    return Err(EtcdError::Compacted);
+                    return Err(EtcdError::Compacted.into());
                 }
             }
             _ => {}

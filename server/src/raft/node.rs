@@ -31,11 +31,11 @@ pub enum Command {
         cc: ConfChange,
         done: oneshot::Sender<Result<(), EtcdError>>,
     },
-    /// How far a member's log matches the leader's, and the commit index
-    /// (None when this node is not the leader).
+    /// How far a member's log matches the leader's (None: Raft does not
+    /// track it), and the commit index; None when this node is not the leader.
     Progress {
         id: u64,
-        done: oneshot::Sender<Option<(u64, u64)>>,
+        done: oneshot::Sender<Option<(Option<u64>, u64)>>,
     },
     /// Hands leadership to another voter (etcdctl move-leader).
     TransferLeader(u64),
@@ -65,10 +65,13 @@ pub struct RaftStatus {
 
 /// Told to the rest of the server when leadership changes.
 pub type RoleListener = Box<dyn Fn(bool) + Send>;
+/// What became of a committed membership change: the configuration after
+/// it, or etcd's error when it was refused (and left Raft unchanged).
+pub type ConfOutcome = Result<ConfState, EtcdError>;
 /// Receives committed entries, in order.
-/// With each batch: the configuration after every membership change in it
-/// (by entry index), already applied to Raft here.
-pub type ApplyFn = Box<dyn Fn(Vec<Entry>, Vec<(u64, ConfState)>) + Send>;
+/// With each batch: the outcome of every membership change in it (by entry
+/// index), already in effect in Raft here.
+pub type ApplyFn = Box<dyn Fn(Vec<Entry>, Vec<(u64, ConfOutcome)>) + Send>;
 /// Delivers messages to peers; must not block.
 pub type SendFn = Box<dyn Fn(Vec<Message>) + Send>;
 /// Installs a snapshot from the leader into the state machine, durably,
@@ -113,7 +116,7 @@ impl RaftHandle {
         rx.await.map_err(|_| EtcdError::Stopped)?
     }
 
-    pub async fn progress(&self, id: u64) -> Option<(u64, u64)> {
+    pub async fn progress(&self, id: u64) -> Option<(Option<u64>, u64)> {
         let (done, rx) = oneshot::channel();
         self.tx.send(Command::Progress { id, done }).ok()?;
         rx.await.ok().flatten()
@@ -318,15 +321,10 @@ impl RaftNode {
                 let _ = done.send(res);
             }
             Command::Progress { id, done } => {
-                let answer = (self.raw.raft.state == StateRole::Leader)
-                    .then(|| {
-                        self.raw
-                            .raft
-                            .prs()
-                            .get(id)
-                            .map(|p| (p.matched, self.raw.raft.raft_log.committed))
-                    })
-                    .flatten();
+                let answer = (self.raw.raft.state == StateRole::Leader).then(|| {
+                    let matched = self.raw.raft.prs().get(id).map(|p| p.matched);
+                    (matched, self.raw.raft.raft_log.committed)
+                });
                 let _ = done.send(answer);
             }
             Command::TransferLeader(to) => self.raw.transfer_leader(to),
@@ -457,6 +455,17 @@ impl RaftNode {
                     continue;
                 }
             };
+            let ctx = crate::cluster::ConfChangeContext::decode(&cc.context);
+            let current = self.raw.raft.prs().conf().to_conf_state();
+            if let Err(err) = super::conf_check::check(&current, &cc, ctx.as_ref()) {
+                tracing::warn!(
+                    index = e.index,
+                    node = format!("{:x}", cc.node_id),
+                    "membership change refused when applied: {err}"
+                );
+                confs.push((e.index, Err(err)));
+                continue;
+            }
             let cs = match self.raw.apply_conf_change(&cc) {
                 Ok(cs) => cs,
                 Err(err) => {
@@ -469,7 +478,7 @@ impl RaftNode {
                 // Alone in the cluster (e.g. after --force-new-cluster).
                 let _ = self.raw.campaign();
             }
-            confs.push((e.index, cs));
+            confs.push((e.index, Ok(cs)));
         }
         (self.apply)(entries, confs);
     }

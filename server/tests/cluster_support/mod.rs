@@ -245,3 +245,37 @@ pub fn members(endpoints: &str) -> Vec<(String, String, bool)> {
         })
         .collect()
 }
+
+/// etcdctl that must succeed once the cluster is ready for it: with
+/// --strict-reconfig-check, membership changes are refused as an "unhealthy
+/// cluster" until every peer has been connected for etcd's 5 s health interval.
+pub fn ctl_reconfig(endpoints: &str, args: &[&str]) -> String {
+    let mut out = String::new();
+    wait_for(&format!("etcdctl {args:?} to be accepted"), || {
+        let (ok, stdout, stderr) = ctl(endpoints, args);
+        assert!(
+            ok || stderr.contains("etcdserver: unhealthy cluster"),
+            "etcdctl {args:?} against {endpoints} failed:\n{}",
+            tail(&stderr)
+        );
+        out = stdout;
+        ok
+    });
+    out
+}
+
+/// The last lines of etcdctl's (long) error output.
+pub fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(5)..].join("\n")
+}
+
+/// Whether the member logged `needle` after byte `from` of its log, in a
+/// line that also names `peer`.
+pub fn logged_since(node: &Node, from: usize, needle: &str, peer: &str) -> bool {
+    let log = node.log();
+    log.get(from..)
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.contains(needle) && l.contains(peer))
+}
