@@ -657,28 +657,39 @@ fn member_update_changes_peer_urls_without_a_membership_change() {
     let root = tempfile::tempdir().expect("tempdir");
     let nodes = start_three(root.path());
     let all = eps(&nodes);
-    leader(&all, 3);
-    let m3 = members(&all)
-        .into_iter()
-        .find(|m| m.1 == "m3")
-        .map(|m| m.0)
-        .expect("m3");
+    // The moved member must be a follower: a leader whose URL points
+    // nowhere gets no answers, and the others must elect a new one first.
+    let leader_id = leader(&all, 3);
+    let rows = status(&all);
+    let lead = rows
+        .iter()
+        .find(|r| r.1 == leader_id)
+        .map(|r| r.0.clone())
+        .expect("leader");
+    let ids: std::collections::BTreeMap<String, String> =
+        members(&all).into_iter().map(|m| (m.1, m.0)).collect();
+    let moving = nodes
+        .iter()
+        .find(|n| ids[&n.name] != leader_id)
+        .expect("a follower");
+    let id = &ids[&moving.name];
     let moved = format!("http://127.0.0.1:{}", common::free_port());
     let out = ctl_ok(
-        &all,
-        &["member", "update", &m3, &format!("--peer-urls={moved}")],
+        &lead,
+        &["member", "update", id, &format!("--peer-urls={moved}")],
     );
     assert!(out.contains("updated in cluster"), "{out}");
-    let listed = ctl_ok(&all, &["member", "list"]);
+    let listed = ctl_ok(&lead, &["member", "list"]);
     assert!(listed.contains(&moved), "{listed}");
     // Another member's URL is refused; so is an unknown member.
+    let other = nodes.iter().find(|n| n.name != moving.name).expect("other");
     let (ok, _, err) = ctl(
-        &all,
+        &lead,
         &[
             "member",
             "update",
-            &m3,
-            &format!("--peer-urls={}", nodes[0].peer_url()),
+            id,
+            &format!("--peer-urls={}", other.peer_url()),
         ],
     );
     assert!(
@@ -687,7 +698,7 @@ fn member_update_changes_peer_urls_without_a_membership_change() {
         tail(&err)
     );
     let (ok, _, err) = ctl(
-        &all,
+        &lead,
         &["member", "update", "1234", "--peer-urls=http://127.0.0.1:3"],
     );
     assert!(
@@ -695,21 +706,21 @@ fn member_update_changes_peer_urls_without_a_membership_change() {
         "{}",
         tail(&err)
     );
-    // Back to its real URL: m3 follows again.
+    // Back to its real URL: the member follows again.
     ctl_ok(
-        &all,
+        &lead,
         &[
             "member",
             "update",
-            &m3,
-            &format!("--peer-urls={}", nodes[2].peer_url()),
+            id,
+            &format!("--peer-urls={}", moving.peer_url()),
         ],
     );
-    ctl_ok(&all, &["put", "after-update", "1"]);
-    let m3_url = nodes[2].client_url();
-    wait_for("m3 to follow after the update", || {
+    ctl_ok(&lead, &["put", "after-update", "1"]);
+    let moved_url = moving.client_url();
+    wait_for("the member to follow after the update", || {
         ctl(
-            &m3_url,
+            &moved_url,
             &[
                 "get",
                 "after-update",

@@ -65,6 +65,11 @@ impl Wait {
         rx
     }
 
+    /// Whether a handler on this member waits for `id` (it proposed it).
+    pub fn is_waiting(&self, id: u64) -> bool {
+        self.pending.lock().contains_key(&id)
+    }
+
     pub fn cancel(&self, id: u64) {
         self.pending.lock().remove(&id);
     }

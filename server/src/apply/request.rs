@@ -10,6 +10,7 @@ use ballast_proto::internal::{internal_request::Request, InternalRequest};
 
 use super::{txn, Applier};
 use crate::error::{Error, EtcdError};
+use crate::metrics::mvcc::OpCounts;
 use crate::mvcc::backend::LEASES;
 use crate::mvcc::WriteBatch;
 
@@ -44,6 +45,7 @@ pub(super) fn apply(
     b: &mut WriteBatch<'_>,
     req: InternalRequest,
 ) -> Result<Applied, Error> {
+    let id = req.id;
     let Some(req) = req.request else {
         return Ok(Applied::Done);
     };
@@ -53,12 +55,26 @@ pub(super) fn apply(
                 return Err(EtcdError::NoSpace.into());
             }
             check_put(a, b, &p)?;
-            put(b, p).map(Applied::Put)
+            let mut ops = OpCounts::default();
+            let resp = put(b, p, &mut ops)?;
+            ops.record(&a.metrics);
+            Ok(Applied::Put(resp))
         }
-        Request::DeleteRange(d) => delete_range(b, &d).map(Applied::DeleteRange),
-        Request::Txn(t) => txn::apply(a, b, &t).map(Applied::Txn),
+        Request::DeleteRange(d) => {
+            let mut ops = OpCounts::default();
+            let resp = delete_range(b, &d, &mut ops)?;
+            ops.record(&a.metrics);
+            Ok(Applied::DeleteRange(resp))
+        }
+        Request::Txn(t) => txn::apply(a, b, &t, id).map(Applied::Txn),
         Request::Compaction(c) => {
             b.compact(c.revision)?;
+            // etcd reads a key for the response's revision after compacting.
+            OpCounts {
+                ranges: 1,
+                ..Default::default()
+            }
+            .record(&a.metrics);
             tracing::info!(revision = c.revision, "finished scheduled compaction");
             Ok(Applied::Compaction(CompactionResponse {
                 header: header(b.revision()),
@@ -94,7 +110,14 @@ pub(super) fn check_put(a: &Applier, b: &WriteBatch<'_>, p: &PutRequest) -> Resu
     Ok(())
 }
 
-pub(super) fn put(b: &mut WriteBatch<'_>, p: PutRequest) -> Result<PutResponse, Error> {
+pub(super) fn put(
+    b: &mut WriteBatch<'_>,
+    p: PutRequest,
+    ops: &mut OpCounts,
+) -> Result<PutResponse, Error> {
+    // etcd reads the key first only when the request needs the old one.
+    ops.ranges += u64::from(p.prev_kv || p.ignore_value || p.ignore_lease);
+    ops.puts += 1;
     let prev = b.get(&p.key)?;
     let value = if p.ignore_value {
         prev.as_ref().map(|kv| kv.value.clone()).unwrap_or_default()
@@ -117,7 +140,10 @@ pub(super) fn put(b: &mut WriteBatch<'_>, p: PutRequest) -> Result<PutResponse, 
 pub(super) fn delete_range(
     b: &mut WriteBatch<'_>,
     d: &DeleteRangeRequest,
+    ops: &mut OpCounts,
 ) -> Result<DeleteRangeResponse, Error> {
+    ops.ranges += u64::from(d.prev_kv);
+    ops.deletes += 1;
     let prevs = b.delete_range(&d.key, &d.range_end)?;
     Ok(DeleteRangeResponse {
         header: header(b.read_rev()),
@@ -153,9 +179,14 @@ fn lease_revoke(
 ) -> Result<LeaseRevokeResponse, Error> {
     let keys = a.lessor.keys(id)?;
     // All of the lease's keys go in one revision.
+    let ops = OpCounts {
+        deletes: keys.len() as u64,
+        ..Default::default()
+    };
     for k in keys {
         b.delete_range(&k, &[])?;
     }
+    ops.record(&a.metrics);
     b.txn().open_table(LEASES)?.remove(id)?;
     a.lessor.remove(id);
     Ok(LeaseRevokeResponse {
