@@ -587,6 +587,7 @@ pub fn start(
             heartbeat_ticks: 1,
             pre_vote: cfg.pre_vote,
             snapshot_count: cfg.snapshot_count,
+            catch_up_entries: snapshot_catch_up_entries(),
             applied: applied_at_start,
         },
         wal,
@@ -708,6 +709,16 @@ pub fn start(
         apply_thread,
         _lock: lock,
     })
+}
+
+/// etcd's SnapshotCatchUpEntries. Tests lower it (undocumented
+/// BALLAST_SNAPSHOT_CATCHUP_ENTRIES) to make a short log force a snapshot.
+fn snapshot_catch_up_entries() -> u64 {
+    const DEFAULT: u64 = 5000;
+    std::env::var("BALLAST_SNAPSHOT_CATCHUP_ENTRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT)
 }
 
 /// Two processes on one data dir would corrupt it; the second one stops.

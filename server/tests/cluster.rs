@@ -373,8 +373,10 @@ fn a_member_far_behind_catches_up_from_a_snapshot() {
         .map(|n| Node::new(n, root.path()))
         .collect();
     let ic = initial_cluster(&nodes.iter().collect::<Vec<_>>());
-    // A short log: the leader compacts it soon, so a lagging member needs a snapshot.
+    // A short log, cut without keeping entries for followers (etcd keeps
+    // 5000): a lagging member needs a snapshot.
     for n in &mut nodes {
+        n.set_env("BALLAST_SNAPSHOT_CATCHUP_ENTRIES", "10");
         n.start_with(&ic, "new", &["--snapshot-count", "20"]);
     }
     for n in &nodes {
@@ -734,4 +736,87 @@ fn member_update_changes_peer_urls_without_a_membership_change() {
     // Every member is still a voter: the update was no membership change.
     assert!(members(&all).iter().all(|m| !m.2));
     leader(&all, 3);
+}
+
+#[test]
+fn a_member_a_little_behind_catches_up_from_the_log_kept_for_it() {
+    if common::server_kind() != common::ServerKind::Ballast {
+        return;
+    }
+    let _serial = one_at_a_time();
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut nodes: Vec<Node> = ["m1", "m2", "m3"]
+        .iter()
+        .map(|n| Node::new(n, root.path()))
+        .collect();
+    let ic = initial_cluster(&nodes.iter().collect::<Vec<_>>());
+    // The log is cut often, but entries stay behind for followers (100 here,
+    // etcd's 5000 by default).
+    for n in &mut nodes {
+        n.set_env("BALLAST_SNAPSHOT_CATCHUP_ENTRIES", "100");
+        n.start_with(&ic, "new", &["--snapshot-count", "20"]);
+    }
+    for n in &nodes {
+        wait_for(&format!("{} healthy", n.name), || n.healthy());
+    }
+    let all = eps(&nodes);
+    leader(&all, 3);
+    for i in 0..120 {
+        ctl_ok(&all, &["put", &format!("before/{i:03}"), "x"]);
+    }
+    let m3 = nodes[2].client_url();
+    wait_for("m3 to have every write", || {
+        ctl(
+            &m3,
+            &[
+                "get",
+                "before/119",
+                "--print-value-only",
+                "--consistency",
+                "s",
+            ],
+        )
+        .1 == "x\n"
+    });
+    nodes[2].kill9();
+    let marks: Vec<usize> = nodes[..2].iter().map(|n| n.log().len()).collect();
+    let two = endpoints(&[&nodes[0], &nodes[1]]);
+    leader(&two, 2);
+    for i in 0..60 {
+        ctl_ok(&two, &["put", &format!("near/{i:03}"), &i.to_string()]);
+    }
+    wait_for("the log to be cut while m3 is away", || {
+        ctl_ok(&two, &["put", "tick", "x"]);
+        nodes[..2].iter().zip(&marks).all(|(n, from)| {
+            n.log()
+                .get(*from..)
+                .is_some_and(|l| l.contains("compacted raft log"))
+        })
+    });
+    nodes[2].start_with(&ic, "new", &["--snapshot-count", "20"]);
+    wait_for("m3 to catch up", || {
+        ctl(
+            &m3,
+            &[
+                "get",
+                "near/059",
+                "--print-value-only",
+                "--consistency",
+                "s",
+            ],
+        )
+        .1 == "59\n"
+    });
+    assert!(
+        !nodes[2]
+            .log()
+            .contains("installed snapshot from the leader"),
+        "m3 caught up from the log, not a snapshot"
+    );
+    assert!(
+        nodes[..2]
+            .iter()
+            .all(|n| !n.log().contains("built database snapshot")),
+        "no snapshot was built"
+    );
 }

@@ -155,6 +155,10 @@ pub struct NodeConfig {
     pub pre_vote: bool,
     /// Log entries to keep before compacting the log (etcd's --snapshot-count).
     pub snapshot_count: u64,
+    /// Entries kept behind the compaction point, so that a follower a little
+    /// behind catches up from the log instead of a snapshot (etcd's
+    /// SnapshotCatchUpEntries).
+    pub catch_up_entries: u64,
     /// Index already applied to the state machine (replay starts after it).
     pub applied: u64,
 }
@@ -172,6 +176,9 @@ pub struct RaftNode {
     /// The apply thread's durably applied index: the log may be cut up to it.
     durable_applied: Arc<AtomicU64>,
     snapshot_count: u64,
+    catch_up_entries: u64,
+    /// The durably applied index at the last compaction (etcd's snapshot index).
+    compacted_at: u64,
     tick: Duration,
     pending_reads: Vec<oneshot::Sender<Result<u64, EtcdError>>>,
     /// Read requests sent to raft, with when they were sent.
@@ -238,6 +245,8 @@ impl RaftNode {
             status: status.clone(),
             durable_applied,
             snapshot_count: cfg.snapshot_count.max(1),
+            catch_up_entries: cfg.catch_up_entries,
+            compacted_at: cfg.applied,
             tick: cfg.tick,
             pending_reads: Vec::new(),
             reads_in_flight: HashMap::new(),
@@ -504,25 +513,36 @@ impl RaftNode {
         }
     }
 
-    /// Cuts the log once `snapshot_count` entries are durably applied beyond
-    /// the last cut, like etcd's snapshot trigger.
+    /// Once `snapshot_count` entries are durably applied beyond the last
+    /// compaction, cuts the log, keeping `catch_up_entries` before the
+    /// durable index, as etcd does when it snapshots.
     fn maybe_compact_log(&mut self) -> Result<()> {
         let durable = self.durable_applied.load(Ordering::Acquire);
-        let first = self.store.first_index_now();
-        if durable < first || durable - first + 1 < self.snapshot_count {
+        if durable < self.compacted_at.saturating_add(self.snapshot_count) {
             return Ok(());
         }
-        let term = self.store.compact(durable)?;
+        self.compacted_at = durable;
+        let index = compaction_index(durable, self.catch_up_entries);
+        if index < self.store.first_index_now() {
+            return Ok(());
+        }
+        let term = self.store.compact(index)?;
         let conf_state: ConfState = self.raw.raft.prs().conf().to_conf_state();
         self.store.set_conf_state(conf_state.clone());
         self.wal.mark_snapshot(SnapshotMark {
-            index: durable,
+            index,
             term,
             conf_state,
         })?;
-        tracing::info!(index = durable, "compacted raft log");
+        tracing::info!(index, durable, "compacted raft log");
         Ok(())
     }
+}
+
+/// Where the log is cut when `durable` is durably applied: that far less the
+/// entries kept for followers catching up (0: nothing to cut yet).
+fn compaction_index(durable: u64, catch_up_entries: u64) -> u64 {
+    durable.saturating_sub(catch_up_entries)
 }
 
 /// Bootstrap for a member of a brand-new cluster, as etcd does it: the
@@ -613,5 +633,17 @@ impl slog::Drain for SlogToTracing {
             slog::Level::Debug | slog::Level::Trace => tracing::debug!(target: "raft", "{msg}"),
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::compaction_index;
+
+    #[test]
+    fn the_log_keeps_catch_up_entries_behind_the_durable_index() {
+        assert_eq!(compaction_index(12_000, 5_000), 7_000);
+        assert_eq!(compaction_index(3_000, 5_000), 0);
+        assert_eq!(compaction_index(40, 0), 40);
     }
 }

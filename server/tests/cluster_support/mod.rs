@@ -26,6 +26,8 @@ pub struct Node {
     pub data_dir: PathBuf,
     child: Option<Child>,
     extra: Vec<String>,
+    /// Environment for every start (test-only knobs).
+    env: Vec<(String, String)>,
 }
 
 impl Node {
@@ -37,6 +39,7 @@ impl Node {
             data_dir: root.join(name),
             child: None,
             extra: Vec::new(),
+            env: Vec::new(),
         }
     }
 
@@ -82,6 +85,7 @@ impl Node {
             ])
             .args(["--initial-cluster-token", "itest-cluster"])
             .args(&self.extra)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -98,6 +102,12 @@ impl Node {
                 .is_ok_and(|s| s.success());
             assert!(ok, "kill -{sig} {}", self.name);
         }
+    }
+
+    /// Sets an environment variable for this member's next starts.
+    #[allow(dead_code)]
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.push((key.to_string(), value.to_string()));
     }
 
     /// Starts with extra flags appended (e.g. --force-new-cluster).
