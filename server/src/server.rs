@@ -308,7 +308,7 @@ fn force_new_cluster(
 }
 
 /// The members named by --initial-cluster, with etcd's IDs.
-fn initial_members(cfg: &Config) -> Vec<Member> {
+pub fn initial_members(cfg: &Config) -> Vec<Member> {
     let mut by_name: Vec<(String, Vec<url::Url>)> = Vec::new();
     for (name, url) in &cfg.initial_cluster {
         match by_name.iter_mut().find(|(n, _)| n == name) {

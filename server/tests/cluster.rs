@@ -820,3 +820,51 @@ fn a_member_a_little_behind_catches_up_from_the_log_kept_for_it() {
         "no snapshot was built"
     );
 }
+
+#[test]
+fn joins_that_do_not_match_and_foreign_clusters_are_refused_with_etcds_messages() {
+    if common::server_kind() != common::ServerKind::Ballast {
+        return;
+    }
+    let _serial = one_at_a_time();
+    let root = tempfile::tempdir().expect("tempdir");
+    let nodes = start_three(root.path());
+    leader(&eps(&nodes), 3);
+
+    // `existing` without `member add` first: etcd stops at once.
+    let mut m4 = Node::new("m4", root.path());
+    let mut with_m4: Vec<&Node> = nodes.iter().collect();
+    with_m4.push(&m4);
+    let ic = initial_cluster(&with_m4);
+    m4.start(&ic, "existing");
+    wait_for("m4 to give up", || !m4.is_running());
+    let log = m4.log();
+    assert!(
+        log.contains("error validating peerURLs {ClusterID:")
+            && log.contains("member count is unequal"),
+        "{log}"
+    );
+
+    // A member of another cluster (another token) that names m1 as a peer:
+    // both sides say the cluster IDs differ, and m1's cluster is unaffected.
+    let mut other = Node::new("x1", root.path());
+    let from = nodes[0].log().len();
+    let ic = format!("m1={},x1={}", nodes[0].peer_url(), other.peer_url());
+    other.start_with(&ic, "new", &["--initial-cluster-token", "another-cluster"]);
+    wait_for("m1 to refuse the foreign member's traffic", || {
+        logged_since(
+            &nodes[0],
+            from,
+            "request cluster ID mismatch (got ",
+            " want ",
+        )
+    });
+    wait_for("the foreign member to be told", || {
+        other
+            .log()
+            .contains("request sent was ignored (cluster ID mismatch: peer[")
+    });
+    other.kill9();
+    assert_eq!(members(&eps(&nodes)).len(), 3);
+    ctl_ok(&eps(&nodes), &["put", "still", "fine"]);
+}

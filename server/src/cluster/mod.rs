@@ -1,5 +1,6 @@
 //! Cluster membership: who the members are, their names and URLs.
 
+pub mod join;
 pub mod reconfig;
 
 use std::collections::BTreeMap;

@@ -16,6 +16,10 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::RaftHandle;
 
+/// Where a peer that refuses our Raft traffic puts its own cluster ID
+/// (etcd's header name).
+pub const CLUSTER_ID_HEADER: &str = "x-etcd-cluster-id";
+
 /// Messages queued per peer before new ones are dropped.
 const PEER_QUEUE: usize = 4096;
 /// Messages per batch on the wire.
@@ -217,7 +221,12 @@ impl Transport {
         loop {
             let first = tokio::select! {
                 m = rx.recv() => m,
-                r = &mut call => return Stream::Broken(format!("peer ended the stream: {r:?}")),
+                r = &mut call => {
+                    if let Ok(Err(st)) = &r {
+                        self.log_cluster_mismatch(to, st);
+                    }
+                    return Stream::Broken(format!("peer ended the stream: {r:?}"));
+                }
             };
             let Some(first) = first else {
                 return Stream::QueueClosed;
@@ -252,6 +261,23 @@ impl Transport {
                 return Stream::Broken("stream closed".into());
             }
         }
+    }
+}
+
+impl Transport {
+    /// A peer of another cluster refused the stream: say so as etcd does.
+    fn log_cluster_mismatch(&self, to: u64, st: &tonic::Status) {
+        let Some(remote) = st
+            .metadata()
+            .get(CLUSTER_ID_HEADER)
+            .and_then(|v| v.to_str().ok())
+        else {
+            return;
+        };
+        tracing::error!(
+            "request sent was ignored (cluster ID mismatch: peer[{to:x}]={remote}, local={:x})",
+            self.cluster_id
+        );
     }
 }
 
