@@ -171,13 +171,16 @@ fn three_members_with_mutual_peer_tls_serve_and_refuse_foreign_peers() {
         etcdctl_ok(&members[2].https(), &tls, &["get", "tls-key"]),
         "tls-key\nv1\n"
     );
-    let list = etcdctl_ok(&eps, &tls, &["member", "list"]);
-    for m in &members {
-        assert!(
-            list.contains(&format!("{}, {}, {}", m.node.name, m.peer(), m.https())),
-            "{list}"
-        );
-    }
+    // Each member publishes its name and client URLs through Raft after it
+    // starts; the member answering may not have applied every one yet.
+    let listed = |list: &str, m: &Member| {
+        list.contains(&format!("{}, {}, {}", m.node.name, m.peer(), m.https()))
+    };
+    let mut list = String::new();
+    cluster_support::wait_for("every member published in member list", || {
+        list = etcdctl_ok(&eps, &tls, &["member", "list"]);
+        members.iter().all(|m| listed(&list, m))
+    });
 
     // A fourth member with a peer certificate from another CA can't join.
     let other = Ca::new(&root.path().join("pki"), "other-ca");
