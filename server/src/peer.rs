@@ -22,13 +22,17 @@ impl RaftPeer for PeerService {
         let mut stream = req.into_inner();
         while let Some(batch) = stream.message().await? {
             if batch.cluster_id != self.0.cluster_id {
-                tracing::warn!(
-                    from = format!("{:x}", batch.from),
-                    remote_cluster = format!("{:x}", batch.cluster_id),
-                    local_cluster = format!("{:x}", self.0.cluster_id),
-                    "rejected raft traffic from a member of another cluster"
+                // etcd's texts, on both sides (the sender reads our ID back).
+                tracing::error!(
+                    "request cluster ID mismatch (got {:x} want {:x})",
+                    batch.cluster_id,
+                    self.0.cluster_id
                 );
-                return Err(Status::failed_precondition("cluster ID mismatch"));
+                let mut st = Status::failed_precondition("cluster ID mismatch");
+                if let Ok(v) = format!("{:x}", self.0.cluster_id).parse() {
+                    st.metadata_mut().insert(transport::CLUSTER_ID_HEADER, v);
+                }
+                return Err(st);
             }
             if batch.to != self.0.member_id {
                 return Err(Status::failed_precondition(format!(
@@ -85,6 +89,19 @@ impl RaftPeer for PeerService {
         Ok(Response::new(ballast_proto::internal::ProbeResponse {}))
     }
 
+    async fn member_promote(
+        &self,
+        req: Request<ballast_proto::etcdserverpb::MemberPromoteRequest>,
+    ) -> Result<Response<ballast_proto::etcdserverpb::MemberPromoteResponse>, Status> {
+        let members = crate::api::cluster::promote_here(&self.0, req.into_inner().id).await?;
+        Ok(Response::new(
+            ballast_proto::etcdserverpb::MemberPromoteResponse {
+                header: self.0.header(self.0.store.current_revision()),
+                members: members.iter().map(|m| m.to_pb()).collect(),
+            },
+        ))
+    }
+
     async fn members(
         &self,
         _: Request<MembersRequest>,
@@ -105,19 +122,15 @@ pub struct JoinInfo {
 }
 
 /// For --initial-cluster-state existing: asks the other members named in
-/// --initial-cluster for the membership and finds this member in it (it
-/// must have been added with `etcdctl member add` first).
+/// --initial-cluster for the membership, checks that --initial-cluster lists
+/// exactly it (this member must have been added with `etcdctl member add`
+/// first) and takes the ID the cluster gave this member.
 pub async fn discover(
     cfg: &crate::config::Config,
     dialer: &crate::tls::PeerDialer,
 ) -> Result<JoinInfo> {
     use ballast_proto::internal::raft_peer_client::RaftPeerClient;
-    let mine: std::collections::BTreeSet<String> = cfg
-        .initial_advertise_peer_urls
-        .iter()
-        .map(crate::raft::ids::url_string)
-        .collect();
-    let mut last_err = String::from("no other member in --initial-cluster");
+    let local = crate::server::initial_members(cfg);
     for (name, url) in &cfg.initial_cluster {
         if *name == cfg.name {
             continue;
@@ -135,39 +148,23 @@ pub async fn discover(
         let resp = match attempt.await {
             Ok(r) => r.into_inner(),
             Err(e) => {
-                last_err = format!("{url}: {e}");
+                tracing::warn!(remote_peer_url = %url, "failed to get cluster information: {e}");
                 continue;
             }
         };
-        let members: Vec<crate::cluster::Member> = resp
-            .members
-            .iter()
-            .map(|m| crate::cluster::Member {
-                id: m.id,
-                name: m.name.clone(),
-                peer_urls: m.peer_ur_ls.clone(),
-                client_urls: m.client_ur_ls.clone(),
-                is_learner: m.is_learner,
-            })
-            .collect();
-        let me = members.iter().find(|m| {
-            m.peer_urls
-                .iter()
-                .cloned()
-                .collect::<std::collections::BTreeSet<_>>()
-                == mine
+        let members = crate::cluster::from_pb(&resp.members);
+        let member_id =
+            crate::cluster::join::validate(resp.cluster_id, &members, &local, &cfg.name)
+                .map_err(Error::Other)?;
+        return Ok(JoinInfo {
+            cluster_id: resp.cluster_id,
+            member_id,
+            members,
         });
-        return match me {
-            Some(me) => Ok(JoinInfo { cluster_id: resp.cluster_id, member_id: me.id, members: members.clone() }),
-            None => Err(Error::Other(format!(
-                "this member's peer URLs {mine:?} are not in the cluster's member list; add the member first with `etcdctl member add {} --peer-urls=...`",
-                cfg.name
-            ))),
-        };
     }
-    Err(Error::Other(format!(
-        "could not reach the existing cluster to join it: {last_err}"
-    )))
+    Err(Error::Other(
+        "cannot fetch cluster info from peer urls: could not retrieve cluster information from the given URLs".into(),
+    ))
 }
 
 /// Binds every --listen-peer-urls address and serves Raft traffic on it.

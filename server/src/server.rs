@@ -43,6 +43,8 @@ pub struct EtcdServer {
     leader_channel: parking_lot::Mutex<Option<(u64, tonic::transport::Channel)>>,
     /// The TLS side of the listeners, and the dialer for peers.
     pub tls: Arc<crate::tls::Tls>,
+    /// Raft traffic to peers; also says which peers are connected.
+    pub transport: Arc<crate::raft::transport::Transport>,
 }
 
 /// How long to wait for a ReadIndex answer before asking again.
@@ -58,6 +60,10 @@ impl EtcdServer {
     /// time-based start keep IDs unique across members and restarts.
     pub fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        request_timeout(&self.cfg)
     }
 
     pub fn header(&self, revision: i64) -> Option<ResponseHeader> {
@@ -113,12 +119,14 @@ impl EtcdServer {
         &self,
         kind: raft::prelude::ConfChangeType,
         member: Member,
+        promote: bool,
     ) -> Result<Vec<Member>, EtcdError> {
         let id = self.next_id();
         let node_id = member.id;
         let ctx = crate::cluster::ConfChangeContext {
             request_id: id,
             member,
+            promote,
         };
         let context = serde_json::to_vec(&ctx).map_err(|_| EtcdError::Corrupt)?;
         let cc = raft::prelude::ConfChange {
@@ -300,7 +308,7 @@ fn force_new_cluster(
 }
 
 /// The members named by --initial-cluster, with etcd's IDs.
-fn initial_members(cfg: &Config) -> Vec<Member> {
+pub fn initial_members(cfg: &Config) -> Vec<Member> {
     let mut by_name: Vec<(String, Vec<url::Url>)> = Vec::new();
     for (name, url) in &cfg.initial_cluster {
         match by_name.iter_mut().find(|(n, _)| n == name) {
@@ -467,6 +475,7 @@ pub fn start(
                     let ctx = crate::cluster::ConfChangeContext {
                         request_id: 0,
                         member: m.clone(),
+                        promote: false,
                     };
                     serde_json::to_vec(&ctx)
                         .map(|c| (m.id, c))
@@ -578,6 +587,7 @@ pub fn start(
             heartbeat_ticks: 1,
             pre_vote: cfg.pre_vote,
             snapshot_count: cfg.snapshot_count,
+            catch_up_entries: snapshot_catch_up_entries(),
             applied: applied_at_start,
         },
         wal,
@@ -616,6 +626,7 @@ pub fn start(
         next_id: AtomicU64::new(start_id),
         leader_channel: parking_lot::Mutex::new(None),
         tls,
+        transport: transport.clone(),
     });
 
     let quota_server = Arc::downgrade(&server);
@@ -698,6 +709,16 @@ pub fn start(
         apply_thread,
         _lock: lock,
     })
+}
+
+/// etcd's SnapshotCatchUpEntries. Tests lower it (undocumented
+/// BALLAST_SNAPSHOT_CATCHUP_ENTRIES) to make a short log force a snapshot.
+fn snapshot_catch_up_entries() -> u64 {
+    const DEFAULT: u64 = 5000;
+    std::env::var("BALLAST_SNAPSHOT_CATCHUP_ENTRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT)
 }
 
 /// Two processes on one data dir would corrupt it; the second one stops.

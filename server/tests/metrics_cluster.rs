@@ -143,3 +143,91 @@ fn three_members_report_one_leader_peer_traffic_and_health() {
     let local = must_get(survivor.client_port, "/health?serializable=true");
     assert_eq!(local.status, 200, "{}", local.body);
 }
+
+/// etcd_mvcc_{put,delete,range,txn}_total of one member.
+fn mvcc_counts(port: u16) -> [f64; 4] {
+    let m = scrape(port);
+    ["put", "delete", "range", "txn"].map(|op| m.must(&format!("etcd_mvcc_{op}_total"), &[]))
+}
+
+fn delta(after: [f64; 4], before: [f64; 4]) -> [f64; 4] {
+    [0, 1, 2, 3].map(|i| after[i] - before[i])
+}
+
+#[test]
+fn writes_are_counted_on_every_member_and_reads_where_served() {
+    if common::server_kind() != common::ServerKind::Ballast {
+        return;
+    }
+    let root = tempfile::tempdir().expect("tempdir");
+    let nodes = start_three(root.path());
+    let eps = endpoints(&nodes.iter().collect::<Vec<_>>());
+    leader(&eps, 3);
+    let before: Vec<[f64; 4]> = nodes.iter().map(|n| mvcc_counts(n.client_port)).collect();
+
+    // Everything through m1; the expected counts were measured on etcd 3.4.23.
+    let m1 = nodes[0].client_url();
+    ctl_ok(&m1, &["put", "k1", "v"]); // put
+    ctl_ok(&m1, &["put", "k1", "v2", "--prev-kv"]); // range + put = txn
+    ctl_ok(&m1, &["del", "k1"]); // delete
+    ctl_ok(&m1, &["put", "k2", "x"]); // put
+    let write_txn = "value(\"k2\") = \"x\"\n\nput k3 1\nput k4 1\n\n\n";
+    // compare (a range, on its own), then two puts (a txn)
+    assert!(ctl_stdin(&m1, &["txn"], write_txn).contains("SUCCESS"));
+    // both the final write's effects and the reads below, on m1 alone
+    wait_for("every member to apply the writes", || {
+        nodes.iter().zip(&before).all(|(n, b)| {
+            let d = delta(mvcc_counts(n.client_port), *b);
+            d[0] == 5.0 && d[1] == 1.0
+        })
+    });
+    let read_txn = "\nget k2\nget k3\n\n\n";
+    assert!(ctl_stdin(&m1, &["txn"], read_txn).contains("SUCCESS")); // two ranges = txn, on m1
+    ctl_ok(&m1, &["get", "k2"]); // range, on m1
+
+    // Writes: put 5, delete 1, range 2 (prev-kv, compare), txn 2, everywhere.
+    // Reads on m1 only: range 3 more, txn 1 more.
+    let expected = |served: bool| {
+        if served {
+            [5.0, 1.0, 5.0, 3.0]
+        } else {
+            [5.0, 1.0, 2.0, 2.0]
+        }
+    };
+    for (i, (n, b)) in nodes.iter().zip(&before).enumerate() {
+        let want = expected(i == 0);
+        let mut got = [0.0; 4];
+        wait_for(&format!("{}'s mvcc counters", n.name), || {
+            got = delta(mvcc_counts(n.client_port), *b);
+            got == want
+        });
+        assert_eq!(got, want, "{}: [put, delete, range, txn]", n.name);
+    }
+}
+
+/// etcdctl fed on stdin (the interactive `txn`); must succeed.
+fn ctl_stdin(endpoint: &str, args: &[&str], input: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new(common::etcdctl_binary())
+        .env("ETCDCTL_API", "3")
+        .args(["--endpoints", endpoint])
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn etcdctl");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("etcdctl");
+    assert!(
+        out.status.success(),
+        "etcdctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -171,23 +171,33 @@ fn three_members_with_mutual_peer_tls_serve_and_refuse_foreign_peers() {
         etcdctl_ok(&members[2].https(), &tls, &["get", "tls-key"]),
         "tls-key\nv1\n"
     );
-    let list = etcdctl_ok(&eps, &tls, &["member", "list"]);
-    for m in &members {
-        assert!(
-            list.contains(&format!("{}, {}, {}", m.node.name, m.peer(), m.https())),
-            "{list}"
-        );
-    }
+    // Each member publishes its name and client URLs through Raft after it
+    // starts; the member answering may not have applied every one yet.
+    let listed = |list: &str, m: &Member| {
+        list.contains(&format!("{}, {}, {}", m.node.name, m.peer(), m.https()))
+    };
+    let mut list = String::new();
+    cluster_support::wait_for("every member published in member list", || {
+        list = etcdctl_ok(&eps, &tls, &["member", "list"]);
+        members.iter().all(|m| listed(&list, m))
+    });
 
     // A fourth member with a peer certificate from another CA can't join.
     let other = Ca::new(&root.path().join("pki"), "other-ca");
     let foreign = other.issue("foreign", "etcd");
     let mut m4 = Member::new("m4", root.path());
-    etcdctl_ok(
-        &eps,
-        &tls,
-        &["member", "add", "m4", &format!("--peer-urls={}", m4.peer())],
-    );
+    // Refused as an unhealthy cluster until every peer has been connected
+    // for etcd's 5 s health interval.
+    let add = ["member", "add", "m4", &format!("--peer-urls={}", m4.peer())];
+    cluster_support::wait_for("member add to be accepted", || {
+        let (ok, _, err) = etcdctl(&eps, &tls, &add);
+        assert!(
+            ok || err.contains("etcdserver: unhealthy cluster"),
+            "member add: {}",
+            cluster_support::tail(&err)
+        );
+        ok
+    });
     let all: Vec<&Member> = members.iter().chain([&m4]).collect();
     let ic4 = initial_cluster(&all);
     m4.start(&ic4, "existing", &ca, &foreign);
@@ -195,7 +205,7 @@ fn three_members_with_mutual_peer_tls_serve_and_refuse_foreign_peers() {
         !m4.node.is_running()
     });
     assert!(
-        m4.logged("could not reach the existing cluster to join it"),
+        m4.logged("cannot fetch cluster info from peer urls: could not retrieve cluster information from the given URLs"),
         "{}",
         m4.node.log()
     );

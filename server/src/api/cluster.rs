@@ -1,4 +1,7 @@
-//! The Cluster service: membership changes go through Raft as conf changes.
+//! The Cluster service: adds, removals and promotions go through Raft as
+//! membership changes (checked again when applied); peer URL updates are
+//! ordinary entries. `--strict-reconfig-check` refuses changes that could
+//! cost the quorum (see `cluster::reconfig`).
 
 use std::sync::Arc;
 
@@ -8,10 +11,12 @@ use ballast_proto::etcdserverpb::{
     MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse,
     MemberUpdateRequest, MemberUpdateResponse,
 };
+use ballast_proto::internal::internal_request::Request as Proposal;
 use raft::prelude::ConfChangeType;
 use tonic::{Request, Response, Status};
 
-use crate::cluster::Member;
+use crate::apply::Applied;
+use crate::cluster::{reconfig, Member};
 use crate::error::EtcdError;
 use crate::raft::ids;
 use crate::server::EtcdServer;
@@ -40,27 +45,6 @@ fn pb(members: &[Member]) -> Vec<PbMember> {
     members.iter().map(Member::to_pb).collect()
 }
 
-/// Voters that have published themselves, i.e. started at least once.
-fn started_voters(members: &[Member]) -> usize {
-    members
-        .iter()
-        .filter(|m| !m.is_learner && !m.name.is_empty())
-        .count()
-}
-
-/// etcd's rule: after the add, started voters must be a quorum, except
-/// that a one-member cluster may always get a second member (the recovery
-/// path after --force-new-cluster or a restore).
-fn ready_to_add_voter(members: &[Member]) -> bool {
-    let voters = members.iter().filter(|m| !m.is_learner).count();
-    let started = started_voters(members);
-    (started == 1 && voters == 1) || started >= quorum(voters + 1)
-}
-
-fn quorum(voters: usize) -> usize {
-    voters / 2 + 1
-}
-
 impl ClusterService {
     fn header(&self) -> Option<ballast_proto::etcdserverpb::ResponseHeader> {
         self.0.header(self.0.store.current_revision())
@@ -86,8 +70,15 @@ impl Cluster for ClusterService {
         if r.is_learner && members.iter().filter(|m| m.is_learner).count() >= MAX_LEARNERS {
             return Err(EtcdError::TooManyLearners.into());
         }
-        if self.0.cfg.strict_reconfig_check && !r.is_learner && !ready_to_add_voter(&members) {
-            return Err(EtcdError::MemberNotEnoughStarted.into());
+        if self.0.cfg.strict_reconfig_check {
+            let net = |id| self.0.transport.active_since(id);
+            reconfig::may_add(
+                &members,
+                r.is_learner,
+                self.0.member_id,
+                &net,
+                std::time::Instant::now(),
+            )?;
         }
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -108,7 +99,10 @@ impl Cluster for ClusterService {
         } else {
             ConfChangeType::AddNode
         };
-        let after = self.0.propose_conf_change(kind, member.clone()).await?;
+        let after = self
+            .0
+            .propose_conf_change(kind, member.clone(), false)
+            .await?;
         Ok(Response::new(MemberAddResponse {
             header: self.header(),
             member: Some(member.to_pb()),
@@ -125,17 +119,19 @@ impl Cluster for ClusterService {
         let Some(member) = members.iter().find(|m| m.id == id).cloned() else {
             return Err(EtcdError::MemberNotFound.into());
         };
-        if self.0.cfg.strict_reconfig_check && !member.is_learner {
-            // What is left must still have a started quorum.
-            let rest: Vec<Member> = members.iter().filter(|m| m.id != id).cloned().collect();
-            let voters = rest.iter().filter(|m| !m.is_learner).count();
-            if started_voters(&rest) < quorum(voters) {
-                return Err(EtcdError::MemberNotEnoughStarted.into());
-            }
+        if self.0.cfg.strict_reconfig_check {
+            let net = |id| self.0.transport.active_since(id);
+            reconfig::may_remove(
+                &members,
+                id,
+                self.0.member_id,
+                &net,
+                std::time::Instant::now(),
+            )?;
         }
         let after = self
             .0
-            .propose_conf_change(ConfChangeType::RemoveNode, member)
+            .propose_conf_change(ConfChangeType::RemoveNode, member, false)
             .await?;
         Ok(Response::new(MemberRemoveResponse {
             header: self.header(),
@@ -163,13 +159,15 @@ impl Cluster for ClusterService {
             return Err(EtcdError::PeerUrlExist.into());
         }
         member.peer_urls = url_strings;
-        // Re-adding in the same role changes nothing in Raft, only the record.
-        let kind = if member.is_learner {
-            ConfChangeType::AddLearnerNode
-        } else {
-            ConfChangeType::AddNode
+        // Checked again when applied: the member may be gone by then.
+        let after = match self
+            .0
+            .propose(Proposal::MemberUpdate(member.to_pb()))
+            .await?
+        {
+            Applied::Members(after) => after,
+            _ => return Err(EtcdError::Corrupt.into()),
         };
-        let after = self.0.propose_conf_change(kind, member).await?;
         Ok(Response::new(MemberUpdateResponse {
             header: self.header(),
             members: pb(&after),
@@ -194,28 +192,75 @@ impl Cluster for ClusterService {
         req: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
         let id = req.into_inner().id;
-        let Some(mut member) = self.0.members.get(id) else {
-            return Err(EtcdError::MemberNotFound.into());
+        let members = match promote_here(&self.0, id).await {
+            Err(EtcdError::NotLeader) => forward_promote(&self.0, id).await?,
+            other => other?,
         };
-        if !member.is_learner {
-            return Err(EtcdError::MemberNotLearner.into());
-        }
-        // etcd: the learner's log must match at least 90% of the leader's.
-        match self.0.raft.progress(id).await {
-            Some((matched, committed))
-                if matched.saturating_mul(10) >= committed.saturating_mul(9) => {}
-            Some(_) => return Err(EtcdError::LearnerNotReady.into()),
-            None => return Err(EtcdError::NotLeader.into()),
-        }
-        member.is_learner = false;
-        let after = self
-            .0
-            .propose_conf_change(ConfChangeType::AddNode, member)
-            .await?;
         Ok(Response::new(MemberPromoteResponse {
             header: self.header(),
-            members: pb(&after),
+            members: pb(&members),
         }))
+    }
+}
+
+/// Promotes a learner if this member leads (only the leader knows whether
+/// the learner has caught up); `NotLeader` otherwise.
+pub async fn promote_here(s: &EtcdServer, id: u64) -> Result<Vec<Member>, EtcdError> {
+    let Some(member) = s.members.get(id) else {
+        return Err(EtcdError::MemberNotFound);
+    };
+    if !member.is_learner {
+        return Err(EtcdError::MemberNotLearner);
+    }
+    // etcd: the learner's log must match at least 90% of the leader's.
+    match s.raft.progress(id).await {
+        None => return Err(EtcdError::NotLeader),
+        Some((Some(matched), committed))
+            if matched.saturating_mul(10) < committed.saturating_mul(9) =>
+        {
+            return Err(EtcdError::LearnerNotReady)
+        }
+        // Not tracked by Raft: the check when applied answers.
+        Some(_) => {}
+    }
+    if s.cfg.strict_reconfig_check {
+        reconfig::may_promote(&s.members.list())?;
+    }
+    s.propose_conf_change(ConfChangeType::AddNode, member, true)
+        .await
+}
+
+/// A follower hands `member promote` to the leader over the peer port, as
+/// etcd does, retrying while leadership moves.
+async fn forward_promote(s: &EtcdServer, id: u64) -> Result<Vec<Member>, Status> {
+    let retry = [
+        EtcdError::NotLeader,
+        EtcdError::NoLeader,
+        EtcdError::LeaderChanged,
+        EtcdError::Stopped,
+    ]
+    .map(|e| e.to_string());
+    let deadline = tokio::time::Instant::now() + s.request_timeout();
+    loop {
+        let answer = match s.leader_client().await {
+            Ok(mut leader) => leader.member_promote(MemberPromoteRequest { id }).await,
+            Err(e) => Err(e.into()),
+        };
+        match answer {
+            Ok(r) => return Ok(crate::cluster::from_pb(&r.into_inner().members)),
+            // etcd's own errors (learner not ready, not found, ...) are final.
+            Err(st)
+                if st.message().starts_with("etcdserver: ")
+                    && !retry.iter().any(|m| m == st.message()) =>
+            {
+                return Err(st)
+            }
+            Err(st) => tracing::debug!("forwarding member promote to the leader: {st}"),
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(EtcdError::Timeout.into());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
 
@@ -235,21 +280,5 @@ mod tests {
             parse_urls(&["ftp://10.0.0.4:2380".into()]).err(),
             Some(EtcdError::MemberBadUrls)
         );
-    }
-
-    #[test]
-    fn started_quorum_counts_published_voters() {
-        let m = |name: &str, learner| Member {
-            id: 1,
-            name: name.into(),
-            peer_urls: vec![],
-            client_urls: vec![],
-            is_learner: learner,
-        };
-        let members = vec![m("a", false), m("", false), m("l", true)];
-        assert_eq!(started_voters(&members), 1);
-        assert_eq!(quorum(3), 2);
-        assert!(ready_to_add_voter(&[m("a", false)]));
-        assert!(!ready_to_add_voter(&[m("a", false), m("", false)]));
     }
 }

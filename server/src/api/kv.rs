@@ -29,6 +29,7 @@ impl Kv for KvService {
             self.0.check_not_learner()?;
             self.0.linearize().await?;
         }
+        // A read is counted where it is served (writes: when applied).
         self.0.metrics.range_total.inc();
         let mut resp = self.0.store.range(&r)?;
         self.0.stamp(&mut resp.header);
@@ -39,7 +40,6 @@ impl Kv for KvService {
         let r = req.into_inner();
         validate::put(&r)?;
         self.0.check_not_learner()?;
-        self.0.metrics.put_total.inc();
         match self.0.propose(Request::Put(r)).await? {
             Applied::Put(mut resp) => {
                 self.0.stamp(&mut resp.header);
@@ -56,7 +56,6 @@ impl Kv for KvService {
         let r = req.into_inner();
         validate::delete_range(&r)?;
         self.0.check_not_learner()?;
-        self.0.metrics.delete_total.inc();
         match self.0.propose(Request::DeleteRange(r)).await? {
             Applied::DeleteRange(mut resp) => {
                 self.0.stamp(&mut resp.header);
@@ -70,7 +69,6 @@ impl Kv for KvService {
         let r = req.into_inner();
         validate::txn(&r, self.0.cfg.max_txn_ops as usize)?;
         self.0.check_not_learner()?;
-        self.0.metrics.txn_total.inc();
         match self.0.propose(Request::Txn(r)).await? {
             Applied::Txn(mut resp) => {
                 stamp_txn(&self.0, &mut resp);

@@ -22,6 +22,7 @@ use crate::error::{EtcdError, Result};
 use crate::lease::Lessor;
 use crate::metrics::Metrics;
 use crate::mvcc::KvStore;
+use crate::raft::node::ConfOutcome;
 use crate::watch::WatchHub;
 
 pub use request::Applied;
@@ -46,8 +47,8 @@ enum Flow {
 struct LoopState {
     applied_index: u64,
     pending: Vec<Entry>,
-    /// Configuration after each pending membership change, by entry index.
-    confs: std::collections::HashMap<u64, raft::prelude::ConfState>,
+    /// Outcome of each pending membership change, by entry index.
+    confs: std::collections::HashMap<u64, ConfOutcome>,
     last_durable: Instant,
 }
 
@@ -64,6 +65,11 @@ impl Wait {
         rx
     }
 
+    /// Whether a handler on this member waits for `id` (it proposed it).
+    pub fn is_waiting(&self, id: u64) -> bool {
+        self.pending.lock().contains_key(&id)
+    }
+
     pub fn cancel(&self, id: u64) {
         self.pending.lock().remove(&id);
     }
@@ -78,9 +84,9 @@ impl Wait {
 /// Work for the apply thread besides entries: things that must not run
 /// concurrently with a write batch.
 pub enum ApplyMsg {
-    /// Committed entries, with the configuration after each membership
-    /// change among them (already in effect in Raft).
-    Entries(Vec<Entry>, Vec<(u64, raft::prelude::ConfState)>),
+    /// Committed entries, with the outcome of each membership change among
+    /// them (already in effect in Raft, or refused there).
+    Entries(Vec<Entry>, Vec<(u64, ConfOutcome)>),
     Defragment(oneshot::Sender<Result<(), String>>),
     /// Replace the state machine with a Raft snapshot from the leader (a
     /// database file at `file` holding everything up to `index`).
@@ -231,13 +237,13 @@ impl Applier {
         Ok(())
     }
 
-    /// Applies a membership change to Raft's configuration, the member
+    /// Records a membership change Raft has taken (or refused) in the member
     /// table and the transport, in the batch of its entry.
     fn apply_conf_change(
         &self,
         batch: &crate::mvcc::WriteBatch<'_>,
         e: &Entry,
-        conf: Option<raft::prelude::ConfState>,
+        outcome: Option<ConfOutcome>,
     ) -> Result<(u64, Result<Applied, EtcdError>)> {
         use raft::prelude::{ConfChange, ConfChangeType};
         let cc = <ConfChange as prost011::Message>::decode(e.data.as_slice()).map_err(|err| {
@@ -246,11 +252,14 @@ impl Applier {
                 e.index
             ))
         })?;
-        let ctx: Option<crate::cluster::ConfChangeContext> =
-            serde_json::from_slice(&cc.context).ok();
-        // Raft applied it when the entry was handed over; here it is recorded.
-        let cs = conf;
+        let ctx = crate::cluster::ConfChangeContext::decode(&cc.context);
         let request_id = ctx.as_ref().map_or(0, |c| c.request_id);
+        let cs = match outcome {
+            // Refused when applied (it lost a race): nothing changes.
+            Some(Err(err)) => return Ok((request_id, Err(err))),
+            Some(Ok(cs)) => Some(cs),
+            None => None,
+        };
         match (ConfChangeType::from_i32(cc.change_type).ok_or(()), ctx) {
             (Ok(ConfChangeType::RemoveNode), _) => {
                 self.members.remove(batch.txn(), cc.node_id)?;
@@ -260,6 +269,21 @@ impl Applier {
                 );
                 (self.on_member_change)(MemberChange::Removed(cc.node_id));
             }
+            (Ok(_), Some(ctx)) if ctx.promote => match self.members.get(cc.node_id) {
+                Some(mut m) => {
+                    m.is_learner = false;
+                    tracing::info!(
+                        member_id = format!("{:x}", m.id),
+                        "promoted learner to voting member"
+                    );
+                    self.members.upsert(batch.txn(), m)?;
+                }
+                None => tracing::warn!(
+                    index = e.index,
+                    member_id = format!("{:x}", cc.node_id),
+                    "promoted member missing from the member table"
+                ),
+            },
             (Ok(kind), Some(ctx)) => {
                 let mut m = ctx.member;
                 m.is_learner = kind == ConfChangeType::AddLearnerNode;
@@ -320,7 +344,16 @@ impl Applier {
                 }
             };
             let id = req.id;
-            let res = request::apply(self, &mut batch, req);
+            let res = match request::apply(self, &mut batch, req) {
+                Ok(applied) => Ok(applied),
+                Err(crate::error::Error::Etcd(e)) => Err(e),
+                // The backend failed: this batch is never committed, and the
+                // member stops (etcd panics) rather than diverge from the log.
+                Err(err) => {
+                    tracing::error!(index = e.index, "failed to apply raft entry: {err}");
+                    return Err(err);
+                }
+            };
             for (key, from, to) in batch.lease_moves.drain(..) {
                 self.lessor.move_key(&key, from, to);
             }
@@ -352,3 +385,6 @@ impl Applier {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

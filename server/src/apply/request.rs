@@ -10,6 +10,7 @@ use ballast_proto::internal::{internal_request::Request, InternalRequest};
 
 use super::{txn, Applier};
 use crate::error::{Error, EtcdError};
+use crate::metrics::mvcc::OpCounts;
 use crate::mvcc::backend::LEASES;
 use crate::mvcc::WriteBatch;
 
@@ -36,35 +37,44 @@ pub(super) fn header(rev: i64) -> Option<ResponseHeader> {
     })
 }
 
-/// Storage failures are fatal to the member; request errors go back to the client.
-fn fatal(e: Error) -> EtcdError {
-    tracing::error!("apply failed: {e}");
-    match e {
-        Error::Etcd(e) => e,
-        _ => EtcdError::Corrupt,
-    }
-}
-
+/// Applies one request. A request error (etcd's, for the client) comes back
+/// as `Error::Etcd`; any other error means the backend failed, and the
+/// caller must stop the member rather than commit the batch.
 pub(super) fn apply(
     a: &Applier,
     b: &mut WriteBatch<'_>,
     req: InternalRequest,
-) -> Result<Applied, EtcdError> {
+) -> Result<Applied, Error> {
+    let id = req.id;
     let Some(req) = req.request else {
         return Ok(Applied::Done);
     };
     match req {
         Request::Put(p) => {
             if a.alarms.nospace() {
-                return Err(EtcdError::NoSpace);
+                return Err(EtcdError::NoSpace.into());
             }
             check_put(a, b, &p)?;
-            put(b, p).map(Applied::Put).map_err(fatal)
+            let mut ops = OpCounts::default();
+            let resp = put(b, p, &mut ops)?;
+            ops.record(&a.metrics);
+            Ok(Applied::Put(resp))
         }
-        Request::DeleteRange(d) => delete_range(b, &d).map(Applied::DeleteRange).map_err(fatal),
-        Request::Txn(t) => txn::apply(a, b, &t).map(Applied::Txn),
+        Request::DeleteRange(d) => {
+            let mut ops = OpCounts::default();
+            let resp = delete_range(b, &d, &mut ops)?;
+            ops.record(&a.metrics);
+            Ok(Applied::DeleteRange(resp))
+        }
+        Request::Txn(t) => txn::apply(a, b, &t, id).map(Applied::Txn),
         Request::Compaction(c) => {
-            b.compact(c.revision).map_err(fatal)?;
+            b.compact(c.revision)?;
+            // etcd reads a key for the response's revision after compacting.
+            OpCounts {
+                ranges: 1,
+                ..Default::default()
+            }
+            .record(&a.metrics);
             tracing::info!(revision = c.revision, "finished scheduled compaction");
             Ok(Applied::Compaction(CompactionResponse {
                 header: header(b.revision()),
@@ -75,9 +85,14 @@ pub(super) fn apply(
         Request::Alarm(r) => alarm(a, b, &r).map(Applied::Alarm),
         Request::MemberAttributes(m) => {
             a.members
-                .set_attributes(b.txn(), m.id, &m.name, &m.client_ur_ls)
-                .map_err(fatal)?;
+                .set_attributes(b.txn(), m.id, &m.name, &m.client_ur_ls)?;
             Ok(Applied::Done)
+        }
+        Request::MemberUpdate(m) => {
+            let updated = a.members.update_peer_urls(b.txn(), m.id, &m.peer_ur_ls)??;
+            tracing::info!(member_id = format!("{:x}", updated.id), peer_urls = ?updated.peer_urls, "updated member");
+            (a.on_member_change)(super::MemberChange::Added(&updated));
+            Ok(Applied::Members(a.members.list()))
         }
         _ => Ok(Applied::Done),
     }
@@ -85,17 +100,24 @@ pub(super) fn apply(
 
 /// etcd's apply-time checks for a Put: its lease exists, and a key exists
 /// when the request keeps its value or lease.
-pub(super) fn check_put(a: &Applier, b: &WriteBatch<'_>, p: &PutRequest) -> Result<(), EtcdError> {
+pub(super) fn check_put(a: &Applier, b: &WriteBatch<'_>, p: &PutRequest) -> Result<(), Error> {
     if p.lease != 0 && !a.lessor.exists(p.lease) {
-        return Err(EtcdError::LeaseNotFound);
+        return Err(EtcdError::LeaseNotFound.into());
     }
-    if (p.ignore_value || p.ignore_lease) && b.get(&p.key).map_err(fatal)?.is_none() {
-        return Err(EtcdError::KeyNotFound);
+    if (p.ignore_value || p.ignore_lease) && b.get(&p.key)?.is_none() {
+        return Err(EtcdError::KeyNotFound.into());
     }
     Ok(())
 }
 
-pub(super) fn put(b: &mut WriteBatch<'_>, p: PutRequest) -> Result<PutResponse, Error> {
+pub(super) fn put(
+    b: &mut WriteBatch<'_>,
+    p: PutRequest,
+    ops: &mut OpCounts,
+) -> Result<PutResponse, Error> {
+    // etcd reads the key first only when the request needs the old one.
+    ops.ranges += u64::from(p.prev_kv || p.ignore_value || p.ignore_lease);
+    ops.puts += 1;
     let prev = b.get(&p.key)?;
     let value = if p.ignore_value {
         prev.as_ref().map(|kv| kv.value.clone()).unwrap_or_default()
@@ -118,7 +140,10 @@ pub(super) fn put(b: &mut WriteBatch<'_>, p: PutRequest) -> Result<PutResponse, 
 pub(super) fn delete_range(
     b: &mut WriteBatch<'_>,
     d: &DeleteRangeRequest,
+    ops: &mut OpCounts,
 ) -> Result<DeleteRangeResponse, Error> {
+    ops.ranges += u64::from(d.prev_kv);
+    ops.deletes += 1;
     let prevs = b.delete_range(&d.key, &d.range_end)?;
     Ok(DeleteRangeResponse {
         header: header(b.read_rev()),
@@ -131,13 +156,14 @@ fn lease_grant(
     a: &Applier,
     b: &mut WriteBatch<'_>,
     g: &LeaseGrantRequest,
-) -> Result<LeaseGrantResponse, EtcdError> {
+) -> Result<LeaseGrantResponse, Error> {
     if a.alarms.nospace() {
-        return Err(EtcdError::NoSpace);
+        return Err(EtcdError::NoSpace.into());
     }
+    // The table first: a backend failure must not leave a lease granted in memory.
+    let mut t = b.txn().open_table(LEASES)?;
     let ttl = a.lessor.grant(g.id, g.ttl)?;
-    let mut t = b.txn().open_table(LEASES).map_err(|e| fatal(e.into()))?;
-    t.insert(g.id, ttl).map_err(|e| fatal(e.into()))?;
+    t.insert(g.id, ttl)?;
     Ok(LeaseGrantResponse {
         header: header(b.revision()),
         id: g.id,
@@ -150,36 +176,30 @@ fn lease_revoke(
     a: &Applier,
     b: &mut WriteBatch<'_>,
     id: i64,
-) -> Result<LeaseRevokeResponse, EtcdError> {
+) -> Result<LeaseRevokeResponse, Error> {
     let keys = a.lessor.keys(id)?;
     // All of the lease's keys go in one revision.
+    let ops = OpCounts {
+        deletes: keys.len() as u64,
+        ..Default::default()
+    };
     for k in keys {
-        b.delete_range(&k, &[]).map_err(fatal)?;
+        b.delete_range(&k, &[])?;
     }
+    ops.record(&a.metrics);
+    b.txn().open_table(LEASES)?.remove(id)?;
     a.lessor.remove(id);
-    let mut t = b.txn().open_table(LEASES).map_err(|e| fatal(e.into()))?;
-    t.remove(id).map_err(|e| fatal(e.into()))?;
     Ok(LeaseRevokeResponse {
         header: header(b.read_rev()),
     })
 }
 
-fn alarm(
-    a: &Applier,
-    b: &mut WriteBatch<'_>,
-    r: &AlarmRequest,
-) -> Result<AlarmResponse, EtcdError> {
+fn alarm(a: &Applier, b: &mut WriteBatch<'_>, r: &AlarmRequest) -> Result<AlarmResponse, Error> {
     let action = AlarmAction::try_from(r.action).unwrap_or(AlarmAction::Get);
     let changed = match action {
         AlarmAction::Get => Vec::new(),
-        AlarmAction::Activate => a
-            .alarms
-            .activate(b.txn(), r.member_id, r.alarm)
-            .map_err(fatal)?,
-        AlarmAction::Deactivate => a
-            .alarms
-            .deactivate(b.txn(), r.member_id, r.alarm)
-            .map_err(fatal)?,
+        AlarmAction::Activate => a.alarms.activate(b.txn(), r.member_id, r.alarm)?,
+        AlarmAction::Deactivate => a.alarms.deactivate(b.txn(), r.member_id, r.alarm)?,
     };
     let alarms = if action == AlarmAction::Get {
         a.alarms.list()

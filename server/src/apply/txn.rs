@@ -12,52 +12,80 @@ use ballast_proto::mvccpb::KeyValue;
 use super::request::{check_put, delete_range, header, put};
 use super::Applier;
 use crate::error::{Error, EtcdError};
+use crate::metrics::mvcc::OpCounts;
 use crate::mvcc::WriteBatch;
 
 pub(super) fn apply(
     a: &Applier,
     b: &mut WriteBatch<'_>,
     t: &TxnRequest,
-) -> Result<TxnResponse, EtcdError> {
+    request_id: u64,
+) -> Result<TxnResponse, Error> {
     // Decide every nested branch first, so that checks can fail the whole
     // txn before any change is made.
-    let plan = plan(b, t).map_err(fatal)?;
+    let mut compares = OpCounts::default();
+    let plan = plan(b, t, &mut compares)?;
     check(a, b, t, &plan)?;
     let mut next = 0;
-    let resp = execute(b, t, &plan, &mut next).map_err(fatal)?;
+    let mut ops = OpCounts::default();
+    let resp = execute(b, t, &plan, &mut next, &mut ops)?;
+    if read_only(t) {
+        // etcd serves a read-only txn on one member, outside Raft, in one
+        // storage transaction; count it only where it was asked.
+        if a.wait.is_waiting(request_id) {
+            OpCounts {
+                ranges: compares.ranges + ops.ranges,
+                ..Default::default()
+            }
+            .record(&a.metrics);
+        }
+    } else {
+        // etcd compares in a read transaction, then writes in another.
+        compares.record(&a.metrics);
+        ops.record(&a.metrics);
+    }
     Ok(resp)
 }
 
-fn fatal(e: Error) -> EtcdError {
-    match e {
-        Error::Etcd(e) => e,
-        other => {
-            tracing::error!("txn apply failed: {other}");
-            EtcdError::Corrupt
-        }
-    }
+/// etcd's `isTxnReadonly`: no put or delete in any branch, nested or not.
+fn read_only(t: &TxnRequest) -> bool {
+    t.success
+        .iter()
+        .chain(&t.failure)
+        .all(|op| match &op.request {
+            Some(Op::RequestPut(_) | Op::RequestDeleteRange(_)) => false,
+            Some(Op::RequestTxn(inner)) => read_only(inner),
+            Some(Op::RequestRange(_)) | None => true,
+        })
 }
 
 /// The branch taken by each txn, outermost first, in execution order.
-fn plan(b: &WriteBatch<'_>, t: &TxnRequest) -> Result<Vec<bool>, Error> {
+fn plan(b: &WriteBatch<'_>, t: &TxnRequest, ops: &mut OpCounts) -> Result<Vec<bool>, Error> {
     let mut out = Vec::new();
-    plan_into(b, t, &mut out)?;
+    plan_into(b, t, &mut out, ops)?;
     Ok(out)
 }
 
-fn plan_into(b: &WriteBatch<'_>, t: &TxnRequest, out: &mut Vec<bool>) -> Result<(), Error> {
-    let ok = compares_hold(b, &t.compare)?;
+fn plan_into(
+    b: &WriteBatch<'_>,
+    t: &TxnRequest,
+    out: &mut Vec<bool>,
+    ops: &mut OpCounts,
+) -> Result<(), Error> {
+    let ok = compares_hold(b, &t.compare, ops)?;
     out.push(ok);
     for op in if ok { &t.success } else { &t.failure } {
         if let Some(Op::RequestTxn(inner)) = &op.request {
-            plan_into(b, inner, out)?;
+            plan_into(b, inner, out, ops)?;
         }
     }
     Ok(())
 }
 
-fn compares_hold(b: &WriteBatch<'_>, cmps: &[Compare]) -> Result<bool, Error> {
+/// Each compare evaluated reads its key (etcd stops at the first false one).
+fn compares_hold(b: &WriteBatch<'_>, cmps: &[Compare], ops: &mut OpCounts) -> Result<bool, Error> {
     for c in cmps {
+        ops.ranges += 1;
         if !compare_holds(b, c)? {
             return Ok(false);
         }
@@ -121,7 +149,7 @@ fn target_int(c: &Compare) -> i64 {
 
 /// Apply-time checks over the chosen branches: leases of puts must exist;
 /// puts that keep a value or lease need an existing key; no space, no puts.
-fn check(a: &Applier, b: &WriteBatch<'_>, t: &TxnRequest, plan: &[bool]) -> Result<(), EtcdError> {
+fn check(a: &Applier, b: &WriteBatch<'_>, t: &TxnRequest, plan: &[bool]) -> Result<(), Error> {
     let mut next = 0;
     check_into(a, b, t, plan, &mut next)
 }
@@ -132,14 +160,14 @@ fn check_into(
     t: &TxnRequest,
     plan: &[bool],
     next: &mut usize,
-) -> Result<(), EtcdError> {
+) -> Result<(), Error> {
     let ok = plan.get(*next).copied().unwrap_or(false);
     *next += 1;
     for op in if ok { &t.success } else { &t.failure } {
         match &op.request {
             Some(Op::RequestPut(p)) => {
                 if a.alarms.nospace() {
-                    return Err(EtcdError::NoSpace);
+                    return Err(EtcdError::NoSpace.into());
                 }
                 check_put(a, b, p)?;
             }
@@ -147,10 +175,10 @@ fn check_into(
             // etcd refuses the whole txn before writing anything.
             Some(Op::RequestRange(r)) if r.revision > 0 => {
                 if r.revision > b.revision() {
-                    return Err(EtcdError::FutureRev);
+                    return Err(EtcdError::FutureRev.into());
                 }
                 if r.revision < b.compacted() {
-                    return Err(EtcdError::Compacted);
+                    return Err(EtcdError::Compacted.into());
                 }
             }
             _ => {}
@@ -164,6 +192,7 @@ fn execute(
     t: &TxnRequest,
     plan: &[bool],
     next: &mut usize,
+    counts: &mut OpCounts,
 ) -> Result<TxnResponse, Error> {
     let ok = plan.get(*next).copied().unwrap_or(false);
     *next += 1;
@@ -172,13 +201,18 @@ fn execute(
     for op in ops {
         let response = match &op.request {
             Some(Op::RequestRange(r)) => {
+                counts.ranges += 1;
                 let mut resp = b.range(r)?;
                 resp.header = header(b.read_rev());
                 OpResponse::ResponseRange(resp)
             }
-            Some(Op::RequestPut(p)) => OpResponse::ResponsePut(put(b, p.clone())?),
-            Some(Op::RequestDeleteRange(d)) => OpResponse::ResponseDeleteRange(delete_range(b, d)?),
-            Some(Op::RequestTxn(inner)) => OpResponse::ResponseTxn(execute(b, inner, plan, next)?),
+            Some(Op::RequestPut(p)) => OpResponse::ResponsePut(put(b, p.clone(), counts)?),
+            Some(Op::RequestDeleteRange(d)) => {
+                OpResponse::ResponseDeleteRange(delete_range(b, d, counts)?)
+            }
+            Some(Op::RequestTxn(inner)) => {
+                OpResponse::ResponseTxn(execute(b, inner, plan, next, counts)?)
+            }
             None => continue,
         };
         responses.push(ResponseOp {

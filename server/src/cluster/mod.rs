@@ -1,5 +1,8 @@
 //! Cluster membership: who the members are, their names and URLs.
 
+pub mod join;
+pub mod reconfig;
+
 use std::collections::BTreeMap;
 
 use ballast_proto::etcdserverpb::Member as PbMember;
@@ -7,7 +10,7 @@ use parking_lot::RwLock;
 use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, EtcdError, Result};
 use crate::mvcc::backend::{Backend, MEMBERS};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -31,12 +34,38 @@ impl Member {
     }
 }
 
+/// Members as the API lists them, back into records.
+pub fn from_pb(members: &[PbMember]) -> Vec<Member> {
+    members
+        .iter()
+        .map(|m| Member {
+            id: m.id,
+            name: m.name.clone(),
+            peer_urls: m.peer_ur_ls.clone(),
+            client_urls: m.client_ur_ls.clone(),
+            is_learner: m.is_learner,
+        })
+        .collect()
+}
+
 /// What a membership change carries in its Raft entry: the member record
 /// and the ID of the request waiting for it (0 at bootstrap).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ConfChangeContext {
     pub request_id: u64,
     pub member: Member,
+    /// A learner becoming a voter (etcd's `IsPromote`): checked when applied,
+    /// since the learner may have been removed or promoted meanwhile.
+    #[serde(default)]
+    pub promote: bool,
+}
+
+impl ConfChangeContext {
+    /// The context of a committed change; `None` for changes without one
+    /// (--force-new-cluster's removals).
+    pub fn decode(bytes: &[u8]) -> Option<ConfChangeContext> {
+        serde_json::from_slice(bytes).ok()
+    }
 }
 
 #[derive(Default)]
@@ -110,6 +139,34 @@ impl Members {
         txn.open_table(MEMBERS)?.insert(m.id, json.as_slice())?;
         self.members.write().insert(m.id, m);
         Ok(())
+    }
+
+    /// Replaces a member's peer URLs inside an apply batch (etcdctl member
+    /// update), with etcd's checks at this point of the log: the member may
+    /// have been removed, or its new URLs taken, since the request was made.
+    pub fn update_peer_urls(
+        &self,
+        txn: &redb::WriteTransaction,
+        id: u64,
+        urls: &[String],
+    ) -> Result<std::result::Result<Member, EtcdError>> {
+        let mut members = self.members.write();
+        if !members.contains_key(&id) {
+            return Ok(Err(EtcdError::MemberNotFound));
+        }
+        let taken = members
+            .values()
+            .any(|m| m.id != id && m.peer_urls.iter().any(|u| urls.contains(u)));
+        if taken {
+            return Ok(Err(EtcdError::PeerUrlExist));
+        }
+        let Some(m) = members.get_mut(&id) else {
+            return Ok(Err(EtcdError::MemberNotFound));
+        };
+        m.peer_urls = urls.to_vec();
+        let json = serde_json::to_vec(&*m).map_err(|e| Error::Other(e.to_string()))?;
+        txn.open_table(MEMBERS)?.insert(id, json.as_slice())?;
+        Ok(Ok(m.clone()))
     }
 
     pub fn remove(&self, txn: &redb::WriteTransaction, id: u64) -> Result<()> {

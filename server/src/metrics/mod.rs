@@ -8,6 +8,7 @@
 pub mod grpc;
 mod grpc_methods;
 pub mod leader;
+pub mod mvcc;
 pub mod peer;
 pub mod process;
 mod text;

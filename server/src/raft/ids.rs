@@ -61,4 +61,19 @@ mod tests {
         assert_eq!(format!("{id:x}"), "8e9e05c52164694d");
         assert_eq!(format!("{:x}", cluster_id(&[id])), "cdf818194e3a8c32");
     }
+
+    #[test]
+    fn the_cluster_token_changes_the_ids_as_in_etcd() {
+        // etcd 3.4.23: e1=http://127.0.0.1:23801 with token "ta" alone, and
+        // with e4=http://127.0.0.1:23804 under token "tb".
+        let e1 = Url::parse("http://127.0.0.1:23801").expect("url");
+        let e4 = Url::parse("http://127.0.0.1:23804").expect("url");
+        let a = member_id(std::slice::from_ref(&e1), "ta");
+        assert_eq!(format!("{a:x}"), "5ff26abccae91cba");
+        assert_eq!(format!("{:x}", cluster_id(&[a])), "908b88401a278a6d");
+        let b1 = member_id(&[e1], "tb");
+        let b4 = member_id(&[e4], "tb");
+        assert_eq!(format!("{b1:x}"), "3eb8bdb957a7760d");
+        assert_eq!(format!("{:x}", cluster_id(&[b1, b4])), "9595674782d3b587");
+    }
 }

@@ -1,6 +1,7 @@
 //! Consensus: the Raft node driver, its durable log (WAL) and the in-memory
 //! log raft-rs reads.
 
+pub mod conf_check;
 pub mod ids;
 pub mod node;
 pub mod storage;

@@ -31,11 +31,11 @@ pub enum Command {
         cc: ConfChange,
         done: oneshot::Sender<Result<(), EtcdError>>,
     },
-    /// How far a member's log matches the leader's, and the commit index
-    /// (None when this node is not the leader).
+    /// How far a member's log matches the leader's (None: Raft does not
+    /// track it), and the commit index; None when this node is not the leader.
     Progress {
         id: u64,
-        done: oneshot::Sender<Option<(u64, u64)>>,
+        done: oneshot::Sender<Option<(Option<u64>, u64)>>,
     },
     /// Hands leadership to another voter (etcdctl move-leader).
     TransferLeader(u64),
@@ -65,10 +65,13 @@ pub struct RaftStatus {
 
 /// Told to the rest of the server when leadership changes.
 pub type RoleListener = Box<dyn Fn(bool) + Send>;
+/// What became of a committed membership change: the configuration after
+/// it, or etcd's error when it was refused (and left Raft unchanged).
+pub type ConfOutcome = Result<ConfState, EtcdError>;
 /// Receives committed entries, in order.
-/// With each batch: the configuration after every membership change in it
-/// (by entry index), already applied to Raft here.
-pub type ApplyFn = Box<dyn Fn(Vec<Entry>, Vec<(u64, ConfState)>) + Send>;
+/// With each batch: the outcome of every membership change in it (by entry
+/// index), already in effect in Raft here.
+pub type ApplyFn = Box<dyn Fn(Vec<Entry>, Vec<(u64, ConfOutcome)>) + Send>;
 /// Delivers messages to peers; must not block.
 pub type SendFn = Box<dyn Fn(Vec<Message>) + Send>;
 /// Installs a snapshot from the leader into the state machine, durably,
@@ -113,7 +116,7 @@ impl RaftHandle {
         rx.await.map_err(|_| EtcdError::Stopped)?
     }
 
-    pub async fn progress(&self, id: u64) -> Option<(u64, u64)> {
+    pub async fn progress(&self, id: u64) -> Option<(Option<u64>, u64)> {
         let (done, rx) = oneshot::channel();
         self.tx.send(Command::Progress { id, done }).ok()?;
         rx.await.ok().flatten()
@@ -152,6 +155,10 @@ pub struct NodeConfig {
     pub pre_vote: bool,
     /// Log entries to keep before compacting the log (etcd's --snapshot-count).
     pub snapshot_count: u64,
+    /// Entries kept behind the compaction point, so that a follower a little
+    /// behind catches up from the log instead of a snapshot (etcd's
+    /// SnapshotCatchUpEntries).
+    pub catch_up_entries: u64,
     /// Index already applied to the state machine (replay starts after it).
     pub applied: u64,
 }
@@ -169,6 +176,9 @@ pub struct RaftNode {
     /// The apply thread's durably applied index: the log may be cut up to it.
     durable_applied: Arc<AtomicU64>,
     snapshot_count: u64,
+    catch_up_entries: u64,
+    /// The durably applied index at the last compaction (etcd's snapshot index).
+    compacted_at: u64,
     tick: Duration,
     pending_reads: Vec<oneshot::Sender<Result<u64, EtcdError>>>,
     /// Read requests sent to raft, with when they were sent.
@@ -235,6 +245,8 @@ impl RaftNode {
             status: status.clone(),
             durable_applied,
             snapshot_count: cfg.snapshot_count.max(1),
+            catch_up_entries: cfg.catch_up_entries,
+            compacted_at: cfg.applied,
             tick: cfg.tick,
             pending_reads: Vec::new(),
             reads_in_flight: HashMap::new(),
@@ -318,15 +330,10 @@ impl RaftNode {
                 let _ = done.send(res);
             }
             Command::Progress { id, done } => {
-                let answer = (self.raw.raft.state == StateRole::Leader)
-                    .then(|| {
-                        self.raw
-                            .raft
-                            .prs()
-                            .get(id)
-                            .map(|p| (p.matched, self.raw.raft.raft_log.committed))
-                    })
-                    .flatten();
+                let answer = (self.raw.raft.state == StateRole::Leader).then(|| {
+                    let matched = self.raw.raft.prs().get(id).map(|p| p.matched);
+                    (matched, self.raw.raft.raft_log.committed)
+                });
                 let _ = done.send(answer);
             }
             Command::TransferLeader(to) => self.raw.transfer_leader(to),
@@ -457,6 +464,17 @@ impl RaftNode {
                     continue;
                 }
             };
+            let ctx = crate::cluster::ConfChangeContext::decode(&cc.context);
+            let current = self.raw.raft.prs().conf().to_conf_state();
+            if let Err(err) = super::conf_check::check(&current, &cc, ctx.as_ref()) {
+                tracing::warn!(
+                    index = e.index,
+                    node = format!("{:x}", cc.node_id),
+                    "membership change refused when applied: {err}"
+                );
+                confs.push((e.index, Err(err)));
+                continue;
+            }
             let cs = match self.raw.apply_conf_change(&cc) {
                 Ok(cs) => cs,
                 Err(err) => {
@@ -469,7 +487,7 @@ impl RaftNode {
                 // Alone in the cluster (e.g. after --force-new-cluster).
                 let _ = self.raw.campaign();
             }
-            confs.push((e.index, cs));
+            confs.push((e.index, Ok(cs)));
         }
         (self.apply)(entries, confs);
     }
@@ -495,25 +513,36 @@ impl RaftNode {
         }
     }
 
-    /// Cuts the log once `snapshot_count` entries are durably applied beyond
-    /// the last cut, like etcd's snapshot trigger.
+    /// Once `snapshot_count` entries are durably applied beyond the last
+    /// compaction, cuts the log, keeping `catch_up_entries` before the
+    /// durable index, as etcd does when it snapshots.
     fn maybe_compact_log(&mut self) -> Result<()> {
         let durable = self.durable_applied.load(Ordering::Acquire);
-        let first = self.store.first_index_now();
-        if durable < first || durable - first + 1 < self.snapshot_count {
+        if durable < self.compacted_at.saturating_add(self.snapshot_count) {
             return Ok(());
         }
-        let term = self.store.compact(durable)?;
+        self.compacted_at = durable;
+        let index = compaction_index(durable, self.catch_up_entries);
+        if index < self.store.first_index_now() {
+            return Ok(());
+        }
+        let term = self.store.compact(index)?;
         let conf_state: ConfState = self.raw.raft.prs().conf().to_conf_state();
         self.store.set_conf_state(conf_state.clone());
         self.wal.mark_snapshot(SnapshotMark {
-            index: durable,
+            index,
             term,
             conf_state,
         })?;
-        tracing::info!(index = durable, "compacted raft log");
+        tracing::info!(index, durable, "compacted raft log");
         Ok(())
     }
+}
+
+/// Where the log is cut when `durable` is durably applied: that far less the
+/// entries kept for followers catching up (0: nothing to cut yet).
+fn compaction_index(durable: u64, catch_up_entries: u64) -> u64 {
+    durable.saturating_sub(catch_up_entries)
 }
 
 /// Bootstrap for a member of a brand-new cluster, as etcd does it: the
@@ -604,5 +633,17 @@ impl slog::Drain for SlogToTracing {
             slog::Level::Debug | slog::Level::Trace => tracing::debug!(target: "raft", "{msg}"),
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::compaction_index;
+
+    #[test]
+    fn the_log_keeps_catch_up_entries_behind_the_durable_index() {
+        assert_eq!(compaction_index(12_000, 5_000), 7_000);
+        assert_eq!(compaction_index(3_000, 5_000), 0);
+        assert_eq!(compaction_index(40, 0), 40);
     }
 }

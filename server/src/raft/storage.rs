@@ -32,11 +32,23 @@ impl Log {
 /// configuration at that index.
 pub type Snapshotter = Arc<dyn Fn() -> Result<(Vec<u8>, u64, ConfState), String> + Send + Sync>;
 
+/// The snapshot for followers: copying the database takes long, so it is
+/// built on a thread of its own while raft-rs hears "temporarily
+/// unavailable" (and asks again with the next heartbeat).
+#[derive(Default)]
+enum Building {
+    #[default]
+    Idle,
+    InProgress,
+    Ready(Snapshot),
+}
+
 /// Shared between the Raft thread (writes) and raft-rs (reads).
 #[derive(Clone, Default)]
 pub struct LogStore {
     log: Arc<RwLock<Log>>,
     snapshotter: Option<Snapshotter>,
+    building: Arc<parking_lot::Mutex<Building>>,
 }
 
 impl LogStore {
@@ -48,6 +60,7 @@ impl LogStore {
                 entries,
             })),
             snapshotter: None,
+            building: Arc::default(),
         }
     }
 
@@ -184,25 +197,68 @@ impl raft::Storage for LogStore {
         let Some(make) = &self.snapshotter else {
             return Err(unavailable());
         };
-        let (data, index, conf_state) = match make() {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(
-                    to = format!("{to:x}"),
-                    "making a snapshot for a follower failed: {e}"
-                );
+        let mut building = self.building.lock();
+        match std::mem::take(&mut *building) {
+            Building::InProgress => {
+                *building = Building::InProgress;
                 return Err(unavailable());
             }
-        };
-        if index < request_index {
-            return Err(unavailable());
+            // Usable if it covers what was asked and the log still goes on
+            // from it; otherwise a newer one is built.
+            Building::Ready(snap) => {
+                let index = snap.metadata.as_ref().map_or(0, |m| m.index);
+                if index >= request_index && index + 1 >= self.first_index_now() {
+                    tracing::info!(
+                        to = format!("{to:x}"),
+                        index,
+                        bytes = snap.data.len(),
+                        "sending database snapshot to a follower"
+                    );
+                    return Ok(snap);
+                }
+            }
+            Building::Idle => {}
         }
-        let term = self.term(index)?;
+        *building = Building::InProgress;
+        drop(building);
+        let (make, store) = (make.clone(), self.clone());
+        let spawned = std::thread::Builder::new()
+            .name("snapshot".into())
+            .spawn(move || {
+                let built = store.build_snapshot(&make);
+                let mut building = store.building.lock();
+                *building = match built {
+                    Ok(snap) => Building::Ready(snap),
+                    Err(e) => {
+                        tracing::warn!(
+                            to = format!("{to:x}"),
+                            "making a snapshot for a follower failed: {e}"
+                        );
+                        Building::Idle
+                    }
+                };
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("starting the snapshot builder failed: {e}");
+            *self.building.lock() = Building::Idle;
+        }
+        Err(unavailable())
+    }
+}
+
+impl LogStore {
+    /// Copies the state machine (off the Raft thread) and labels the copy
+    /// with the term of the index it reflects.
+    fn build_snapshot(&self, make: &Snapshotter) -> Result<Snapshot, String> {
+        let started = std::time::Instant::now();
+        let (data, index, conf_state) = make()?;
+        let term = raft::Storage::term(self, index)
+            .map_err(|e| format!("term of applied index {index}: {e}"))?;
         tracing::info!(
-            to = format!("{to:x}"),
             index,
             bytes = data.len(),
-            "sending database snapshot to a follower"
+            took = ?started.elapsed(),
+            "built database snapshot for a follower"
         );
         Ok(Snapshot {
             data,
@@ -243,5 +299,35 @@ mod tests {
             .entries(2, 3, None, GetEntriesContext::empty(false))
             .expect("entries");
         assert_eq!(got.len(), 1);
+    }
+
+    #[test]
+    fn a_snapshot_is_built_off_the_caller_and_served_once_ready() {
+        let (release, gate) = std::sync::mpsc::channel::<()>();
+        let gate = parking_lot::Mutex::new(gate);
+        let s = LogStore::default();
+        s.append(&[entry(1, 1), entry(2, 1), entry(3, 2)]);
+        let s = s.with_snapshotter(Arc::new(move || {
+            // Blocks until the test lets the copy finish.
+            gate.lock().recv().map_err(|e| e.to_string())?;
+            Ok((b"db".to_vec(), 3, ConfState::default()))
+        }));
+        let unavailable = || raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable);
+        // The caller is not held up while the copy is made.
+        assert_eq!(s.snapshot(0, 2).err(), Some(unavailable()));
+        assert_eq!(s.snapshot(0, 2).err(), Some(unavailable()));
+        release.send(()).expect("release");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let snap = loop {
+            match s.snapshot(0, 2) {
+                Ok(snap) => break snap,
+                Err(e) => assert_eq!(e, unavailable()),
+            }
+            assert!(std::time::Instant::now() < deadline, "snapshot never ready");
+            std::thread::yield_now();
+        };
+        let meta = snap.metadata.expect("metadata");
+        assert_eq!((meta.index, meta.term), (3, 2));
+        assert_eq!(snap.data, b"db");
     }
 }

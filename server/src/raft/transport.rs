@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ballast_proto::internal::raft_peer_client::RaftPeerClient;
 use ballast_proto::internal::RaftBatch;
@@ -15,6 +15,10 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::RaftHandle;
+
+/// Where a peer that refuses our Raft traffic puts its own cluster ID
+/// (etcd's header name).
+pub const CLUSTER_ID_HEADER: &str = "x-etcd-cluster-id";
 
 /// Messages queued per peer before new ones are dropped.
 const PEER_QUEUE: usize = 4096;
@@ -39,6 +43,10 @@ pub struct Transport {
     metrics: Arc<crate::metrics::Metrics>,
     /// Opens the channel to a peer (TLS for `https` peer URLs).
     dialer: Arc<crate::tls::PeerDialer>,
+    /// Since when the stream to each peer has been up (etcd's
+    /// `ActiveSince`): membership changes are refused when they would
+    /// leave too few connected voters.
+    active: Mutex<HashMap<u64, Instant>>,
 }
 
 impl Transport {
@@ -57,7 +65,28 @@ impl Transport {
             raft: OnceLock::new(),
             metrics,
             dialer,
+            active: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// When the current connection to `id` came up; `None` while there is
+    /// none (the peer is down, unreachable, or refuses us).
+    pub fn active_since(&self, id: u64) -> Option<Instant> {
+        self.active.lock().get(&id).copied()
+    }
+
+    fn set_active(&self, id: u64, up: bool) {
+        let mut active = self.active.lock();
+        if up {
+            if active.insert(id, Instant::now()).is_none() {
+                tracing::info!(peer = format!("{id:x}"), "peer became active");
+            }
+        } else if active.remove(&id).is_some() {
+            tracing::warn!(
+                peer = format!("{id:x}"),
+                "peer became inactive (message send to peer failed)"
+            );
+        }
     }
 
     pub fn set_raft(&self, raft: RaftHandle) {
@@ -89,6 +118,7 @@ impl Transport {
     /// Stops talking to a removed member (its task ends with its queue).
     pub fn remove_peer(&self, id: u64) {
         self.peers.lock().remove(&id);
+        self.active.lock().remove(&id);
     }
 
     /// Queues messages from the Raft thread; never blocks it.
@@ -140,7 +170,9 @@ impl Transport {
         loop {
             let url = &urls[url_index % urls.len()];
             url_index += 1;
-            match self.stream_to(to, url, &mut rx).await {
+            let ended = self.stream_to(to, url, &mut rx).await;
+            self.set_active(to, false);
+            match ended {
                 Stream::QueueClosed => return,
                 Stream::Broken(e) => {
                     tracing::debug!(peer = format!("{to:x}"), url = %url, "raft stream to peer broke: {e}");
@@ -176,11 +208,25 @@ impl Transport {
         let _prober =
             crate::metrics::peer::Prober::start(channel.clone(), to, self.metrics.clone());
         let mut client = RaftPeerClient::new(channel);
+        // The peer counts as connected once it answers, not when TCP is up.
+        let mut prober = client.clone();
+        let probe = prober.probe(ballast_proto::internal::ProbeRequest {});
+        match tokio::time::timeout(Duration::from_secs(1), probe).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Stream::Broken(format!("probe: {e}")),
+            Err(_) => return Stream::Broken("probe timed out".into()),
+        }
         let mut call = tokio::spawn(async move { client.send(ReceiverStream::new(brx)).await });
+        self.set_active(to, true);
         loop {
             let first = tokio::select! {
                 m = rx.recv() => m,
-                r = &mut call => return Stream::Broken(format!("peer ended the stream: {r:?}")),
+                r = &mut call => {
+                    if let Ok(Err(st)) = &r {
+                        self.log_cluster_mismatch(to, st);
+                    }
+                    return Stream::Broken(format!("peer ended the stream: {r:?}"));
+                }
             };
             let Some(first) = first else {
                 return Stream::QueueClosed;
@@ -215,6 +261,23 @@ impl Transport {
                 return Stream::Broken("stream closed".into());
             }
         }
+    }
+}
+
+impl Transport {
+    /// A peer of another cluster refused the stream: say so as etcd does.
+    fn log_cluster_mismatch(&self, to: u64, st: &tonic::Status) {
+        let Some(remote) = st
+            .metadata()
+            .get(CLUSTER_ID_HEADER)
+            .and_then(|v| v.to_str().ok())
+        else {
+            return;
+        };
+        tracing::error!(
+            "request sent was ignored (cluster ID mismatch: peer[{to:x}]={remote}, local={:x})",
+            self.cluster_id
+        );
     }
 }
 

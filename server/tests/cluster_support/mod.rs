@@ -26,6 +26,8 @@ pub struct Node {
     pub data_dir: PathBuf,
     child: Option<Child>,
     extra: Vec<String>,
+    /// Environment for every start (test-only knobs).
+    env: Vec<(String, String)>,
 }
 
 impl Node {
@@ -37,6 +39,7 @@ impl Node {
             data_dir: root.join(name),
             child: None,
             extra: Vec::new(),
+            env: Vec::new(),
         }
     }
 
@@ -82,6 +85,7 @@ impl Node {
             ])
             .args(["--initial-cluster-token", "itest-cluster"])
             .args(&self.extra)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -98,6 +102,12 @@ impl Node {
                 .is_ok_and(|s| s.success());
             assert!(ok, "kill -{sig} {}", self.name);
         }
+    }
+
+    /// Sets an environment variable for this member's next starts.
+    #[allow(dead_code)]
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.push((key.to_string(), value.to_string()));
     }
 
     /// Starts with extra flags appended (e.g. --force-new-cluster).
@@ -244,4 +254,38 @@ pub fn members(endpoints: &str) -> Vec<(String, String, bool)> {
             (f.len() >= 6).then(|| (f[0].to_string(), f[2].to_string(), f[5] == "true"))
         })
         .collect()
+}
+
+/// etcdctl that must succeed once the cluster is ready for it: with
+/// --strict-reconfig-check, membership changes are refused as an "unhealthy
+/// cluster" until every peer has been connected for etcd's 5 s health interval.
+pub fn ctl_reconfig(endpoints: &str, args: &[&str]) -> String {
+    let mut out = String::new();
+    wait_for(&format!("etcdctl {args:?} to be accepted"), || {
+        let (ok, stdout, stderr) = ctl(endpoints, args);
+        assert!(
+            ok || stderr.contains("etcdserver: unhealthy cluster"),
+            "etcdctl {args:?} against {endpoints} failed:\n{}",
+            tail(&stderr)
+        );
+        out = stdout;
+        ok
+    });
+    out
+}
+
+/// The last lines of etcdctl's (long) error output.
+pub fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(5)..].join("\n")
+}
+
+/// Whether the member logged `needle` after byte `from` of its log, in a
+/// line that also names `peer`.
+pub fn logged_since(node: &Node, from: usize, needle: &str, peer: &str) -> bool {
+    let log = node.log();
+    log.get(from..)
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.contains(needle) && l.contains(peer))
 }
