@@ -72,6 +72,8 @@ pub enum EtcdError {
     Stopped,
     #[error("etcdserver: request timed out")]
     Timeout,
+    #[error("etcdserver: request timed out, possibly due to previous leader failure")]
+    TimeoutDueToLeaderFail,
     #[error("etcdserver: request timed out, waiting for the applied index took too long")]
     TimeoutWaitAppliedIndex,
     #[error("etcdserver: unhealthy cluster")]
@@ -112,6 +114,7 @@ impl EtcdError {
             | NotCapable
             | Stopped
             | Timeout
+            | TimeoutDueToLeaderFail
             | TimeoutWaitAppliedIndex
             | UnhealthyCluster
             | NotSupportedForLearner => Code::Unavailable,

@@ -96,12 +96,13 @@ impl EtcdServer {
         }
         let rx = self.wait.register(id);
         self.metrics.proposals_pending.inc();
+        let start = std::time::Instant::now();
         let result = async {
             self.raft.propose(data).await?;
             match tokio::time::timeout(request_timeout(&self.cfg), rx).await {
                 Ok(Ok(res)) => res,
                 Ok(Err(_)) => Err(EtcdError::Stopped),
-                Err(_) => Err(EtcdError::Timeout),
+                Err(_) => Err(self.timeout_error(start)),
             }
         }
         .await;
@@ -136,6 +137,7 @@ impl EtcdServer {
             ..Default::default()
         };
         let rx = self.wait.register(id);
+        let start = std::time::Instant::now();
         let result = async {
             self.raft.propose_conf_change(cc).await?;
             match tokio::time::timeout(request_timeout(&self.cfg), rx).await {
@@ -143,7 +145,7 @@ impl EtcdServer {
                 Ok(Ok(Ok(_))) => Err(EtcdError::Corrupt),
                 Ok(Ok(Err(e))) => Err(e),
                 Ok(Err(_)) => Err(EtcdError::Stopped),
-                Err(_) => Err(EtcdError::Timeout),
+                Err(_) => Err(self.timeout_error(start)),
             }
         }
         .await;
@@ -151,6 +153,23 @@ impl EtcdServer {
             self.wait.cancel(id);
         }
         result
+    }
+
+    /// The error for a proposal started at `start` that was never applied. As etcd: if a
+    /// new leader was elected while it waited, and the old one was lost no more than two
+    /// election timeouts before the request began, the old leader's failure is the likely
+    /// cause (a proposal forwarded to a dead leader is lost), and the client is told so.
+    fn timeout_error(&self, start: std::time::Instant) -> EtcdError {
+        let elected = *self.raft.status.leader_since.lock();
+        let leader_lost_before = |elected: std::time::Instant| {
+            elected
+                .checked_sub(self.cfg.election_timeout * 2)
+                .is_none_or(|lost| start > lost)
+        };
+        match elected {
+            Some(at) if start < at && leader_lost_before(at) => EtcdError::TimeoutDueToLeaderFail,
+            _ => EtcdError::Timeout,
+        }
     }
 
     /// Waits until this member has applied everything committed before the

@@ -868,3 +868,35 @@ fn joins_that_do_not_match_and_foreign_clusters_are_refused_with_etcds_messages(
     assert_eq!(members(&eps(&nodes)).len(), 3);
     ctl_ok(&eps(&nodes), &["put", "still", "fine"]);
 }
+
+/// A write sent to a follower just after the leader died is forwarded to the dead leader
+/// and lost; once it times out, the client hears etcd's reason (a new leader was elected
+/// meanwhile), not a bare timeout.
+#[test]
+fn a_write_lost_with_its_leader_times_out_naming_the_leader_failure() {
+    if common::server_kind() != common::ServerKind::Ballast {
+        return;
+    }
+    let _serial = one_at_a_time();
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut nodes = start_three(root.path());
+    let all = eps(&nodes);
+    let leader_id = leader(&all, 3);
+    let rows = status(&all);
+    let leader_index = rows
+        .iter()
+        .position(|r| r.1 == leader_id)
+        .expect("leader row");
+    let follower = nodes[(leader_index + 1) % 3].client_url();
+    nodes[leader_index].kill9();
+    // At once, before the follower's election timeout notices the loss.
+    let (ok, _, err) = ctl(&follower, &["put", "lost", "x", "--command-timeout", "20s"]);
+    assert!(!ok, "the write cannot have been applied by a dead leader");
+    assert!(
+        err.contains(
+            "Error: etcdserver: request timed out, possibly due to previous leader failure"
+        ),
+        "{}",
+        err.lines().rev().take(3).collect::<Vec<_>>().join("\n")
+    );
+}

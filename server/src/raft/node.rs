@@ -58,6 +58,9 @@ type ReadReply = oneshot::Sender<Result<u64, EtcdError>>;
 #[derive(Default)]
 pub struct RaftStatus {
     pub leader: AtomicU64,
+    /// When this member last saw a new leader; tells a request that timed out because
+    /// its leader failed from one that was just slow.
+    pub leader_since: parking_lot::Mutex<Option<std::time::Instant>>,
     pub term: AtomicU64,
     pub last_index: AtomicU64,
     pub commit: AtomicU64,
@@ -362,7 +365,10 @@ impl RaftNode {
         let mut rd = self.raw.ready();
         self.send(rd.take_messages());
         if let Some(ss) = rd.ss() {
-            self.status.leader.store(ss.leader_id, Ordering::Relaxed);
+            let before = self.status.leader.swap(ss.leader_id, Ordering::Relaxed);
+            if ss.leader_id != raft::INVALID_ID && ss.leader_id != before {
+                *self.status.leader_since.lock() = Some(std::time::Instant::now());
+            }
             self.metrics
                 .has_leader
                 .set((ss.leader_id != raft::INVALID_ID) as i64);

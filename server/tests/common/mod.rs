@@ -158,6 +158,7 @@ pub struct TestServer {
     client_port: u16,
     peer_port: u16,
     extra_args: Vec<String>,
+    env: Vec<(String, String)>,
     dir: tempfile::TempDir,
     child: Option<Child>,
     starts: usize,
@@ -182,6 +183,19 @@ impl TestServer {
             }
         }
         unreachable!("the last attempt either returns or panics")
+    }
+
+    /// Starts a single-member server with extra flags and environment variables.
+    pub fn start_with_env(extra_args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut server = Self::new_unstarted(free_port(), free_port(), extra_args);
+        server.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        if let Err(reason) = server.try_launch() {
+            panic!("server failed to start: {reason}");
+        }
+        server
     }
 
     /// Starts a server whose peer URL uses `peer_port` (fixed), so that its
@@ -224,6 +238,7 @@ impl TestServer {
             client_port,
             peer_port,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            env: Vec::new(),
             dir: tempfile::Builder::new()
                 .prefix("ballast-itest-")
                 .tempdir()
@@ -303,6 +318,7 @@ impl TestServer {
         let stderr_log = log.try_clone().expect("clone server log handle");
         let child = Command::new(&self.binary)
             .args(&args)
+            .envs(self.env.iter().cloned())
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(stderr_log))
