@@ -134,6 +134,17 @@ async fn announce_ready(s: std::sync::Arc<server::EtcdServer>) {
         cluster_version = "3.5",
         "enabled capabilities for version 3.5"
     );
+    notify_init_daemon();
+}
+
+/// Tells systemd the member is ready (`Type=notify` units, as in etcd's own unit files);
+/// a no-op outside systemd.
+fn notify_init_daemon() {
+    tracing::info!("notifying init daemon");
+    match sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
+        Ok(()) => tracing::info!("successfully notified init daemon"),
+        Err(e) => tracing::error!(error = %e, "failed to notify systemd for readiness"),
+    }
 }
 
 async fn shutdown_signal() {

@@ -11,10 +11,12 @@ use std::sync::{Arc, Mutex};
 use cluster_support::*;
 
 fn start_three(root: &std::path::Path) -> Vec<Node> {
-    let mut nodes: Vec<Node> = ["m1", "m2", "m3"]
-        .iter()
-        .map(|n| Node::new(n, root))
-        .collect();
+    start_members(root, &["m1", "m2", "m3"])
+}
+
+/// Bootstraps a cluster of `names` with the seeds' flags (`--initial-cluster-state new`).
+fn start_members(root: &std::path::Path, names: &[&str]) -> Vec<Node> {
+    let mut nodes: Vec<Node> = names.iter().map(|n| Node::new(n, root)).collect();
     let ic = initial_cluster(&nodes.iter().collect::<Vec<_>>());
     for n in &mut nodes {
         n.start(&ic, "new");
@@ -898,5 +900,56 @@ fn a_write_lost_with_its_leader_times_out_naming_the_leader_failure() {
         ),
         "{}",
         err.lines().rev().take(3).collect::<Vec<_>>().join("\n")
+    );
+}
+
+/// Five members bootstrapped together: one leader, every endpoint in the status and health
+/// tables, a write through one member read through another.
+#[test]
+fn five_members_bootstrap_and_report_in_tables() {
+    if common::server_kind() != common::ServerKind::Ballast {
+        return;
+    }
+    let _serial = one_at_a_time();
+    let root = tempfile::tempdir().expect("tempdir");
+    let nodes = start_members(root.path(), &["m1", "m2", "m3", "m4", "m5"]);
+    let all = eps(&nodes);
+    let leader_id = leader(&all, 5);
+    let table = ctl_ok(&all, &["endpoint", "status", "-w", "table"]);
+    let mut leaders = Vec::new();
+    for n in &nodes {
+        let row = table
+            .lines()
+            .find(|l| l.contains(&n.client_url()))
+            .unwrap_or_else(|| panic!("{} missing from:\n{table}", n.name));
+        // ENDPOINT | ID | VERSION | DB SIZE | IS LEADER | ...
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        if cells[5] == "true" {
+            leaders.push(cells[2].to_string());
+        }
+    }
+    assert_eq!(leaders, vec![leader_id], "one leader in:\n{table}");
+    let mut health = String::new();
+    wait_for("every member to answer endpoint health", || {
+        let (ok, out, err) = ctl(&all, &["endpoint", "health", "-w", "table"]);
+        health = format!("{out}{err}");
+        ok
+    });
+    // ENDPOINT | HEALTH | TOOK | ERROR
+    let healthy = health
+        .lines()
+        .filter(|l| l.split('|').map(str::trim).nth(2) == Some("true"))
+        .count();
+    assert_eq!(healthy, 5, "{health}");
+    assert_eq!(
+        ctl_ok(&nodes[4].client_url(), &["put", "five", "5"]),
+        "OK\n"
+    );
+    assert_eq!(
+        ctl_ok(
+            &nodes[0].client_url(),
+            &["get", "five", "--print-value-only"]
+        ),
+        "5\n"
     );
 }
