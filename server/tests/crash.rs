@@ -10,8 +10,6 @@ mod common;
 mod support;
 
 use std::collections::{BTreeMap, HashSet};
-use std::fs::OpenOptions;
-use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -223,16 +221,17 @@ async fn torn_wal_tail_is_cut_and_data_kept() {
     let mut acked = write_keys(&c, "crash/torn/", 40).await;
     s.kill9();
 
-    // A write interrupted by the crash: garbage after the last record.
+    // A write interrupted by the crash: garbage after the last record, inside the
+    // space the segment reserves for appends.
     let last = wal_segments(&s.data_dir()).pop().expect("a WAL segment");
-    let mut f = OpenOptions::new()
-        .append(true)
-        .open(&last)
-        .expect("open WAL segment for append");
-    f.write_all(&support::filler(7, 300))
-        .expect("append garbage");
-    f.sync_all().expect("sync WAL segment");
-    drop(f);
+    let mut bytes = std::fs::read(&last).expect("read WAL segment");
+    let at = records_end(&bytes) + 64;
+    let garbage = support::filler(7, 300);
+    if bytes.len() < at + garbage.len() {
+        bytes.resize(at + garbage.len(), 0);
+    }
+    bytes[at..at + garbage.len()].copy_from_slice(&garbage);
+    std::fs::write(&last, &bytes).expect("write torn WAL segment");
 
     s.restart();
     let c = connect(&s).await;
@@ -259,6 +258,12 @@ async fn restart_after_kill9_once_the_backend_is_durable() {
     s.restart();
     let c = connect(&s).await;
     verify_acked(&c, &acked, "after kill -9 following a defragmentation").await;
+}
+
+/// Where a WAL segment's records end: segments are preallocated, and the reserved
+/// space after the records reads as zeros.
+fn records_end(bytes: &[u8]) -> usize {
+    bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1)
 }
 
 /// Starts the (stopped) server on its damaged data dir and returns its output,
@@ -292,7 +297,7 @@ async fn corrupted_wal_record_stops_the_server() {
         "WAL segment unexpectedly small: {} bytes",
         bytes.len()
     );
-    let mid = bytes.len() / 2;
+    let mid = records_end(&bytes) / 2;
     for b in &mut bytes[mid..mid + 8] {
         *b ^= 0xA5;
     }

@@ -33,14 +33,14 @@ mod segment;
 mod tests;
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use raft::eraftpb::{ConfState, Entry, HardState};
 
 use format::Record;
 use log_index::{Loc, LogIndex};
-use segment::{io_err, sync_dir, Segment};
+use segment::{io_err, preallocate, sync_dir, Segment};
 
 /// Default size after which a new segment file is started. Bounds how much
 /// must be re-read at startup per file and lets snapshot marks free space in
@@ -138,12 +138,16 @@ pub struct WalOptions {
     /// A new segment is started before a record when the current one has
     /// reached this many bytes. Small values are useful in tests.
     pub segment_size: u64,
+    /// Reserve each segment's `segment_size` bytes up front (see `segment::preallocate`).
+    /// Off in tests that damage files at the end of their records.
+    pub preallocate: bool,
 }
 
 impl Default for WalOptions {
     fn default() -> Self {
         WalOptions {
             segment_size: DEFAULT_SEGMENT_SIZE,
+            preallocate: true,
         }
     }
 }
@@ -201,13 +205,16 @@ impl Wal {
         }
         let seg = Segment::new(dir, 0, 1);
         let file = OpenOptions::new()
-            .append(true)
+            .write(true)
             .create_new(true)
             .open(&seg.path)
             .map_err(|e| match e.kind() {
                 io::ErrorKind::AlreadyExists => WalError::AlreadyExists(dir.to_path_buf()),
                 _ => io_err(&seg.path)(e),
             })?;
+        if opts.preallocate {
+            preallocate(&file, &seg.path, opts.segment_size)?;
+        }
         file.sync_all().map_err(io_err(&seg.path))?;
         sync_dir(dir)?;
         Ok(Wal {
@@ -257,9 +264,17 @@ impl Wal {
         let Some(current) = older.pop() else {
             return Err(WalError::NotFound(dir.to_path_buf()));
         };
-        let file = OpenOptions::new()
-            .append(true)
+        // Recovery cut the file to its records; reserve the segment again and continue
+        // after them.
+        let mut file = OpenOptions::new()
+            .write(true)
             .open(&current.path)
+            .map_err(io_err(&current.path))?;
+        if opts.preallocate {
+            preallocate(&file, &current.path, opts.segment_size)?;
+            file.sync_all().map_err(io_err(&current.path))?;
+        }
+        file.seek(SeekFrom::Start(replayed.tail_len))
             .map_err(io_err(&current.path))?;
         let recovered = replayed.recovered;
         let wal = Wal {
@@ -469,13 +484,22 @@ impl Wal {
     fn rotate(&mut self) -> Result<()> {
         let path = &self.current.path;
         self.file.flush().map_err(io_err(path))?;
-        self.file.get_ref().sync_data().map_err(io_err(path))?;
+        // The reserved space past the records goes: only the last segment may end in zeros.
+        self.file
+            .get_ref()
+            .set_len(self.seg_len)
+            .map_err(io_err(path))?;
+        self.file.get_ref().sync_all().map_err(io_err(path))?;
         let seg = Segment::new(&self.dir, self.current.seq + 1, self.index.last_index() + 1);
         let file = OpenOptions::new()
-            .append(true)
+            .write(true)
             .create_new(true)
             .open(&seg.path)
             .map_err(io_err(&seg.path))?;
+        if self.opts.preallocate {
+            preallocate(&file, &seg.path, self.opts.segment_size)?;
+            file.sync_all().map_err(io_err(&seg.path))?;
+        }
         self.file = BufWriter::with_capacity(WRITE_BUFFER, file);
         self.older.push(std::mem::replace(&mut self.current, seg));
         self.seg_len = 0;

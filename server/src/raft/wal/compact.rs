@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::format::{self, Decoded, Frame, Record, HEADER_LEN};
 use super::log_index::{Loc, LogIndex};
-use super::segment::{io_err, sync_dir, Segment};
+use super::segment::{io_err, preallocate, sync_dir, Segment};
 use super::{Result, SnapshotMark, Wal, WalError, SCRATCH_KEEP, WRITE_BUFFER};
 
 impl Wal {
@@ -45,6 +45,9 @@ impl Wal {
             .create_new(true)
             .open(tmp)
             .map_err(io_err(tmp))?;
+        if self.opts.preallocate {
+            preallocate(&file, tmp, self.opts.segment_size)?;
+        }
         let mut out = BufWriter::with_capacity(WRITE_BUFFER, file);
         let new_seq = self.current.seq + 1;
         let mut len = 0u64;

@@ -181,7 +181,11 @@ fn read_u32(buf: &[u8], at: usize) -> Option<u32> {
 /// if any. Used to tell an interrupted write (nothing intact follows the
 /// damage) from damage inside the log (intact records follow it).
 pub(super) fn find_intact_after(buf: &[u8], from: usize) -> Option<usize> {
-    (from..buf.len().saturating_sub(HEADER_LEN)).find(|&p| match frame_at(buf, p) {
+    // A record starts with its non-zero length, so none starts after the last non-zero
+    // byte: a preallocated segment's zeros need not be searched.
+    let last_nonzero = buf.iter().rposition(|&b| b != 0)?;
+    let until = buf.len().saturating_sub(HEADER_LEN).min(last_nonzero + 1);
+    (from..until).find(|&p| match frame_at(buf, p) {
         Frame::Good { body, .. } => matches!(
             body.first(),
             Some(&(TAG_ENTRY | TAG_HARD_STATE | TAG_SNAPSHOT_MARK))

@@ -9,6 +9,8 @@
 //!   name must say it continues the log exactly where the previous one ended.
 //! - Every segment but the last was fsynced before the next one was created,
 //!   so any bad record in it is corruption.
+//! - The last segment may end in zeros: space reserved for appends, not yet
+//!   written. Its records end where the zeros begin.
 //! - In the last segment, a bad record after which no intact record follows
 //!   is a write interrupted by a crash (a torn tail): it is cut off. So is one
 //!   whose damage includes a whole zeroed sector (a block that never reached
@@ -164,6 +166,10 @@ impl State {
                 Frame::Bad(reason) => {
                     if !name_checked {
                         self.check_name(seg, self.index.last_index() + 1)?;
+                    }
+                    // The space reserved past the last record (see `preallocate`).
+                    if is_last && buf[off..].iter().all(|&b| b == 0) {
+                        return Ok(off);
                     }
                     return self.bad_record(seg, buf, off, reason, is_last);
                 }

@@ -30,8 +30,12 @@ fn hs(term: u64, vote: u64, commit: u64) -> HardState {
     HardState { term, vote, commit }
 }
 
+/// Without preallocation: these tests damage files right after their records.
 fn opts(segment_size: u64) -> WalOptions {
-    WalOptions { segment_size }
+    WalOptions {
+        segment_size,
+        preallocate: false,
+    }
 }
 
 fn reopen(dir: &Path, segment_size: u64) -> (Wal, Recovered) {
@@ -234,7 +238,7 @@ fn conflict_reaching_back_into_an_older_segment() {
 /// state, and returns (segment path, end of entries 1..=3 + first hs, end of
 /// entry 4, full length).
 fn torn_fixture(dir: &Path) -> (PathBuf, u64, u64, u64) {
-    let mut wal = Wal::create(dir).expect("create");
+    let mut wal = Wal::create_with(dir, opts(1 << 20)).expect("create");
     wal.append(&entries(1..=3, 1), Some(&hs(1, 1, 2)))
         .expect("append");
     wal.sync().expect("sync");
@@ -307,7 +311,7 @@ fn unwritten_block_inside_the_last_write_is_a_torn_tail() {
     // earlier one, which reads back as zeros; the intact-looking records
     // after the hole were never synced either.
     let tmp = TempDir::new().expect("tempdir");
-    let mut wal = Wal::create(tmp.path()).expect("create");
+    let mut wal = Wal::create_with(tmp.path(), opts(1 << 20)).expect("create");
     wal.append(&entries(1..=2, 1), Some(&hs(1, 1, 1)))
         .expect("append");
     wal.sync().expect("sync");
@@ -422,7 +426,7 @@ fn missing_segments_are_corruption() {
 fn entries_jumping_forward_on_disk_are_corruption() {
     // Raft never logs a gap; craft one directly on disk.
     let tmp = TempDir::new().expect("tempdir");
-    let mut wal = Wal::create(tmp.path()).expect("create");
+    let mut wal = Wal::create_with(tmp.path(), opts(1 << 20)).expect("create");
     wal.append(&entries(1..=2, 1), None).expect("append");
     wal.sync().expect("sync");
     let path = wal.current.path.clone();
@@ -845,4 +849,92 @@ fn random_histories_recover_what_was_synced() {
         let (_, rec) = reopen(dir, size);
         assert_eq!(rec, model, "seed {seed} final");
     }
+}
+
+fn prealloc(segment_size: u64) -> WalOptions {
+    WalOptions {
+        segment_size,
+        preallocate: true,
+    }
+}
+
+/// A preallocated segment is as long as the segment size from the start; the zeros after
+/// its records are the end of the log, not damage, and appends continue after them.
+#[test]
+fn preallocated_segments_end_where_their_records_end() {
+    let tmp = TempDir::new().expect("tempdir");
+    let mut wal = Wal::create_with(tmp.path(), prealloc(1 << 20)).expect("create");
+    let path = wal.current.path.clone();
+    assert_eq!(file_len(&path), 1 << 20, "reserved up front");
+    wal.append(&entries(1..=4, 1), Some(&hs(1, 1, 4)))
+        .expect("append");
+    wal.sync().expect("sync");
+    drop(wal);
+
+    let (mut wal, rec) = Wal::open_with(tmp.path(), prealloc(1 << 20)).expect("open");
+    assert_eq!(rec.entries, entries(1..=4, 1));
+    assert_eq!(rec.hard_state, hs(1, 1, 4));
+    assert_eq!(file_len(&path), 1 << 20, "reserved again after recovery");
+    wal.append(&entries(5..=6, 1), Some(&hs(1, 1, 6)))
+        .expect("append");
+    wal.sync().expect("sync");
+    drop(wal);
+    let (_, rec) = Wal::open_with(tmp.path(), prealloc(1 << 20)).expect("open");
+    assert_eq!(rec.entries, entries(1..=6, 1));
+}
+
+/// A write torn inside the reserved space (a partial record, then zeros) is cut like any
+/// torn tail; the records before it survive.
+#[test]
+fn a_torn_write_inside_the_reservation_is_cut() {
+    let tmp = TempDir::new().expect("tempdir");
+    let mut wal = Wal::create_with(tmp.path(), prealloc(1 << 20)).expect("create");
+    wal.append(&entries(1..=3, 1), Some(&hs(1, 1, 3)))
+        .expect("append");
+    wal.sync().expect("sync");
+    let end = wal.seg_len as usize;
+    let path = wal.current.path.clone();
+    drop(wal);
+    let mut bytes = fs::read(&path).expect("read");
+    let mut torn = Vec::new();
+    format::encode(&mut torn, Record::Entry(&entry(4, 1)));
+    let half = torn.len() / 2;
+    bytes[end..end + half].copy_from_slice(&torn[..half]);
+    fs::write(&path, &bytes).expect("write");
+
+    let (_, rec) = Wal::open_with(tmp.path(), prealloc(1 << 20)).expect("open");
+    assert_eq!(rec.entries, entries(1..=3, 1));
+}
+
+/// Only the newest segment keeps a reservation: a full one is cut to its records before
+/// the next starts, so recovery can keep treating damage in older segments as corruption.
+#[test]
+fn rotation_cuts_the_reservation_of_the_full_segment() {
+    let tmp = TempDir::new().expect("tempdir");
+    let mut wal = Wal::create_with(tmp.path(), prealloc(1024)).expect("create");
+    for batch in 0..10u64 {
+        let first = batch * 10 + 1;
+        wal.append(&entries(first..=first + 9, 1), Some(&hs(1, 1, first)))
+            .expect("append");
+        wal.sync().expect("sync");
+    }
+    drop(wal);
+    let files = segment_files(tmp.path());
+    assert!(files.len() > 2, "{files:?}");
+    let (newest, older) = files.split_last().expect("segments");
+    for f in older {
+        // Nothing but whole records, up to the last byte.
+        let bytes = fs::read(f).expect("read");
+        let mut off = 0;
+        while off < bytes.len() {
+            match format::frame_at(&bytes, off) {
+                format::Frame::Good { end, .. } => off = end,
+                format::Frame::Bad(why) => panic!("{f:?} at {off} of {}: {why}", bytes.len()),
+            }
+        }
+        assert!(off >= 1024, "{f:?} holds a full segment of records");
+    }
+    assert!(file_len(newest) >= 1024);
+    let (_, rec) = Wal::open_with(tmp.path(), prealloc(1024)).expect("open");
+    assert_eq!(rec.entries, entries(1..=100, 1));
 }
