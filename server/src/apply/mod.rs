@@ -364,7 +364,7 @@ impl Applier {
         if durable {
             self.durable_applied
                 .store(*applied_index, Ordering::Release);
-            self.store.backend().refresh_in_use()?;
+            self.store.backend().maybe_refresh_in_use()?;
         }
         self.metrics
             .backend_commit

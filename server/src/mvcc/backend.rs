@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use parking_lot::RwLock;
 use redb::{
@@ -76,7 +77,13 @@ pub struct Backend {
     path: PathBuf,
     db: RwLock<Arc<Database>>,
     in_use: AtomicU64,
+    /// When the in-use size may next be measured (see `maybe_refresh_in_use`).
+    next_in_use_refresh: parking_lot::Mutex<Option<Instant>>,
 }
+
+/// Measuring the in-use size walks every page of the database, so it is done at most
+/// once per this many times what the last measurement took (1% of the apply thread).
+const IN_USE_REFRESH_COST_FACTOR: u32 = 100;
 
 impl Backend {
     /// Opens (or creates) the database file and makes sure every table exists.
@@ -99,6 +106,7 @@ impl Backend {
             path: path.to_path_buf(),
             db: RwLock::new(Arc::new(db)),
             in_use: AtomicU64::new(0),
+            next_in_use_refresh: parking_lot::Mutex::new(None),
         };
         backend.refresh_in_use()?;
         Ok(backend)
@@ -137,12 +145,28 @@ impl Backend {
     /// Recomputes `size_in_use`. Takes a write transaction, so only the apply
     /// thread (or a caller that owns the backend exclusively) may call it.
     pub fn refresh_in_use(&self) -> Result<()> {
+        let started = Instant::now();
         let db = self.db.read().clone();
         let txn = db.begin_write()?;
         let stats = txn.stats()?;
         txn.abort()?;
         let used = stats.allocated_pages() * stats.page_size() as u64;
         self.in_use.store(used, Ordering::Relaxed);
+        *self.next_in_use_refresh.lock() =
+            Some(Instant::now() + started.elapsed() * IN_USE_REFRESH_COST_FACTOR);
+        Ok(())
+    }
+
+    /// [`Backend::refresh_in_use`] unless the last measurement was too recent for its
+    /// cost: on a database of a million keys it takes a good part of a second.
+    pub fn maybe_refresh_in_use(&self) -> Result<()> {
+        let due = self
+            .next_in_use_refresh
+            .lock()
+            .is_none_or(|at| Instant::now() >= at);
+        if due {
+            self.refresh_in_use()?;
+        }
         Ok(())
     }
 
