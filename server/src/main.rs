@@ -82,6 +82,17 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
                 .context("joining the existing cluster")?,
         )
     } else {
+        if cfg.initial_cluster_state == config::ClusterState::New
+            && !ballast::raft::wal::Wal::exists(cfg.wal_path())
+        {
+            if let Some(id) = ballast::peer::already_bootstrapped(&cfg, &tls.dialer).await {
+                anyhow::bail!(
+                    "member {id:x} has already been bootstrapped; its data dir was lost: remove \
+                     it (etcdctl member remove), add it again (etcdctl member add) and start it \
+                     with --initial-cluster-state existing"
+                );
+            }
+        }
         None
     };
     let running = server::start(cfg, join, tls).context("starting the member")?;

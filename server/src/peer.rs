@@ -167,6 +167,44 @@ pub async fn discover(
     ))
 }
 
+/// For --initial-cluster-state new on an empty data dir: whether the other members already
+/// know this member as one that has served (it published its client URLs), i.e. its data
+/// dir was lost and it must rejoin as a replacement rather than bootstrap again, which would
+/// forget its votes. As etcd, peers that do not answer count as "no"; they get 5 s (etcd
+/// gives 1 s, which a loaded machine can miss, letting the member bootstrap again).
+pub async fn already_bootstrapped(
+    cfg: &crate::config::Config,
+    dialer: &crate::tls::PeerDialer,
+) -> Option<u64> {
+    use ballast_proto::internal::raft_peer_client::RaftPeerClient;
+    const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+    let me = crate::server::initial_members(cfg)
+        .into_iter()
+        .find(|m| m.name == cfg.name)?;
+    for (name, url) in &cfg.initial_cluster {
+        if *name == cfg.name {
+            continue;
+        }
+        let url = crate::raft::ids::url_string(url);
+        let ask = async {
+            let ch = dialer.connect(&url, TIMEOUT).await.ok()?;
+            RaftPeerClient::new(ch)
+                .members(MembersRequest {})
+                .await
+                .ok()
+        };
+        let Ok(Some(resp)) = tokio::time::timeout(TIMEOUT, ask).await else {
+            tracing::debug!(remote_peer_url = %url, "no cluster information from peer");
+            continue;
+        };
+        let known = crate::cluster::from_pb(&resp.into_inner().members)
+            .into_iter()
+            .find(|m| m.id == me.id);
+        return known.filter(|m| !m.client_urls.is_empty()).map(|m| m.id);
+    }
+    None
+}
+
 /// Binds every --listen-peer-urls address and serves Raft traffic on it.
 pub async fn serve_peers(s: Arc<EtcdServer>) -> Result<()> {
     let mut tasks = Vec::new();

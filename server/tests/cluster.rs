@@ -953,3 +953,52 @@ fn five_members_bootstrap_and_report_in_tables() {
         "5\n"
     );
 }
+
+/// A member whose data dir was lost must not bootstrap again with `new`: it would forget
+/// its votes. As etcd, it refuses to start and says so.
+#[test]
+fn a_member_that_lost_its_data_refuses_to_bootstrap_again() {
+    if common::server_kind() != common::ServerKind::Ballast {
+        return;
+    }
+    let _serial = one_at_a_time();
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut nodes = start_three(root.path());
+    let all = eps(&nodes);
+    leader(&all, 3);
+    let id = members(&all)
+        .into_iter()
+        .find(|m| m.1 == "m3")
+        .map(|m| m.0)
+        .expect("m3 listed");
+    // Bootstrapped means it has served: its client URL is published, and the others know.
+    let m3_client = nodes[2].client_url();
+    wait_for("m1 and m2 to know m3's client URL", || {
+        nodes[..2]
+            .iter()
+            .all(|n| ctl_ok(&n.client_url(), &["member", "list"]).contains(&m3_client))
+    });
+    nodes[2].kill9();
+    std::fs::remove_dir_all(&nodes[2].data_dir).expect("wipe m3");
+    let ic = initial_cluster(&nodes.iter().collect::<Vec<_>>());
+    nodes[2].start(&ic, "new");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while nodes[2].is_running() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let log = std::fs::read_to_string(nodes[2].log_path()).unwrap_or_default();
+    assert!(
+        !nodes[2].is_running(),
+        "m3 kept running:\n{}",
+        log.lines().take(30).collect::<Vec<_>>().join("\n")
+    );
+    assert!(
+        log.contains(&format!("member {id} has already been bootstrapped")),
+        "{}",
+        log.lines().rev().take(5).collect::<Vec<_>>().join("\n")
+    );
+    // The others go on serving (once they agree on a leader, if m3 led).
+    let two = endpoints(&[&nodes[0], &nodes[1]]);
+    leader(&two, 2);
+    assert_eq!(ctl_ok(&two, &["put", "still", "here"]), "OK\n");
+}
