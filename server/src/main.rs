@@ -214,17 +214,22 @@ enum SnapshotCmd {
     },
 }
 
-fn sidecar_command(args: Vec<OsString>) -> ExitCode {
-    let args = match ballast::sidecar::Args::try_parse_from(args) {
-        Ok(a) => a,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::SUCCESS
-            };
+/// Parses a subcommand's arguments; on failure (or `--help`) the exit code to stop with.
+fn parse_subcommand<T: Parser>(args: Vec<OsString>) -> Result<T, ExitCode> {
+    T::try_parse_from(args).map_err(|e| {
+        let _ = e.print();
+        if e.use_stderr() {
+            ExitCode::from(2)
+        } else {
+            ExitCode::SUCCESS
         }
+    })
+}
+
+fn sidecar_command(args: Vec<OsString>) -> ExitCode {
+    let args: ballast::sidecar::Args = match parse_subcommand(args) {
+        Ok(a) => a,
+        Err(code) => return code,
     };
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -255,16 +260,9 @@ fn sidecar_command(args: Vec<OsString>) -> ExitCode {
 }
 
 fn snapshot_command(args: Vec<OsString>) -> ExitCode {
-    let cli = match SnapshotCli::try_parse_from(args) {
+    let cli: SnapshotCli = match parse_subcommand(args) {
         Ok(c) => c,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
+        Err(code) => return code,
     };
     match run_snapshot(cli.cmd) {
         Ok(()) => ExitCode::SUCCESS,

@@ -16,10 +16,23 @@ fn start_three(root: &std::path::Path) -> Vec<Node> {
 
 /// Bootstraps a cluster of `names` with the seeds' flags (`--initial-cluster-state new`).
 fn start_members(root: &std::path::Path, names: &[&str]) -> Vec<Node> {
+    start_members_with(root, names, &[], &[])
+}
+
+/// [`start_members`] with extra environment variables and flags for every member.
+fn start_members_with(
+    root: &std::path::Path,
+    names: &[&str],
+    env: &[(&str, &str)],
+    flags: &[&str],
+) -> Vec<Node> {
     let mut nodes: Vec<Node> = names.iter().map(|n| Node::new(n, root)).collect();
     let ic = initial_cluster(&nodes.iter().collect::<Vec<_>>());
     for n in &mut nodes {
-        n.start(&ic, "new");
+        for (k, v) in env {
+            n.set_env(k, v);
+        }
+        n.start_with(&ic, "new", flags);
     }
     for n in &nodes {
         wait_for(&format!("{} healthy", n.name), || n.healthy());
@@ -370,20 +383,15 @@ fn a_member_far_behind_catches_up_from_a_snapshot() {
     }
     let _serial = one_at_a_time();
     let root = tempfile::tempdir().expect("tempdir");
-    let mut nodes: Vec<Node> = ["m1", "m2", "m3"]
-        .iter()
-        .map(|n| Node::new(n, root.path()))
-        .collect();
-    let ic = initial_cluster(&nodes.iter().collect::<Vec<_>>());
     // A short log, cut without keeping entries for followers (etcd keeps
     // 5000): a lagging member needs a snapshot.
-    for n in &mut nodes {
-        n.set_env("BALLAST_SNAPSHOT_CATCHUP_ENTRIES", "10");
-        n.start_with(&ic, "new", &["--snapshot-count", "20"]);
-    }
-    for n in &nodes {
-        wait_for(&format!("{} healthy", n.name), || n.healthy());
-    }
+    let mut nodes = start_members_with(
+        root.path(),
+        &["m1", "m2", "m3"],
+        &[("BALLAST_SNAPSHOT_CATCHUP_ENTRIES", "10")],
+        &["--snapshot-count", "20"],
+    );
+    let ic = initial_cluster(&nodes.iter().collect::<Vec<_>>());
     leader(&eps(&nodes), 3);
     nodes[2].kill9();
     let two = endpoints(&[&nodes[0], &nodes[1]]);
@@ -747,20 +755,15 @@ fn a_member_a_little_behind_catches_up_from_the_log_kept_for_it() {
     }
     let _serial = one_at_a_time();
     let root = tempfile::tempdir().expect("tempdir");
-    let mut nodes: Vec<Node> = ["m1", "m2", "m3"]
-        .iter()
-        .map(|n| Node::new(n, root.path()))
-        .collect();
-    let ic = initial_cluster(&nodes.iter().collect::<Vec<_>>());
     // The log is cut often, but entries stay behind for followers (100 here,
     // etcd's 5000 by default).
-    for n in &mut nodes {
-        n.set_env("BALLAST_SNAPSHOT_CATCHUP_ENTRIES", "100");
-        n.start_with(&ic, "new", &["--snapshot-count", "20"]);
-    }
-    for n in &nodes {
-        wait_for(&format!("{} healthy", n.name), || n.healthy());
-    }
+    let mut nodes = start_members_with(
+        root.path(),
+        &["m1", "m2", "m3"],
+        &[("BALLAST_SNAPSHOT_CATCHUP_ENTRIES", "100")],
+        &["--snapshot-count", "20"],
+    );
+    let ic = initial_cluster(&nodes.iter().collect::<Vec<_>>());
     let all = eps(&nodes);
     leader(&all, 3);
     for i in 0..120 {
