@@ -215,7 +215,11 @@ enum SnapshotCmd {
 }
 
 /// Parses a subcommand's arguments; on failure (or `--help`) the exit code to stop with.
-fn parse_subcommand<T: Parser>(args: Vec<OsString>) -> Result<T, ExitCode> {
+fn parse_subcommand<T: Parser>(mut args: Vec<OsString>) -> Result<T, ExitCode> {
+    // Usage lines then read `ballast snapshot ...`, not `snapshot ...`.
+    if let Some(sub) = args.first_mut() {
+        *sub = format!("ballast {}", sub.to_string_lossy()).into();
+    }
     T::try_parse_from(args).map_err(|e| {
         let _ = e.print();
         if e.use_stderr() {
