@@ -138,20 +138,6 @@ impl Pod {
         self.await_probe(&c, &probe, "readiness", timeout)
     }
 
-    /// The URL of an HTTP probe of container `name` (`kind`: startup, liveness, readiness).
-    pub fn probe_url(&self, name: &str, kind: &str) -> Result<String, Error> {
-        let c = self
-            .container(name)
-            .ok_or_else(|| Error::Spec(format!("{} has no container {name}", self.id.name)))?;
-        let probe = match kind {
-            "startup" => c.startup_probe.as_ref(),
-            "liveness" => c.liveness_probe.as_ref(),
-            _ => c.readiness_probe.as_ref(),
-        }
-        .ok_or_else(|| Error::Spec(format!("container {name} has no {kind} probe")))?;
-        self.http_probe_url(&c, probe)
-    }
-
     /// Whether container `name` is still running.
     pub fn is_running(&mut self, name: &str) -> bool {
         self.running

@@ -129,24 +129,10 @@ pub async fn discover(
     cfg: &crate::config::Config,
     dialer: &crate::tls::PeerDialer,
 ) -> Result<JoinInfo> {
-    use ballast_proto::internal::raft_peer_client::RaftPeerClient;
     let local = crate::server::initial_members(cfg);
-    for (name, url) in &cfg.initial_cluster {
-        if *name == cfg.name {
-            continue;
-        }
-        let url = crate::raft::ids::url_string(url);
-        let attempt = async {
-            let ch = dialer
-                .connect(&url, std::time::Duration::from_secs(2))
-                .await?;
-            RaftPeerClient::new(ch)
-                .members(MembersRequest {})
-                .await
-                .map_err(|e| e.message().to_string())
-        };
-        let resp = match attempt.await {
-            Ok(r) => r.into_inner(),
+    for url in other_peer_urls(cfg) {
+        let resp = match ask_members(dialer, &url, std::time::Duration::from_secs(5)).await {
+            Ok(r) => r,
             Err(e) => {
                 tracing::warn!(remote_peer_url = %url, "failed to get cluster information: {e}");
                 continue;
@@ -176,33 +162,52 @@ pub async fn already_bootstrapped(
     cfg: &crate::config::Config,
     dialer: &crate::tls::PeerDialer,
 ) -> Option<u64> {
-    use ballast_proto::internal::raft_peer_client::RaftPeerClient;
     const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
     let me = crate::server::initial_members(cfg)
         .into_iter()
         .find(|m| m.name == cfg.name)?;
-    for (name, url) in &cfg.initial_cluster {
-        if *name == cfg.name {
-            continue;
-        }
-        let url = crate::raft::ids::url_string(url);
-        let ask = async {
-            let ch = dialer.connect(&url, TIMEOUT).await.ok()?;
-            RaftPeerClient::new(ch)
-                .members(MembersRequest {})
-                .await
-                .ok()
+    for url in other_peer_urls(cfg) {
+        let resp = match ask_members(dialer, &url, TIMEOUT).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(remote_peer_url = %url, "no cluster information from peer: {e}");
+                continue;
+            }
         };
-        let Ok(Some(resp)) = tokio::time::timeout(TIMEOUT, ask).await else {
-            tracing::debug!(remote_peer_url = %url, "no cluster information from peer");
-            continue;
-        };
-        let known = crate::cluster::from_pb(&resp.into_inner().members)
+        let known = crate::cluster::from_pb(&resp.members)
             .into_iter()
             .find(|m| m.id == me.id);
         return known.filter(|m| !m.client_urls.is_empty()).map(|m| m.id);
     }
     None
+}
+
+/// The peer URLs of the other members named in --initial-cluster.
+fn other_peer_urls(cfg: &crate::config::Config) -> impl Iterator<Item = String> + '_ {
+    cfg.initial_cluster
+        .iter()
+        .filter(|(name, _)| *name != cfg.name)
+        .map(|(_, url)| crate::raft::ids::url_string(url))
+}
+
+/// One peer's view of the membership, within `timeout`.
+async fn ask_members(
+    dialer: &crate::tls::PeerDialer,
+    url: &str,
+    timeout: std::time::Duration,
+) -> std::result::Result<MembersResponse, String> {
+    use ballast_proto::internal::raft_peer_client::RaftPeerClient;
+    let ask = async {
+        let ch = dialer.connect(url, timeout).await?;
+        RaftPeerClient::new(ch)
+            .members(MembersRequest {})
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|e| e.message().to_string())
+    };
+    tokio::time::timeout(timeout, ask)
+        .await
+        .map_err(|_| format!("no answer within {timeout:?}"))?
 }
 
 /// Binds every --listen-peer-urls address and serves Raft traffic on it.

@@ -5,22 +5,10 @@
 mod common;
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::TestServer;
+use common::{wait_until, TestServer};
 use support::{against_etcd, wal_segments};
-
-/// Polls `check` until true or the deadline passes.
-fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !check() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 #[test]
 fn snapshot_count_cuts_the_log_and_restart_keeps_data() {

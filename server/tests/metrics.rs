@@ -8,9 +8,11 @@
 mod common;
 mod metrics_support;
 
+use std::time::Duration;
+
 use common::{free_port, server_kind, ServerKind, TestServer};
 use etcd_client::{AlarmAction, AlarmOptions, AlarmType, Client};
-use metrics_support::{must_get, scrape, Scrape};
+use metrics_support::{must_get, scrape, Scrape, SEED_004_ANY_MEMBER};
 
 /// The reference's metric list, with etcd's TYPE for each.
 const REFERENCE: &[(&str, &str)] = &[
@@ -53,17 +55,6 @@ const REFERENCE: &[(&str, &str)] = &[
     ("process_max_fds", "gauge"),
     ("os_fd_used", "gauge"),
     ("os_fd_limit", "gauge"),
-];
-
-/// Series seed 004's alert rules and dashboard query on any member.
-const SEED_004: &[&str] = &[
-    "etcd_server_has_leader",
-    "etcd_server_is_leader",
-    "etcd_server_leader_changes_seen_total",
-    "etcd_mvcc_db_total_size_in_bytes",
-    "etcd_server_quota_backend_bytes",
-    "etcd_disk_wal_fsync_duration_seconds_bucket",
-    "etcd_server_proposals_failed_total",
 ];
 
 fn port(s: &TestServer) -> u16 {
@@ -139,7 +130,7 @@ fn every_reference_metric_has_etcds_type_and_a_sensible_value() {
             "{name} has a sample"
         );
     }
-    for name in SEED_004 {
+    for name in SEED_004_ANY_MEMBER {
         assert!(!m.find(name, &[]).is_empty(), "seed 004 uses {name}");
     }
 
@@ -220,22 +211,14 @@ fn streams_count_when_they_end() {
     assert_eq!(grpc(&m, "grpc_server_started_total", "Watch", None), 1.0);
     assert_eq!(grpc(&m, "grpc_server_handled_total", "Watch", None), 0.0);
     drop(watch); // kills etcdctl: the client goes away mid-stream
-    wait_until(|| {
-        let m = scrape(port(&s));
-        grpc(&m, "grpc_server_handled_total", "Watch", Some("Canceled")) == 1.0
-    });
-}
-
-/// Polls (briefly) until `check` holds.
-fn wait_until(mut check: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !check() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "condition not reached"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    common::wait_until(
+        "the canceled watch to be counted",
+        Duration::from_secs(10),
+        || {
+            let m = scrape(port(&s));
+            grpc(&m, "grpc_server_handled_total", "Watch", Some("Canceled")) == 1.0
+        },
+    );
 }
 
 #[tokio::test]

@@ -484,7 +484,9 @@ impl Wal {
     fn rotate(&mut self) -> Result<()> {
         let path = &self.current.path;
         self.file.flush().map_err(io_err(path))?;
-        // The reserved space past the records goes: only the last segment may end in zeros.
+        // Only the last segment may end in zeros. A segment is rotated once its records fill
+        // the reservation, so this cut is a no-op today; it keeps recovery's rule true if
+        // the two sizes ever differ.
         self.file
             .get_ref()
             .set_len(self.seg_len)

@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::{etcdctl_binary, free_port};
 
@@ -182,15 +182,8 @@ pub fn ctl_ok(endpoints: &str, args: &[&str]) -> String {
 }
 
 /// Polls until `check` holds, failing after `DEADLINE`.
-pub fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + DEADLINE;
-    while !check() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {DEADLINE:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+pub fn wait_for(what: &str, check: impl FnMut() -> bool) {
+    crate::common::wait_until(what, DEADLINE, check);
 }
 
 pub fn initial_cluster(nodes: &[&Node]) -> String {

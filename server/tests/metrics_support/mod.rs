@@ -26,6 +26,17 @@ impl HttpResponse {
     }
 }
 
+/// Series seed 004's alert rules and dashboard query on any member.
+pub const SEED_004_ANY_MEMBER: &[&str] = &[
+    "etcd_server_has_leader",
+    "etcd_server_is_leader",
+    "etcd_server_leader_changes_seen_total",
+    "etcd_mvcc_db_total_size_in_bytes",
+    "etcd_server_quota_backend_bytes",
+    "etcd_disk_wal_fsync_duration_seconds_bucket",
+    "etcd_server_proposals_failed_total",
+];
+
 /// GET `path` on a loopback port over HTTP/1.1.
 pub fn get(port: u16, path: &str) -> std::io::Result<HttpResponse> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;

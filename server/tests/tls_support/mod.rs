@@ -308,15 +308,8 @@ pub fn client_flags<'a>(ca: &'a Ca, client: &'a Cert) -> Vec<&'a str> {
 }
 
 /// Polls until `check` holds, failing after [`DEADLINE`].
-pub fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + DEADLINE;
-    while !check() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {DEADLINE:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+pub fn wait_for(what: &str, check: impl FnMut() -> bool) {
+    crate::common::wait_until(what, DEADLINE, check);
 }
 
 fn server_binary() -> PathBuf {

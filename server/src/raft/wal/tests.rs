@@ -906,10 +906,10 @@ fn a_torn_write_inside_the_reservation_is_cut() {
     assert_eq!(rec.entries, entries(1..=3, 1));
 }
 
-/// Only the newest segment keeps a reservation: a full one is cut to its records before
-/// the next starts, so recovery can keep treating damage in older segments as corruption.
+/// Recovery treats damage in a segment older than the newest as corruption, so with
+/// preallocation on, older segments must hold whole records to their last byte.
 #[test]
-fn rotation_cuts_the_reservation_of_the_full_segment() {
+fn preallocated_older_segments_hold_only_whole_records() {
     let tmp = TempDir::new().expect("tempdir");
     let mut wal = Wal::create_with(tmp.path(), prealloc(1024)).expect("create");
     for batch in 0..10u64 {
