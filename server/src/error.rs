@@ -177,6 +177,7 @@ storage_error!(
     redb::StorageError,
     redb::CommitError,
     redb::CompactionError,
+    redb::CursorError,
     redb::SetDurabilityError
 );
 

@@ -12,6 +12,7 @@ use redb::{
 };
 
 use crate::error::{Error, Result};
+use crate::mvcc::packed_copy::copy_packed;
 
 /// Revision key → encoded `mvccpb.KeyValue`.
 pub const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
@@ -63,11 +64,7 @@ fn copy<K: redb::Key + 'static, V: redb::Value + 'static>(
         Err(e) => return Err(e.into()),
     };
     let mut dst = to.open_table(def)?;
-    for item in src.iter()? {
-        let (k, v) = item?;
-        dst.insert(k.value(), v.value())?;
-    }
-    Ok(())
+    copy_packed(&src, &mut dst)
 }
 
 /// The redb database. Reads may run on any thread; the apply thread is the

@@ -8,6 +8,7 @@
 
 pub mod backend;
 pub mod index;
+pub mod packed_copy;
 pub mod revision;
 pub mod store;
 
