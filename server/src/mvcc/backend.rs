@@ -13,9 +13,13 @@ use redb::{
 
 use crate::error::{Error, Result};
 use crate::mvcc::packed_copy::copy_packed;
+use crate::mvcc::revision_key::RevisionKey;
 
 /// Revision key → encoded `mvccpb.KeyValue`.
-pub const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
+pub const KV: TableDefinition<RevisionKey, &[u8]> = TableDefinition::new("kv");
+/// The `kv` table as databases written before [`RevisionKey`] hold it; migrated on open.
+const KV_AS_BYTES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
+const KV_MIGRATING: TableDefinition<RevisionKey, &[u8]> = TableDefinition::new("kv.migrating");
 /// Small named values: applied index, compaction progress, identities.
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// Lease ID → granted TTL in seconds.
@@ -92,13 +96,7 @@ impl Backend {
                 path.display()
             ))
         })?;
-        let txn = db.begin_write()?;
-        txn.open_table(KV)?;
-        txn.open_table(META)?;
-        txn.open_table(LEASES)?;
-        txn.open_table(ALARMS)?;
-        txn.open_table(MEMBERS)?;
-        txn.commit()?;
+        prepare_tables(&db)?;
         let backend = Backend {
             path: path.to_path_buf(),
             db: RwLock::new(Arc::new(db)),
@@ -198,6 +196,8 @@ impl Backend {
         std::fs::rename(file, &self.path).map_err(|e| Error::io("install snapshot database", e))?;
         sync_dir(&self.path)?;
         let db = open_database(&self.path)?;
+        // A leader running an older Ballast sends the older table layout.
+        prepare_tables(&db)?;
         *self.db.write() = Arc::new(db);
         self.refresh_in_use()
     }
@@ -216,6 +216,38 @@ impl Backend {
         dst.commit()?;
         Ok((applied, conf))
     }
+}
+
+/// Makes sure every table exists with its current type.
+fn prepare_tables(db: &Database) -> Result<()> {
+    let txn = db.begin_write()?;
+    match txn.open_table(KV) {
+        Err(redb::TableError::TableTypeMismatch { .. }) => migrate_kv_key_type(&txn)?,
+        other => drop(other?),
+    }
+    txn.open_table(META)?;
+    txn.open_table(LEASES)?;
+    txn.open_table(ALARMS)?;
+    txn.open_table(MEMBERS)?;
+    txn.commit()?;
+    Ok(())
+}
+
+/// Rewrites a `kv` table of plain byte keys as one of [`RevisionKey`]s: the same keys in
+/// the same order, with a different type name. Pages are packed by the next defragmentation.
+fn migrate_kv_key_type(txn: &WriteTransaction) -> Result<()> {
+    {
+        let old = txn.open_table(KV_AS_BYTES)?;
+        let mut new = txn.open_table(KV_MIGRATING)?;
+        for item in old.iter()? {
+            let (k, v) = item?;
+            new.insert(k.value(), v.value())?;
+        }
+    }
+    txn.delete_table(KV_AS_BYTES)?;
+    txn.rename_table(KV_MIGRATING, KV)?;
+    tracing::info!("migrated the kv table to revision keys with short separators");
+    Ok(())
 }
 
 /// redb's page cache. Its default (1 GiB) made a loaded member hold most of its data in
@@ -285,4 +317,54 @@ pub fn put_conf_state(
     let j = serde_json::json!({"voters": cs.voters, "learners": cs.learners});
     t.insert(meta::CONF_STATE, j.to_string().as_bytes())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kv_table_of_plain_byte_keys_is_migrated_on_open_with_every_entry() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("db");
+        let keys: Vec<Vec<u8>> = (1..2000)
+            .flat_map(|main| [(main, 0, false), (main, 1, true)])
+            .map(|(main, sub, t)| crate::mvcc::Revision::new(main, sub).to_key(t))
+            .collect();
+        {
+            let db = Database::create(&path).expect("create");
+            let txn = db.begin_write().expect("write");
+            {
+                let mut t = txn.open_table(KV_AS_BYTES).expect("old kv");
+                for k in &keys {
+                    t.insert(k.as_slice(), k.as_slice()).expect("insert");
+                }
+            }
+            txn.commit().expect("commit");
+        }
+        let backend = Backend::open(&path).expect("open migrates");
+        let read = backend.read().expect("read");
+        let table = read.open_table(KV).expect("kv as revision keys");
+        let stored: Vec<(Vec<u8>, Vec<u8>)> = table
+            .iter()
+            .expect("iter")
+            .map(|e| e.map(|(k, v)| (k.value().to_vec(), v.value().to_vec())))
+            .collect::<std::result::Result<_, _>>()
+            .expect("entries");
+        let expected: Vec<(Vec<u8>, Vec<u8>)> =
+            keys.iter().map(|k| (k.clone(), k.clone())).collect();
+        assert_eq!(stored, expected);
+        let middle = crate::mvcc::Revision::new(1000, 1).to_key(true);
+        assert_eq!(
+            table
+                .get(middle.as_slice())
+                .expect("get")
+                .map(|v| v.value().to_vec()),
+            Some(middle.clone())
+        );
+        assert!(
+            read.open_table(KV_MIGRATING).is_err(),
+            "the staging table is gone"
+        );
+    }
 }

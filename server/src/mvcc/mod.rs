@@ -10,6 +10,7 @@ pub mod backend;
 pub mod index;
 pub mod packed_copy;
 pub mod revision;
+pub mod revision_key;
 pub mod store;
 
 pub use backend::Backend;

@@ -174,7 +174,9 @@ mod tests {
     #[test]
     fn mixed_sizes_are_copied_whole_and_in_order() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let src = source(dir.path(), 20_000, |i| [0, 7, 300, 1055, 5000, 20_000][i as usize % 6]);
+        let src = source(dir.path(), 20_000, |i| {
+            [0, 7, 300, 1055, 5000, 20_000][i as usize % 6]
+        });
         let copy = copy_of(&src, &dir.path().join("copy.redb"));
         same_entries(&src, &copy);
     }

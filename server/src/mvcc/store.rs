@@ -12,6 +12,7 @@ use redb::{ReadableTable, WriteTransaction};
 
 use super::backend::{self, meta, Backend, KV, META};
 use super::index::KeyIndex;
+use super::revision_key::RevisionKey;
 use super::Revision;
 use crate::error::{Error, EtcdError, Result};
 
@@ -154,7 +155,7 @@ impl KvStore {
 
 /// Decodes the value written at `rev`.
 fn read_kv(
-    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    table: &impl ReadableTable<RevisionKey, &'static [u8]>,
     rev: Revision,
 ) -> Result<KeyValue> {
     let v = table
