@@ -15,7 +15,8 @@ use crate::error::{Error, Result};
 use crate::mvcc::packed_copy::copy_packed;
 use crate::mvcc::revision_key::RevisionKey;
 
-/// Revision key → encoded `mvccpb.KeyValue`.
+/// Revision key → encoded `mvccpb.KeyValue`. Keys must be revision keys
+/// ([`crate::mvcc::Revision::to_key`]): [`RevisionKey`] reads 1 to 8 bytes as a separator.
 pub const KV: TableDefinition<RevisionKey, &[u8]> = TableDefinition::new("kv");
 /// The `kv` table as databases written before [`RevisionKey`] hold it; migrated on open.
 const KV_AS_BYTES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
@@ -193,11 +194,12 @@ impl Backend {
     /// Replaces the database with `file` (a Raft snapshot from the leader):
     /// renames it over the current file and swaps the handle.
     pub fn install(&self, file: &Path) -> Result<()> {
+        // A leader running an older Ballast sends the older table layout; migrate it before
+        // it replaces our file, so that a failure leaves the current database in place.
+        prepare_tables(&open_database(file)?)?;
         std::fs::rename(file, &self.path).map_err(|e| Error::io("install snapshot database", e))?;
         sync_dir(&self.path)?;
         let db = open_database(&self.path)?;
-        // A leader running an older Ballast sends the older table layout.
-        prepare_tables(&db)?;
         *self.db.write() = Arc::new(db);
         self.refresh_in_use()
     }
@@ -241,6 +243,14 @@ fn migrate_kv_key_type(txn: &WriteTransaction) -> Result<()> {
         let mut new = txn.open_table(KV_MIGRATING)?;
         for item in old.iter()? {
             let (k, v) = item?;
+            // Keys of 1 to 8 bytes would be taken for separators by the new key type.
+            if crate::mvcc::Revision::from_key(k.value()).is_none() {
+                return Err(Error::Corrupt(format!(
+                    "the kv table holds {:?}, which is not a revision key; restore this member \
+                     from a snapshot (ballast snapshot restore) or remove and re-add it",
+                    k.value()
+                )));
+            }
             new.insert(k.value(), v.value())?;
         }
     }
@@ -322,6 +332,7 @@ pub fn put_conf_state(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use redb::ReadableTableMetadata;
 
     #[test]
     fn a_kv_table_of_plain_byte_keys_is_migrated_on_open_with_every_entry() {
@@ -366,5 +377,29 @@ mod tests {
             read.open_table(KV_MIGRATING).is_err(),
             "the staging table is gone"
         );
+    }
+
+    #[test]
+    fn a_kv_table_with_a_key_that_is_no_revision_is_refused_not_migrated() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("db");
+        {
+            let db = Database::create(&path).expect("create");
+            let txn = db.begin_write().expect("write");
+            txn.open_table(KV_AS_BYTES)
+                .expect("old kv")
+                .insert(b"short".as_slice(), b"v".as_slice())
+                .expect("insert");
+            txn.commit().expect("commit");
+        }
+        let err = Backend::open(&path).err().expect("refused");
+        assert!(
+            err.to_string().contains("which is not a revision key"),
+            "{err}"
+        );
+        let db = Database::create(&path).expect("reopen");
+        let read = db.begin_read().expect("read");
+        let old = read.open_table(KV_AS_BYTES).expect("old kv kept");
+        assert_eq!(old.len().expect("len"), 1);
     }
 }
