@@ -334,26 +334,28 @@ mod tests {
     use super::*;
     use redb::ReadableTableMetadata;
 
-    #[test]
-    fn a_kv_table_of_plain_byte_keys_is_migrated_on_open_with_every_entry() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("db");
-        let keys: Vec<Vec<u8>> = (1..2000)
+    /// Revision keys with deletions among them, each stored with itself as its value.
+    fn revision_keys() -> Vec<Vec<u8>> {
+        (1..2000)
             .flat_map(|main| [(main, 0, false), (main, 1, true)])
             .map(|(main, sub, t)| crate::mvcc::Revision::new(main, sub).to_key(t))
-            .collect();
+            .collect()
+    }
+
+    /// A database as builds before `RevisionKey` wrote it: `kv` keyed by plain bytes.
+    fn write_old_layout(path: &Path, keys: &[Vec<u8>]) {
+        let db = Database::create(path).expect("create");
+        let txn = db.begin_write().expect("write");
         {
-            let db = Database::create(&path).expect("create");
-            let txn = db.begin_write().expect("write");
-            {
-                let mut t = txn.open_table(KV_AS_BYTES).expect("old kv");
-                for k in &keys {
-                    t.insert(k.as_slice(), k.as_slice()).expect("insert");
-                }
+            let mut t = txn.open_table(KV_AS_BYTES).expect("old kv");
+            for k in keys {
+                t.insert(k.as_slice(), k.as_slice()).expect("insert");
             }
-            txn.commit().expect("commit");
         }
-        let backend = Backend::open(&path).expect("open migrates");
+        txn.commit().expect("commit");
+    }
+
+    fn assert_kv_holds(backend: &Backend, keys: &[Vec<u8>]) {
         let read = backend.read().expect("read");
         let table = read.open_table(KV).expect("kv as revision keys");
         let stored: Vec<(Vec<u8>, Vec<u8>)> = table
@@ -366,17 +368,31 @@ mod tests {
             keys.iter().map(|k| (k.clone(), k.clone())).collect();
         assert_eq!(stored, expected);
         let middle = crate::mvcc::Revision::new(1000, 1).to_key(true);
-        assert_eq!(
-            table
-                .get(middle.as_slice())
-                .expect("get")
-                .map(|v| v.value().to_vec()),
-            Some(middle.clone())
-        );
-        assert!(
-            read.open_table(KV_MIGRATING).is_err(),
-            "the staging table is gone"
-        );
+        let found = table.get(middle.as_slice()).expect("get");
+        assert_eq!(found.map(|v| v.value().to_vec()), Some(middle.clone()));
+        let staging = read.open_table(KV_MIGRATING);
+        assert!(staging.is_err(), "the staging table is gone");
+    }
+
+    #[test]
+    fn a_kv_table_of_plain_byte_keys_is_migrated_on_open_with_every_entry() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("db");
+        let keys = revision_keys();
+        write_old_layout(&path, &keys);
+        let backend = Backend::open(&path).expect("open migrates");
+        assert_kv_holds(&backend, &keys);
+    }
+
+    #[test]
+    fn a_snapshot_from_an_older_leader_is_migrated_when_installed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let backend = Backend::open(&dir.path().join("db")).expect("open");
+        let incoming = dir.path().join("incoming");
+        let keys = revision_keys();
+        write_old_layout(&incoming, &keys);
+        backend.install(&incoming).expect("install migrates");
+        assert_kv_holds(&backend, &keys);
     }
 
     #[test]
