@@ -196,10 +196,11 @@ impl Backend {
     pub fn install(&self, file: &Path) -> Result<()> {
         // A leader running an older Ballast sends the older table layout; migrate it before
         // it replaces our file, so that a failure leaves the current database in place.
-        prepare_tables(&open_database(file)?)?;
+        let db = open_database(file)?;
+        prepare_tables(&db)?;
+        // The open handle follows the file through the rename.
         std::fs::rename(file, &self.path).map_err(|e| Error::io("install snapshot database", e))?;
         sync_dir(&self.path)?;
-        let db = open_database(&self.path)?;
         *self.db.write() = Arc::new(db);
         self.refresh_in_use()
     }
@@ -399,15 +400,7 @@ mod tests {
     fn a_kv_table_with_a_key_that_is_no_revision_is_refused_not_migrated() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("db");
-        {
-            let db = Database::create(&path).expect("create");
-            let txn = db.begin_write().expect("write");
-            txn.open_table(KV_AS_BYTES)
-                .expect("old kv")
-                .insert(b"short".as_slice(), b"v".as_slice())
-                .expect("insert");
-            txn.commit().expect("commit");
-        }
+        write_old_layout(&path, &[b"short".to_vec()]);
         let err = Backend::open(&path).err().expect("refused");
         assert!(
             err.to_string().contains("which is not a revision key"),

@@ -153,7 +153,7 @@ mod tests {
     }
 
     #[test]
-    fn one_kib_values_fill_every_leaf_and_half_the_branches_of_one_by_one_inserts() {
+    fn one_kib_values_fill_every_leaf_and_fewer_branches_than_one_by_one_inserts() {
         let dir = tempfile::tempdir().expect("tempdir");
         // 1055 bytes is an encoded KeyValue of a 16-byte key and a 1 KiB value: three fit
         // a page, so the copy should need exactly n/3 leaves.
@@ -187,5 +187,83 @@ mod tests {
         let src = source(dir.path(), 0, |_| 0);
         let copy = copy_of(&src, &dir.path().join("copy.redb"));
         same_entries(&src, &copy);
+    }
+
+    /// How a defragmented `kv` table of 1 M revisions of 1055 bytes (a 16-byte key and a
+    /// 1 KiB value, as the benchmark's big load writes) is laid out when copied one by one,
+    /// packed, and packed under [`RevisionKey`](crate::mvcc::revision_key::RevisionKey).
+    /// The page counts and times in docs/benchmarks.md come from its output:
+    /// `cargo test --release -p ballast --lib -- --ignored --nocapture defrag_layouts`
+    #[test]
+    #[ignore]
+    fn defrag_layouts_at_a_million_revisions() {
+        use crate::mvcc::revision_key::RevisionKey;
+        let n = 1_000_000;
+        let one_by_one = layout::<&[u8]>("one by one", n, false);
+        let packed = layout::<&[u8]>("packed", n, true);
+        let short_separators = layout::<RevisionKey>("packed, RevisionKey", n, true);
+        assert_eq!(packed.leaves, n.div_ceil(3));
+        assert_eq!(short_separators.leaves, packed.leaves);
+        assert!(packed.branches < one_by_one.branches);
+        assert!(short_separators.branches < packed.branches);
+    }
+
+    struct Layout {
+        leaves: u64,
+        branches: u64,
+    }
+
+    /// Loads `n` revisions one by one in batches, as the apply loop does, then copies them
+    /// into a fresh file and compacts it, as `Backend::defragment` does; prints what it got.
+    fn layout<K>(name: &str, n: u64, packed: bool) -> Layout
+    where
+        K: Key + for<'a> Value<SelfType<'a> = &'a [u8]> + 'static,
+    {
+        let table: TableDefinition<K, &[u8]> = TableDefinition::new("kv");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let src = Database::create(dir.path().join("src")).expect("create source");
+        let value = vec![7u8; 1055];
+        for batch in (1..=n).collect::<Vec<_>>().chunks(1000) {
+            let mut txn = src.begin_write().expect("write");
+            txn.set_durability(redb::Durability::None)
+                .expect("durability");
+            {
+                let mut t = txn.open_table(table).expect("table");
+                for &main in batch {
+                    let key = crate::mvcc::Revision::new(main as i64, 0).to_key(false);
+                    t.insert(key.as_slice(), value.as_slice()).expect("insert");
+                }
+            }
+            txn.commit().expect("commit");
+        }
+        let path = dir.path().join("copy");
+        let mut copy = Database::create(&path).expect("create copy");
+        let started = std::time::Instant::now();
+        let read = src.begin_read().expect("read");
+        let txn = copy.begin_write().expect("write");
+        {
+            let from = read.open_table(table).expect("source table");
+            let mut to = txn.open_table(table).expect("copy table");
+            if packed {
+                copy_packed(&from, &mut to).expect("copy");
+            } else {
+                for item in from.iter().expect("iter") {
+                    let (k, v) = item.expect("entry");
+                    to.insert(k.value(), v.value()).expect("insert");
+                }
+            }
+        }
+        txn.commit().expect("commit");
+        let copied = started.elapsed();
+        let started = std::time::Instant::now();
+        copy.compact().expect("compact");
+        let compacted = started.elapsed();
+        let (leaves, branches) = pages(&copy);
+        let size = std::fs::metadata(&path).expect("size").len();
+        println!(
+            "{name}: {leaves} leaf pages, {branches} branch pages, file {size} bytes; \
+             copy {copied:.1?}, compact {compacted:.1?}"
+        );
+        Layout { leaves, branches }
     }
 }
