@@ -97,9 +97,8 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     };
     let running = server::start(cfg, join, tls).context("starting the member")?;
     let s = running.server.clone();
-    let serve = listen::serve_clients(s.clone());
+    let serve = listen::serve_clients(s.clone(), publish(s.clone()));
     let peers = ballast::peer::serve_peers(s.clone());
-    tokio::spawn(announce_ready(s.clone()));
     let result = tokio::select! {
         r = serve => r.context("serving clients"),
         r = peers => r.context("serving peers"),
@@ -115,9 +114,10 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     result
 }
 
-/// Logs the lines etcd prints once a member can serve: scripts and
-/// operators wait for them.
-async fn announce_ready(s: std::sync::Arc<server::EtcdServer>) {
+/// Commits this member's name and client URLs through Raft, retrying until a leader takes
+/// them, then logs the lines etcd prints once a member can serve (scripts and operators wait
+/// for them).
+async fn publish(s: std::sync::Arc<server::EtcdServer>) {
     use ballast_proto::internal::internal_request::Request;
     let me = ballast_proto::etcdserverpb::Member {
         id: s.member_id,
@@ -130,7 +130,6 @@ async fn announce_ready(s: std::sync::Arc<server::EtcdServer>) {
             .collect(),
         ..Default::default()
     };
-    // Retry until a leader commits it, as etcd does.
     while let Err(e) = s.propose(Request::MemberAttributes(me.clone())).await {
         tracing::debug!("publishing member attributes: {e}; retrying");
         tokio::time::sleep(s.cfg.heartbeat_interval * 5).await;

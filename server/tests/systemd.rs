@@ -29,3 +29,29 @@ fn tells_systemd_it_is_ready() {
     );
     s.put("after-ready", "1");
 }
+
+/// Scripts wait for "ready to serve client requests"; as in etcd, it comes only after the
+/// member's attributes are committed, so every client it serves sees them in `member list`.
+#[test]
+fn serves_clients_only_after_publishing_itself() {
+    // etcd 3.4 logs these lines only with its zap logger; Ballast always uses it.
+    let s = TestServer::start_with(&["--logger", "zap"]);
+    let log = s.log();
+    let published = log
+        .find("published local member to cluster through raft")
+        .expect("publish line");
+    // etcd's zap logger says "serving client traffic insecurely" where capnslog (and the
+    // reference) say "ready to serve client requests".
+    let serving = ["ready to serve client requests", "serving client traffic"]
+        .iter()
+        .filter_map(|line| log.find(line))
+        .min()
+        .expect("serving line");
+    assert!(published < serving, "{log}");
+    let members = s.etcdctl_ok(&["member", "list"]);
+    assert!(
+        members.contains(&format!(", started, {}, ", s.name()))
+            && members.contains(&s.client_url()),
+        "{members}"
+    );
+}

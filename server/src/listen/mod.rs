@@ -35,6 +35,13 @@ pub fn socket_addr(u: &Url) -> Result<SocketAddr> {
     Ok(SocketAddr::new(ip, port))
 }
 
+async fn bind(u: &Url) -> Result<TcpListener> {
+    let addr = socket_addr(u)?;
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::io(format!("listen on {u}"), e))
+}
+
 /// The client port's listener: every accepted connection gets TCP_NODELAY and goes through
 /// [`h2_authority::AuthorityFix`], so etcdctl 3.4's `:authority: http://host:port` is accepted.
 struct ClientListener(TcpListener);
@@ -101,17 +108,37 @@ fn spawn_tls(
     }))
 }
 
-/// Binds every --listen-client-urls address and serves on it.
-pub async fn serve_clients(s: Arc<EtcdServer>) -> Result<()> {
+/// Binds every --listen-client-urls and --listen-metrics-urls address, serves metrics and
+/// health at once, and serves clients only once `published` completes. As in etcd, a member
+/// answers no client before its own attributes are committed, so whoever it serves already
+/// sees its client URLs in `member list`; connections made earlier wait in the backlog.
+pub async fn serve_clients(
+    s: Arc<EtcdServer>,
+    published: impl std::future::Future<Output = ()>,
+) -> Result<()> {
+    let mut client_listeners = Vec::new();
+    for u in &s.cfg.listen_client_urls {
+        client_listeners.push((u, bind(u).await?));
+    }
+    let mut tasks = Vec::new();
+    for u in &s.cfg.listen_metrics_urls {
+        let listener = bind(u).await?;
+        tracing::info!(address = %socket_addr(u)?, "serving metrics");
+        let app = crate::http::metrics_router(s.clone());
+        if u.scheme() == "https" {
+            tasks.push(spawn_tls(&s, u, listener, app)?);
+        } else {
+            tasks.push(tokio::spawn(
+                async move { axum::serve(listener, app).await },
+            ));
+        }
+    }
+    published.await;
     let app = crate::api::routes(&s)
         .into_axum_router()
         .merge(crate::http::router(s.clone()));
-    let mut tasks = Vec::new();
-    for u in &s.cfg.listen_client_urls {
+    for (u, listener) in client_listeners {
         let addr = socket_addr(u)?;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|e| Error::io(format!("listen on {u}"), e))?;
         tracing::info!(address = %addr, "ready to serve client requests");
         let app = app.clone();
         if u.scheme() == "https" {
@@ -124,21 +151,6 @@ pub async fn serve_clients(s: Arc<EtcdServer>) -> Result<()> {
             tasks.push(tokio::spawn(async move {
                 axum::serve(ClientListener(listener), app).await
             }));
-        }
-    }
-    for u in &s.cfg.listen_metrics_urls {
-        let addr = socket_addr(u)?;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|e| Error::io(format!("listen on {u}"), e))?;
-        tracing::info!(address = %addr, "serving metrics");
-        let app = crate::http::metrics_router(s.clone());
-        if u.scheme() == "https" {
-            tasks.push(spawn_tls(&s, u, listener, app)?);
-        } else {
-            tasks.push(tokio::spawn(
-                async move { axum::serve(listener, app).await },
-            ));
         }
     }
     for t in tasks {
