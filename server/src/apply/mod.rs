@@ -318,7 +318,8 @@ impl Applier {
         let entries = &mut st.pending;
         let applied_index = &mut st.applied_index;
         let started = Instant::now();
-        let mut batch = self.store.begin_batch(durable)?;
+        let txn = self.store.begin_batch(durable)?;
+        let mut batch = txn.batch()?;
         let mut results = Vec::new();
         let mut last_term = 0;
         for e in entries.drain(..) {
@@ -360,7 +361,8 @@ impl Applier {
             batch.end_request();
             results.push((id, res));
         }
-        let (revision, events) = batch.finish(*applied_index, last_term)?;
+        let finished = batch.finish(*applied_index, last_term)?;
+        let (revision, events) = txn.commit(finished)?;
         if durable {
             self.durable_applied
                 .store(*applied_index, Ordering::Release);

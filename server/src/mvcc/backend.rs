@@ -339,7 +339,7 @@ mod tests {
     fn revision_keys() -> Vec<Vec<u8>> {
         (1..2000)
             .flat_map(|main| [(main, 0, false), (main, 1, true)])
-            .map(|(main, sub, t)| crate::mvcc::Revision::new(main, sub).to_key(t))
+            .map(|(main, sub, t)| crate::mvcc::Revision::new(main, sub).to_key(t).to_vec())
             .collect()
     }
 
@@ -368,7 +368,7 @@ mod tests {
         let expected: Vec<(Vec<u8>, Vec<u8>)> =
             keys.iter().map(|k| (k.clone(), k.clone())).collect();
         assert_eq!(stored, expected);
-        let middle = crate::mvcc::Revision::new(1000, 1).to_key(true);
+        let middle = crate::mvcc::Revision::new(1000, 1).to_key(true).to_vec();
         let found = table.get(middle.as_slice()).expect("get");
         assert_eq!(found.map(|v| v.value().to_vec()), Some(middle.clone()));
         let staging = read.open_table(KV_MIGRATING);

@@ -20,19 +20,20 @@ impl Revision {
     }
 
     /// Big-endian encoding so that byte order equals revision order in the backend.
-    pub fn to_key(self, tombstone: bool) -> Vec<u8> {
-        let mut k = Vec::with_capacity(REV_BYTES + 1);
-        k.extend_from_slice(&self.main.to_be_bytes());
-        k.push(b'_');
-        k.extend_from_slice(&self.sub.to_be_bytes());
-        if tombstone {
-            k.push(TOMBSTONE_MARK);
+    pub fn to_key(self, tombstone: bool) -> KeyBytes {
+        let mut buf = [0u8; REV_BYTES + 1];
+        buf[..8].copy_from_slice(&self.main.to_be_bytes());
+        buf[8] = b'_';
+        buf[9..REV_BYTES].copy_from_slice(&self.sub.to_be_bytes());
+        buf[REV_BYTES] = TOMBSTONE_MARK;
+        KeyBytes {
+            buf,
+            len: REV_BYTES + usize::from(tombstone),
         }
-        k
     }
 
     /// The smallest backend key at or after this revision (tombstone or not).
-    pub fn lower_bound_key(self) -> Vec<u8> {
+    pub fn lower_bound_key(self) -> KeyBytes {
         self.to_key(false)
     }
 
@@ -52,6 +53,27 @@ impl Revision {
     }
 }
 
+/// An encoded revision, kept on the stack: the apply thread makes one per write.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyBytes {
+    buf: [u8; REV_BYTES + 1],
+    len: usize,
+}
+
+impl KeyBytes {
+    pub fn as_slice(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl std::ops::Deref for KeyBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,7 +83,9 @@ mod tests {
         let a = Revision::new(1, 5).to_key(false);
         let b = Revision::new(2, 0).to_key(true);
         let c = Revision::new(2, 1).to_key(false);
-        assert!(a < b && b < c);
+        assert!(a.as_slice() < b.as_slice() && b.as_slice() < c.as_slice());
+        assert_eq!(a.len(), REV_BYTES);
+        assert_eq!(b.len(), REV_BYTES + 1);
         assert_eq!(Revision::from_key(&b), Some((Revision::new(2, 0), true)));
         assert_eq!(Revision::from_key(&c), Some((Revision::new(2, 1), false)));
         assert_eq!(Revision::from_key(b"short"), None);

@@ -103,7 +103,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn key(main: i64, sub: i64, tombstone: bool) -> Vec<u8> {
-        Revision::new(main, sub).to_key(tombstone)
+        Revision::new(main, sub).to_key(tombstone).to_vec()
     }
 
     fn revision_key() -> impl Strategy<Value = Vec<u8>> {

@@ -266,11 +266,28 @@ impl ReadView<'_> {
     }
 }
 
-/// One apply batch: every change of the batch goes into `txn`; readers see
-/// none of it until `finish` publishes the new revision after the commit.
-pub struct WriteBatch<'s> {
+/// The backend transaction of one apply batch. It outlives the [`WriteBatch`] made from
+/// it, so that the batch can keep the `kv` table open for all its requests: redb charges
+/// a lookup in its table tree for every open and a write back for every close.
+pub struct BatchTxn<'s> {
     store: &'s KvStore,
     txn: WriteTransaction,
+}
+
+/// What [`WriteBatch::finish`] hands to [`BatchTxn::commit`].
+pub struct FinishedBatch {
+    written: i64,
+    events: Vec<Event>,
+}
+
+/// One apply batch: every change of the batch goes into its [`BatchTxn`]; readers see
+/// none of it until `BatchTxn::commit` publishes the new revision after the commit.
+pub struct WriteBatch<'t> {
+    store: &'t KvStore,
+    txn: &'t WriteTransaction,
+    kv: redb::Table<'t, RevisionKey, &'static [u8]>,
+    /// Reused to encode each value written.
+    scratch: Vec<u8>,
     /// Newest revision written so far, committed or not.
     written: i64,
     /// Revision of the request being applied, and the next sub-revision in it.
@@ -281,20 +298,38 @@ pub struct WriteBatch<'s> {
 }
 
 impl KvStore {
-    pub fn begin_batch(&self, durable: bool) -> Result<WriteBatch<'_>> {
-        let txn = self.backend.write(durable)?;
-        Ok(WriteBatch {
+    pub fn begin_batch(&self, durable: bool) -> Result<BatchTxn<'_>> {
+        Ok(BatchTxn {
             store: self,
-            written: self.state.read().current,
-            txn,
+            txn: self.backend.write(durable)?,
+        })
+    }
+}
+
+impl BatchTxn<'_> {
+    pub fn batch(&self) -> Result<WriteBatch<'_>> {
+        Ok(WriteBatch {
+            store: self.store,
+            txn: &self.txn,
+            kv: self.txn.open_table(KV)?,
+            scratch: Vec::new(),
+            written: self.store.state.read().current,
             pending: None,
             events: Vec::new(),
             lease_moves: Vec::new(),
         })
     }
+
+    /// Commits the batch and makes its revisions visible to readers. Returns
+    /// the newest revision and the events to hand to watchers.
+    pub fn commit(self, finished: FinishedBatch) -> Result<(i64, Vec<Event>)> {
+        self.txn.commit()?;
+        self.store.state.write().current = finished.written;
+        Ok((finished.written, finished.events))
+    }
 }
 
-impl<'s> WriteBatch<'s> {
+impl<'t> WriteBatch<'t> {
     /// The revision a read inside the current request sees: its own writes included.
     pub fn read_rev(&self) -> i64 {
         self.pending.map_or(self.written, |(main, _)| main)
@@ -309,15 +344,15 @@ impl<'s> WriteBatch<'s> {
         self.store.state.read().compacted
     }
 
-    pub fn txn(&self) -> &WriteTransaction {
-        &self.txn
+    pub fn txn(&self) -> &'t WriteTransaction {
+        self.txn
     }
 
     /// The live value of `key` as this batch sees it.
     pub fn get(&self, key: &[u8]) -> Result<Option<KeyValue>> {
         let found = self.store.state.read().index.get(key, self.read_rev());
         match found {
-            Some(f) => Ok(Some(read_kv(&self.txn.open_table(KV)?, f.modified)?)),
+            Some(f) => Ok(Some(read_kv(&self.kv, f.modified)?)),
             None => Ok(None),
         }
     }
@@ -336,8 +371,7 @@ impl<'s> WriteBatch<'s> {
         } else {
             self.read_rev()
         };
-        let table = self.txn.open_table(KV)?;
-        range_with(&state.index, rev, req, |r| read_kv(&table, r))
+        range_with(&state.index, rev, req, |r| read_kv(&self.kv, r))
     }
 
     /// Keys alive now in the range, with their values.
@@ -348,8 +382,9 @@ impl<'s> WriteBatch<'s> {
             .read()
             .index
             .range(key, end, self.read_rev());
-        let table = self.txn.open_table(KV)?;
-        revs.into_iter().map(|(_, r)| read_kv(&table, r)).collect()
+        revs.into_iter()
+            .map(|(_, r)| read_kv(&self.kv, r))
+            .collect()
     }
 
     fn next_rev(&mut self) -> Revision {
@@ -364,6 +399,16 @@ impl<'s> WriteBatch<'s> {
         if let Some((main, _)) = self.pending.take() {
             self.written = main;
         }
+    }
+
+    /// Stores `kv` under its revision, encoding it into a buffer the batch reuses.
+    fn write_kv(&mut self, rev: Revision, tombstone: bool, kv: &KeyValue) -> Result<()> {
+        self.scratch.clear();
+        kv.encode(&mut self.scratch)
+            .map_err(|e| Error::Other(format!("encoding revision {}: {e}", rev.main)))?;
+        self.kv
+            .insert(rev.to_key(tombstone).as_slice(), self.scratch.as_slice())?;
+        Ok(())
     }
 
     /// Writes a new value; `prev` is the key's live value (from `get`).
@@ -383,9 +428,7 @@ impl<'s> WriteBatch<'s> {
             value,
             lease,
         };
-        self.txn
-            .open_table(KV)?
-            .insert(rev.to_key(false).as_slice(), kv.encode_to_vec().as_slice())?;
+        self.write_kv(rev, false, &kv)?;
         self.store.state.write().index.put(key, rev);
         let old_lease = prev.as_ref().map_or(0, |p| p.lease);
         if old_lease != lease {
@@ -409,9 +452,7 @@ impl<'s> WriteBatch<'s> {
                 mod_revision: rev.main,
                 ..Default::default()
             };
-            self.txn
-                .open_table(KV)?
-                .insert(rev.to_key(true).as_slice(), tomb.encode_to_vec().as_slice())?;
+            self.write_kv(rev, true, &tomb)?;
             self.store.state.write().index.tombstone(&prev.key, rev);
             if prev.lease != 0 {
                 self.lease_moves.push((prev.key.clone(), prev.lease, 0));
@@ -439,10 +480,9 @@ impl<'s> WriteBatch<'s> {
             st.compacted = rev;
             st.index.compact(rev).into_iter().collect()
         };
-        let mut table = self.txn.open_table(KV)?;
         let upper = Revision::new(rev + 1, 0).lower_bound_key();
         let mut doomed = Vec::new();
-        for item in table.range::<&[u8]>(..upper.as_slice())? {
+        for item in self.kv.range::<&[u8]>(..upper.as_slice())? {
             let (k, _) = item?;
             if let Some((r, _)) = Revision::from_key(k.value()) {
                 if !keep.contains(&r) {
@@ -451,7 +491,7 @@ impl<'s> WriteBatch<'s> {
             }
         }
         for k in doomed {
-            table.remove(k.as_slice())?;
+            self.kv.remove(k.as_slice())?;
         }
         backend::put_u64(
             &mut self.txn.open_table(META)?,
@@ -461,19 +501,17 @@ impl<'s> WriteBatch<'s> {
         Ok(())
     }
 
-    /// Commits the batch and makes its revisions visible to readers. Returns
-    /// the events to hand to watchers.
-    pub fn finish(mut self, applied_index: u64, applied_term: u64) -> Result<(i64, Vec<Event>)> {
+    /// Records how far the batch goes and closes its tables; [`BatchTxn::commit`] follows.
+    pub fn finish(mut self, applied_index: u64, applied_term: u64) -> Result<FinishedBatch> {
         self.end_request();
-        {
-            let mut m = self.txn.open_table(META)?;
-            backend::put_u64(&mut m, meta::APPLIED_INDEX, applied_index)?;
-            backend::put_u64(&mut m, meta::APPLIED_TERM, applied_term)?;
-            backend::put_u64(&mut m, meta::CURRENT_REV, self.written as u64)?;
-        }
-        self.txn.commit()?;
-        self.store.state.write().current = self.written;
-        Ok((self.written, self.events))
+        let mut m = self.txn.open_table(META)?;
+        backend::put_u64(&mut m, meta::APPLIED_INDEX, applied_index)?;
+        backend::put_u64(&mut m, meta::APPLIED_TERM, applied_term)?;
+        backend::put_u64(&mut m, meta::CURRENT_REV, self.written as u64)?;
+        Ok(FinishedBatch {
+            written: self.written,
+            events: self.events,
+        })
     }
 }
 

@@ -37,7 +37,7 @@ pub const AUTH_REVISION: &[u8] = b"authRevision";
 /// etcd's encoding of a compaction revision in `meta`: the revision key of
 /// `{main, 0}`.
 pub fn revision_bytes(main: i64) -> Vec<u8> {
-    Revision::new(main, 0).to_key(false)
+    Revision::new(main, 0).to_key(false).to_vec()
 }
 
 /// The main revision of a revision key (`key` bucket keys, compaction marks).

@@ -159,9 +159,11 @@ fn load(db: &Reader, file: &Path, member_dir: &Path) -> Result<()> {
         // The snapshot caught etcd between scheduling a compaction and
         // finishing it; etcd finishes it at start, so do we.
         let (store, _) = KvStore::open(Arc::new(backend))?;
-        let mut batch = store.begin_batch(true)?;
+        let txn = store.begin_batch(true)?;
+        let mut batch = txn.batch()?;
         batch.compact(scheduled)?;
-        batch.finish(0, 0)?;
+        let finished = batch.finish(0, 0)?;
+        txn.commit(finished)?;
     }
     Ok(())
 }

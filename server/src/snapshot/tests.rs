@@ -14,7 +14,8 @@ const KEYS: usize = 3000;
 fn sample(dir: &std::path::Path) -> Arc<Backend> {
     let backend = Arc::new(Backend::open(&dir.join("src.db")).expect("open"));
     let (store, _) = KvStore::open(backend.clone()).expect("store");
-    let mut b = store.begin_batch(true).expect("batch");
+    let txn = store.begin_batch(true).expect("batch");
+    let mut b = txn.batch().expect("tables");
     for i in 0..KEYS {
         b.put(
             format!("key/{i:05}").as_bytes(),
@@ -28,7 +29,8 @@ fn sample(dir: &std::path::Path) -> Arc<Backend> {
     b.put(b"leased", b"v".to_vec(), 0x1234, None).expect("put");
     b.end_request();
     b.compact(100).expect("compact");
-    b.finish(77, 3).expect("finish");
+    let finished = b.finish(77, 3).expect("finish");
+    txn.commit(finished).expect("commit");
     let txn = backend.write(true).expect("write");
     txn.open_table(LEASES)
         .expect("leases")
