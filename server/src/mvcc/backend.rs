@@ -173,17 +173,13 @@ impl Backend {
         let tmp = self.path.with_extension("defrag");
         let _ = std::fs::remove_file(&tmp);
         {
-            let mut fresh = open_database(&tmp)?;
+            let fresh = open_database(&tmp)?;
             let src = self.read()?;
             let dst = fresh.begin_write()?;
             copy_tables(&src, &dst)?;
             dst.commit()?;
-            // A fresh redb file grows in regions and is left sparse; compaction moves the
-            // pages to the front and truncates, so the file is as long as its data.
-            fresh
-                .compact()
-                .map_err(|e| Error::Storage(format!("compacting the defragmented copy: {e}")))?;
         }
+        trim_file(&tmp)?;
         std::fs::rename(&tmp, &self.path).map_err(|e| Error::io("replace database file", e))?;
         sync_dir(&self.path)?;
         let db = open_database(&self.path)?;
@@ -264,6 +260,17 @@ fn migrate_kv_key_type(txn: &WriteTransaction) -> Result<()> {
 /// redb's page cache. Its default (1 GiB) made a loaded member hold most of its data in
 /// memory on top of the OS page cache; hot pages fit in much less.
 const CACHE_BYTES: usize = 128 << 20;
+
+/// Moves a closed database's pages to the front of its file and truncates it. A redb file
+/// written in bulk (a defragmented copy, a restore) grows in regions and is left longer
+/// than its data, and that length is what etcd reports as the db size and what the quota
+/// is checked against.
+pub fn trim_file(path: &Path) -> Result<()> {
+    let mut db = open_database(path)?;
+    db.compact()
+        .map_err(|e| Error::Storage(format!("compacting {}: {e}", path.display())))?;
+    Ok(())
+}
 
 fn open_database(path: &Path) -> std::result::Result<Database, redb::DatabaseError> {
     Database::builder().set_cache_size(CACHE_BYTES).create(path)

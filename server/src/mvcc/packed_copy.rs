@@ -26,21 +26,45 @@ where
     K: Key + 'static,
     V: Value + 'static,
 {
-    let mut leaves = LeafPlan::new(K::fixed_width(), V::fixed_width());
+    let mut plan = FlushPlan::new::<K, V>();
     let mut cursor = dst.upper_bound_mut(Bound::<K::SelfType<'_>>::Unbounded)?;
     for item in src.iter()? {
         let (k, v) = item?;
         let (key, value) = (k.value(), v.value());
         let pair_bytes = K::as_bytes(&key).as_ref().len() + V::as_bytes(&value).as_ref().len();
-        if leaves.add(pair_bytes) >= FLUSH_BYTES {
+        if plan.flush_before(pair_bytes) {
             cursor.close()?;
             cursor = dst.upper_bound_mut(Bound::<K::SelfType<'_>>::Unbounded)?;
-            leaves.flushed();
         }
         cursor.insert_before(key, value)?;
     }
     cursor.close()?;
     Ok(())
+}
+
+/// Where a cursor appending ascending pairs to an empty table must be closed (flushed) so
+/// that every page comes out full. For loads that also split the work into several
+/// transactions (snapshot restore): a transaction may end only where a flush is due.
+pub struct FlushPlan {
+    leaves: LeafPlan,
+}
+
+impl FlushPlan {
+    pub fn new<K: Key, V: Value>() -> Self {
+        FlushPlan {
+            leaves: LeafPlan::new(K::fixed_width(), V::fixed_width()),
+        }
+    }
+
+    /// Call once per pair, in order, before appending it: true means close the cursor
+    /// first, then append the pair through a new one.
+    pub fn flush_before(&mut self, pair_bytes: usize) -> bool {
+        let due = self.leaves.add(pair_bytes) >= FLUSH_BYTES;
+        if due {
+            self.leaves.flushed();
+        }
+        due
+    }
 }
 
 /// Tracks how redb will pack the pairs handed to the cursor into leaves, using the leaf

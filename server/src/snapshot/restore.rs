@@ -7,23 +7,30 @@
 //! dir, the member bootstraps a fresh log and membership from its flags at
 //! start (as etcd does from `snapshot restore --initial-cluster`).
 
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ballast_proto::mvccpb::KeyValue;
 use prost::Message;
 
-use super::bbolt::Reader;
+use super::bbolt::{Entries, Reader};
 use super::layout::{self as etcd, LeaseRecord};
 use super::{check_trailer, named, open_db, Trailer};
 use crate::error::{Error, Result};
 use crate::mvcc::backend::{self, meta, sync_dir, Backend, KV, LEASES, META};
+use crate::mvcc::packed_copy::FlushPlan;
 use crate::mvcc::revision::Revision;
+use crate::mvcc::revision_key::RevisionKey;
 use crate::mvcc::KvStore;
 
-/// Entries per redb transaction while loading: bounds the memory a huge
-/// snapshot needs; only the last commit has to be durable.
+/// Entries per redb transaction while loading (at least; a transaction ends at the next
+/// full page): bounds the memory a huge snapshot needs; only the last commit has to be
+/// durable. Tests use a small batch so that a small snapshot spans several transactions.
+#[cfg(not(test))]
 const BATCH: usize = 50_000;
+#[cfg(test)]
+const BATCH: usize = 1_000;
 
 /// Restores `file` into `data_dir` (which must not hold a member yet) and
 /// returns the path of the new database. On failure nothing is left behind.
@@ -76,40 +83,85 @@ pub fn restore(
     Ok(member.join("snap").join("db"))
 }
 
+/// Appends the key bucket's revisions, from `first` on, through a cursor in full pages (as a
+/// defragmented database is laid out), checking each. `plan` has already seen `first`.
+/// Stops when the bucket ends, or at the first full page after [`BATCH`] revisions; then
+/// returns the revision that starts the next transaction (also already in `plan`).
+fn append_revisions(
+    table: &mut redb::Table<'_, RevisionKey, &'static [u8]>,
+    plan: &mut FlushPlan,
+    first: (Vec<u8>, Vec<u8>),
+    entries: &mut Entries<'_>,
+    last_rev: &mut i64,
+    file: &Path,
+) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+    let bad = |what: String| named(file, format!("not an etcd snapshot: {what}"));
+    let mut cursor = table.upper_bound_mut(Bound::<&[u8]>::Unbounded)?;
+    let mut appended = 0;
+    let (mut k, mut v) = first;
+    loop {
+        let (rev, _) = Revision::from_key(&k)
+            .ok_or_else(|| bad(format!("key bucket entry {k:?} is not a revision")))?;
+        KeyValue::decode(v.as_slice()).map_err(|e| {
+            bad(format!(
+                "the value at revision {} is not a KeyValue: {e}",
+                rev.main
+            ))
+        })?;
+        cursor
+            .insert_before(k.as_slice(), v.as_slice())
+            .map_err(|e| match e {
+                redb::CursorError::UnorderedKey => bad(format!(
+                    "the key bucket repeats revision {} or is out of order there",
+                    rev.main
+                )),
+                other => other.into(),
+            })?;
+        *last_rev = rev.main;
+        appended += 1;
+        let Some(next) = entries.next().transpose().map_err(|e| named(file, e))? else {
+            cursor.close()?;
+            return Ok(None);
+        };
+        if plan.flush_before(next.0.len() + next.1.len()) {
+            cursor.close()?;
+            if appended >= BATCH {
+                return Ok(Some(next));
+            }
+            cursor = table.upper_bound_mut(Bound::<&[u8]>::Unbounded)?;
+        }
+        (k, v) = next;
+    }
+}
+
 /// Writes the snapshot's data into a new database under `member_dir`.
 fn load(db: &Reader, file: &Path, member_dir: &Path) -> Result<()> {
     let snap = member_dir.join("snap");
     std::fs::create_dir_all(&snap)
         .map_err(|e| Error::io(format!("create {}", snap.display()), e))?;
-    let backend = Backend::open(&snap.join("db"))?;
+    let db_path = snap.join("db");
+    let backend = Arc::new(Backend::open(&db_path)?);
     let bad = |what: String| named(file, format!("not an etcd snapshot: {what}"));
 
     let mut last_rev = 0i64;
     if let Some(mut entries) = db.bucket(etcd::KEY).map_err(|e| named(file, e))? {
-        loop {
+        let mut plan = FlushPlan::new::<RevisionKey, &[u8]>();
+        let mut next = entries.next().transpose().map_err(|e| named(file, e))?;
+        if let Some((k, v)) = &next {
+            // The first revision opens the first leaf; no flush can precede it.
+            plan.flush_before(k.len() + v.len());
+        }
+        while let Some(first) = next {
             let txn = backend.write(false)?;
-            let mut n = 0;
-            {
-                let mut t = txn.open_table(KV)?;
-                for entry in entries.by_ref().take(BATCH) {
-                    let (k, v) = entry.map_err(|e| named(file, e))?;
-                    let (rev, _) = Revision::from_key(&k)
-                        .ok_or_else(|| bad(format!("key bucket entry {k:?} is not a revision")))?;
-                    KeyValue::decode(v.as_slice()).map_err(|e| {
-                        bad(format!(
-                            "the value at revision {} is not a KeyValue: {e}",
-                            rev.main
-                        ))
-                    })?;
-                    t.insert(k.as_slice(), v.as_slice())?;
-                    last_rev = rev.main;
-                    n += 1;
-                }
-            }
+            next = append_revisions(
+                &mut txn.open_table(KV)?,
+                &mut plan,
+                first,
+                &mut entries,
+                &mut last_rev,
+                file,
+            )?;
             txn.commit()?;
-            if n < BATCH {
-                break;
-            }
         }
     }
 
@@ -158,12 +210,13 @@ fn load(db: &Reader, file: &Path, member_dir: &Path) -> Result<()> {
     if scheduled > finished {
         // The snapshot caught etcd between scheduling a compaction and
         // finishing it; etcd finishes it at start, so do we.
-        let (store, _) = KvStore::open(Arc::new(backend))?;
+        let (store, _) = KvStore::open(backend.clone())?;
         let txn = store.begin_batch(true)?;
         let mut batch = txn.batch()?;
         batch.compact(scheduled)?;
         let finished = batch.finish(0, 0)?;
         txn.commit(finished)?;
     }
-    Ok(())
+    drop(backend);
+    backend::trim_file(&db_path)
 }

@@ -157,6 +157,49 @@ fn export_status_restore_round_trip() {
     assert!(again.to_string().contains("exists"), "{again}");
 }
 
+/// Leaf and branch pages of the `kv` table, and of the whole database.
+fn pages(backend: &Backend) -> ((u64, u64), (u64, u64)) {
+    let txn = backend.read().expect("read");
+    let kv = txn.open_table(KV).expect("kv").stats().expect("kv stats");
+    let write = backend.write(false).expect("write");
+    let all = write.stats().expect("stats");
+    write.abort().expect("abort");
+    (
+        (kv.leaf_pages(), kv.branch_pages()),
+        (all.leaf_pages(), all.branch_pages()),
+    )
+}
+
+#[test]
+fn restore_lays_revisions_out_and_trims_the_file_as_defrag_does() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let backend = Arc::new(Backend::open(&dir.path().join("src.db")).expect("open"));
+    let (store, _) = KvStore::open(backend.clone()).expect("store");
+    let txn = store.begin_batch(true).expect("batch");
+    let mut b = txn.batch().expect("tables");
+    // About 6 MiB of 1 KiB values: several cursor flushes and transactions of the restore.
+    for i in 0..6_000 {
+        b.put(format!("key/{i:05}").as_bytes(), vec![b'v'; 1024], 0, None)
+            .expect("put");
+        b.end_request();
+    }
+    let finished = b.finish(1, 1).expect("finish");
+    txn.commit(finished).expect("commit");
+    let file = snapshot_file(&backend, dir.path());
+
+    let restored = Backend::open(
+        &restore::restore(&file, &dir.path().join("r"), None, false).expect("restore"),
+    )
+    .expect("open restored");
+    let after_restore = (pages(&restored), restored.size());
+    restored.defragment().expect("defragment");
+    assert_eq!(
+        after_restore,
+        (pages(&restored), restored.size()),
+        "(kv pages, all pages), file length: after restore, then after a defrag"
+    );
+}
+
 #[test]
 fn damaged_snapshots_are_refused_and_leave_nothing_behind() {
     let dir = tempfile::tempdir().expect("tempdir");
