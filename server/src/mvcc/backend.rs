@@ -209,10 +209,14 @@ impl Backend {
             let m = src.open_table(META)?;
             (get_u64(&m, meta::APPLIED_INDEX)?, get_conf_state(&m)?)
         };
-        let fresh = Database::create(dest)?;
-        let dst = fresh.begin_write()?;
-        copy_tables(&src, &dst)?;
-        dst.commit()?;
+        {
+            let fresh = Database::create(dest)?;
+            let dst = fresh.begin_write()?;
+            copy_tables(&src, &dst)?;
+            dst.commit()?;
+        }
+        // The follower receives (and installs) the whole file: no longer than its data.
+        trim_file(dest)?;
         Ok((applied, conf))
     }
 }
@@ -361,6 +365,26 @@ mod tests {
             }
         }
         txn.commit().expect("commit");
+    }
+
+    #[test]
+    fn a_snapshot_copy_is_as_long_as_a_defragmented_database() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let backend = Backend::open(&dir.path().join("db")).expect("open");
+        let txn = backend.write(true).expect("write");
+        {
+            let mut t = txn.open_table(KV).expect("kv");
+            for k in revision_keys() {
+                t.insert(k.as_slice(), vec![b'v'; 1024].as_slice())
+                    .expect("insert");
+            }
+        }
+        txn.commit().expect("commit");
+        let copy = dir.path().join("copy");
+        backend.snapshot_copy(&copy).expect("snapshot copy");
+        backend.defragment().expect("defragment");
+        let len = std::fs::metadata(&copy).expect("copy").len();
+        assert_eq!(len, backend.size(), "snapshot copy, defragmented database");
     }
 
     fn assert_kv_holds(backend: &Backend, keys: &[Vec<u8>]) {
