@@ -108,15 +108,8 @@ fn append_revisions(
                 rev.main
             ))
         })?;
-        cursor
-            .insert_before(k.as_slice(), v.as_slice())
-            .map_err(|e| match e {
-                redb::CursorError::UnorderedKey => bad(format!(
-                    "the key bucket repeats revision {} or is out of order there",
-                    rev.main
-                )),
-                other => other.into(),
-            })?;
+        // In order: the bbolt reader refuses a bucket whose keys are not ascending.
+        cursor.insert_before(k.as_slice(), v.as_slice())?;
         *last_rev = rev.main;
         appended += 1;
         let Some(next) = entries.next().transpose().map_err(|e| named(file, e))? else {

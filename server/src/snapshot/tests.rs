@@ -6,7 +6,7 @@ use redb::{ReadableTable, ReadableTableMetadata};
 
 use super::{export, layout, restore, status, stream};
 use crate::mvcc::backend::{self, meta, Backend, ALARMS, KV, LEASES, META};
-use crate::mvcc::KvStore;
+use crate::mvcc::{KvStore, Revision};
 
 const KEYS: usize = 3000;
 
@@ -246,4 +246,30 @@ fn damaged_snapshots_are_refused_and_leave_nothing_behind() {
         .expect_err("bad metas")
         .to_string();
     assert!(err.contains("not an etcd/bbolt snapshot"), "{err}");
+
+    // A revision key rewritten into its predecessor's: the bucket repeats a revision.
+    let mut repeated = std::fs::read(&bare).expect("read");
+    let at = Revision::new(6, 0).to_key(false);
+    let pos = only_position(&repeated, &at);
+    repeated[pos..pos + at.len()].copy_from_slice(&Revision::new(5, 0).to_key(false));
+    let path = dir.path().join("repeated");
+    std::fs::write(&path, repeated).expect("write");
+    let target = dir.path().join("restore-repeated");
+    let err = restore::restore(&path, &target, None, true)
+        .expect_err("repeated revision")
+        .to_string();
+    assert!(err.contains("keys out of order"), "{err}");
+    assert!(!target.exists(), "restore left {} behind", target.display());
+}
+
+/// Where `needle` occurs in `haystack`, which must hold it exactly once.
+fn only_position(haystack: &[u8], needle: &[u8]) -> usize {
+    let found: Vec<usize> = haystack
+        .windows(needle.len())
+        .enumerate()
+        .filter(|(_, w)| *w == needle)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(found.len(), 1, "{needle:?} occurs {} times", found.len());
+    found[0]
 }
