@@ -35,11 +35,12 @@ pub fn socket_addr(u: &Url) -> Result<SocketAddr> {
     Ok(SocketAddr::new(ip, port))
 }
 
-async fn bind(u: &Url) -> Result<TcpListener> {
+async fn bind(u: &Url) -> Result<(SocketAddr, TcpListener)> {
     let addr = socket_addr(u)?;
-    TcpListener::bind(addr)
+    let listener = TcpListener::bind(addr)
         .await
-        .map_err(|e| Error::io(format!("listen on {u}"), e))
+        .map_err(|e| Error::io(format!("listen on {u}"), e))?;
+    Ok((addr, listener))
 }
 
 /// The client port's listener: every accepted connection gets TCP_NODELAY and goes through
@@ -122,8 +123,8 @@ pub async fn serve_clients(
     }
     let mut tasks = Vec::new();
     for u in &s.cfg.listen_metrics_urls {
-        let listener = bind(u).await?;
-        tracing::info!(address = %socket_addr(u)?, "serving metrics");
+        let (addr, listener) = bind(u).await?;
+        tracing::info!(address = %addr, "serving metrics");
         let app = crate::http::metrics_router(s.clone());
         if u.scheme() == "https" {
             tasks.push(spawn_tls(&s, u, listener, app)?);
@@ -137,8 +138,7 @@ pub async fn serve_clients(
     let app = crate::api::routes(&s)
         .into_axum_router()
         .merge(crate::http::router(s.clone()));
-    for (u, listener) in client_listeners {
-        let addr = socket_addr(u)?;
+    for (u, (addr, listener)) in client_listeners {
         tracing::info!(address = %addr, "ready to serve client requests");
         let app = app.clone();
         if u.scheme() == "https" {

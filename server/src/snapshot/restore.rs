@@ -95,7 +95,7 @@ fn append_revisions(
     last_rev: &mut i64,
     file: &Path,
 ) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
-    let bad = |what: String| named(file, format!("not an etcd snapshot: {what}"));
+    let bad = |what: String| not_a_snapshot(file, what);
     let mut cursor = table.upper_bound_mut(Bound::<&[u8]>::Unbounded)?;
     let mut appended = 0;
     let (mut k, mut v) = first;
@@ -127,6 +127,10 @@ fn append_revisions(
     }
 }
 
+fn not_a_snapshot(file: &Path, what: String) -> Error {
+    named(file, format!("not an etcd snapshot: {what}"))
+}
+
 /// Writes the snapshot's data into a new database under `member_dir`.
 fn load(db: &Reader, file: &Path, member_dir: &Path) -> Result<()> {
     let snap = member_dir.join("snap");
@@ -134,7 +138,7 @@ fn load(db: &Reader, file: &Path, member_dir: &Path) -> Result<()> {
         .map_err(|e| Error::io(format!("create {}", snap.display()), e))?;
     let db_path = snap.join("db");
     let backend = Arc::new(Backend::open(&db_path)?);
-    let bad = |what: String| named(file, format!("not an etcd snapshot: {what}"));
+    let bad = |what: String| not_a_snapshot(file, what);
 
     let mut last_rev = 0i64;
     if let Some(mut entries) = db.bucket(etcd::KEY).map_err(|e| named(file, e))? {
