@@ -13,6 +13,8 @@ pub enum Error {
     Spec(String),
     #[error("{0}")]
     Timeout(String),
+    #[error("test cluster: {0}")]
+    Setup(String),
 }
 
 impl Error {

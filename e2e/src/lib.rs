@@ -24,6 +24,7 @@
 
 mod command;
 mod error;
+pub mod kube;
 mod network;
 mod pod;
 mod probe;

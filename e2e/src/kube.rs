@@ -1,0 +1,172 @@
+//! The test Kubernetes of `scripts/kube-up.sh`, driven from tests: real components built
+//! from Kubernetes' source, the store a Ballast cluster (or real etcd with
+//! `BALLAST_KUBE_STORE=etcd`), one kubelet node with containerd.
+//!
+//! A [`KubeCluster`] is brought up by [`KubeCluster::up`] and taken down, with everything
+//! it made, when it is dropped, also when a test fails.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::Error;
+
+/// A running test cluster.
+pub struct KubeCluster {
+    repo: PathBuf,
+    kubeconfig: String,
+    kube_bin: PathBuf,
+}
+
+impl KubeCluster {
+    /// Runs `scripts/kube-up.sh` with `env` added to its environment (e.g. a short
+    /// compaction interval) and waits until the node is Ready and DNS answers.
+    pub fn up(env: &[(&str, &str)]) -> Result<Self, Error> {
+        let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .map(PathBuf::from)
+            .ok_or_else(|| Error::Setup("no repository root".into()))?;
+        // A cluster left by an earlier run was started with other settings.
+        let _ = Command::new(repo.join("scripts/kube-down.sh")).output();
+        let out = Command::new(repo.join("scripts/kube-up.sh"))
+            .envs(env.iter().copied())
+            .stderr(Stdio::inherit())
+            .output()
+            .map_err(|e| Error::io("starting scripts/kube-up.sh", e))?;
+        let cluster = Self {
+            kubeconfig: exported(&out.stdout, "KUBECONFIG").unwrap_or_default(),
+            kube_bin: exported(&out.stdout, "PATH")
+                .and_then(|p| p.split(':').next().map(PathBuf::from))
+                .unwrap_or_default(),
+            repo,
+        };
+        if !out.status.success() || cluster.kubeconfig.is_empty() {
+            return Err(Error::Setup(format!(
+                "scripts/kube-up.sh failed ({}); its logs are in the state directory",
+                out.status
+            )));
+        }
+        Ok(cluster)
+    }
+
+    /// Runs the cluster's own kubectl; its standard output, or an error with its stderr.
+    pub fn kubectl(&self, args: &[&str]) -> Result<String, Error> {
+        self.kubectl_with_input(args, None)
+    }
+
+    /// Runs kubectl with `input` on its standard input (`kubectl apply -f -`).
+    pub fn kubectl_with_input(&self, args: &[&str], input: Option<&str>) -> Result<String, Error> {
+        let mut child = self
+            .kubectl_command(args)
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| Error::io("starting kubectl", e))?;
+        if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
+            stdin
+                .write_all(text.as_bytes())
+                .map_err(|e| Error::io("writing to kubectl", e))?;
+        }
+        let out = child
+            .wait_with_output()
+            .map_err(|e| Error::io("waiting for kubectl", e))?;
+        if !out.status.success() {
+            return Err(Error::Command {
+                command: format!("kubectl {}", args.join(" ")),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// A kubectl command for the caller to run (e.g. `get --watch` in the background).
+    pub fn kubectl_command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(self.kube_bin.join("kubectl"));
+        cmd.env("KUBECONFIG", &self.kubeconfig).args(args);
+        cmd
+    }
+
+    /// Retries `kubectl args` until it succeeds and `accept` takes its output.
+    pub fn wait_kubectl(
+        &self,
+        args: &[&str],
+        timeout: Duration,
+        accept: impl Fn(&str) -> bool,
+    ) -> Result<String, Error> {
+        let start = Instant::now();
+        loop {
+            let last = self.kubectl(args);
+            match &last {
+                Ok(out) if accept(out) => return last,
+                _ if start.elapsed() >= timeout => {
+                    return Err(Error::Setup(format!(
+                        "kubectl {} did not give what was awaited in {timeout:?}; last: {last:?}",
+                        args.join(" ")
+                    )))
+                }
+                _ => std::thread::sleep(Duration::from_millis(500)),
+            }
+        }
+    }
+
+    /// Stops, kills, starts or restarts one process of the cluster (`e2e/kube/component.sh`).
+    pub fn component(&self, action: &str, name: &str) -> Result<(), Error> {
+        let script = self.repo.join("e2e/kube/component.sh");
+        crate::command::run(&script.display().to_string(), &[action, name]).map(|_| ())
+    }
+
+    /// Real etcdctl (Debian's, v3 API) against the store, with kube-apiserver's certificate.
+    pub fn store_etcdctl(&self, args: &[&str]) -> Result<String, Error> {
+        let pki = self.state_dir().join("pki");
+        let mut all = vec![
+            format!("--cacert={}", pki.join("store-ca.crt").display()),
+            format!("--cert={}", pki.join("apiserver-etcd-client.crt").display()),
+            format!("--key={}", pki.join("apiserver-etcd-client.key").display()),
+        ];
+        all.extend(args.iter().map(|a| a.to_string()));
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        crate::command::run("etcdctl", &all)
+    }
+
+    /// The endpoint of store member `i` (1-based), as the API server dials it.
+    pub fn store_endpoint(i: u32) -> String {
+        format!("https://127.0.0.1:{}", 23790 + i)
+    }
+
+    /// The cluster's state directory (certificates, logs, data).
+    pub fn state_dir(&self) -> PathBuf {
+        PathBuf::from(&self.kubeconfig)
+            .parent()
+            .map(PathBuf::from)
+            .unwrap_or_default()
+    }
+
+    /// The path of the admin kubeconfig.
+    pub fn kubeconfig(&self) -> &str {
+        &self.kubeconfig
+    }
+}
+
+impl Drop for KubeCluster {
+    fn drop(&mut self) {
+        if std::env::var_os("BALLAST_KUBE_KEEP").is_some() {
+            eprintln!("BALLAST_KUBE_KEEP is set: the cluster is left up (scripts/kube-down.sh)");
+            return;
+        }
+        let _ = Command::new(self.repo.join("scripts/kube-down.sh")).status();
+    }
+}
+
+/// The value of `export NAME=value` in a script's output.
+fn exported(stdout: &[u8], name: &str) -> Option<String> {
+    let prefix = format!("export {name}=");
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix).map(str::to_string))
+}
