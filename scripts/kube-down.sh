@@ -57,8 +57,9 @@ ip link delete "$NODE_BRIDGE" 2>/dev/null
 iptables -D FORWARD -s "$CLUSTER_CIDR" -j "$EGRESS_CHAIN" 2>/dev/null
 for cmd in iptables ip6tables; do
   command -v "$cmd-save" >/dev/null 2>&1 || continue
-  if "$cmd-save" 2>/dev/null | grep -qE "KUBE-|$EGRESS_CHAIN"; then
-    "$cmd-save" | grep -vE "KUBE-|$EGRESS_CHAIN" | "$cmd-restore"
+  rules=$("$cmd-save" 2>/dev/null)
+  if grep -qE "KUBE-|$EGRESS_CHAIN" <<<"$rules"; then
+    grep -vE "KUBE-|$EGRESS_CHAIN" <<<"$rules" | "$cmd-restore"
   fi
 done
 if [ -f "$RUN/ip_forward.saved" ]; then

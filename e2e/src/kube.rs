@@ -42,8 +42,15 @@ impl KubeCluster {
             repo,
         };
         if !out.status.success() || cluster.kubeconfig.is_empty() {
+            // Show why, then leave nothing behind.
+            let logs = Command::new("sh")
+                .args(["-c", "tail -n 15 /var/lib/ballast-kube/logs/*.log"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            let _ = Command::new(cluster.repo.join("scripts/kube-down.sh")).output();
             return Err(Error::Setup(format!(
-                "scripts/kube-up.sh failed ({}); its logs are in the state directory",
+                "scripts/kube-up.sh failed ({}); the last lines of its logs:\n{logs}",
                 out.status
             )));
         }
