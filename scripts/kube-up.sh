@@ -26,7 +26,7 @@ fi
 # What the node needs from Debian.
 need=()
 for pair in containerd:containerd runc:runc umoci:umoci iptables:iptables conntrack:conntrack \
-  etcdctl:etcd-client etcd:etcd-server openssl:openssl ip:iproute2 gcc:gcc; do
+  etcdctl:etcd-client etcd:etcd-server openssl:openssl ip:iproute2 gcc:gcc busybox:busybox-static; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
 [ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)

@@ -65,6 +65,7 @@ rootfs "$work/operator" "$bin_dir/ballast-operator"
 cp /etc/ssl/certs/ca-certificates.crt "$work/operator/etc/" 2>/dev/null || true
 image "$OPERATOR_IMAGE" "$work/operator" 65532:65532 /usr/local/bin/ballast-operator
 
-# A client host for the tests: real etcdctl, idling until a test execs into it.
-rootfs "$work/tools" "$(command -v etcdctl)" "$CACHE/pause/pause"
+# A client host for the tests: real etcdctl, and busybox (static) for looking at the
+# pod's network; it idles until a test execs into it.
+rootfs "$work/tools" "$(command -v etcdctl)" "$(command -v busybox)" "$CACHE/pause/pause"
 image "$TOOLS_IMAGE" "$work/tools" 65532:65532 /usr/local/bin/pause

@@ -216,6 +216,8 @@ fn operator_runs_an_etcd_cluster_on_kubernetes() {
         );
     }
 
+    the_pod_network_reaches_nothing_outside_the_cluster(&kube);
+
     // A member whose pod is deleted comes back on its claim, with its data, under the same name.
     kube.kubectl(&["delete", "pod", "main-1", "--wait=true"])
         .expect("delete a member's pod");
@@ -242,5 +244,63 @@ fn operator_runs_an_etcd_cluster_on_kubernetes() {
     assert_eq!(
         members_after, members,
         "membership unchanged by a pod restart"
+    );
+}
+
+/// How the test cluster keeps its traffic on this machine: pods have routes to the
+/// cluster's own ranges only, the node drops forwarded pod traffic to anything else, and
+/// cluster DNS answers the cluster domain and forwards nowhere. (Nothing is sent to an
+/// outside address to check it.)
+fn the_pod_network_reaches_nothing_outside_the_cluster(kube: &KubeCluster) {
+    let busybox = |args: &[&str]| {
+        let mut all = vec!["exec", "etcd-client", "--", "busybox"];
+        all.extend_from_slice(args);
+        kube.kubectl(&all)
+    };
+    let routes = busybox(&["ip", "route"]).expect("ip route");
+    let mut destinations: Vec<&str> = routes
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    destinations.sort_unstable();
+    assert_eq!(
+        destinations,
+        [
+            "10.251.0.0/24",
+            "10.252.0.0/16",
+            "10.252.0.0/24",
+            "10.253.0.0/16"
+        ],
+        "{routes}"
+    );
+
+    let service_ip = kube
+        .kubectl(&["get", "service", "main", "-o", "jsonpath={.spec.clusterIP}"])
+        .expect("client Service");
+    let answer = busybox(&["nslookup", "main.default.svc.cluster.local"]).expect("cluster name");
+    assert!(answer.contains(&service_ip), "{answer}");
+    let outside = busybox(&["nslookup", "example.com"]);
+    assert!(
+        outside.is_err(),
+        "cluster DNS answered a name outside the cluster: {outside:?}"
+    );
+
+    let fence = std::process::Command::new("iptables")
+        .args(["-S", "BALLAST-KUBE-EGRESS"])
+        .output()
+        .expect("iptables");
+    let fence = String::from_utf8_lossy(&fence.stdout);
+    assert!(
+        fence.trim_end().ends_with("-A BALLAST-KUBE-EGRESS -j DROP"),
+        "{fence}"
+    );
+    let forward = std::process::Command::new("iptables")
+        .args(["-S", "FORWARD"])
+        .output()
+        .expect("iptables");
+    assert!(
+        String::from_utf8_lossy(&forward.stdout)
+            .contains("-A FORWARD -s 10.252.0.0/16 -j BALLAST-KUBE-EGRESS"),
+        "pod traffic is not sent through the fence"
     );
 }
