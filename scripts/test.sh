@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Runs Ballast's whole test suite: formatting, lints, unit tests and the
-# integration tests that drive the real server with real etcdctl.
+# Runs Ballast's whole test suite: formatting, lints, unit tests, the
+# integration tests that drive the real server with real etcdctl, and the
+# end-to-end tests on a real Kubernetes built from source (e2e/tests/kube_*.rs
+# start it with scripts/kube-up.sh, which installs and builds what it needs).
 # Installs what the tests need (Debian's etcdctl and a reference etcd) when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
