@@ -12,6 +12,8 @@ command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 # The etcd-client crate (an independent client used by the tests) builds its protos with protoc.
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
+# ...and imports protobuf's well-known types, which protoc finds under /usr/include.
+[ -f /usr/include/google/protobuf/descriptor.proto ] || need+=(libprotobuf-dev)
 # The operator's PKI tests check certificates with the real openssl.
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # The e2e pod runner: network namespaces (ip), mount/UTS namespaces and user switch.
