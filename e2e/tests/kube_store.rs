@@ -345,10 +345,26 @@ fn pages_are_one_snapshot_and_expire_with_compaction(kube: &KubeCluster) {
 
     // kubectl's own paging gives what one unpaged list gives.
     let chunked = kube
-        .kubectl(&["get", "configmaps", "-n", NS, "--chunk-size=7", "-o", "name"])
+        .kubectl(&[
+            "get",
+            "configmaps",
+            "-n",
+            NS,
+            "--chunk-size=7",
+            "-o",
+            "name",
+        ])
         .expect("kubectl get --chunk-size");
     let whole = kube
-        .kubectl(&["get", "configmaps", "-n", NS, "--chunk-size=0", "-o", "name"])
+        .kubectl(&[
+            "get",
+            "configmaps",
+            "-n",
+            NS,
+            "--chunk-size=0",
+            "-o",
+            "name",
+        ])
         .expect("kubectl get, one page");
     assert!(chunked.lines().count() > 100, "{chunked}");
     assert_eq!(chunked, whole);
