@@ -245,6 +245,79 @@ fn operator_runs_an_etcd_cluster_on_kubernetes() {
         members_after, members,
         "membership unchanged by a pod restart"
     );
+
+    size_changes_are_refused_until_members_can_be_added_safely(&kube);
+    a_member_whose_data_is_lost_is_not_started_empty(&kube);
+}
+
+/// Scaling is refused at admission, through the scale subresource too, until the operator
+/// can add and remove members (a new pod would otherwise start a second cluster).
+fn size_changes_are_refused_until_members_can_be_added_safely(kube: &KubeCluster) {
+    let err = kube
+        .kubectl(&["scale", "etcdcluster/main", "--replicas=5"])
+        .expect_err("scaling is refused");
+    assert!(
+        err.to_string()
+            .contains("replicas cannot change from 3 to 5 yet"),
+        "{err}"
+    );
+    let err = kube
+        .kubectl(&[
+            "patch",
+            "etcdcluster",
+            "main",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"replicas":1}}"#,
+        ])
+        .expect_err("shrinking is refused");
+    assert!(
+        err.to_string()
+            .contains("replicas cannot change from 3 to 1 yet"),
+        "{err}"
+    );
+}
+
+/// A member whose claim is gone comes back on an empty volume: its sidecar finds that the
+/// running cluster knows it as started and keeps the server from starting empty (which
+/// would make it forget its votes), saying what to do; the others keep quorum.
+fn a_member_whose_data_is_lost_is_not_started_empty(kube: &KubeCluster) {
+    kube.kubectl(&["delete", "pvc", "data-main-2", "--wait=false"])
+        .expect("delete the claim");
+    kube.kubectl(&["delete", "pod", "main-2", "--wait=true"])
+        .expect("delete the pod");
+    kube.wait_kubectl(
+        &["logs", "main-2", "-c", "sidecar"],
+        Duration::from_secs(180),
+        |log| {
+            log.contains(
+                "not starting the member: member main-2 has no data, but the running cluster",
+            )
+        },
+    )
+    .expect("the sidecar refuses to start an empty member the cluster knows");
+    let server = kube
+        .kubectl(&[
+            "get",
+            "pod",
+            "main-2",
+            "-o",
+            r#"jsonpath={.status.containerStatuses[?(@.name=="etcd")].state}"#,
+        ])
+        .expect("pod state");
+    assert!(!server.contains("running"), "the server started: {server}");
+    kube.wait_kubectl(
+        &[
+            "get",
+            "etcdcluster",
+            "main",
+            "-o",
+            r#"jsonpath={.status.conditions[?(@.type=="Available")].status}/{.status.conditions[?(@.type=="Degraded")].message}"#,
+        ],
+        Duration::from_secs(60),
+        |out| out == "True/unhealthy members: main-2",
+    )
+    .expect("two of three members keep the cluster available; status names the third");
 }
 
 /// How the test cluster keeps its traffic on this machine: pods have routes to the

@@ -290,6 +290,7 @@ fn observe_members(client: &Host, root: &Path, secrets: &[Secret]) -> ClusterVie
                 healthy: m["healthy"] == true,
             })
             .collect(),
+        cluster_ids: serde_json::from_value(v["cluster_ids"].clone()).expect("cluster_ids"),
     }
 }
 

@@ -62,6 +62,10 @@ pub const MAX_REPLICAS: i32 = 7;
     {
         "rule": "has(self.restore) == has(oldSelf.restore)",
         "message": "restore can only be set when the EtcdCluster is created; to restore an existing cluster, create a new EtcdCluster"
+    },
+    {
+        "rule": "self.replicas == oldSelf.replicas",
+        "messageExpression": "'replicas cannot change from ' + string(oldSelf.replicas) + ' to ' + string(self.replicas) + ' yet: this operator version cannot add or remove members safely (new pods would start a separate cluster, removed pods would stay members). Keep replicas at ' + string(oldSelf.replicas) + '; scaling arrives with member lifecycle'"
     }
 ]))]
 pub struct EtcdClusterSpec {

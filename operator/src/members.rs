@@ -51,6 +51,10 @@ pub struct ClusterView {
     pub leader: Option<u64>,
     /// Members from `MemberList`, with health from each one's own `Status`.
     pub members: Vec<ObservedMember>,
+    /// `(member name, cluster ID)` of every member that answered `Status`, as the operator
+    /// named it: members of one cluster all give the same ID, so two IDs mean two clusters
+    /// behind one Service (a split brain) and must never be reported healthy.
+    pub cluster_ids: Vec<(String, u64)>,
 }
 
 /// Source of [`ClusterView`]s. Implemented by [`EtcdMembers`]; tests implement it with
@@ -135,9 +139,13 @@ impl MemberStatusSource for EtcdMembers {
             .await;
             let mut errors = Vec::new();
             let mut ok = Vec::new();
-            for answer in answers {
+            let mut cluster_ids = Vec::new();
+            for ((name, _), answer) in target.endpoints.iter().zip(answers) {
                 match answer {
-                    Ok(a) => ok.push(a),
+                    Ok(a) => {
+                        cluster_ids.push((name.clone(), a.cluster_id));
+                        ok.push(a);
+                    }
                     Err(e) => errors.push(e.to_string()),
                 }
             }
@@ -166,6 +174,7 @@ impl MemberStatusSource for EtcdMembers {
                 cluster_id: Some(first.cluster_id),
                 leader: ok.iter().map(|a| a.leader).find(|l| *l != 0),
                 members,
+                cluster_ids,
             })
         })
     }

@@ -22,6 +22,8 @@ pub const PROGRESSING: &str = "Progressing";
 pub const DEGRADED: &str = "Degraded";
 /// Condition types.
 pub const REPLICA_COUNT_WARNING: &str = "ReplicaCountWarning";
+/// Reason of `Available=False` and `Degraded=True` when the members are more than one cluster.
+pub const CLUSTER_ID_MISMATCH: &str = "ClusterIDMismatch";
 
 /// The StatefulSet's progress, from its status.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -115,10 +117,14 @@ pub fn compute(
     let voter_count = voters.len() as i32;
     let has_quorum = voter_count > 0 && healthy_voters >= quorum(voter_count) && leader.is_some();
 
+    let split = view.and_then(cluster_id_mismatch);
+
     // Available
     let blocking = observed.problems.iter().find(|p| p.blocking);
     let (available, a_reason, a_message) = if let Some(p) = blocking.filter(|_| !w.exists) {
         (false, "Blocked".to_string(), p.message.clone())
+    } else if let Some(message) = &split {
+        (false, CLUSTER_ID_MISMATCH.to_string(), message.clone())
     } else {
         match &observed.members {
             None => (
@@ -192,7 +198,9 @@ pub fn compute(
         .filter(|m| !m.healthy)
         .map(|m| m.name.as_str())
         .collect();
-    let (degraded, d_reason, d_message) = if let Some(p) = observed.problems.first() {
+    let (degraded, d_reason, d_message) = if let Some(message) = &split {
+        (true, CLUSTER_ID_MISMATCH.to_string(), message.clone())
+    } else if let Some(p) = observed.problems.first() {
         (true, p.reason.clone(), p.message.clone())
     } else if let Some(Err(e)) = &observed.members {
         if w.exists && w.ready_replicas > 0 {
@@ -265,7 +273,11 @@ pub fn compute(
         selector: Some(names.selector_string()),
         members,
         leader,
-        cluster_id: view.and_then(|v| v.cluster_id).map(|id| format!("{id:x}")),
+        // No single ID to report while the members disagree.
+        cluster_id: view
+            .filter(|_| split.is_none())
+            .and_then(|v| v.cluster_id)
+            .map(|id| format!("{id:x}")),
         version: if rolled_out {
             Some(observed.version.clone())
         } else {
@@ -276,6 +288,27 @@ pub fn compute(
             .clone()
             .or(previous.certificates.clone()),
     }
+}
+
+/// Why the members are not one cluster, when the cluster IDs they answered with differ.
+fn cluster_id_mismatch(view: &ClusterView) -> Option<String> {
+    let mut by_id: std::collections::BTreeMap<u64, Vec<&str>> = Default::default();
+    for (name, id) in &view.cluster_ids {
+        by_id.entry(*id).or_default().push(name);
+    }
+    if by_id.len() < 2 {
+        return None;
+    }
+    let groups: Vec<String> = by_id
+        .iter()
+        .map(|(id, names)| format!("{id:x} ({})", names.join(", ")))
+        .collect();
+    Some(format!(
+        "members answer with different cluster IDs: {}. They are separate clusters behind one \
+         client Service, and clients may see either; stop writing through it, keep the cluster \
+         that holds your data and recreate the other members from it",
+        groups.join(", ")
+    ))
 }
 
 fn condition(
@@ -434,6 +467,7 @@ mod tests {
                 member(2, false, false),
                 member(3, true, true),
             ],
+            cluster_ids: vec![("main-0".into(), 1)],
         };
         let observed = Observed {
             workload: running(3),
@@ -450,6 +484,60 @@ mod tests {
         assert_eq!(s.observed_generation, Some(3));
     }
 
+    /// Three healthy members whose `Status` answers carry `ids` as cluster IDs.
+    fn answering(ids: [u64; 3]) -> Observed {
+        Observed {
+            workload: running(3),
+            members: Some(Ok(ClusterView {
+                cluster_id: Some(ids[0]),
+                leader: Some(0),
+                members: (0..3).map(|i| member(i, true, false)).collect(),
+                cluster_ids: (0..3).map(|i| (format!("main-{i}"), ids[i])).collect(),
+            })),
+            version: "0.1.0".into(),
+            ..Observed::default()
+        }
+    }
+
+    #[test]
+    fn members_of_different_clusters_are_never_healthy() {
+        let now = Timestamp::from_second(1_000).unwrap();
+        // (cluster IDs answered, Available, its reason, Degraded, its reason)
+        let table = [
+            ([7, 7, 7], "True", "QuorumHealthy", "False", "AsExpected"),
+            (
+                [7, 7, 9],
+                "False",
+                CLUSTER_ID_MISMATCH,
+                "True",
+                CLUSTER_ID_MISMATCH,
+            ),
+            (
+                [7, 9, 0xa],
+                "False",
+                CLUSTER_ID_MISMATCH,
+                "True",
+                CLUSTER_ID_MISMATCH,
+            ),
+        ];
+        for (ids, available, a_reason, degraded, d_reason) in table {
+            let s = compute(&cluster(3), &names(), &answering(ids), now);
+            assert_eq!(get(&s, AVAILABLE).status, available, "{ids:?}");
+            assert_eq!(get(&s, AVAILABLE).reason, a_reason, "{ids:?}");
+            assert_eq!(get(&s, DEGRADED).status, degraded, "{ids:?}");
+            assert_eq!(get(&s, DEGRADED).reason, d_reason, "{ids:?}");
+            assert_eq!(s.cluster_id.is_some(), available == "True", "{ids:?}");
+        }
+        let s = compute(&cluster(3), &names(), &answering([7, 7, 9]), now);
+        assert!(
+            get(&s, DEGRADED).message.starts_with(
+                "members answer with different cluster IDs: 7 (main-0, main-1), 9 (main-2)."
+            ),
+            "{}",
+            get(&s, DEGRADED).message
+        );
+    }
+
     #[test]
     fn transition_times_survive_unchanged_conditions() {
         let t1 = Timestamp::from_second(1_000).unwrap();
@@ -460,6 +548,7 @@ mod tests {
                 cluster_id: Some(1),
                 leader: Some(0),
                 members: vec![member(0, true, false)],
+                cluster_ids: vec![("main-0".into(), 1)],
             })),
             version: "0.1.0".into(),
             ..Observed::default()

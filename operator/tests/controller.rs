@@ -319,6 +319,10 @@ fn healthy_view(n: u64, unhealthy: &[u64]) -> ClusterView {
                 healthy: !unhealthy.contains(&i),
             })
             .collect(),
+        cluster_ids: (0..n)
+            .filter(|i| !unhealthy.contains(i))
+            .map(|i| (format!("main-{i}"), 0xabcdef))
+            .collect(),
     }
 }
 

@@ -80,6 +80,21 @@ fn replicas_must_be_between_one_and_seven_but_may_be_even() {
 }
 
 #[test]
+fn replicas_cannot_change_after_creation_yet() {
+    let old = cluster("main", "replicas: 3");
+    for new in [5, 1, 4] {
+        let e = update_errors(&cluster("main", &format!("replicas: {new}")), &old);
+        assert!(
+            e.contains(&format!("replicas cannot change from 3 to {new} yet")),
+            "{new}: {e}"
+        );
+    }
+    assert_eq!(update_errors(&cluster("main", "replicas: 3"), &old), "");
+    // The default is 3, so leaving the field out is no change.
+    assert_eq!(update_errors(&cluster("main", "{}"), &old), "");
+}
+
+#[test]
 fn storage_can_grow_but_not_shrink_or_change_class() {
     let old = cluster("main", "storage: { size: 8Gi, storageClassName: fast }");
     let grown = cluster("main", "storage: { size: 16Gi, storageClassName: fast }");

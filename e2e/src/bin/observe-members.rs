@@ -34,7 +34,8 @@ async fn main() -> anyhow::Result<()> {
         })
         .collect();
     let out = serde_json::json!({
-        "cluster_id": view.cluster_id, "leader": view.leader, "members": members
+        "cluster_id": view.cluster_id, "leader": view.leader, "members": members,
+        "cluster_ids": view.cluster_ids,
     });
     println!("{out}");
     Ok(())

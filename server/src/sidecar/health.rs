@@ -18,13 +18,20 @@ use crate::error::Error;
 #[derive(Debug, Default)]
 pub struct State {
     ready: AtomicBool,
+    refused: Mutex<Option<String>>,
     observed: Mutex<Option<Observed>>,
 }
 
 impl State {
     /// The member is prepared: the server may start.
     pub fn mark_ready(&self) {
+        *self.refused.lock() = None;
         self.ready.store(true, Ordering::Release);
+    }
+
+    /// The server must not start, for this reason (shown by `/readyz`).
+    pub fn refuse(&self, why: String) {
+        *self.refused.lock() = Some(why);
     }
 
     pub fn observe(&self, seen: Observed) {
@@ -49,10 +56,11 @@ pub async fn serve(listener: tokio::net::TcpListener, state: Arc<State>) -> Resu
 
 async fn readyz(Extract(state): Extract<Arc<State>>) -> Response {
     if state.ready.load(Ordering::Acquire) {
-        "ok".into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "preparing the member").into_response()
+        return "ok".into_response();
     }
+    let why = state.refused.lock().clone();
+    let body = why.unwrap_or_else(|| "preparing the member".to_string());
+    (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
 }
 
 async fn status(Extract(state): Extract<Arc<State>>) -> Response {
