@@ -195,22 +195,48 @@ fn kubectl_get_watch_sees_changes(kube: &KubeCluster) {
     );
 }
 
-/// The resourceVersion of a list of the test namespace's ConfigMaps (kubectl get
-/// would show its own List without one).
+/// One page of the test namespace's ConfigMaps, read raw (kubectl get would show its own
+/// List, without the resourceVersion and continue token).
+struct Page {
+    items: Vec<String>,
+    revision: String,
+    token: String,
+}
+
+fn config_map_page(
+    kube: &KubeCluster,
+    limit: u32,
+    token: Option<&str>,
+) -> Result<Page, ballast_e2e::Error> {
+    let mut path = format!("/api/v1/namespaces/{NS}/configmaps?limit={limit}");
+    if let Some(token) = token {
+        path += &format!("&continue={}", query_escape(token));
+    }
+    let page: Value =
+        serde_json::from_str(&kube.kubectl(&["get", "--raw", &path])?).expect("a ConfigMapList");
+    let field = |name: &str| {
+        page["metadata"][name]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let revision = field("resourceVersion");
+    assert!(!revision.is_empty(), "{page}");
+    Ok(Page {
+        items: page["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|i| i["metadata"]["name"].as_str().expect("name").to_string())
+            .collect(),
+        token: field("continue"),
+        revision,
+    })
+}
+
+/// The resourceVersion of a list of the test namespace's ConfigMaps.
 fn list_revision(kube: &KubeCluster) -> String {
-    let list = kube
-        .kubectl(&[
-            "get",
-            "--raw",
-            &format!("/api/v1/namespaces/{NS}/configmaps?limit=1"),
-        ])
-        .expect("list");
-    let list: Value = serde_json::from_str(&list).expect("list json");
-    let revision = list["metadata"]["resourceVersion"]
-        .as_str()
-        .unwrap_or_default();
-    assert!(!revision.is_empty(), "{list}");
-    revision.to_string()
+    config_map_page(kube, 1, None).expect("list").revision
 }
 
 fn wait_ready(kube: &KubeCluster) {
@@ -298,35 +324,16 @@ fn pages_are_one_snapshot_and_expire_with_compaction(kube: &KubeCluster) {
             }
         })
     };
-    let first = kube
-        .kubectl(&[
-            "get",
-            "--raw",
-            &format!("/api/v1/namespaces/{NS}/configmaps?limit=7"),
-        ])
-        .expect("first page");
-    let first: Value = serde_json::from_str(&first).expect("list");
-    let snapshot = first["metadata"]["resourceVersion"]
-        .as_str()
-        .expect("resourceVersion")
-        .to_string();
+    let mut page = config_map_page(kube, 7, None).expect("first page");
+    let snapshot = page.revision.clone();
     let mut names: Vec<String> = Vec::new();
-    let mut page = first;
     let mut pages = 1;
     loop {
-        for item in page["items"].as_array().expect("items") {
-            names.push(item["metadata"]["name"].as_str().expect("name").to_string());
-        }
-        let token = page["metadata"]["continue"].as_str().unwrap_or_default();
-        if token.is_empty() {
+        names.append(&mut page.items);
+        if page.token.is_empty() {
             break;
         }
-        let path = format!(
-            "/api/v1/namespaces/{NS}/configmaps?limit=7&continue={}",
-            query_escape(token)
-        );
-        let next = kube.kubectl(&["get", "--raw", &path]).expect("next page");
-        page = serde_json::from_str(&next).expect("page");
+        page = config_map_page(kube, 7, Some(&page.token)).expect("next page");
         pages += 1;
     }
     // Every page was read at the first page's revision: the store's keys at that revision.
@@ -370,22 +377,8 @@ fn pages_are_one_snapshot_and_expire_with_compaction(kube: &KubeCluster) {
     assert_eq!(chunked, whole);
 
     // A continue token outlives its revision only until the API server compacts past it.
-    let first = kube
-        .kubectl(&[
-            "get",
-            "--raw",
-            &format!("/api/v1/namespaces/{NS}/configmaps?limit=5"),
-        ])
-        .expect("first page");
-    let first: Value = serde_json::from_str(&first).expect("list");
-    let revision = first["metadata"]["resourceVersion"]
-        .as_str()
-        .expect("resourceVersion")
-        .to_string();
-    let token = first["metadata"]["continue"]
-        .as_str()
-        .expect("continue")
-        .to_string();
+    let first = config_map_page(kube, 5, None).expect("first page");
+    let (revision, token) = (first.revision, first.token);
     let start = Instant::now();
     let endpoints = KubeCluster::store_endpoint(1);
     let probe = format!("--rev={revision}");
@@ -408,13 +401,9 @@ fn pages_are_one_snapshot_and_expire_with_compaction(kube: &KubeCluster) {
             _ => std::thread::sleep(Duration::from_secs(1)),
         }
     }
-    let path = format!(
-        "/api/v1/namespaces/{NS}/configmaps?limit=5&continue={}",
-        query_escape(&token)
-    );
-    let err = kube
-        .kubectl(&["get", "--raw", &path])
-        .expect_err("a continue token older than the compacted revision");
+    let err = config_map_page(kube, 5, Some(&token))
+        .err()
+        .expect("a continue token older than the compacted revision is refused");
     let err = err.to_string();
     assert!(
         err.contains("(Expired)") && err.contains("The provided continue parameter is too old"),

@@ -62,19 +62,19 @@ pub const MAX_REPLICAS: i32 = 7;
     {
         "rule": "has(self.restore) == has(oldSelf.restore)",
         "message": "restore can only be set when the EtcdCluster is created; to restore an existing cluster, create a new EtcdCluster"
-    },
-    {
-        "rule": "self.replicas == oldSelf.replicas",
-        "messageExpression": "'replicas cannot change from ' + string(oldSelf.replicas) + ' to ' + string(self.replicas) + ' yet: this operator version cannot add or remove members safely (new pods would start a separate cluster, removed pods would stay members). Keep replicas at ' + string(oldSelf.replicas) + '; scaling arrives with member lifecycle'"
     }
 ]))]
 pub struct EtcdClusterSpec {
     /// Number of members. 1, 3 or 5 are the usual choices; even counts are accepted but
     /// tolerate no more failures than the odd count below them, and status says so.
     #[serde(default = "default_replicas")]
+    // A static message: kube-apiserver refuses a messageExpression here as too costly.
     #[schemars(extend("x-kubernetes-validations" = [{
         "rule": "self >= 1 && self <= 7",
         "message": "replicas must be between 1 and 7: every write waits for a majority, so more members make the cluster slower, not safer"
+    }, {
+        "rule": "self == oldSelf",
+        "message": "replicas cannot change after creation yet: this operator version cannot add or remove members safely (new pods would start a separate cluster, removed pods would stay members); keep the replicas the cluster was created with"
     }]))]
     pub replicas: i32,
 
