@@ -288,6 +288,7 @@ fn observe_members(client: &Host, root: &Path, secrets: &[Secret]) -> ClusterVie
                 name: m["name"].as_str().unwrap_or_default().to_string(),
                 learner: m["learner"] == true,
                 healthy: m["healthy"] == true,
+                peer_urls: serde_json::from_value(m["peer_urls"].clone()).unwrap_or_default(),
             })
             .collect(),
         cluster_ids: serde_json::from_value(v["cluster_ids"].clone()).expect("cluster_ids"),
@@ -319,6 +320,7 @@ fn issue_secrets(cluster: &EtcdCluster) -> Vec<Secret> {
     tls::plan(
         &names,
         &cluster.spec,
+        0,
         &ca,
         &StoredSecrets::default(),
         &owner,

@@ -29,7 +29,9 @@ use time::OffsetDateTime;
 
 use crate::crd::{CertificateStatus, EtcdCluster};
 use crate::error::Error;
+use crate::lifecycle::{self, Step};
 use crate::members::{MemberStatusSource, Target};
+use crate::membership::{self, Outcome};
 use crate::metrics::Metrics;
 use crate::names::{ClusterNames, FIELD_MANAGER, MANAGED_BY};
 use crate::pki::{self, Ca, CertInfo};
@@ -243,6 +245,7 @@ async fn read_secret(api: &Api<Secret>, name: &str) -> Result<Option<tls::Secret
 async fn ensure_pki(
     cluster: &EtcdCluster,
     names: &ClusterNames,
+    members: i32,
     ctx: &Context,
     problems: &mut Vec<Problem>,
     notes: &mut Vec<(bool, String, String)>,
@@ -359,7 +362,7 @@ async fn ensure_pki(
         operator: read_secret(&secrets, &names.operator_client_secret()).await?,
     };
     let owner = render::owner_reference(cluster)?;
-    let plan = tls::plan(names, spec, &ca, &stored, &owner, to_offset(now)?)?;
+    let plan = tls::plan(names, spec, members, &ca, &stored, &owner, to_offset(now)?)?;
     for secret in &plan.apply {
         server_side_apply(&secrets, secret).await?;
     }
@@ -438,6 +441,9 @@ async fn apply(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
     let mut notes: Vec<(bool, String, String)> = Vec::new();
 
     let existing = sts_api.get_opt(&names.statefulset()).await?;
+    let mut live = Live::from_statefulset(existing.as_ref());
+    // Pods beyond spec.replicas keep their certificates until they are gone.
+    let member_slots = cluster.spec.replicas.max(live.pods.unwrap_or(0));
     if cluster.spec.restore.is_some() && existing.is_none() {
         problems.push(Problem {
             reason: "RestoreNotSupported".to_string(),
@@ -461,7 +467,16 @@ async fn apply(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
             target: None,
         }
     } else {
-        match ensure_pki(&cluster, &names, &ctx, &mut problems, &mut notes).await {
+        match ensure_pki(
+            &cluster,
+            &names,
+            member_slots,
+            &ctx,
+            &mut problems,
+            &mut notes,
+        )
+        .await
+        {
             Ok(outcome) => outcome,
             Err(e) => match user_problem(&e) {
                 Some(p) => {
@@ -476,20 +491,51 @@ async fn apply(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
         }
     };
 
+    // Ask the members before deciding anything about them.
+    let target = pki.target.as_ref().map(|(ca, cert, key)| Target {
+        endpoints: names
+            .members(member_slots)
+            .into_iter()
+            .map(|m| {
+                let url = names.member_client_url(&m);
+                (m, url)
+            })
+            .collect(),
+        ca_pem: ca.clone(),
+        cert_pem: cert.clone(),
+        key_pem: key.clone(),
+    });
+    let members = match (&target, live.pods.unwrap_or(0) > 0) {
+        (Some(target), true) => Some(ctx.members.observe(target).await.map_err(|e| e.to_string())),
+        _ => None,
+    };
+
+    // The next member lifecycle step, decided from what was just observed; never while
+    // a blocking problem stands or the members are more than one cluster.
+    let view = members.as_ref().and_then(|m| m.as_ref().ok());
+    let step = match (view, live.pods) {
+        (Some(view), Some(pods))
+            if !problems.iter().any(|p| p.blocking)
+                && status::cluster_id_mismatch(view).is_none() =>
+        {
+            let facts =
+                membership::facts(&client, ctx.members.as_ref(), &cluster, &names, view, pods)
+                    .await?;
+            let step = lifecycle::next_step(&facts);
+            tracing::info!(cluster = %key(&cluster), ?step, "member lifecycle");
+            Some(step)
+        }
+        _ => None,
+    };
+    if let Some(Step::SetPods(_, n)) = &step {
+        live.pods = Some(*n);
+    }
+    live.voters = view.map(membership::voters).filter(|v| *v > 0);
+    let mut operation = step.as_ref().and_then(|s| membership::progress(s, &names));
+    problems.extend(step.as_ref().and_then(membership::problem));
+
     let mut sts = existing.clone();
     if !problems.iter().any(|p| p.blocking) {
-        let live = Live {
-            claim_template_size: existing
-                .as_ref()
-                .and_then(|s| s.spec.as_ref())
-                .and_then(|s| s.volume_claim_templates.as_ref())
-                .and_then(|t| t.first())
-                .and_then(|c| c.spec.as_ref())
-                .and_then(|s| s.resources.as_ref())
-                .and_then(|r| r.requests.as_ref())
-                .and_then(|r| r.get("storage"))
-                .map(|q| q.0.clone()),
-        };
         let rendered = render::render(&cluster, &ctx.render, &live)?;
         let services: Api<Service> = Api::namespaced(client.clone(), &ns);
         server_side_apply(&services, &rendered.peer_service).await?;
@@ -522,31 +568,24 @@ async fn apply(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
         }
     }
 
-    let workload = workload_state(sts.as_ref());
-    let members = match (&pki.target, workload.exists && workload.replicas > 0) {
-        (Some((ca, cert, key)), true) => {
-            let target = Target {
-                endpoints: names
-                    .members(cluster.spec.replicas.max(workload.replicas))
-                    .into_iter()
-                    .map(|m| {
-                        let url = names.member_client_url(&m);
-                        (m, url)
-                    })
-                    .collect(),
-                ca_pem: ca.clone(),
-                cert_pem: cert.clone(),
-                key_pem: key.clone(),
-            };
-            Some(
-                ctx.members
-                    .observe(&target)
-                    .await
-                    .map_err(|e| e.to_string()),
-            )
+    if let (Some(step), Some(target), Some(view)) = (&step, &target, view) {
+        match membership::carry_out(&client, ctx.members.as_ref(), &names, target, view, step).await
+        {
+            Ok(Outcome::Done(reason, note)) => notes.push((false, reason.to_string(), note)),
+            Ok(Outcome::NotYet(why)) => {
+                if let Some((_, message)) = operation.as_mut() {
+                    *message = why;
+                }
+            }
+            Ok(Outcome::Nothing) => {}
+            Err(e) => problems.push(Problem {
+                reason: "MembershipChangeFailed".to_string(),
+                message: format!("{step:?}: {e}"),
+                blocking: false,
+            }),
         }
-        _ => None,
-    };
+    }
+    let workload = workload_state(sts.as_ref());
 
     let now = (ctx.clock)();
     let observed = Observed {
@@ -555,6 +594,7 @@ async fn apply(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
         certificates: pki.certificates,
         problems,
         version: render::version(&cluster.spec, &ctx.render),
+        operation: operation.clone(),
     };
     let new_status = status::compute(&cluster, &names, &observed, now);
     if cluster.status.as_ref() != Some(&new_status) {
@@ -574,7 +614,13 @@ async fn apply(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
     for (warning, reason, note) in notes {
         publish(&ctx, &cluster, warning, &reason, note).await;
     }
-    Ok(Action::requeue(status::requeue_after(&new_status, now)))
+    // An operation under way is followed closely: each step waits on the one before.
+    let wait = if operation.is_some() {
+        Duration::from_secs(3)
+    } else {
+        status::requeue_after(&new_status, now)
+    };
+    Ok(Action::requeue(wait))
 }
 
 /// Deletion: owned objects go with the cluster through their owner references, and the

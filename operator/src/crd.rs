@@ -67,14 +67,12 @@ pub const MAX_REPLICAS: i32 = 7;
 pub struct EtcdClusterSpec {
     /// Number of members. 1, 3 or 5 are the usual choices; even counts are accepted but
     /// tolerate no more failures than the odd count below them, and status says so.
+    /// Changing it (`kubectl scale`) adds members one at a time as learners, promoted
+    /// once caught up, or removes the highest ordinals first, never below a healthy quorum.
     #[serde(default = "default_replicas")]
-    // A static message: kube-apiserver refuses a messageExpression here as too costly.
     #[schemars(extend("x-kubernetes-validations" = [{
         "rule": "self >= 1 && self <= 7",
         "message": "replicas must be between 1 and 7: every write waits for a majority, so more members make the cluster slower, not safer"
-    }, {
-        "rule": "self == oldSelf",
-        "message": "replicas cannot change after creation yet: this operator version cannot add or remove members safely (new pods would start a separate cluster, removed pods would stay members); keep the replicas the cluster was created with"
     }]))]
     pub replicas: i32,
 
@@ -116,6 +114,12 @@ pub struct EtcdClusterSpec {
     #[serde(default)]
     pub pod: PodSpec,
 
+    /// Replace a member whose data is lost (its volume was deleted or came back empty):
+    /// remove it from the cluster and add it back as a learner on empty data, one at a
+    /// time and only while the others keep a quorum. `false` reports it instead.
+    #[serde(default = "default_true")]
+    pub replace_lost_members: bool,
+
     /// Kubernetes cluster domain used in member DNS names and certificate SANs.
     #[serde(default = "default_cluster_domain")]
     pub cluster_domain: String,
@@ -133,6 +137,10 @@ pub struct EtcdClusterSpec {
 
 fn default_replicas() -> i32 {
     3
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_cluster_domain() -> String {

@@ -10,7 +10,10 @@ use std::time::Duration;
 
 use ballast_proto::etcdserverpb::cluster_client::ClusterClient;
 use ballast_proto::etcdserverpb::maintenance_client::MaintenanceClient;
-use ballast_proto::etcdserverpb::{MemberListRequest, StatusRequest};
+use ballast_proto::etcdserverpb::{
+    MemberAddRequest, MemberListRequest, MemberPromoteRequest, MemberRemoveRequest,
+    MoveLeaderRequest, StatusRequest,
+};
 use futures::future::BoxFuture;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
@@ -38,6 +41,8 @@ pub struct ObservedMember {
     pub name: String,
     /// Non-voting learner.
     pub learner: bool,
+    /// Where its peers reach it; names the pod it runs in.
+    pub peer_urls: Vec<String>,
     /// Answered `Status` without errors and with a leader.
     pub healthy: bool,
 }
@@ -57,11 +62,49 @@ pub struct ClusterView {
     pub cluster_ids: Vec<(String, u64)>,
 }
 
-/// Source of [`ClusterView`]s. Implemented by [`EtcdMembers`]; tests implement it with
-/// fixed views to drive the status logic.
+/// A change of membership, as etcdctl's `member` commands make them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MembershipChange {
+    /// `member add --learner --peer-urls=URL`.
+    AddLearner {
+        /// The new member's peer URL.
+        peer_url: String,
+    },
+    /// `member promote ID`.
+    Promote {
+        /// The learner.
+        id: u64,
+    },
+    /// `member remove ID`.
+    Remove {
+        /// The member.
+        id: u64,
+    },
+    /// `move-leader ID`, sent to the current leader at `leader_url`.
+    MoveLeader {
+        /// The current leader's client URL.
+        leader_url: String,
+        /// The member to lead next.
+        to: u64,
+    },
+}
+
+/// Source of [`ClusterView`]s, and the way membership is changed. Implemented by
+/// [`EtcdMembers`]; tests implement it with fixed views to drive the controller.
 pub trait MemberStatusSource: Send + Sync + 'static {
     /// Asks the members of `target`. An error means no member answered.
     fn observe<'a>(&'a self, target: &'a Target) -> BoxFuture<'a, Result<ClusterView, Error>>;
+
+    /// Makes `change` through the first member of `target` that takes the request.
+    fn change<'a>(
+        &'a self,
+        target: &'a Target,
+        change: &'a MembershipChange,
+    ) -> BoxFuture<'a, Result<(), Error>>;
+
+    /// What the sidecar of the pod at `pod_ip` says about its member's start
+    /// (`/bootstrap`): `None` when it does not answer.
+    fn sidecar_bootstrap<'a>(&'a self, pod_ip: &'a str) -> BoxFuture<'a, Option<String>>;
 }
 
 /// Talks to members with the etcd v3 gRPC API over mutual TLS.
@@ -168,6 +211,7 @@ impl MemberStatusSource for EtcdMembers {
                     healthy: ok.iter().any(|a| a.member_id == m.id && a.healthy),
                     name: m.name,
                     learner: m.is_learner,
+                    peer_urls: m.peer_ur_ls,
                 })
                 .collect();
             Ok(ClusterView {
@@ -176,6 +220,60 @@ impl MemberStatusSource for EtcdMembers {
                 members,
                 cluster_ids,
             })
+        })
+    }
+
+    fn change<'a>(
+        &'a self,
+        target: &'a Target,
+        change: &'a MembershipChange,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            let urls: Vec<&str> = match change {
+                MembershipChange::MoveLeader { leader_url, .. } => vec![leader_url.as_str()],
+                _ => target.endpoints.iter().map(|(_, u)| u.as_str()).collect(),
+            };
+            let mut last = Error::Members("no member to ask".into());
+            for url in urls {
+                let channel = match self.channel(target, url).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        last = e;
+                        continue;
+                    }
+                };
+                let answer = match change {
+                    MembershipChange::AddLearner { peer_url } => ClusterClient::new(channel)
+                        .member_add(MemberAddRequest {
+                            peer_ur_ls: vec![peer_url.clone()],
+                            is_learner: true,
+                        })
+                        .await
+                        .map(|_| ()),
+                    MembershipChange::Promote { id } => ClusterClient::new(channel)
+                        .member_promote(MemberPromoteRequest { id: *id })
+                        .await
+                        .map(|_| ()),
+                    MembershipChange::Remove { id } => ClusterClient::new(channel)
+                        .member_remove(MemberRemoveRequest { id: *id })
+                        .await
+                        .map(|_| ()),
+                    MembershipChange::MoveLeader { to, .. } => MaintenanceClient::new(channel)
+                        .move_leader(MoveLeaderRequest { target_id: *to })
+                        .await
+                        .map(|_| ()),
+                };
+                // The member answered: its verdict stands, asking another would repeat it.
+                return answer.map_err(|s| Error::Members(format!("{url}: {}", s.message())));
+            }
+            Err(last)
+        })
+    }
+
+    fn sidecar_bootstrap<'a>(&'a self, pod_ip: &'a str) -> BoxFuture<'a, Option<String>> {
+        Box::pin(async move {
+            let fetch = crate::sidecar_client::get(pod_ip, "/bootstrap");
+            tokio::time::timeout(self.timeout, fetch).await.ok()?.ok()
         })
     }
 }

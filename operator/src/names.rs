@@ -100,6 +100,15 @@ impl ClusterNames {
         (0..replicas.max(0)).map(|i| self.member(i)).collect()
     }
 
+    /// The ordinal of the pod a member's peer URLs name, if they are one of this cluster's
+    /// pods (the operator's own members always are; one added by hand may not be).
+    pub fn ordinal_of(&self, peer_urls: &[String]) -> Option<i32> {
+        (0..crate::crd::MAX_REPLICAS).find(|o| {
+            let mine = self.member_peer_url(&self.member(*o));
+            !peer_urls.is_empty() && peer_urls.iter().all(|u| *u == mine)
+        })
+    }
+
     /// Fully qualified DNS name of a member under the headless Service.
     pub fn member_fqdn(&self, member: &str) -> String {
         format!(

@@ -136,6 +136,44 @@ pub struct Live {
     /// changing claim templates, so growth is applied to the claims instead and the
     /// template keeps its size.
     pub claim_template_size: Option<String>,
+    /// `--initial-cluster` of the existing pod template: the members the cluster was
+    /// created with. It never changes afterwards, so scaling does not touch the template
+    /// (which would restart every member); later members learn the membership at run time.
+    pub founding_members: Option<String>,
+    /// How many pods the StatefulSet runs, as the member lifecycle decided; `spec.replicas`
+    /// for a cluster being created.
+    pub pods: Option<i32>,
+    /// Voting members as the cluster lists them, which size the PodDisruptionBudget;
+    /// `spec.replicas` until the cluster answers.
+    pub voters: Option<i32>,
+}
+
+impl Live {
+    /// What the existing StatefulSet says about the cluster.
+    pub fn from_statefulset(sts: Option<&StatefulSet>) -> Self {
+        let spec = sts.and_then(|s| s.spec.as_ref());
+        let template = spec.and_then(|s| s.template.spec.as_ref());
+        let founding_members = template
+            .and_then(|t| t.init_containers.as_ref())
+            .into_iter()
+            .flatten()
+            .chain(template.map(|t| t.containers.iter()).into_iter().flatten())
+            .flat_map(|c| c.command.iter().flatten())
+            .find_map(|arg| arg.strip_prefix("--initial-cluster=").map(str::to_string));
+        Self {
+            claim_template_size: spec
+                .and_then(|s| s.volume_claim_templates.as_ref())
+                .and_then(|t| t.first())
+                .and_then(|c| c.spec.as_ref())
+                .and_then(|s| s.resources.as_ref())
+                .and_then(|r| r.requests.as_ref())
+                .and_then(|r| r.get("storage"))
+                .map(|q| q.0.clone()),
+            founding_members,
+            pods: spec.and_then(|s| s.replicas),
+            voters: None,
+        }
+    }
 }
 
 /// Renders every object of `cluster`.
@@ -145,7 +183,7 @@ pub fn render(cluster: &EtcdCluster, ctx: &RenderContext, live: &Live) -> Result
     Ok(Rendered {
         peer_service: peer_service(&names, &owner),
         client_service: client_service(&names, &owner),
-        pdb: pdb(&names, &owner, cluster.spec.replicas),
+        pdb: pdb(&names, &owner, live.voters.unwrap_or(cluster.spec.replicas)),
         statefulset: statefulset(&names, &owner, &cluster.spec, ctx, live)?,
     })
 }
@@ -310,8 +348,6 @@ pub fn server_command(names: &ClusterNames, spec: &EtcdClusterSpec) -> Result<Ve
             "initial-advertise-peer-urls",
             format!("https://{member_fqdn}:{PEER_PORT}"),
         ),
-        ("initial-cluster", names.initial_cluster(spec.replicas)),
-        ("initial-cluster-state", "new".to_string()),
         ("initial-cluster-token", names.initial_cluster_token()),
         ("cert-file", tls.cert("server")),
         ("key-file", tls.key("server")),
@@ -342,18 +378,23 @@ pub fn server_command(names: &ClusterNames, spec: &EtcdClusterSpec) -> Result<Ve
         flags.insert("auto-compaction-mode", ac.mode.as_flag().to_string());
         flags.insert("auto-compaction-retention", ac.retention.clone());
     }
-    let mut cmd = vec!["ballast".to_string()];
+    // `--initial-cluster` and `--initial-cluster-state` come from the sidecar, which decides
+    // them from the running cluster when the member first starts.
+    let mut cmd = vec![
+        "ballast".to_string(),
+        "member".to_string(),
+        format!("--membership-file={RUN_DIR}/member.yaml"),
+    ];
     cmd.extend(flags.into_iter().map(|(k, v)| format!("--{k}={v}")));
     Ok(cmd)
 }
 
 /// The sidecar's command line. It runs before the server starts (a native sidecar: an
 /// init container with `restartPolicy: Always`, whose startup probe gates the server) and
-/// keeps running beside it. Today it writes the member's bootstrap configuration to
-/// `/run/ballast/member.yaml` (etcd config-file keys, the same values as the server's
-/// flags) and answers `/readyz` once that is done; the next issue makes it join new members
-/// (`initial-cluster-state: existing`), replace members whose data is lost, and restore.
-pub fn sidecar_command(names: &ClusterNames, spec: &EtcdClusterSpec) -> Vec<String> {
+/// keeps running beside it. It decides how the member starts (bootstrap with
+/// `founding_members`, join what runs, restart, or not at all), writes that to
+/// `/run/ballast/member.yaml` for `ballast member`, and answers `/readyz` once done.
+pub fn sidecar_command(names: &ClusterNames, founding_members: &str) -> Vec<String> {
     let client_dir = format!("{PKI_DIR}/client");
     vec![
         "ballast".to_string(),
@@ -363,8 +404,7 @@ pub fn sidecar_command(names: &ClusterNames, spec: &EtcdClusterSpec) -> Vec<Stri
         "--namespace=$(POD_NAMESPACE)".to_string(),
         format!("--peer-service={}", names.peer_service()),
         format!("--cluster-domain={}", names.cluster_domain),
-        format!("--replicas={}", spec.replicas),
-        format!("--initial-cluster={}", names.initial_cluster(spec.replicas)),
+        format!("--initial-cluster={founding_members}"),
         format!("--initial-cluster-token={}", names.initial_cluster_token()),
         format!("--data-dir={DATA_DIR}"),
         format!("--config-out={RUN_DIR}/member.yaml"),
@@ -589,7 +629,13 @@ pub fn statefulset(
         name: "sidecar".to_string(),
         image: Some(image),
         image_pull_policy: pull_policy,
-        command: Some(sidecar_command(names, spec)),
+        command: Some(sidecar_command(
+            names,
+            &live
+                .founding_members
+                .clone()
+                .unwrap_or_else(|| names.initial_cluster(spec.replicas)),
+        )),
         env: Some(env),
         restart_policy: Some("Always".to_string()),
         ports: Some(vec![ContainerPort {
@@ -683,7 +729,7 @@ pub fn statefulset(
     Ok(StatefulSet {
         metadata: object_meta(names, names.statefulset(), owner),
         spec: Some(StatefulSetSpec {
-            replicas: Some(spec.replicas),
+            replicas: Some(live.pods.unwrap_or(spec.replicas)),
             service_name: Some(names.peer_service()),
             // A new cluster's members must start together: each waits for a quorum.
             pod_management_policy: Some("Parallel".to_string()),

@@ -66,6 +66,8 @@ pub struct Observed {
     pub problems: Vec<Problem>,
     /// The version the rendered pods run.
     pub version: String,
+    /// A member lifecycle operation under way: `Progressing` reason and message.
+    pub operation: Option<(String, String)>,
 }
 
 /// The status for `cluster` given what was observed at `now`. Conditions whose status did
@@ -169,6 +171,8 @@ pub fn compute(
             Some(p) => (false, p.reason.clone(), p.message.clone()),
             None => (true, "Creating".to_string(), "creating members".to_string()),
         }
+    } else if let Some((reason, message)) = &observed.operation {
+        (true, reason.clone(), message.clone())
     } else if rolled_out {
         (
             false,
@@ -291,7 +295,7 @@ pub fn compute(
 }
 
 /// Why the members are not one cluster, when the cluster IDs they answered with differ.
-fn cluster_id_mismatch(view: &ClusterView) -> Option<String> {
+pub fn cluster_id_mismatch(view: &ClusterView) -> Option<String> {
     let mut by_id: std::collections::BTreeMap<u64, Vec<&str>> = Default::default();
     for (name, id) in &view.cluster_ids {
         by_id.entry(*id).or_default().push(name);
@@ -437,6 +441,7 @@ mod tests {
             name: format!("main-{id}"),
             learner,
             healthy,
+            peer_urls: Vec::new(),
         }
     }
 

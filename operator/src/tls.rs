@@ -63,10 +63,12 @@ pub struct TlsPlan {
     pub operator_client: IssuedPem,
 }
 
-/// Plans the certificate Secrets of a cluster of `spec.replicas` members issued from `ca`.
+/// Plans the certificate Secrets of a cluster of `members` members issued from `ca`
+/// (`spec.replicas`, or more while pods beyond it still run during a scale-down).
 pub fn plan(
     names: &ClusterNames,
     spec: &EtcdClusterSpec,
+    members: i32,
     ca: &Ca,
     stored: &StoredSecrets,
     owner: &OwnerReference,
@@ -95,7 +97,7 @@ pub fn plan(
     ] {
         let mut data = SecretText::new();
         data.insert("ca.crt".to_string(), ca.cert_pem().to_string());
-        for member in names.members(spec.replicas) {
+        for member in names.members(members.max(spec.replicas)) {
             let profile = profile_for(names, &member);
             let crt = format!("{member}.crt");
             let key = format!("{member}.key");

@@ -14,7 +14,9 @@ use ballast_operator::controller::{self, error_backoff, Context};
 use ballast_operator::crd::EtcdCluster;
 use ballast_operator::error::Error;
 use ballast_operator::leader::LeaseLock;
-use ballast_operator::members::{ClusterView, MemberStatusSource, ObservedMember, Target};
+use ballast_operator::members::{
+    ClusterView, MemberStatusSource, MembershipChange, ObservedMember, Target,
+};
 use ballast_operator::metrics::Metrics;
 use ballast_operator::render::{self, Live, RenderContext};
 use futures::future::BoxFuture;
@@ -291,6 +293,7 @@ impl FakeApi {
 struct FakeMembers {
     answer: Mutex<Option<Result<ClusterView, String>>>,
     asked: Mutex<Vec<Target>>,
+    changes: Mutex<Vec<MembershipChange>>,
 }
 
 impl MemberStatusSource for FakeMembers {
@@ -305,6 +308,19 @@ impl MemberStatusSource for FakeMembers {
             }
         })
     }
+
+    fn change<'a>(
+        &'a self,
+        _target: &'a Target,
+        change: &'a MembershipChange,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        self.changes.lock().unwrap().push(change.clone());
+        Box::pin(async { Ok(()) })
+    }
+
+    fn sidecar_bootstrap<'a>(&'a self, _pod_ip: &'a str) -> BoxFuture<'a, Option<String>> {
+        Box::pin(async { None })
+    }
 }
 
 fn healthy_view(n: u64, unhealthy: &[u64]) -> ClusterView {
@@ -317,6 +333,9 @@ fn healthy_view(n: u64, unhealthy: &[u64]) -> ClusterView {
                 name: format!("main-{i}"),
                 learner: false,
                 healthy: !unhealthy.contains(&i),
+                peer_urls: vec![format!(
+                    "https://main-{i}.main-peer.db.svc.cluster.local:2380"
+                )],
             })
             .collect(),
         cluster_ids: (0..n)
@@ -746,7 +765,7 @@ async fn an_existing_operator_ca_is_never_replaced() {
 }
 
 #[tokio::test]
-async fn update_scales_and_grows_volumes_in_place() {
+async fn scaling_up_adds_a_learner_before_any_pod_and_volumes_grow_in_place() {
     let h = harness();
     h.reconcile(&finalized(common::cluster("main", "{}")))
         .await
@@ -768,8 +787,19 @@ async fn update_scales_and_grows_volumes_in_place() {
     h.api.clear_seen();
     h.reconcile(&c).await.unwrap();
 
+    // No pod for the new member before the cluster has agreed to it: the first step is
+    // adding main-3 as a learner, and the StatefulSet stays at 3.
     let sts = &h.requests("PATCH", STS_PATH)[0].body;
-    assert_eq!(sts["spec"]["replicas"], 5);
+    assert_eq!(sts["spec"]["replicas"], 3);
+    assert_eq!(
+        *h.members.changes.lock().unwrap(),
+        vec![MembershipChange::AddLearner {
+            peer_url: "https://main-3.main-peer.db.svc.cluster.local:2380".into()
+        }]
+    );
+    let progressing = condition(&h.stored_cluster(), "Progressing").clone();
+    assert_eq!(progressing.status, "True");
+    assert_eq!(progressing.reason, "ScalingUp");
     assert_eq!(
         sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"], "8Gi",
         "claim templates are immutable: the live size is kept"
@@ -785,7 +815,10 @@ async fn update_scales_and_grows_volumes_in_place() {
     assert_eq!(server.len(), 1);
     assert!(server[0].body["data"]["main-4.crt"].is_string());
     let stored = h.stored_cluster();
-    assert_eq!(condition(&stored, "Progressing").reason, "Scaling");
+    assert_eq!(
+        condition(&stored, "Progressing").message,
+        "adding main-3 as a learner"
+    );
     assert_eq!(stored.status.unwrap().observed_generation, Some(2));
 }
 

@@ -80,18 +80,17 @@ fn replicas_must_be_between_one_and_seven_but_may_be_even() {
 }
 
 #[test]
-fn replicas_cannot_change_after_creation_yet() {
+fn replicas_may_change_within_bounds() {
     let old = cluster("main", "replicas: 3");
-    for new in [5, 1, 4] {
-        let e = update_errors(&cluster("main", &format!("replicas: {new}")), &old);
-        assert!(
-            e.contains("replicas cannot change after creation yet"),
-            "{new}: {e}"
+    for new in [5, 1, 4, 7] {
+        assert_eq!(
+            update_errors(&cluster("main", &format!("replicas: {new}")), &old),
+            "",
+            "{new}"
         );
     }
-    assert_eq!(update_errors(&cluster("main", "replicas: 3"), &old), "");
-    // The default is 3, so leaving the field out is no change.
-    assert_eq!(update_errors(&cluster("main", "{}"), &old), "");
+    let e = update_errors(&cluster("main", "replicas: 9"), &old);
+    assert!(e.contains("replicas must be between 1 and 7"), "{e}");
 }
 
 #[test]

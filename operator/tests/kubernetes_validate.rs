@@ -76,7 +76,16 @@ fn rendered_objects_and_crd_pass_strict_schema_validation() {
     let now = time::OffsetDateTime::now_utc();
     let ca_pem = pki::generate_ca(now).unwrap();
     let ca = Ca::from_pem(&ca_pem.cert, &ca_pem.key).unwrap();
-    let plan = tls::plan(&names, &c.spec, &ca, &StoredSecrets::default(), &owner, now).unwrap();
+    let plan = tls::plan(
+        &names,
+        &c.spec,
+        0,
+        &ca,
+        &StoredSecrets::default(),
+        &owner,
+        now,
+    )
+    .unwrap();
     for (i, secret) in plan.apply.iter().enumerate() {
         files.push(write_yaml(d, &format!("secret-{i}.yaml"), secret));
     }

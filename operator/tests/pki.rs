@@ -104,6 +104,7 @@ fn operator_ca_issues_the_kubeadm_set() {
     let plan = tls::plan(
         &names(),
         &spec(),
+        0,
         &ca,
         &StoredSecrets::default(),
         &owner(),
@@ -216,6 +217,7 @@ fn renewal_keeps_the_ca_and_reissues_only_when_due() {
     let first = tls::plan(
         &names(),
         &spec(),
+        0,
         &ca,
         &StoredSecrets::default(),
         &owner(),
@@ -226,13 +228,13 @@ fn renewal_keeps_the_ca_and_reissues_only_when_due() {
 
     // A day later nothing is due: no writes.
     let next_day = t0 + time::Duration::days(1);
-    let quiet = tls::plan(&names(), &spec(), &ca, &stored, &owner(), next_day).unwrap();
+    let quiet = tls::plan(&names(), &spec(), 0, &ca, &stored, &owner(), next_day).unwrap();
     assert!(quiet.apply.is_empty(), "nothing to write a day later");
     assert!(quiet.issued.is_empty());
 
     // Past the renewal time (validity 1 year, renewBefore 30 days) every leaf is renewed...
     let due = t0 + time::Duration::days(365 - 30) + time::Duration::hours(1);
-    let renewed = tls::plan(&names(), &spec(), &ca, &stored, &owner(), due).unwrap();
+    let renewed = tls::plan(&names(), &spec(), 0, &ca, &stored, &owner(), due).unwrap();
     assert_eq!(renewed.issued.len(), 9);
     assert!(renewed.issued.iter().all(|n| n.reason == "Expiring"));
     // ...under the very same CA.
@@ -254,7 +256,7 @@ fn renewal_keeps_the_ca_and_reissues_only_when_due() {
 
     // Scaling to 5 issues only the new members' certificates.
     let five: EtcdClusterSpec = serde_yaml::from_str("replicas: 5").unwrap();
-    let grown = tls::plan(&names(), &five, &ca, &stored, &owner(), next_day).unwrap();
+    let grown = tls::plan(&names(), &five, 0, &ca, &stored, &owner(), next_day).unwrap();
     let mut what: Vec<_> = grown.issued.iter().map(|n| n.what.clone()).collect();
     what.sort();
     assert_eq!(
@@ -329,6 +331,7 @@ fn a_users_openssl_ca_is_used_as_it_is() {
             let plan = tls::plan(
                 &names(),
                 &spec(),
+                0,
                 &ca,
                 &StoredSecrets::default(),
                 &owner(),

@@ -65,8 +65,6 @@ fn statefulset_shape() {
     assert_eq!(cmd[0], "ballast");
     for flag in [
         "--name=$(POD_NAME)",
-        "--initial-cluster-state=new",
-        "--initial-cluster=main-0=https://main-0.main-peer.db.svc.cluster.local:2380,main-1=https://main-1.main-peer.db.svc.cluster.local:2380,main-2=https://main-2.main-peer.db.svc.cluster.local:2380",
         "--advertise-client-urls=https://$(POD_NAME).main-peer.db.svc.cluster.local:2379",
         "--cert-file=/etc/ballast/pki/server/$(POD_NAME).crt",
         "--client-cert-auth=true",
@@ -75,7 +73,13 @@ fn statefulset_shape() {
     ] {
         assert!(cmd.iter().any(|a| a == flag), "missing {flag} in {cmd:?}");
     }
-    let flag_names: Vec<&str> = cmd[1..]
+    // The sidecar holds the founding members; the server gets them from its file.
+    let sidecar = pod.init_containers.clone().unwrap()[0]
+        .command
+        .clone()
+        .unwrap();
+    assert!(sidecar.contains(&"--initial-cluster=main-0=https://main-0.main-peer.db.svc.cluster.local:2380,main-1=https://main-1.main-peer.db.svc.cluster.local:2380,main-2=https://main-2.main-peer.db.svc.cluster.local:2380".to_string()));
+    let flag_names: Vec<&str> = cmd[3..]
         .iter()
         .map(|a| a.split('=').next().unwrap())
         .collect();
@@ -128,6 +132,7 @@ fn claim_template_keeps_its_live_size() {
     let c = cluster("main", "storage: { size: 16Gi }");
     let live = Live {
         claim_template_size: Some("8Gi".into()),
+        ..Live::default()
     };
     let sts = render::render(&c, &ctx(), &live).unwrap().statefulset;
     let claim = &sts.spec.unwrap().volume_claim_templates.unwrap()[0];
@@ -142,6 +147,57 @@ fn claim_template_keeps_its_live_size() {
         .as_ref()
         .unwrap()["storage"];
     assert_eq!(size.0, "8Gi");
+}
+
+/// Scaling changes the StatefulSet's replicas and nothing in its pod template (which
+/// would restart every member): the template keeps the members the cluster was created
+/// with, and the membership of later members is decided by their sidecars at run time.
+#[test]
+fn scaling_leaves_the_pod_template_alone() {
+    let three = cluster("main", "replicas: 3");
+    let created = render::render(&three, &ctx(), &Live::default())
+        .unwrap()
+        .statefulset;
+    let live = Live::from_statefulset(Some(&created));
+    assert_eq!(live.pods, Some(3));
+    let founding = live.founding_members.clone().unwrap();
+    assert_eq!(founding.split(',').count(), 3, "{founding}");
+
+    let five = cluster("main", "replicas: 5");
+    let scaled = render::render(
+        &five,
+        &ctx(),
+        &Live {
+            pods: Some(4),
+            voters: Some(4),
+            ..live
+        },
+    )
+    .unwrap();
+    let spec = scaled.statefulset.spec.clone().unwrap();
+    assert_eq!(spec.replicas, Some(4), "pods as the lifecycle decided");
+    assert_eq!(spec.template, created.spec.clone().unwrap().template);
+    // The budget follows the voters that exist: 4 voters need 3.
+    let pdb = scaled.pdb.spec.unwrap();
+    assert_eq!(
+        pdb.min_available,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(3))
+    );
+
+    // The server takes its membership from the sidecar's file, never from the template.
+    let server = &spec.template.spec.unwrap().containers[0];
+    let cmd = server.command.clone().unwrap();
+    assert_eq!(
+        &cmd[..3],
+        [
+            "ballast",
+            "member",
+            "--membership-file=/run/ballast/member.yaml"
+        ]
+    );
+    assert!(!cmd
+        .iter()
+        .any(|a| a.starts_with("--initial-cluster=") || a.starts_with("--initial-cluster-state=")));
 }
 
 #[test]

@@ -1,5 +1,6 @@
-//! `ballast`: run an etcd-compatible member (etcd's flags), or work on
-//! snapshot files offline (`ballast snapshot status|restore`).
+//! `ballast`: run an etcd-compatible member (etcd's flags), run it with the membership an
+//! operator's sidecar decided (`ballast member`), run that sidecar (`ballast sidecar`), or
+//! work on snapshot files offline (`ballast snapshot status|restore`).
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -17,6 +18,17 @@ fn main() -> ExitCode {
     if args.first().is_some_and(|a| a == "sidecar") {
         return sidecar_command(args);
     }
+    let args = if args.first().is_some_and(|a| a == "member") {
+        match ballast::sidecar::membership::server_args(args.into_iter().skip(1).collect()) {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("ballast member: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        args
+    };
     let env: Vec<(String, String)> = std::env::vars().collect();
     let (cfg, warnings) = match config::parse(args, &env) {
         Ok((Outcome::Run(cfg), warnings)) => (cfg, warnings),

@@ -29,7 +29,8 @@ async fn main() -> anyhow::Result<()> {
         .iter()
         .map(|m| {
             serde_json::json!({
-                "id": m.id, "name": m.name, "learner": m.learner, "healthy": m.healthy
+                "id": m.id, "name": m.name, "learner": m.learner, "healthy": m.healthy,
+                "peer_urls": m.peer_urls,
             })
         })
         .collect();

@@ -22,10 +22,12 @@ pub struct Args {
     pub peer_service: String,
     #[arg(long = "cluster-domain", default_value = "cluster.local")]
     pub cluster_domain: String,
-    /// Members the cluster is meant to have.
-    #[arg(long)]
-    pub replicas: u32,
-    /// Every member's peer URL, as the server's `--initial-cluster`.
+    /// Ignored: accepted so that pods rendered by an operator of the previous version
+    /// still start while the operator rolls them.
+    #[arg(long, hide = true)]
+    pub replicas: Option<u32>,
+    /// The members the cluster was created with, as the server's `--initial-cluster`. A
+    /// member outside it can only join a running cluster.
     #[arg(long = "initial-cluster")]
     pub initial_cluster: String,
     #[arg(long = "initial-cluster-token")]
@@ -58,6 +60,14 @@ impl Args {
     pub fn advertise_client_url(&self) -> String {
         format!(
             "https://{}.{}.{}.svc.{}:2379",
+            self.member, self.peer_service, self.namespace, self.cluster_domain
+        )
+    }
+
+    /// The member's peer URL under the headless Service.
+    pub fn advertise_peer_url(&self) -> String {
+        format!(
+            "https://{}.{}.{}.svc.{}:2380",
             self.member, self.peer_service, self.namespace, self.cluster_domain
         )
     }

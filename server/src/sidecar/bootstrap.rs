@@ -1,20 +1,29 @@
-//! Whether a member with an empty data dir may bootstrap, decided from what its peers say.
+//! How a member with an empty data dir may start, decided from what its peers say.
 //!
-//! The member's configuration says `initial-cluster-state: new`, which is right only while
-//! the cluster is being created. Once its peers run a cluster, an empty member starting as
-//! `new` either forms a second cluster behind the same Service (a pod added by a replicas
-//! change, which the cluster never agreed to) or forgets the votes it cast (a member whose
-//! volume was lost). The sidecar then keeps the server's start gate closed and says why;
-//! adding or replacing such a member is a membership change that has to go through the
-//! cluster first.
+//! Membership is decided at run time, not baked into the pod template: the template names
+//! the members the cluster was created with, and nothing else. A member with no data
+//! bootstraps a new cluster only when no peer answers and it is one of those; when the
+//! cluster runs, it starts only if the cluster lists it as added but not yet started (the
+//! operator adds members as learners before their pods start, and the late members of a
+//! cluster being created are listed the same way), and then joins with
+//! `initial-cluster-state: existing` and the member list the cluster gave. Anything else
+//! would make a second cluster behind the same Service (a pod the cluster never agreed to)
+//! or forget votes already cast (a member whose volume was lost): the sidecar keeps the
+//! server's start gate closed and says why, so that the operator, or a person following a
+//! runbook, can replace the member through the cluster.
 
 use std::time::Duration;
 
 use ballast_proto::etcdserverpb::cluster_client::ClusterClient;
 use ballast_proto::etcdserverpb::MemberListRequest;
+use serde::Serialize;
 
 use super::Args;
 use crate::tls::PeerDialer;
+
+/// Most members a cluster may have (the operator's limit); peers are looked for among
+/// the ordinals below it.
+const MAX_MEMBERS: u32 = 7;
 
 /// A member as a running peer lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,7 +33,7 @@ pub struct ListedMember {
     pub peer_urls: Vec<String>,
 }
 
-/// What the other members of `--initial-cluster` said.
+/// What the other members said.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Peers {
     /// None answered: the cluster is being created (or every peer is down).
@@ -36,40 +45,79 @@ pub enum Peers {
     },
 }
 
+/// Why a member is kept from starting. The operator reads it from `/bootstrap` and acts
+/// on [`Refusal::DataLost`] (it replaces the member); the others resolve themselves or
+/// need the operator to add the member first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Refusal {
+    /// The cluster knows this member as started, but its data dir is empty.
+    DataLost,
+    /// The cluster runs and does not list this member (not added, or removed).
+    NotAMember,
+    /// No peer answers and this member was not one of the cluster's first members: it can
+    /// only join a running cluster.
+    NoPeers,
+}
+
 /// What the sidecar lets the server do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     /// The data dir holds a member: the server restarts from it.
     Restart,
-    /// Bootstrap as a member of the cluster being created.
+    /// Bootstrap a new cluster with the members it was created with.
     Bootstrap,
-    /// Keep the server from starting, for this reason.
-    Refuse(String),
+    /// Join the running cluster, whose members (this one included) are `initial_cluster`.
+    Join { initial_cluster: String },
+    /// Keep the server from starting.
+    Refuse { refusal: Refusal, why: String },
 }
 
-/// The decision for `member` (advertising `peer_url`) given its data dir and its peers.
-pub fn decide(has_data: bool, member: &str, peer_url: &str, peers: &Peers) -> Decision {
+/// The decision for `member` (advertising `peer_url`), given whether its data dir holds a
+/// member, whether it is one of the members the cluster was created with, and its peers.
+pub fn decide(
+    has_data: bool,
+    member: &str,
+    peer_url: &str,
+    founding: bool,
+    peers: &Peers,
+) -> Decision {
     if has_data {
         return Decision::Restart;
     }
     let (asked, members) = match peers {
-        Peers::Silent => return Decision::Bootstrap,
+        Peers::Silent if founding => return Decision::Bootstrap,
+        Peers::Silent => {
+            return Decision::Refuse {
+                refusal: Refusal::NoPeers,
+                why: format!(
+                    "member {member} has no data and no other member answers: it was added \
+                     after the cluster was created, so it can only join a running cluster. \
+                     Waiting for the other members"
+                ),
+            }
+        }
         Peers::Running { asked, members } => (asked, members),
     };
     let listed = members
         .iter()
         .find(|m| m.peer_urls.iter().any(|u| u == peer_url));
     match listed {
-        // Part of the initial configuration, and the cluster has been waiting for it.
-        Some(m) if m.name.is_empty() => Decision::Bootstrap,
-        Some(m) => Decision::Refuse(format!(
-            "member {member} has no data, but the running cluster (asked {asked}) knows it as \
-             started member {:?}: its data was lost. Starting it empty would make it forget its \
-             votes. Replace it: remove it with `etcdctl member remove`, add it back with \
-             `etcdctl member add {member} --learner --peer-urls={peer_url}`, and start it with \
-             initial-cluster-state existing",
-            m.name
-        )),
+        Some(m) if m.name.is_empty() => Decision::Join {
+            initial_cluster: initial_cluster(members, member, peer_url),
+        },
+        Some(m) => Decision::Refuse {
+            refusal: Refusal::DataLost,
+            why: format!(
+                "member {member} has no data, but the running cluster (asked {asked}) knows it \
+                 as started member {:?}: its data was lost. Starting it empty would make it \
+                 forget its votes. Replace it: remove it with `etcdctl member remove`, add it \
+                 back with `etcdctl member add {member} --learner --peer-urls={peer_url}`, and \
+                 it starts with initial-cluster-state existing (the operator does this unless \
+                 its automatic replacement is turned off)",
+                m.name
+            ),
+        },
         None => {
             let names: Vec<&str> = members
                 .iter()
@@ -81,41 +129,85 @@ pub fn decide(has_data: bool, member: &str, peer_url: &str, peers: &Peers) -> De
                     }
                 })
                 .collect();
-            Decision::Refuse(format!(
-                "member {member} has no data and the running cluster (asked {asked}; members: \
-                 {}) does not list it: starting it with initial-cluster-state new would create a \
-                 second, separate cluster. Members join a running cluster through \
-                 `etcdctl member add` first",
-                names.join(", ")
-            ))
+            Decision::Refuse {
+                refusal: Refusal::NotAMember,
+                why: format!(
+                    "member {member} has no data and the running cluster (asked {asked}; \
+                     members: {}) does not list it: starting it with initial-cluster-state new \
+                     would create a second, separate cluster. Members join a running cluster \
+                     through `etcdctl member add` first",
+                    names.join(", ")
+                ),
+            }
         }
     }
 }
 
-/// Asks every other member of `--initial-cluster` for the membership, over mutual TLS with
-/// the sidecar's client certificate; the first answer wins.
-pub async fn ask_peers(dialer: &PeerDialer, args: &Args, timeout: Duration) -> Peers {
-    let others: Vec<String> = args
+/// `--initial-cluster` for joining: every listed member with the name it goes by. Members
+/// that have not started yet have no name in the list; the server matches members by peer
+/// URL, so they are named after their host's first label (the pod name).
+fn initial_cluster(members: &[ListedMember], me: &str, my_peer_url: &str) -> String {
+    let mut entries = Vec::new();
+    for m in members {
+        let name = if m.peer_urls.iter().any(|u| u == my_peer_url) {
+            me.to_string()
+        } else if m.name.is_empty() {
+            host_label(m.peer_urls.first().map(String::as_str).unwrap_or_default())
+        } else {
+            m.name.clone()
+        };
+        for url in &m.peer_urls {
+            entries.push(format!("{name}={url}"));
+        }
+    }
+    entries.join(",")
+}
+
+fn host_label(url: &str) -> String {
+    let host = url.split_once("://").map_or(url, |(_, rest)| rest);
+    host.split(['.', ':', '/'])
+        .next()
+        .unwrap_or(host)
+        .to_string()
+}
+
+/// The client URLs of the members this one may ask: the members it was created with and
+/// every other ordinal the cluster may grow to, all through the headless Service.
+pub fn peer_client_urls(args: &Args) -> Vec<String> {
+    let mut names: Vec<String> = args
         .initial_cluster
         .split(',')
-        .filter_map(|entry| entry.split_once('='))
-        .filter(|(name, _)| *name != args.member)
-        .map(|(name, _)| {
+        .filter_map(|entry| entry.split_once('=').map(|(name, _)| name.to_string()))
+        .chain((0..MAX_MEMBERS).map(|i| format!("{}-{i}", args.cluster)))
+        .filter(|name| *name != args.member)
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+        .into_iter()
+        .map(|name| {
             format!(
                 "https://{name}.{}.{}.svc.{}:2379",
                 args.peer_service, args.namespace, args.cluster_domain
             )
         })
-        .collect();
+        .collect()
+}
+
+/// Asks every possible peer for the membership, over mutual TLS with the sidecar's client
+/// certificate. The longest list wins: a member that was removed but still runs answers
+/// with the membership it last knew, which is never longer than the cluster's own.
+pub async fn ask_peers(dialer: &PeerDialer, args: &Args, timeout: Duration) -> Peers {
+    let urls = peer_client_urls(args);
     let answers = futures::future::join_all(
-        others
-            .iter()
+        urls.iter()
             .map(|url| async move { (url, member_list(dialer, url, timeout).await) }),
     )
     .await;
     answers
         .into_iter()
-        .find_map(|(url, answer)| answer.ok().map(|members| (url, members)))
+        .filter_map(|(url, answer)| answer.ok().map(|members| (url, members)))
+        .max_by_key(|(_, members)| members.len())
         .map_or(Peers::Silent, |(url, members)| Peers::Running {
             asked: url.clone(),
             members,
@@ -153,6 +245,10 @@ mod tests {
 
     const ME: &str = "https://main-2.main-peer.db.svc.cluster.local:2380";
 
+    fn peer(i: u32) -> String {
+        format!("https://main-{i}.main-peer.db.svc.cluster.local:2380")
+    }
+
     fn member(name: &str, url: &str) -> ListedMember {
         ListedMember {
             name: name.into(),
@@ -167,50 +263,93 @@ mod tests {
         }
     }
 
-    fn refusal(d: &Decision) -> &str {
+    fn refusal(d: &Decision) -> (Refusal, &str) {
         match d {
-            Decision::Refuse(why) => why,
+            Decision::Refuse { refusal, why } => (*refusal, why),
             other => panic!("expected a refusal, got {other:?}"),
         }
     }
 
     #[test]
     fn decisions() {
-        let peer = |i: u32| format!("https://main-{i}.main-peer.db.svc.cluster.local:2380");
         let started_two = vec![member("main-0", &peer(0)), member("main-1", &peer(1))];
         let mut waiting_for_me = started_two.clone();
         waiting_for_me.push(member("", ME));
         let mut knows_me_started = started_two.clone();
         knows_me_started.push(member("main-2", ME));
+        let joined = format!("main-0={},main-1={},main-2={ME}", peer(0), peer(1));
 
-        // (has data, what the peers say, the decision or the start of the refusal)
-        let table: Vec<(bool, Peers, Result<Decision, &str>)> = vec![
+        // (has data, founding member, what the peers say, the decision)
+        let table: Vec<(bool, bool, Peers, Result<Decision, Refusal>)> = vec![
             // A restart never asks.
-            (true, running(started_two.clone()), Ok(Decision::Restart)),
-            (true, Peers::Silent, Ok(Decision::Restart)),
-            // Creation: nobody answers yet, or the cluster formed without this member so far.
-            (false, Peers::Silent, Ok(Decision::Bootstrap)),
-            (false, running(waiting_for_me), Ok(Decision::Bootstrap)),
+            (
+                true,
+                true,
+                running(started_two.clone()),
+                Ok(Decision::Restart),
+            ),
+            (true, false, Peers::Silent, Ok(Decision::Restart)),
+            // Creation: nobody answers yet.
+            (false, true, Peers::Silent, Ok(Decision::Bootstrap)),
+            // Added after creation, and nobody answers: it cannot bootstrap alone.
+            (false, false, Peers::Silent, Err(Refusal::NoPeers)),
+            // Listed but not started: a late founding member or a learner the operator
+            // added. Either way it joins what runs.
+            (
+                false,
+                true,
+                running(waiting_for_me.clone()),
+                Ok(Decision::Join {
+                    initial_cluster: joined.clone(),
+                }),
+            ),
+            (
+                false,
+                false,
+                running(waiting_for_me),
+                Ok(Decision::Join {
+                    initial_cluster: joined,
+                }),
+            ),
             // Data lost: the cluster knows this member as started.
             (
                 false,
+                true,
                 running(knows_me_started),
-                Err("member main-2 has no data, but the running cluster"),
+                Err(Refusal::DataLost),
             ),
-            // Scaled up behind the cluster's back (3 -> 5, 1 -> 3): a second cluster.
+            // Scaled up behind the cluster's back (3 -> 5, 1 -> 3), or removed: not listed.
             (
                 false,
-                running(started_two),
-                Err("member main-2 has no data and the running cluster"),
+                false,
+                running(started_two.clone()),
+                Err(Refusal::NotAMember),
             ),
+            (false, true, running(started_two), Err(Refusal::NotAMember)),
         ];
-        for (has_data, peers, expected) in table {
-            let got = decide(has_data, "main-2", ME, &peers);
+        for (has_data, founding, peers, expected) in table {
+            let got = decide(has_data, "main-2", ME, founding, &peers);
             match expected {
-                Ok(d) => assert_eq!(got, d, "{has_data} {peers:?}"),
-                Err(start) => assert!(refusal(&got).starts_with(start), "{got:?}"),
+                Ok(d) => assert_eq!(got, d, "{has_data} {founding} {peers:?}"),
+                Err(kind) => assert_eq!(refusal(&got).0, kind, "{got:?}"),
             }
         }
+    }
+
+    #[test]
+    fn unstarted_peers_are_named_after_their_host() {
+        let members = vec![
+            member("main-0", &peer(0)),
+            member("", &peer(3)),
+            member("", ME),
+        ];
+        let d = decide(false, "main-2", ME, false, &running(members));
+        assert_eq!(
+            d,
+            Decision::Join {
+                initial_cluster: format!("main-0={},main-3={},main-2={ME}", peer(0), peer(3)),
+            }
+        );
     }
 
     #[test]
@@ -219,24 +358,24 @@ mod tests {
             false,
             "main-2",
             ME,
-            &running(vec![
-                member("main-0", "https://a:2380"),
-                member("main-2", ME),
-            ]),
+            true,
+            &running(vec![member("main-0", &peer(0)), member("main-2", ME)]),
         );
-        assert!(refusal(&lost).contains(&format!(
+        assert!(refusal(&lost).1.contains(&format!(
             "etcdctl member add main-2 --learner --peer-urls={ME}"
         )));
         let separate = decide(
             false,
             "main-2",
             ME,
-            &running(vec![
-                member("main-0", "https://a:2380"),
-                member("", "https://b:2380"),
-            ]),
+            true,
+            &running(vec![member("main-0", &peer(0)), member("", &peer(1))]),
         );
-        assert!(refusal(&separate).contains("members: main-0, (unstarted)"));
-        assert!(refusal(&separate).contains("would create a second, separate cluster"));
+        assert!(refusal(&separate)
+            .1
+            .contains("members: main-0, (unstarted)"));
+        assert!(refusal(&separate)
+            .1
+            .contains("would create a second, separate cluster"));
     }
 }

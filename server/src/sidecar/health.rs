@@ -1,5 +1,7 @@
 //! The sidecar's HTTP endpoints: `/readyz` gates the server's start (the sidecar's
-//! startup probe), `/healthz` says the sidecar runs, `/status` shows the member as last seen.
+//! startup probe), `/healthz` says the sidecar runs, `/status` shows the member as last
+//! seen, and `/bootstrap` says how the member was let start or why it was not (JSON, read
+//! by the operator to tell a member whose data was lost from one that is restarting).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -11,27 +13,64 @@ use axum::routing::get;
 use axum::{Json, Router};
 use parking_lot::Mutex;
 
+use serde::Serialize;
+
+use super::bootstrap::Refusal;
 use super::Observed;
 use crate::error::Error;
+
+/// `/bootstrap`: how far the member's start has come.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Bootstrap {
+    /// `preparing`, `refused` or `started`.
+    pub state: &'static str,
+    /// Why the member is kept from starting.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<Refusal>,
+    /// `bootstrap`, `join` or `restart`, once started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision: Option<&'static str>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub message: String,
+}
 
 /// What the endpoints report.
 #[derive(Debug, Default)]
 pub struct State {
     ready: AtomicBool,
-    refused: Mutex<Option<String>>,
+    bootstrap: Mutex<Bootstrap>,
     observed: Mutex<Option<Observed>>,
 }
 
 impl State {
     /// The member is prepared: the server may start.
-    pub fn mark_ready(&self) {
-        *self.refused.lock() = None;
+    pub fn mark_ready(&self, decision: &'static str) {
+        *self.bootstrap.lock() = Bootstrap {
+            state: "started",
+            refusal: None,
+            decision: Some(decision),
+            message: String::new(),
+        };
         self.ready.store(true, Ordering::Release);
     }
 
-    /// The server must not start, for this reason (shown by `/readyz`).
-    pub fn refuse(&self, why: String) {
-        *self.refused.lock() = Some(why);
+    /// The server must not start, for this reason (shown by `/readyz` and `/bootstrap`).
+    pub fn refuse(&self, refusal: Refusal, why: String) {
+        *self.bootstrap.lock() = Bootstrap {
+            state: "refused",
+            refusal: Some(refusal),
+            decision: None,
+            message: why,
+        };
+    }
+
+    fn bootstrap(&self) -> Bootstrap {
+        let mut b = self.bootstrap.lock().clone();
+        if b.state.is_empty() {
+            b.state = "preparing";
+        }
+        b
     }
 
     pub fn observe(&self, seen: Observed) {
@@ -48,6 +87,10 @@ pub async fn serve(listener: tokio::net::TcpListener, state: Arc<State>) -> Resu
         .route("/readyz", get(readyz))
         .route("/healthz", get(|| async { "ok" }))
         .route("/status", get(status))
+        .route(
+            "/bootstrap",
+            get(|Extract(state): Extract<Arc<State>>| async move { Json(state.bootstrap()) }),
+        )
         .with_state(state);
     axum::serve(listener, app)
         .await
@@ -58,8 +101,12 @@ async fn readyz(Extract(state): Extract<Arc<State>>) -> Response {
     if state.ready.load(Ordering::Acquire) {
         return "ok".into_response();
     }
-    let why = state.refused.lock().clone();
-    let body = why.unwrap_or_else(|| "preparing the member".to_string());
+    let b = state.bootstrap();
+    let body = if b.message.is_empty() {
+        "preparing the member".to_string()
+    } else {
+        b.message
+    };
     (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
 }
 

@@ -4,6 +4,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use super::bootstrap::Decision;
 use super::Args;
 use crate::error::Error;
 
@@ -14,31 +15,46 @@ pub struct MemberConfig {
     pub name: String,
     pub data_dir: String,
     pub initial_cluster: String,
-    /// `new` for a member of a cluster being created. A data dir that already holds a
-    /// member makes the server ignore the initial-cluster keys, so restarts need nothing
-    /// else; joining an existing cluster comes with member lifecycle.
+    /// `new` only when bootstrapping a cluster being created; `existing` when joining, and
+    /// on restarts (the server then ignores it, and a data dir that lost its log can never
+    /// bootstrap a cluster of its own).
     pub initial_cluster_state: String,
     pub initial_cluster_token: String,
     pub initial_advertise_peer_urls: String,
     pub advertise_client_urls: String,
 }
 
-/// What the member's configuration must be: pure, so that it is testable.
-pub fn member_config(args: &Args) -> Result<MemberConfig, Error> {
-    let peer_url = peer_url_of(&args.initial_cluster, &args.member)?;
-    Ok(MemberConfig {
+/// What the member's configuration must be once `decision` is taken: pure, so that it is
+/// testable. `None` for a refusal, which starts nothing.
+pub fn member_config(args: &Args, decision: &Decision) -> Option<MemberConfig> {
+    let peer_url = args.advertise_peer_url();
+    let (initial_cluster, state) = match decision {
+        Decision::Bootstrap => (args.initial_cluster.clone(), "new"),
+        Decision::Join { initial_cluster } => (initial_cluster.clone(), "existing"),
+        Decision::Restart => (format!("{}={peer_url}", args.member), "existing"),
+        Decision::Refuse { .. } => return None,
+    };
+    Some(MemberConfig {
         name: args.member.clone(),
         data_dir: args.data_dir.display().to_string(),
-        initial_cluster: args.initial_cluster.clone(),
-        initial_cluster_state: "new".into(),
+        initial_cluster,
+        initial_cluster_state: state.into(),
         initial_cluster_token: args.initial_cluster_token.clone(),
         initial_advertise_peer_urls: peer_url,
         advertise_client_urls: args.advertise_client_url(),
     })
 }
 
-/// Checks what the server will need and writes its configuration.
-pub fn prepare(args: &Args) -> Result<MemberConfig, Error> {
+/// Whether `member` is one of the members the cluster was created with.
+pub fn founding(args: &Args) -> bool {
+    args.initial_cluster
+        .split(',')
+        .filter_map(|entry| entry.split_once('='))
+        .any(|(name, _)| name == args.member)
+}
+
+/// Checks the certificates the server and the sidecar will need.
+pub fn check_certificates(args: &Args) -> Result<(), Error> {
     for (flag, path) in [
         ("--cacert", &args.cacert),
         ("--cert", &args.cert),
@@ -46,34 +62,38 @@ pub fn prepare(args: &Args) -> Result<MemberConfig, Error> {
     ] {
         check_pem(flag, path)?;
     }
-    let config = member_config(args)?;
-    if args.data_dir.join("member").is_dir() {
-        tracing::info!(
-            data_dir = %args.data_dir.display(),
-            "the data dir already holds a member; the server restarts from it"
-        );
-    }
-    let yaml = serde_yaml::to_string(&config)
-        .map_err(|e| Error::Other(format!("encoding the member configuration: {e}")))?;
-    write_atomically(&args.config_out, yaml.as_bytes())?;
-    Ok(config)
+    Ok(())
 }
 
-/// The peer URL listed for `member` in an `--initial-cluster` value.
-fn peer_url_of(initial_cluster: &str, member: &str) -> Result<String, Error> {
-    let urls: Vec<&str> = initial_cluster
-        .split(',')
-        .filter_map(|entry| entry.split_once('='))
-        .filter(|(name, _)| *name == member)
-        .map(|(_, url)| url)
-        .collect();
-    if urls.is_empty() {
-        return Err(Error::Other(format!(
-            "member {member:?} is not in --initial-cluster {initial_cluster:?}; \
-             the pod's name must be one of the cluster's members"
-        )));
+/// Whether the data dir holds a member's log, as the server itself decides it.
+pub fn has_data(args: &Args) -> bool {
+    crate::raft::wal::Wal::exists(args.data_dir.join("member").join("wal"))
+}
+
+/// Moves aside what a data dir without a log still holds (a half-written member, or a
+/// volume reused from an earlier member), so that a joining member starts clean; nothing
+/// is deleted.
+pub fn set_aside_leftovers(args: &Args) -> Result<(), Error> {
+    let member = args.data_dir.join("member");
+    if !member.exists() || has_data(args) {
+        return Ok(());
     }
-    Ok(urls.join(","))
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let aside = args.data_dir.join(format!("member.set-aside-{stamp}"));
+    std::fs::rename(&member, &aside)
+        .map_err(|e| Error::io(format!("moving {} aside", member.display()), e))?;
+    tracing::warn!(from = %member.display(), to = %aside.display(), "set aside a data dir without a log");
+    Ok(())
+}
+
+/// Writes the member's configuration for the server (`ballast member --membership-file`).
+pub fn write(args: &Args, config: &MemberConfig) -> Result<(), Error> {
+    let yaml = serde_yaml::to_string(config)
+        .map_err(|e| Error::Other(format!("encoding the member configuration: {e}")))?;
+    write_atomically(&args.config_out, yaml.as_bytes())
 }
 
 fn check_pem(flag: &str, path: &Path) -> Result<(), Error> {
@@ -109,6 +129,9 @@ mod tests {
 
     use super::*;
 
+    const PEER_0: &str = "https://main-0.main-peer.db.svc.cluster.local:2380";
+    const PEER_1: &str = "https://main-1.main-peer.db.svc.cluster.local:2380";
+
     fn args(member: &str) -> Args {
         Args::parse_from([
             "ballast sidecar",
@@ -117,8 +140,7 @@ mod tests {
             "--namespace=db",
             "--peer-service=main-peer",
             "--cluster-domain=cluster.local",
-            "--replicas=2",
-            "--initial-cluster=main-0=https://main-0.main-peer.db.svc.cluster.local:2380,main-1=https://main-1.main-peer.db.svc.cluster.local:2380",
+            &format!("--initial-cluster=main-0={PEER_0},main-1={PEER_1}"),
             "--initial-cluster-token=db-main",
             "--data-dir=/var/lib/etcd/data",
             "--config-out=/run/ballast/member.yaml",
@@ -130,44 +152,55 @@ mod tests {
     }
 
     #[test]
-    fn the_member_takes_its_peer_url_from_the_initial_cluster() {
-        let c = member_config(&args("main-1")).expect("config");
+    fn each_decision_gives_its_membership() {
+        let a = args("main-1");
+        let new = member_config(&a, &Decision::Bootstrap).expect("config");
+        assert_eq!(new.initial_advertise_peer_urls, PEER_1);
         assert_eq!(
-            c.initial_advertise_peer_urls,
-            "https://main-1.main-peer.db.svc.cluster.local:2380"
-        );
-        assert_eq!(
-            c.advertise_client_urls,
+            new.advertise_client_urls,
             "https://main-1.main-peer.db.svc.cluster.local:2379"
         );
-        assert_eq!(c.initial_cluster_state, "new");
-        assert_eq!(c.initial_cluster_token, "db-main");
+        assert_eq!(new.initial_cluster_state, "new");
+        assert_eq!(new.initial_cluster, a.initial_cluster);
+        assert_eq!(new.initial_cluster_token, "db-main");
+
+        let joined = format!("main-0={PEER_0},main-1={PEER_1},main-3=https://x:2380");
+        let join = member_config(
+            &a,
+            &Decision::Join {
+                initial_cluster: joined.clone(),
+            },
+        )
+        .expect("config");
+        assert_eq!(join.initial_cluster_state, "existing");
+        assert_eq!(join.initial_cluster, joined);
+
+        let restart = member_config(&a, &Decision::Restart).expect("config");
+        assert_eq!(restart.initial_cluster_state, "existing");
+        assert_eq!(restart.initial_cluster, format!("main-1={PEER_1}"));
+
+        let refused = Decision::Refuse {
+            refusal: super::super::bootstrap::Refusal::NotAMember,
+            why: String::new(),
+        };
+        assert_eq!(member_config(&a, &refused), None);
     }
 
     #[test]
-    fn a_member_missing_from_the_initial_cluster_is_refused() {
-        let e = member_config(&args("main-7")).expect_err("not a member");
-        assert!(
-            e.to_string()
-                .contains("\"main-7\" is not in --initial-cluster"),
-            "{e}"
-        );
+    fn founding_members_are_those_of_the_initial_cluster() {
+        assert!(founding(&args("main-1")));
+        assert!(!founding(&args("main-3")));
     }
 
     /// The file is a config file that the server itself accepts, with the same values.
     #[test]
     fn the_written_file_is_a_valid_config_file() {
         let dir = tempfile::tempdir().expect("tempdir");
-        for name in ["ca.crt", "tls.crt", "tls.key"] {
-            std::fs::write(dir.path().join(name), "-----BEGIN X-----\n").expect("pem");
-        }
         let mut a = args("main-0");
-        a.cacert = dir.path().join("ca.crt");
-        a.cert = dir.path().join("tls.crt");
-        a.key = dir.path().join("tls.key");
         a.data_dir = dir.path().join("data");
         a.config_out = dir.path().join("member.yaml");
-        prepare(&a).expect("prepare");
+        let config = member_config(&a, &Decision::Bootstrap).expect("config");
+        write(&a, &config).expect("write");
 
         let path = a.config_out.display().to_string();
         let (outcome, _) =
@@ -186,9 +219,26 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut a = args("main-0");
         a.cacert = dir.path().join("absent.crt");
-        a.config_out = dir.path().join("member.yaml");
-        let e = prepare(&a).expect_err("missing CA");
+        let e = check_certificates(&a).expect_err("missing CA");
         assert!(e.to_string().starts_with("--cacert "), "{e}");
-        assert!(!a.config_out.exists(), "nothing written");
+    }
+
+    #[test]
+    fn leftovers_without_a_log_are_set_aside_not_deleted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut a = args("main-0");
+        a.data_dir = dir.path().to_path_buf();
+        std::fs::create_dir_all(dir.path().join("member/snap")).expect("mkdir");
+        std::fs::write(dir.path().join("member/snap/db"), b"old").expect("db");
+        assert!(!has_data(&a));
+        set_aside_leftovers(&a).expect("set aside");
+        assert!(!dir.path().join("member").exists());
+        let kept: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(kept.len(), 1);
+        assert!(kept[0].starts_with("member.set-aside-"), "{kept:?}");
     }
 }

@@ -3,20 +3,21 @@
 //! certificates, writes its configuration), opens its startup gate (`/readyz`), then
 //! keeps watching the local member over mutual TLS and serves what it sees (`/status`).
 //!
-//! A member with no data is started only while its cluster is being created
-//! ([`bootstrap`]); join, replace and restore (deciding `initial-cluster-state`, adding the
-//! member through the cluster first) build on this.
+//! How a member with no data may start (bootstrap, join, or not at all) is decided at run
+//! time from what its peers say ([`bootstrap`]); the server reads the result through
+//! `ballast member --membership-file` ([`membership`]).
 
 mod args;
 mod bootstrap;
 mod health;
 mod member_config;
+pub mod membership;
 mod observe;
 
 use std::sync::Arc;
 
 pub use args::Args;
-pub use member_config::{prepare, MemberConfig};
+pub use member_config::MemberConfig;
 pub use observe::Observed;
 
 use crate::error::Error;
@@ -26,7 +27,7 @@ const OBSERVE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 /// How long a peer has to answer whether a cluster already runs.
 const ASK_PEERS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 /// How often a refused member asks its peers again.
-const RECHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+const RECHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Prepares the member, opens the gate and watches the member until the process is stopped.
 pub async fn run(args: Args) -> Result<(), Error> {
@@ -37,36 +38,47 @@ pub async fn run(args: Args) -> Result<(), Error> {
     tracing::info!(address = %args.listen_health, "sidecar serving /readyz, /healthz and /status");
     let server = tokio::spawn(health::serve(listener, state.clone()));
 
-    let config = prepare(&args)?;
-    tracing::info!(
-        member = %config.name,
-        path = %args.config_out.display(),
-        state = %config.initial_cluster_state,
-        "wrote the member configuration"
-    );
+    member_config::check_certificates(&args)?;
     let dialer = observe::dialer(&args)?;
-    loop {
-        let has_data = args.data_dir.join("member").is_dir();
+    let founding = member_config::founding(&args);
+    let peer_url = args.advertise_peer_url();
+    let (decision, config) = loop {
+        let has_data = member_config::has_data(&args);
         let peers = if has_data {
             bootstrap::Peers::Silent
         } else {
             bootstrap::ask_peers(&dialer, &args, ASK_PEERS_TIMEOUT).await
         };
-        match bootstrap::decide(
-            has_data,
-            &config.name,
-            &config.initial_advertise_peer_urls,
-            &peers,
-        ) {
-            bootstrap::Decision::Refuse(why) => {
-                tracing::error!(member = %config.name, "not starting the member: {why}");
-                state.refuse(why);
+        let decision = bootstrap::decide(has_data, &args.member, &peer_url, founding, &peers);
+        match member_config::member_config(&args, &decision) {
+            Some(config) => break (decision, config),
+            None => {
+                if let bootstrap::Decision::Refuse { refusal, why } = decision {
+                    tracing::error!(member = %args.member, ?refusal, "not starting the member: {why}");
+                    state.refuse(refusal, why);
+                }
                 tokio::time::sleep(RECHECK_EVERY).await;
             }
-            _ => break,
         }
+    };
+    if decision != bootstrap::Decision::Restart {
+        member_config::set_aside_leftovers(&args)?;
     }
-    state.mark_ready();
+    member_config::write(&args, &config)?;
+    let how = match decision {
+        bootstrap::Decision::Bootstrap => "bootstrap",
+        bootstrap::Decision::Join { .. } => "join",
+        _ => "restart",
+    };
+    tracing::info!(
+        member = %config.name,
+        path = %args.config_out.display(),
+        state = %config.initial_cluster_state,
+        initial_cluster = %config.initial_cluster,
+        decision = how,
+        "wrote the member configuration"
+    );
+    state.mark_ready(how);
 
     let watcher = tokio::spawn(observe::watch(
         dialer,

@@ -1,0 +1,371 @@
+//! Member lifecycle: what to do next to bring the membership to `spec.replicas`, decided
+//! purely from what was observed (the cluster's member list, the pods, the claims, and
+//! what each pod's sidecar says about its start). Nothing is remembered between reconciles:
+//! an operator that died between two steps finds the same facts and takes the same next
+//! step, so every operation resumes where it stopped.
+//!
+//! One membership change at a time, each kept safe on its own:
+//! - **Scale up**: the next member is added as a learner *before* its pod exists, so the
+//!   pod's sidecar finds itself listed and joins (`initial-cluster-state: existing`); the
+//!   learner is promoted once it has started and answers, then the next one is added.
+//!   A learner does not vote, so adding one never changes the quorum.
+//! - **Scale down**: the highest ordinal goes first; if it leads, leadership moves away
+//!   first; it is removed from the cluster before its pod goes, and its claim is deleted
+//!   after, so a later scale-up never starts a member on stale data.
+//! - **Replacement**: a member whose sidecar reports that its data is gone (the cluster
+//!   knows it as started, the volume is empty) is removed, and the scale-up path adds it
+//!   back as a learner under the same name.
+//!
+//! Every vote-changing step (promote, remove) first checks that the voters left healthy
+//! after it still make a quorum of the voters there will be.
+
+use crate::render::quorum;
+
+/// One member as the cluster lists it, with the ordinal of the pod its peer URL names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// Raft member ID.
+    pub id: u64,
+    /// Empty until the member has started.
+    pub name: String,
+    /// `None` when the peer URL is not one of this cluster's pods (added by hand).
+    pub ordinal: Option<i32>,
+    /// Non-voting.
+    pub learner: bool,
+    /// Answered `Status` and knows a leader.
+    pub healthy: bool,
+}
+
+impl Member {
+    fn started(&self) -> bool {
+        !self.name.is_empty()
+    }
+}
+
+/// What a pod's sidecar reports about the member's start (`/bootstrap`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PodStart {
+    /// The sidecar let the server start.
+    Started,
+    /// The member's data dir is empty but the cluster knows it as started.
+    RefusedDataLost,
+    /// The cluster does not list the member (or no peer answers).
+    RefusedNotMember,
+    /// Not asked, no answer yet, or still preparing.
+    Unknown,
+}
+
+/// A pod of the StatefulSet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pod {
+    /// From the pod's name.
+    pub ordinal: i32,
+    /// What its sidecar says.
+    pub start: PodStart,
+}
+
+/// Everything a decision is made from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Facts {
+    /// `spec.replicas`.
+    pub desired: i32,
+    /// The pause annotation is set: observe, never act.
+    pub paused: bool,
+    /// `spec.replaceLostMembers`.
+    pub replace_lost: bool,
+    /// The cluster's member list.
+    pub members: Vec<Member>,
+    /// The leader's ID, if any member knows one.
+    pub leader: Option<u64>,
+    /// `spec.replicas` of the StatefulSet as it is.
+    pub pods_wanted: i32,
+    /// Pods that exist.
+    pub pods: Vec<Pod>,
+    /// Ordinals that have a PersistentVolumeClaim.
+    pub claims: Vec<i32>,
+}
+
+/// Which operation a step belongs to (the `Progressing` reason).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    /// Adding members up to `spec.replicas`.
+    ScalingUp,
+    /// Removing members down to `spec.replicas`.
+    ScalingDown,
+    /// Removing a member whose data is lost and adding it back.
+    ReplacingMember,
+}
+
+impl Operation {
+    /// The condition reason.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Operation::ScalingUp => "ScalingUp",
+            Operation::ScalingDown => "ScalingDown",
+            Operation::ReplacingMember => "ReplacingMember",
+        }
+    }
+}
+
+/// The next thing to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Membership matches the spec.
+    Steady,
+    /// Nothing to do but wait for the cluster or a pod (the message says for what).
+    Wait(Operation, String),
+    /// Unsafe to go on; a person may have to act (reported as `Degraded`).
+    Blocked(&'static str, String),
+    /// The pause annotation holds the operator back.
+    Paused,
+    /// Make the StatefulSet run pods `0..n`.
+    SetPods(Operation, i32),
+    /// `MemberAdd` of the pod with this ordinal as a learner.
+    AddLearner(Operation, i32),
+    /// `MemberPromote`.
+    Promote(Operation, u64, i32),
+    /// `MoveLeader` to this member (away from one about to be removed).
+    MoveLeader(Operation, u64),
+    /// `MemberRemove`.
+    Remove(Operation, u64, i32),
+    /// Delete the claim (and the pod, if one runs on it) of this ordinal.
+    DeleteVolume(Operation, i32),
+}
+
+impl Step {
+    /// The operation under way, for status.
+    pub fn operation(&self) -> Option<Operation> {
+        match self {
+            Step::Wait(op, _)
+            | Step::SetPods(op, _)
+            | Step::AddLearner(op, _)
+            | Step::Promote(op, _, _)
+            | Step::MoveLeader(op, _)
+            | Step::Remove(op, _, _)
+            | Step::DeleteVolume(op, _) => Some(*op),
+            Step::Steady | Step::Blocked(..) | Step::Paused => None,
+        }
+    }
+}
+
+/// The next step for the cluster described by `facts`.
+pub fn next_step(facts: &Facts) -> Step {
+    if facts.paused {
+        return Step::Paused;
+    }
+    if let Some(m) = facts.members.iter().find(|m| m.ordinal.is_none()) {
+        return Step::Blocked(
+            "ForeignMember",
+            format!(
+                "member {:x} ({}) has a peer URL that is not one of this cluster's pods; the \
+                 operator changes no membership until it is removed (`etcdctl member remove \
+                 {:x}`)",
+                m.id,
+                if m.started() { &m.name } else { "unstarted" },
+                m.id
+            ),
+        );
+    }
+    if facts.members.is_empty() {
+        return Step::Blocked(
+            "NoMembers",
+            "the cluster answered with an empty member list".to_string(),
+        );
+    }
+    let ordinal = |m: &Member| m.ordinal.unwrap_or_default();
+    let voters: Vec<&Member> = facts.members.iter().filter(|m| !m.learner).collect();
+    let healthy_voters = voters.iter().filter(|m| m.healthy).count() as i32;
+    let learners: Vec<&Member> = facts.members.iter().filter(|m| m.learner).collect();
+    let pods_needed = facts
+        .members
+        .iter()
+        .map(|m| ordinal(m) + 1)
+        .max()
+        .unwrap_or(0);
+    let in_use = |o: i32| facts.members.iter().any(|m| ordinal(m) == o);
+    let top_voter = voters.iter().map(|m| ordinal(m)).max().unwrap_or(0);
+    let gap = (0..top_voter).any(|o| !voters.iter().any(|v| ordinal(v) == o));
+    let operation = if facts.members.len() as i32 > facts.desired {
+        Operation::ScalingDown
+    } else if lost(facts).is_some() || gap {
+        Operation::ReplacingMember
+    } else {
+        Operation::ScalingUp
+    };
+
+    // A pod for every member, including one just added as a learner.
+    if facts.pods_wanted < pods_needed {
+        return Step::SetPods(operation, pods_needed);
+    }
+
+    // Finish a learner before anything else.
+    if let Some(learner) = learners.first() {
+        let o = ordinal(learner);
+        if o >= facts.desired {
+            // Scaled down while it was joining: it has no vote, removing it is always safe.
+            return Step::Remove(Operation::ScalingDown, learner.id, o);
+        }
+        if !learner.started() || !learner.healthy {
+            return Step::Wait(
+                operation,
+                format!(
+                    "member {} was added as a learner; waiting for it to start and catch up",
+                    member_name(learner, o)
+                ),
+            );
+        }
+        let after = voters.len() as i32 + 1;
+        if healthy_voters + 1 < quorum(after) {
+            return Step::Blocked(
+                "PromotionUnsafe",
+                format!(
+                    "promoting {} would make {after} voters of which only {} are healthy; \
+                     waiting for the unhealthy members",
+                    learner.name,
+                    healthy_voters + 1
+                ),
+            );
+        }
+        return Step::Promote(operation, learner.id, o);
+    }
+
+    // A member that lost its data gets replaced, one at a time, while the others keep quorum.
+    if let Some(m) = lost(facts) {
+        let o = ordinal(m);
+        if !facts.replace_lost {
+            return Step::Blocked(
+                "MemberDataLost",
+                format!(
+                    "member {} lost its data and replaceLostMembers is false: replace it by \
+                     hand (member remove, then member add --learner)",
+                    m.name
+                ),
+            );
+        }
+        let left = voters.len() as i32 - 1;
+        let healthy_left = voters.iter().filter(|v| v.healthy && v.id != m.id).count() as i32;
+        if left < 1 || healthy_left < quorum(left) {
+            return Step::Blocked(
+                "ReplacementUnsafe",
+                format!(
+                    "member {} lost its data, but removing it would leave {healthy_left} \
+                     healthy of {left} voters, short of a quorum; waiting",
+                    m.name
+                ),
+            );
+        }
+        return Step::Remove(Operation::ReplacingMember, m.id, o);
+    }
+
+    // The pod of a removed member goes right after it (not while a member is missing
+    // below: that pod's place is about to be filled again).
+    if facts.pods_wanted > pods_needed && facts.members.len() as i32 >= facts.desired {
+        return Step::SetPods(Operation::ScalingDown, pods_needed);
+    }
+
+    // Scale down: highest ordinal first, never the last healthy quorum.
+    if facts.members.len() as i32 > facts.desired {
+        let Some(victim) = facts.members.iter().max_by_key(|m| ordinal(m)) else {
+            return Step::Steady;
+        };
+        let left = voters.len() as i32 - 1;
+        let healthy_left = voters
+            .iter()
+            .filter(|v| v.healthy && v.id != victim.id)
+            .count() as i32;
+        if healthy_left < quorum(left) {
+            return Step::Blocked(
+                "ScaleDownUnsafe",
+                format!(
+                    "removing {} would leave {healthy_left} healthy of {left} voters, short of \
+                     a quorum; waiting for the unhealthy members",
+                    member_name(victim, ordinal(victim))
+                ),
+            );
+        }
+        if facts.leader == Some(victim.id) {
+            let successor = voters
+                .iter()
+                .filter(|v| v.healthy && v.id != victim.id)
+                .min_by_key(|v| ordinal(v));
+            return match successor {
+                Some(s) => Step::MoveLeader(Operation::ScalingDown, s.id),
+                None => Step::Blocked(
+                    "ScaleDownUnsafe",
+                    "no healthy member to take over leadership".to_string(),
+                ),
+            };
+        }
+        return Step::Remove(Operation::ScalingDown, victim.id, ordinal(victim));
+    }
+
+    // Claims beyond the members: the pod of a removed member is gone, its claim goes too.
+    let pod = |o: i32| facts.pods.iter().find(|p| p.ordinal == o);
+    if let Some(o) = facts
+        .claims
+        .iter()
+        .copied()
+        .find(|o| *o >= pods_needed.max(facts.desired) && pod(*o).is_none())
+    {
+        return Step::DeleteVolume(Operation::ScalingDown, o);
+    }
+
+    // Scale up (or fill the place of a removed member): the lowest free ordinal.
+    if (facts.members.len() as i32) < facts.desired {
+        let Some(next) = (0..facts.desired).find(|o| !in_use(*o)) else {
+            return Step::Steady;
+        };
+        if facts.leader.is_none() || healthy_voters < quorum(voters.len() as i32) {
+            return Step::Blocked(
+                "QuorumUnhealthy",
+                format!(
+                    "{healthy_voters} of {} voters are healthy; members are added only to a \
+                     healthy cluster",
+                    voters.len()
+                ),
+            );
+        }
+        let fresh = match pod(next).map(|p| p.start) {
+            // No pod: a claim left from an earlier member would give it stale data.
+            None => !facts.claims.contains(&next),
+            // The sidecar found an empty data dir: the volume is fine to join with.
+            Some(PodStart::RefusedDataLost | PodStart::RefusedNotMember) => true,
+            // It runs a server from data of a member the cluster no longer has.
+            Some(PodStart::Started) => false,
+            Some(PodStart::Unknown) => {
+                return Step::Wait(
+                    operation,
+                    format!("waiting for the sidecar of the pod for ordinal {next} to answer"),
+                )
+            }
+        };
+        if !fresh {
+            return Step::DeleteVolume(operation, next);
+        }
+        return Step::AddLearner(operation, next);
+    }
+    Step::Steady
+}
+
+/// A voter that has started before, whose pod's sidecar found its data dir empty.
+fn lost(facts: &Facts) -> Option<&Member> {
+    facts.members.iter().find(|m| {
+        !m.learner
+            && !m.healthy
+            && facts
+                .pods
+                .iter()
+                .any(|p| Some(p.ordinal) == m.ordinal && p.start == PodStart::RefusedDataLost)
+    })
+}
+
+fn member_name(m: &Member, ordinal: i32) -> String {
+    if m.started() {
+        m.name.clone()
+    } else {
+        format!("{:x} (ordinal {ordinal})", m.id)
+    }
+}
+
+#[cfg(test)]
+mod tests;

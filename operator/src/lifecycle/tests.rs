@@ -1,0 +1,316 @@
+//! The decisions on tables of situations: each row is what the operator would observe,
+//! and the step it must take.
+
+use super::*;
+
+/// A started, healthy voter on ordinal `o` (ID 0x10 + o).
+fn voter(o: i32) -> Member {
+    Member {
+        id: 0x10 + o as u64,
+        name: format!("main-{o}"),
+        ordinal: Some(o),
+        learner: false,
+        healthy: true,
+    }
+}
+
+fn down(mut m: Member) -> Member {
+    m.healthy = false;
+    m
+}
+
+fn learner(o: i32, started: bool) -> Member {
+    Member {
+        learner: true,
+        healthy: started,
+        name: if started {
+            format!("main-{o}")
+        } else {
+            String::new()
+        },
+        ..voter(o)
+    }
+}
+
+fn pod(ordinal: i32, start: PodStart) -> Pod {
+    Pod { ordinal, start }
+}
+
+/// A steady cluster of `n` members, all pods running, all claims there, `main-0` leading.
+fn steady(n: i32) -> Facts {
+    Facts {
+        desired: n,
+        paused: false,
+        replace_lost: true,
+        members: (0..n).map(voter).collect(),
+        leader: Some(0x10),
+        pods_wanted: n,
+        pods: (0..n).map(|o| pod(o, PodStart::Started)).collect(),
+        claims: (0..n).collect(),
+    }
+}
+
+fn with(mut f: Facts, change: impl FnOnce(&mut Facts)) -> Facts {
+    change(&mut f);
+    f
+}
+
+use Operation::{ReplacingMember as Replacing, ScalingDown as Down, ScalingUp as Up};
+
+#[test]
+fn scale_up_one_learner_at_a_time() {
+    let table: Vec<(&str, Facts, Step)> = vec![
+        ("nothing to do", steady(3), Step::Steady),
+        (
+            "3 -> 5: the first new member is added as a learner before its pod exists",
+            with(steady(3), |f| f.desired = 5),
+            Step::AddLearner(Up, 3),
+        ),
+        (
+            "its pod is made",
+            with(steady(3), |f| {
+                f.desired = 5;
+                f.members.push(learner(3, false));
+            }),
+            Step::SetPods(Up, 4),
+        ),
+        (
+            "and waited for",
+            with(steady(3), |f| {
+                f.desired = 5;
+                f.members.push(learner(3, false));
+                f.pods_wanted = 4;
+            }),
+            Step::Wait(
+                Up,
+                "member 13 (ordinal 3) was added as a learner; waiting for it to start and catch up"
+                    .into(),
+            ),
+        ),
+        (
+            "started and answering: promoted",
+            with(steady(3), |f| {
+                f.desired = 5;
+                f.members.push(learner(3, true));
+                f.pods_wanted = 4;
+            }),
+            Step::Promote(Up, 0x13, 3),
+        ),
+        (
+            "then the next one",
+            with(steady(4), |f| f.desired = 5),
+            Step::AddLearner(Up, 4),
+        ),
+        (
+            "a claim left by an earlier member is deleted before the member is added",
+            with(steady(3), |f| {
+                f.desired = 5;
+                f.claims.push(3);
+            }),
+            Step::DeleteVolume(Up, 3),
+        ),
+        (
+            "no member is added to an unhealthy cluster",
+            with(steady(3), |f| {
+                f.desired = 5;
+                f.members[1] = down(voter(1));
+                f.members[2] = down(voter(2));
+            }),
+            Step::Blocked(
+                "QuorumUnhealthy",
+                "1 of 3 voters are healthy; members are added only to a healthy cluster".into(),
+            ),
+        ),
+        (
+            "scaled back down while the learner joins: it is removed",
+            with(steady(3), |f| {
+                f.members.push(learner(3, false));
+                f.pods_wanted = 4;
+            }),
+            Step::Remove(Down, 0x13, 3),
+        ),
+        (
+            "paused: nothing happens",
+            with(steady(3), |f| {
+                f.desired = 5;
+                f.paused = true;
+            }),
+            Step::Paused,
+        ),
+    ];
+    check(table);
+}
+
+#[test]
+fn promotion_never_loses_quorum() {
+    // 3 voters, 2 of them down, plus a caught-up learner: 4 voters with 2 healthy < 3.
+    let f = with(steady(3), |f| {
+        f.desired = 5;
+        f.members[1] = down(voter(1));
+        f.members[2] = down(voter(2));
+        f.members.push(learner(3, true));
+        f.pods_wanted = 4;
+    });
+    assert!(matches!(next_step(&f), Step::Blocked("PromotionUnsafe", _)));
+    // One down is fine: 4 voters, 3 healthy.
+    let f = with(f, |f| f.members[1] = voter(1));
+    assert_eq!(next_step(&f), Step::Promote(Up, 0x13, 3));
+}
+
+#[test]
+fn scale_down_highest_first_leader_moved_away_claims_deleted() {
+    let table: Vec<(&str, Facts, Step)> = vec![
+        (
+            "5 -> 3: the highest ordinal is removed before its pod goes",
+            with(steady(5), |f| f.desired = 3),
+            Step::Remove(Down, 0x14, 4),
+        ),
+        (
+            "if it leads, leadership moves to the lowest healthy voter first",
+            with(steady(5), |f| {
+                f.desired = 3;
+                f.leader = Some(0x14);
+                f.members[0] = down(voter(0));
+            }),
+            Step::MoveLeader(Down, 0x11),
+        ),
+        (
+            "removed: its pod goes",
+            with(steady(5), |f| {
+                f.desired = 3;
+                f.members.truncate(4);
+            }),
+            Step::SetPods(Down, 4),
+        ),
+        (
+            "the pod gone: its claim goes",
+            with(steady(4), |f| {
+                f.desired = 3;
+                f.members.truncate(3);
+                f.pods_wanted = 3;
+                f.pods.truncate(3);
+                f.claims.push(4);
+            }),
+            Step::DeleteVolume(Down, 3),
+        ),
+        (
+            "a claim whose pod still terminates is left alone",
+            with(steady(3), |f| {
+                f.pods.push(pod(3, PodStart::Started));
+                f.claims.push(3);
+            }),
+            Step::Steady,
+        ),
+        (
+            "never below a healthy quorum",
+            with(steady(3), |f| {
+                f.desired = 2;
+                f.members[0] = down(voter(0));
+            }),
+            Step::Blocked(
+                "ScaleDownUnsafe",
+                "removing main-2 would leave 1 healthy of 2 voters, short of a quorum; waiting for the unhealthy members"
+                    .into(),
+            ),
+        ),
+        (
+            "removing an unhealthy highest member is fine while the rest keep quorum",
+            with(steady(3), |f| {
+                f.desired = 2;
+                f.members[2] = down(voter(2));
+            }),
+            Step::Remove(Down, 0x12, 2),
+        ),
+    ];
+    check(table);
+}
+
+#[test]
+fn replacement_of_a_member_whose_data_is_lost() {
+    let lost = |f: &mut Facts| {
+        f.members[1] = down(voter(1));
+        f.pods[1] = pod(1, PodStart::RefusedDataLost);
+    };
+    let table: Vec<(&str, Facts, Step)> = vec![
+        (
+            "its sidecar says the data is gone: removed",
+            with(steady(3), lost),
+            Step::Remove(Replacing, 0x11, 1),
+        ),
+        (
+            "then added back as a learner on the empty volume its pod already has",
+            with(steady(3), |f| {
+                f.members.remove(1);
+                f.pods[1] = pod(1, PodStart::RefusedNotMember);
+            }),
+            Step::AddLearner(Replacing, 1),
+        ),
+        (
+            "and promoted once caught up",
+            with(steady(3), |f| {
+                f.members[1] = learner(1, true);
+            }),
+            Step::Promote(Replacing, 0x11, 1),
+        ),
+        (
+            "a member that is merely down is not replaced",
+            with(steady(3), |f| {
+                f.members[1] = down(voter(1));
+                f.pods[1] = pod(1, PodStart::Unknown);
+            }),
+            Step::Steady,
+        ),
+        (
+            "opted out: reported, not replaced",
+            with(steady(3), |f| {
+                lost(f);
+                f.replace_lost = false;
+            }),
+            Step::Blocked(
+                "MemberDataLost",
+                "member main-1 lost its data and replaceLostMembers is false: replace it by hand (member remove, then member add --learner)"
+                    .into(),
+            ),
+        ),
+        (
+            "never when the others would lose quorum",
+            with(steady(3), |f| {
+                lost(f);
+                f.members[2] = down(voter(2));
+            }),
+            Step::Blocked(
+                "ReplacementUnsafe",
+                "member main-1 lost its data, but removing it would leave 1 healthy of 2 voters, short of a quorum; waiting"
+                    .into(),
+            ),
+        ),
+        (
+            "a member removed by hand whose pod still runs on its old data: the volume is renewed",
+            with(steady(3), |f| {
+                f.members.remove(1);
+            }),
+            Step::DeleteVolume(Replacing, 1),
+        ),
+        (
+            "a member added by hand outside the pods blocks every change",
+            with(steady(3), |f| {
+                f.members.push(Member {
+                    ordinal: None,
+                    ..voter(9)
+                });
+            }),
+            Step::Blocked(
+                "ForeignMember",
+                "member 19 (main-9) has a peer URL that is not one of this cluster's pods; the operator changes no membership until it is removed (`etcdctl member remove 19`)"
+                    .into(),
+            ),
+        ),
+    ];
+    check(table);
+}
+
+fn check(table: Vec<(&str, Facts, Step)>) {
+    for (what, facts, want) in table {
+        assert_eq!(next_step(&facts), want, "{what}");
+    }
+}
