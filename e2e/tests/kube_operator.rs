@@ -232,7 +232,227 @@ fn operator_runs_an_etcd_cluster_on_kubernetes() {
     );
 
     a_member_whose_data_is_lost_is_replaced(&kube);
+    a_version_change_rolls_one_member_at_a_time_the_leader_last(&kube);
     scaling_goes_through_learners_and_cleans_up_after_itself(&kube);
+}
+
+/// The writer in the client pod: numbered puts one after another through the client
+/// Service, each reported as `ok N` or `fail N <error>`, until the key `/e2e/stop` exists.
+const WRITER: &str = r#"
+export ETCDCTL_API=3 ETCDCTL_ENDPOINTS=https://main.default.svc:2379 \
+  ETCDCTL_CACERT=/etc/etcd-client/ca.crt ETCDCTL_CERT=/etc/etcd-client/tls.crt \
+  ETCDCTL_KEY=/etc/etcd-client/tls.key
+i=0
+while :; do
+  i=$((i+1))
+  if out=$(etcdctl put /e2e/roll/$i v$i 2>&1); then echo "ok $i"; else echo "fail $i $out" | tr '\n' ' '; echo; fi
+  if [ $((i % 10)) = 0 ] && [ -n "$(etcdctl get /e2e/stop --print-value-only 2>/dev/null)" ]; then break; fi
+done
+echo done
+"#;
+
+/// Errors a client may see while leadership changes hands (etcd's own texts), and while
+/// the member its connection went to restarts (the client then goes to another).
+const LEADER_CHANGE_ERRORS: [&str; 6] = [
+    "etcdserver: leader changed",
+    "etcdserver: no leader",
+    "etcdserver: request timed out",
+    "etcdserver: server stopped",
+    "transport is closing",
+    "error reading from server: EOF",
+];
+
+/// `spec.version` changes under continuous writes: the operator restarts one member at a
+/// time onto the new image (the StatefulSet is `OnDelete`), waits for it to be healthy and
+/// ready, and restarts the leader last, after moving leadership to an updated member. No
+/// acknowledged write is lost and the writer sees only leader-change errors.
+fn a_version_change_rolls_one_member_at_a_time_the_leader_last(kube: &KubeCluster) {
+    // The "new version" is the same binary under a new tag, enough for a new template.
+    let ctr = |args: &[&str]| {
+        let out = std::process::Command::new("ctr")
+            .args([
+                "--address",
+                "/run/ballast-kube/containerd.sock",
+                "-n",
+                "k8s.io",
+            ])
+            .args(args)
+            .output()
+            .expect("ctr runs");
+        assert!(
+            out.status.success(),
+            "ctr {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    ctr(&[
+        "images",
+        "tag",
+        "--force",
+        "docker.io/library/ballast:0.1.0",
+        "docker.io/library/ballast:0.1.1",
+    ]);
+    let leader_before = kube
+        .kubectl(&[
+            "get",
+            "etcdcluster",
+            "main",
+            "-o",
+            "jsonpath={.status.leader}",
+        ])
+        .expect("leader");
+    let restarts_before = event_notes(kube, "MemberRestarted").len();
+
+    let mut writer = kube
+        .kubectl_command(&["exec", "etcd-client", "--", "busybox", "sh", "-c", WRITER])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("writer starts");
+    let stdout = writer.stdout.take().expect("writer output");
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<String>>()
+    });
+    // Writes are flowing before the change.
+    kube.wait_kubectl(
+        &[
+            "exec",
+            "etcd-client",
+            "--",
+            "etcdctl",
+            "--endpoints",
+            SERVICE,
+            "--cacert=/etc/etcd-client/ca.crt",
+            "--cert=/etc/etcd-client/tls.crt",
+            "--key=/etc/etcd-client/tls.key",
+            "get",
+            "/e2e/roll/",
+            "--prefix",
+            "--count-only",
+            "-w",
+            "json",
+        ],
+        Duration::from_secs(60),
+        |out| out.contains(r#""count":"#) && !out.contains(r#""count":0"#),
+    )
+    .expect("the writer writes");
+
+    kube.kubectl(&[
+        "patch",
+        "etcdcluster",
+        "main",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"version":"0.1.1"}}"#,
+    ])
+    .expect("version change");
+    kube.wait_kubectl(
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app.kubernetes.io/instance=main",
+            "-o",
+            r#"jsonpath={range .items[*]}{.spec.containers[0].image}{" "}{end}"#,
+        ],
+        Duration::from_secs(600),
+        |out| out.matches("ballast:0.1.1").count() == 3,
+    )
+    .expect("every member runs the new image");
+    wait_settled(kube, 3, Duration::from_secs(300));
+    kube.wait_kubectl(
+        &[
+            "get",
+            "etcdcluster",
+            "main",
+            "-o",
+            "jsonpath={.status.version}",
+        ],
+        Duration::from_secs(60),
+        |v| v == "0.1.1",
+    )
+    .expect("status reports the new version");
+
+    etcdctl(kube, SERVICE, &["put", "/e2e/stop", "yes"]).expect("stop the writer");
+    let status = writer.wait().expect("writer ends");
+    let lines = reader.join().expect("writer output");
+    assert!(
+        status.success() && lines.last().map(String::as_str) == Some("done"),
+        "{lines:?}"
+    );
+
+    // Every member restarted once, the leader last.
+    let restarts = event_notes(kube, "MemberRestarted");
+    let restarts = &restarts[restarts_before..];
+    assert_eq!(restarts.len(), 3, "{restarts:?}");
+    assert!(
+        restarts[2].contains(&format!("restarted {leader_before} ")),
+        "leader {leader_before} last: {restarts:?}"
+    );
+    for m in ["main-0", "main-1", "main-2"] {
+        assert_eq!(
+            restarts
+                .iter()
+                .filter(|r| r.contains(&format!("restarted {m} ")))
+                .count(),
+            1,
+            "{restarts:?}"
+        );
+    }
+
+    // No acknowledged write lost; only leader-change errors.
+    let acknowledged: Vec<u64> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("ok ")?.parse().ok())
+        .collect();
+    let failures: Vec<&String> = lines.iter().filter(|l| l.starts_with("fail ")).collect();
+    let stored = etcdctl(
+        kube,
+        SERVICE,
+        &["get", "/e2e/roll/", "--prefix", "--keys-only"],
+    )
+    .expect("keys");
+    let stored: std::collections::HashSet<u64> = stored
+        .lines()
+        .filter_map(|k| k.strip_prefix("/e2e/roll/")?.parse().ok())
+        .collect();
+    let lost: Vec<&u64> = acknowledged
+        .iter()
+        .filter(|i| !stored.contains(i))
+        .collect();
+    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+    for f in &failures {
+        assert!(
+            LEADER_CHANGE_ERRORS.iter().any(|e| f.contains(e)),
+            "unexpected error: {f}"
+        );
+    }
+    eprintln!(
+        "rolling update: {} writes acknowledged, {} failed ({:?}), none lost",
+        acknowledged.len(),
+        failures.len(),
+        failures
+    );
+}
+
+/// Notes of the operator's Events with this reason, oldest first.
+fn event_notes(kube: &KubeCluster, reason: &str) -> Vec<String> {
+    kube.kubectl(&[
+        "get",
+        "events",
+        "--field-selector",
+        &format!("involvedObject.kind=EtcdCluster,involvedObject.name=main,reason={reason}"),
+        "--sort-by=.metadata.creationTimestamp",
+        "-o",
+        r#"jsonpath={range .items[*]}{.message}{"\n"}{end}"#,
+    ])
+    .expect("events")
+    .lines()
+    .map(str::to_string)
+    .collect()
 }
 
 /// The client Service, as applications reach the cluster.
@@ -282,13 +502,23 @@ fn member_list(kube: &KubeCluster) -> Vec<(String, u64, bool)> {
 
 /// Waits until the cluster lists exactly `main-0..main-{n-1}`, all started voters.
 fn wait_for_voters(kube: &KubeCluster, n: usize, within: Duration) -> Vec<(String, u64, bool)> {
+    wait_for_voters_where(kube, n, within, |_| true)
+}
+
+/// [`wait_for_voters`], with a further condition on the list.
+fn wait_for_voters_where(
+    kube: &KubeCluster,
+    n: usize,
+    within: Duration,
+    accept: impl Fn(&[(String, u64, bool)]) -> bool,
+) -> Vec<(String, u64, bool)> {
     let deadline = std::time::Instant::now() + within;
     loop {
         let list = member_list(kube);
         let mut names: Vec<&str> = list.iter().map(|(n, _, _)| n.as_str()).collect();
         names.sort();
         let want: Vec<String> = (0..n).map(|i| format!("main-{i}")).collect();
-        if names == want && list.iter().all(|(_, _, learner)| !learner) {
+        if names == want && list.iter().all(|(_, _, learner)| !learner) && accept(&list) {
             return list;
         }
         assert!(
@@ -356,9 +586,11 @@ fn a_member_whose_data_is_lost_is_replaced(kube: &KubeCluster) {
         .expect("delete the claim");
     kube.kubectl(&["delete", "pod", "main-2", "--wait=true"])
         .expect("delete the pod");
-    let after = wait_for_voters(kube, 3, Duration::from_secs(300));
-    let new_id = after.iter().find(|(n, _, _)| n == "main-2").map(|m| m.1);
-    assert_ne!(new_id, old_id, "main-2 rejoined as a new member: {after:?}");
+    // Replaced: main-2 is a started voter again, under a new member ID.
+    wait_for_voters_where(kube, 3, Duration::from_secs(300), |list| {
+        list.iter()
+            .any(|(n, id, _)| n == "main-2" && Some(*id) != old_id)
+    });
     wait_settled(kube, 3, Duration::from_secs(180));
     let log = kube
         .kubectl(&["logs", "main-2", "-c", "sidecar"])

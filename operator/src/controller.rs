@@ -513,14 +513,20 @@ async fn apply(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
     // The next member lifecycle step, decided from what was just observed; never while
     // a blocking problem stands or the members are more than one cluster.
     let view = members.as_ref().and_then(|m| m.as_ref().ok());
-    let step = match (view, live.pods) {
-        (Some(view), Some(pods))
+    let step = match (view, existing.as_ref()) {
+        (Some(view), Some(statefulset))
             if !problems.iter().any(|p| p.blocking)
                 && status::cluster_id_mismatch(view).is_none() =>
         {
-            let facts =
-                membership::facts(&client, ctx.members.as_ref(), &cluster, &names, view, pods)
-                    .await?;
+            let facts = membership::facts(
+                &client,
+                ctx.members.as_ref(),
+                &cluster,
+                &names,
+                view,
+                statefulset,
+            )
+            .await?;
             let step = lifecycle::next_step(&facts);
             tracing::info!(cluster = %key(&cluster), ?step, "member lifecycle");
             Some(step)

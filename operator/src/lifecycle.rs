@@ -16,6 +16,13 @@
 //!   knows it as started, the volume is empty) is removed, and the scale-up path adds it
 //!   back as a learner under the same name.
 //!
+//! - **Rolling update** (image, flags, resources: anything in the pod template): with the
+//!   membership settled and every member healthy and ready, one pod at a time is
+//!   restarted onto the new template through the eviction API (so the
+//!   PodDisruptionBudget has its say), followers first and the leader last, after
+//!   leadership has moved to a member already updated. The StatefulSet uses `OnDelete`,
+//!   so the operator, not the StatefulSet controller, chooses the order.
+//!
 //! Every vote-changing step (promote, remove) first checks that the voters left healthy
 //! after it still make a quorum of the voters there will be.
 
@@ -62,6 +69,10 @@ pub struct Pod {
     pub ordinal: i32,
     /// What its sidecar says.
     pub start: PodStart,
+    /// Runs the StatefulSet's current template (its update revision).
+    pub current: bool,
+    /// The kubelet reports it ready.
+    pub ready: bool,
 }
 
 /// Everything a decision is made from.
@@ -94,6 +105,8 @@ pub enum Operation {
     ScalingDown,
     /// Removing a member whose data is lost and adding it back.
     ReplacingMember,
+    /// Restarting members onto a new pod template.
+    RollingUpdate,
 }
 
 impl Operation {
@@ -103,6 +116,7 @@ impl Operation {
             Operation::ScalingUp => "ScalingUp",
             Operation::ScalingDown => "ScalingDown",
             Operation::ReplacingMember => "ReplacingMember",
+            Operation::RollingUpdate => "RollingUpdate",
         }
     }
 }
@@ -130,6 +144,8 @@ pub enum Step {
     Remove(Operation, u64, i32),
     /// Delete the claim (and the pod, if one runs on it) of this ordinal.
     DeleteVolume(Operation, i32),
+    /// Evict the pod of this ordinal so that it comes back on the new template.
+    Restart(Operation, i32),
 }
 
 impl Step {
@@ -142,7 +158,8 @@ impl Step {
             | Step::Promote(op, _, _)
             | Step::MoveLeader(op, _)
             | Step::Remove(op, _, _)
-            | Step::DeleteVolume(op, _) => Some(*op),
+            | Step::DeleteVolume(op, _)
+            | Step::Restart(op, _) => Some(*op),
             Step::Steady | Step::Blocked(..) | Step::Paused => None,
         }
     }
@@ -344,7 +361,68 @@ pub fn next_step(facts: &Facts) -> Step {
         }
         return Step::AddLearner(operation, next);
     }
-    Step::Steady
+    rolling_update(facts, &voters)
+}
+
+/// With the membership settled: the next pod to restart onto the new template.
+fn rolling_update(facts: &Facts, voters: &[&Member]) -> Step {
+    let op = Operation::RollingUpdate;
+    let stale: Vec<&Pod> = facts.pods.iter().filter(|p| !p.current).collect();
+    if stale.is_empty() {
+        return Step::Steady;
+    }
+    // One at a time: the previous one must be back, healthy and ready, and so the rest.
+    let unhealthy: Vec<String> = voters
+        .iter()
+        .filter(|v| !v.healthy)
+        .map(|v| v.name.clone())
+        .chain(
+            facts
+                .pods
+                .iter()
+                .filter(|p| !p.ready)
+                .map(|p| format!("pod {}", p.ordinal)),
+        )
+        .collect();
+    if !unhealthy.is_empty() {
+        return Step::Wait(
+            op,
+            format!(
+                "{} of {} pods to update; waiting for {} before the next restart",
+                stale.len(),
+                facts.pods.len(),
+                unhealthy.join(", ")
+            ),
+        );
+    }
+    let leader = voters
+        .iter()
+        .find(|v| Some(v.id) == facts.leader)
+        .and_then(|v| v.ordinal);
+    if let Some(p) = stale
+        .iter()
+        .filter(|p| Some(p.ordinal) != leader)
+        .max_by_key(|p| p.ordinal)
+    {
+        return Step::Restart(op, p.ordinal);
+    }
+    // Only the leader is left: hand leadership to an updated member first.
+    let successor = voters
+        .iter()
+        .filter(|v| Some(v.id) != facts.leader)
+        .filter(|v| {
+            facts
+                .pods
+                .iter()
+                .any(|p| Some(p.ordinal) == v.ordinal && p.current)
+        })
+        .min_by_key(|v| v.ordinal);
+    match (successor, leader) {
+        (Some(s), _) => Step::MoveLeader(op, s.id),
+        // A single member has nobody to hand over to.
+        (None, Some(o)) => Step::Restart(op, o),
+        (None, None) => Step::Wait(op, "waiting for a leader".to_string()),
+    }
 }
 
 /// A voter that has started before, whose pod's sidecar found its data dir empty.

@@ -189,6 +189,7 @@ impl MemberStatusSource for EtcdMembers {
                         cluster_ids.push((name.clone(), a.cluster_id));
                         ok.push(a);
                     }
+                    Err(Error::Members(e)) => errors.push(e),
                     Err(e) => errors.push(e.to_string()),
                 }
             }

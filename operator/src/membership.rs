@@ -3,8 +3,9 @@
 //! sidecars say, the claims) and carries out the step it chose, through the members'
 //! etcd API and the Kubernetes API. Nothing here decides anything.
 
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
-use kube::api::{Api, DeleteParams, ListParams, Preconditions};
+use kube::api::{Api, DeleteParams, EvictParams, ListParams, Preconditions};
 use kube::ResourceExt;
 
 use crate::crd::{EtcdCluster, MAX_REPLICAS};
@@ -19,8 +20,14 @@ use crate::render;
 /// cluster by hand.
 pub const PAUSE_ANNOTATION: &str = "ballast.dev/paused";
 
-/// etcd's answer to a promotion that came too early: the learner has not caught up.
-const NOT_IN_SYNC: &str = "can only promote a learner member which is in sync with leader";
+/// etcd's answers to a membership change that came too early and will succeed later: the
+/// learner has not caught up, or a member was connected for less than 5 s (strict
+/// reconfiguration check, e.g. just after the previous promotion).
+const NOT_YET: [&str; 3] = [
+    "can only promote a learner member which is in sync with leader",
+    "etcdserver: unhealthy cluster",
+    "etcdserver: re-configuration failed due to not enough started members",
+];
 
 /// Whether the cluster carries the pause annotation.
 pub fn paused(cluster: &EtcdCluster) -> bool {
@@ -51,8 +58,14 @@ pub async fn facts(
     cluster: &EtcdCluster,
     names: &ClusterNames,
     view: &ClusterView,
-    pods_wanted: i32,
+    statefulset: &StatefulSet,
 ) -> Result<Facts, Error> {
+    let pods_wanted = statefulset
+        .spec
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .unwrap_or_default();
+    let update_revision = update_revision(statefulset);
     let members = members(names, view);
     let selector = ListParams::default().labels(&names.selector_string());
     let pod_api: Api<Pod> = Api::namespaced(client.clone(), &names.namespace);
@@ -75,7 +88,19 @@ pub async fn facts(
                 None => PodStart::Unknown,
             }
         };
-        pods.push(lifecycle::Pod { ordinal, start });
+        let revision = pod.labels().get("controller-revision-hash");
+        let ready = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        pods.push(lifecycle::Pod {
+            ordinal,
+            start,
+            // Until the StatefulSet controller has seen the template, nobody is stale.
+            current: update_revision.is_none() || revision == update_revision.as_ref(),
+            ready,
+        });
     }
     let claim_api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &names.namespace);
     let claim_names = render::claim_names(names, MAX_REPLICAS);
@@ -143,71 +168,59 @@ pub async fn carry_out(
             .filter(|m| !m.name.is_empty())
             .map_or_else(|| format!("{id:x}"), |m| m.name.clone())
     };
+    let change = |c: MembershipChange, done: (&'static str, String)| async move {
+        match source.change(target, &c).await {
+            Ok(()) => Ok(Outcome::Done(done.0, done.1)),
+            Err(Error::Members(e)) if NOT_YET.iter().any(|n| e.contains(n)) => Ok(Outcome::NotYet(
+                format!("the cluster is not ready for it yet: {e}"),
+            )),
+            Err(e) => Err(e),
+        }
+    };
     match step {
         Step::AddLearner(_, ordinal) => {
             let member = names.member(*ordinal);
             let peer_url = names.member_peer_url(&member);
-            source
-                .change(
-                    target,
-                    &MembershipChange::AddLearner {
-                        peer_url: peer_url.clone(),
-                    },
-                )
-                .await?;
-            Ok(Outcome::Done(
-                "MemberAdded",
-                format!("added {member} ({peer_url}) as a learner; its pod joins the cluster"),
-            ))
+            let note =
+                format!("added {member} ({peer_url}) as a learner; its pod joins the cluster");
+            change(
+                MembershipChange::AddLearner { peer_url },
+                ("MemberAdded", note),
+            )
+            .await
         }
         Step::Promote(_, id, _) => {
-            match source
-                .change(target, &MembershipChange::Promote { id: *id })
-                .await
-            {
-                Ok(()) => Ok(Outcome::Done(
-                    "MemberPromoted",
-                    format!("promoted learner {} to a voting member", by_id(*id)),
-                )),
-                Err(Error::Members(e)) if e.contains(NOT_IN_SYNC) => Ok(Outcome::NotYet(format!(
-                    "learner {} has not caught up with the leader yet",
-                    by_id(*id)
-                ))),
-                Err(e) => Err(e),
-            }
+            let note = format!("promoted learner {} to a voting member", by_id(*id));
+            change(
+                MembershipChange::Promote { id: *id },
+                ("MemberPromoted", note),
+            )
+            .await
         }
         Step::Remove(_, id, _) => {
-            source
-                .change(target, &MembershipChange::Remove { id: *id })
-                .await?;
-            Ok(Outcome::Done(
-                "MemberRemoved",
-                format!("removed member {} ({id:x}) from the cluster", by_id(*id)),
-            ))
+            let note = format!("removed member {} ({id:x}) from the cluster", by_id(*id));
+            change(
+                MembershipChange::Remove { id: *id },
+                ("MemberRemoved", note),
+            )
+            .await
         }
         Step::MoveLeader(_, to) => {
-            let leader = view
+            let leader_url = view
                 .leader
                 .and_then(|l| view.members.iter().find(|m| m.id == l))
                 .and_then(|m| names.ordinal_of(&m.peer_urls))
                 .map(|o| names.member_client_url(&names.member(o)))
                 .ok_or_else(|| Error::Members("the leader is not one of the pods".into()))?;
-            source
-                .change(
-                    target,
-                    &MembershipChange::MoveLeader {
-                        leader_url: leader,
-                        to: *to,
-                    },
-                )
-                .await?;
-            Ok(Outcome::Done(
-                "LeadershipMoved",
-                format!(
-                    "moved leadership to {} before removing the leader",
-                    by_id(*to)
-                ),
-            ))
+            let note = format!("moved leadership to {}", by_id(*to));
+            change(
+                MembershipChange::MoveLeader {
+                    leader_url,
+                    to: *to,
+                },
+                ("LeadershipMoved", note),
+            )
+            .await
         }
         Step::DeleteVolume(_, ordinal) => {
             delete_volume(client, names, *ordinal).await?;
@@ -218,6 +231,22 @@ pub async fn carry_out(
                     names.member(*ordinal)
                 ),
             ))
+        }
+        Step::Restart(_, ordinal) => {
+            let pod = names.member(*ordinal);
+            let pods: Api<Pod> = Api::namespaced(client.clone(), &names.namespace);
+            match pods.evict(&pod, &EvictParams::default()).await {
+                Ok(_) => Ok(Outcome::Done(
+                    "MemberRestarted",
+                    format!("restarted {pod} onto the new pod template"),
+                )),
+                // 429: the PodDisruptionBudget does not allow it now.
+                Err(kube::Error::Api(e)) if e.code == 429 => Ok(Outcome::NotYet(format!(
+                    "the PodDisruptionBudget does not allow restarting {pod} yet: {}",
+                    e.message
+                ))),
+                Err(e) => Err(e.into()),
+            }
         }
         Step::Steady | Step::Wait(..) | Step::Blocked(..) | Step::Paused | Step::SetPods(..) => {
             Ok(Outcome::Nothing)
@@ -255,6 +284,13 @@ async fn delete_volume(
     Ok(())
 }
 
+/// The StatefulSet's update revision, once its controller has seen the latest template.
+fn update_revision(sts: &StatefulSet) -> Option<String> {
+    let status = sts.status.as_ref()?;
+    let seen = status.observed_generation.unwrap_or(0) >= sts.metadata.generation.unwrap_or(0);
+    status.update_revision.clone().filter(|_| seen)
+}
+
 /// Counts of what the cluster lists, for status and the PodDisruptionBudget.
 pub fn voters(view: &ClusterView) -> i32 {
     view.members.iter().filter(|m| !m.learner).count() as i32
@@ -272,6 +308,7 @@ pub fn progress(step: &Step, names: &ClusterNames) -> Option<(String, String)> {
         Step::MoveLeader(..) => "moving leadership away from the member to remove".to_string(),
         Step::Remove(_, _, o) => format!("removing {}", member(o)),
         Step::DeleteVolume(_, o) => format!("deleting the claim of {}", member(o)),
+        Step::Restart(_, o) => format!("restarting {} onto the new pod template", member(o)),
         _ => return None,
     };
     Some((op.reason().to_string(), what))

@@ -737,8 +737,10 @@ pub fn statefulset(
                 match_labels: Some(names.selector_labels()),
                 ..LabelSelector::default()
             },
+            // The operator restarts members onto a new template itself, in the order
+            // that keeps quorum and leadership (see `lifecycle`).
             update_strategy: Some(StatefulSetUpdateStrategy {
-                type_: Some("RollingUpdate".to_string()),
+                type_: Some("OnDelete".to_string()),
                 ..StatefulSetUpdateStrategy::default()
             }),
             // Data outlives the EtcdCluster and scale-downs; the member lifecycle issue

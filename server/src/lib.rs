@@ -13,6 +13,7 @@ pub mod compactor;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod leadership;
 pub mod lease;
 pub mod listen;
 pub mod logging;

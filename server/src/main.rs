@@ -111,13 +111,17 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     let s = running.server.clone();
     let serve = listen::serve_clients(s.clone(), publish(s.clone()));
     let peers = ballast::peer::serve_peers(s.clone());
+    // A leader hands over while clients and peers are still served: the transferee's
+    // vote requests and the new leader's first messages arrive through the peer listener.
+    let shutdown = async {
+        shutdown_signal().await;
+        tracing::info!("received signal; shutting down");
+        ballast::leadership::hand_over_on_shutdown(&s).await;
+    };
     let result = tokio::select! {
         r = serve => r.context("serving clients"),
         r = peers => r.context("serving peers"),
-        _ = shutdown_signal() => {
-            tracing::info!("received signal; shutting down");
-            Ok(())
-        }
+        _ = shutdown => Ok(()),
     };
     drop(s);
     tokio::task::spawn_blocking(move || running.stop())

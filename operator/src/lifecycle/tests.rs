@@ -33,7 +33,17 @@ fn learner(o: i32, started: bool) -> Member {
 }
 
 fn pod(ordinal: i32, start: PodStart) -> Pod {
-    Pod { ordinal, start }
+    Pod {
+        ordinal,
+        start,
+        current: true,
+        ready: start == PodStart::Started,
+    }
+}
+
+fn stale(mut p: Pod) -> Pod {
+    p.current = false;
+    p
 }
 
 /// A steady cluster of `n` members, all pods running, all claims there, `main-0` leading.
@@ -55,7 +65,9 @@ fn with(mut f: Facts, change: impl FnOnce(&mut Facts)) -> Facts {
     f
 }
 
-use Operation::{ReplacingMember as Replacing, ScalingDown as Down, ScalingUp as Up};
+use Operation::{
+    ReplacingMember as Replacing, RollingUpdate as Rolling, ScalingDown as Down, ScalingUp as Up,
+};
 
 #[test]
 fn scale_up_one_learner_at_a_time() {
@@ -304,6 +316,82 @@ fn replacement_of_a_member_whose_data_is_lost() {
                 "member 19 (main-9) has a peer URL that is not one of this cluster's pods; the operator changes no membership until it is removed (`etcdctl member remove 19`)"
                     .into(),
             ),
+        ),
+    ];
+    check(table);
+}
+
+#[test]
+fn rolling_update_one_at_a_time_the_leader_last() {
+    // main-0 leads; a new template makes every pod stale.
+    let all_stale = |f: &mut Facts| {
+        for p in f.pods.iter_mut() {
+            p.current = false;
+        }
+    };
+    let table: Vec<(&str, Facts, Step)> = vec![
+        (
+            "followers first, highest ordinal first",
+            with(steady(3), all_stale),
+            Step::Restart(Rolling, 2),
+        ),
+        (
+            "the restarted pod must be back and ready before the next",
+            with(steady(3), |f| {
+                all_stale(f);
+                f.pods[2] = pod(2, PodStart::Started);
+                f.pods[2].ready = false;
+            }),
+            Step::Wait(
+                Rolling,
+                "2 of 3 pods to update; waiting for pod 2 before the next restart".into(),
+            ),
+        ),
+        (
+            "and its member healthy",
+            with(steady(3), |f| {
+                all_stale(f);
+                f.pods[2] = pod(2, PodStart::Started);
+                f.members[2] = down(voter(2));
+            }),
+            Step::Wait(
+                Rolling,
+                "2 of 3 pods to update; waiting for main-2 before the next restart".into(),
+            ),
+        ),
+        (
+            "then the next follower",
+            with(steady(3), |f| {
+                all_stale(f);
+                f.pods[2] = pod(2, PodStart::Started);
+            }),
+            Step::Restart(Rolling, 1),
+        ),
+        (
+            "only the leader left: leadership moves to an updated member first",
+            with(steady(3), |f| f.pods[0] = stale(pod(0, PodStart::Started))),
+            Step::MoveLeader(Rolling, 0x11),
+        ),
+        (
+            "no longer leading: restarted",
+            with(steady(3), |f| {
+                f.pods[0] = stale(pod(0, PodStart::Started));
+                f.leader = Some(0x11);
+            }),
+            Step::Restart(Rolling, 0),
+        ),
+        (
+            "a single member has nobody to hand over to",
+            with(steady(1), all_stale),
+            Step::Restart(Rolling, 0),
+        ),
+        (
+            "membership changes come first",
+            with(steady(3), |f| {
+                all_stale(f);
+                f.desired = 5;
+            }),
+            Step::AddLearner(Up, 3),
         ),
     ];
     check(table);

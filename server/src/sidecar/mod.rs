@@ -29,6 +29,28 @@ const ASK_PEERS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2)
 /// How often a refused member asks its peers again.
 const RECHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(3);
 
+/// Waits until the member's own name under the headless Service resolves. Members check a
+/// peer's certificate against the address it connects from by resolving the names in the
+/// certificate, as etcd does; until cluster DNS publishes a new pod, its peers refuse it,
+/// and a joining server would exit after failing to fetch the membership.
+async fn wait_for_own_name(args: &Args) {
+    let name = format!(
+        "{}.{}.{}.svc.{}:2380",
+        args.member, args.peer_service, args.namespace, args.cluster_domain
+    );
+    let mut logged = false;
+    while tokio::net::lookup_host(&name)
+        .await
+        .map_or(true, |mut addrs| addrs.next().is_none())
+    {
+        if !logged {
+            tracing::info!(%name, "waiting for cluster DNS to publish this member's name");
+            logged = true;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
+
 /// Prepares the member, opens the gate and watches the member until the process is stopped.
 pub async fn run(args: Args) -> Result<(), Error> {
     let state = Arc::new(health::State::default());
@@ -64,6 +86,7 @@ pub async fn run(args: Args) -> Result<(), Error> {
     if decision != bootstrap::Decision::Restart {
         member_config::set_aside_leftovers(&args)?;
     }
+    wait_for_own_name(&args).await;
     member_config::write(&args, &config)?;
     let how = match decision {
         bootstrap::Decision::Bootstrap => "bootstrap",
