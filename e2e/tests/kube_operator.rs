@@ -233,6 +233,7 @@ fn operator_runs_an_etcd_cluster_on_kubernetes() {
 
     a_member_whose_data_is_lost_is_replaced(&kube);
     a_version_change_rolls_one_member_at_a_time_the_leader_last(&kube);
+    a_lost_quorum_is_reported_then_recovered_when_asked(&kube);
     scaling_goes_through_learners_and_cleans_up_after_itself(&kube);
 }
 
@@ -317,28 +318,16 @@ fn a_version_change_rolls_one_member_at_a_time_the_leader_last(kube: &KubeCluste
             .collect::<Vec<String>>()
     });
     // Writes are flowing before the change.
-    kube.wait_kubectl(
-        &[
-            "exec",
-            "etcd-client",
-            "--",
-            "etcdctl",
-            "--endpoints",
-            SERVICE,
-            "--cacert=/etc/etcd-client/ca.crt",
-            "--cert=/etc/etcd-client/tls.crt",
-            "--key=/etc/etcd-client/tls.key",
-            "get",
-            "/e2e/roll/",
-            "--prefix",
-            "--count-only",
-            "-w",
-            "json",
-        ],
-        Duration::from_secs(60),
-        |out| out.contains(r#""count":"#) && !out.contains(r#""count":0"#),
-    )
-    .expect("the writer writes");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while etcdctl(kube, SERVICE, &["get", "/e2e/roll/3", "--print-value-only"]).unwrap_or_default()
+        != "v3\n"
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the writer does not write"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 
     kube.kubectl(&[
         "patch",
@@ -436,6 +425,95 @@ fn a_version_change_rolls_one_member_at_a_time_the_leader_last(kube: &KubeCluste
         failures.len(),
         failures
     );
+}
+
+/// Two of three members lose their volumes: the survivor has no quorum. The operator says
+/// so (Degraded `QuorumLost`, an Event) with what to do, and changes nothing; once asked
+/// (`ballast.dev/recover-quorum=true`), it restarts the survivor with
+/// `--force-new-cluster` and adds the other two back as learners on empty data. The data
+/// the survivor had is all there.
+fn a_lost_quorum_is_reported_then_recovered_when_asked(kube: &KubeCluster) {
+    etcdctl(kube, SERVICE, &["put", "/e2e/before-loss", "kept"]).expect("put");
+    wait_settled(kube, 3, Duration::from_secs(120));
+    let before = wait_for_voters(kube, 3, Duration::from_secs(60));
+    for m in ["main-1", "main-2"] {
+        kube.kubectl(&["delete", "pvc", &format!("data-{m}"), "--wait=false"])
+            .expect("delete the claim");
+    }
+    kube.kubectl(&["delete", "pod", "main-1", "main-2", "--wait=true"])
+        .expect("delete the pods");
+    let degraded = kube
+        .wait_kubectl(
+            &["get", "etcdcluster", "main", "-o",
+              r#"jsonpath={.status.conditions[?(@.type=="Degraded")].reason}: {.status.conditions[?(@.type=="Degraded")].message}"#],
+            Duration::from_secs(180),
+            |out| out.starts_with("QuorumLost: ") && out.contains("recover from main-0"),
+        )
+        .expect("the loss is reported with what to do");
+    assert!(
+        degraded.contains("ballast.dev/recover-quorum=true"),
+        "{degraded}"
+    );
+    assert!(
+        event_notes(kube, "QuorumLost")
+            .iter()
+            .any(|n| n.contains("recover from main-0")),
+        "an Event says it too"
+    );
+    // Nothing was changed meanwhile: the cluster still lists the three members.
+    let members_now = member_list(kube);
+    assert_eq!(members_now.len(), 3, "{members_now:?}");
+
+    kube.kubectl(&[
+        "annotate",
+        "etcdcluster/main",
+        "ballast.dev/recover-quorum=true",
+    ])
+    .expect("ask for the recovery");
+    wait_for_voters_where(kube, 3, Duration::from_secs(400), |list| {
+        ["main-1", "main-2"].iter().all(|m| {
+            let old = before.iter().find(|(n, _, _)| n == m).map(|x| x.1);
+            list.iter().any(|(n, id, _)| n == m && Some(*id) != old)
+        })
+    });
+    wait_settled(kube, 3, Duration::from_secs(300));
+    for i in 0..3 {
+        let value = etcdctl(
+            kube,
+            &format!("https://main-{i}.main-peer.default.svc.cluster.local:2379"),
+            &[
+                "get",
+                "/e2e/before-loss",
+                "--print-value-only",
+                "--consistency=s",
+            ],
+        )
+        .expect("read");
+        assert_eq!(value, "kept\n", "main-{i}");
+    }
+    let log = kube
+        .kubectl(&["logs", "main-0", "-c", "sidecar"])
+        .expect("sidecar log");
+    assert!(log.contains(r#""decision":"force-new-cluster""#), "{log}");
+    let annotations = kube
+        .kubectl(&[
+            "get",
+            "etcdcluster",
+            "main",
+            "-o",
+            "jsonpath={.metadata.annotations}",
+        ])
+        .expect("annotations");
+    assert!(
+        !annotations.contains("recover-quorum"),
+        "the request is one-shot: {annotations}"
+    );
+    kube.wait_kubectl(
+        &["get", "configmap", "-o", "name"],
+        Duration::from_secs(60),
+        |out| !out.contains("main-recovery"),
+    )
+    .expect("the recovery request is deleted once quorum is back");
 }
 
 /// Notes of the operator's Events with this reason, oldest first.

@@ -288,6 +288,8 @@ fn observe_members(client: &Host, root: &Path, secrets: &[Secret]) -> ClusterVie
                 name: m["name"].as_str().unwrap_or_default().to_string(),
                 learner: m["learner"] == true,
                 healthy: m["healthy"] == true,
+                answered: m["healthy"] == true,
+                applied_index: 0,
                 peer_urls: serde_json::from_value(m["peer_urls"].clone()).unwrap_or_default(),
             })
             .collect(),

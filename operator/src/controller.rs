@@ -525,6 +525,7 @@ async fn apply(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
                 &names,
                 view,
                 statefulset,
+                (ctx.clock)(),
             )
             .await?;
             let step = lifecycle::next_step(&facts);
@@ -575,7 +576,23 @@ async fn apply(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
     }
 
     if let (Some(step), Some(target), Some(view)) = (&step, &target, view) {
-        match membership::carry_out(&client, ctx.members.as_ref(), &names, target, view, step).await
+        if !matches!(
+            step,
+            Step::ForceNewCluster(..) | Step::Blocked("QuorumLost", _)
+        ) {
+            membership::clear_recovery_request(&client, &names).await?;
+        }
+        match membership::carry_out(
+            &client,
+            ctx.members.as_ref(),
+            &cluster,
+            (ctx.clock)(),
+            &names,
+            target,
+            view,
+            step,
+        )
+        .await
         {
             Ok(Outcome::Done(reason, note)) => notes.push((false, reason.to_string(), note)),
             Ok(Outcome::NotYet(why)) => {

@@ -120,6 +120,10 @@ pub struct EtcdClusterSpec {
     #[serde(default = "default_true")]
     pub replace_lost_members: bool,
 
+    /// What the operator may do when a quorum of members is lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<RecoverySpec>,
+
     /// Kubernetes cluster domain used in member DNS names and certificate SANs.
     #[serde(default = "default_cluster_domain")]
     pub cluster_domain: String,
@@ -137,6 +141,36 @@ pub struct EtcdClusterSpec {
 
 fn default_replicas() -> i32 {
     3
+}
+
+/// Recovery from a lost quorum: always a loss of the writes the lost members had and the
+/// survivor had not applied, so it happens only when asked for, here or through the
+/// `ballast.dev/recover-quorum=true` annotation (one recovery, now).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecoverySpec {
+    /// `Manual` (default): report the loss, how long it has lasted and what to do.
+    /// `Automatic`: once it has lasted `after`, restart the member that applied the most
+    /// with `--force-new-cluster` and add the others back as learners on empty data.
+    #[serde(default)]
+    pub quorum_loss: QuorumLossPolicy,
+    /// How long a quorum must stay lost before automatic recovery (default `10m`).
+    #[serde(default = "default_recovery_after")]
+    pub after: Duration,
+}
+
+/// See [`RecoverySpec::quorum_loss`].
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum QuorumLossPolicy {
+    /// Report, never act.
+    #[default]
+    Manual,
+    /// Recover after `after`.
+    Automatic,
+}
+
+fn default_recovery_after() -> Duration {
+    Duration::from(std::time::Duration::from_secs(600))
 }
 
 fn default_true() -> bool {

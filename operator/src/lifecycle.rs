@@ -26,6 +26,7 @@
 //! Every vote-changing step (promote, remove) first checks that the voters left healthy
 //! after it still make a quorum of the voters there will be.
 
+use crate::membership::RECOVER_ANNOTATION;
 use crate::render::quorum;
 
 /// One member as the cluster lists it, with the ordinal of the pod its peer URL names.
@@ -41,6 +42,10 @@ pub struct Member {
     pub learner: bool,
     /// Answered `Status` and knows a leader.
     pub healthy: bool,
+    /// Answered `Status` at all.
+    pub answered: bool,
+    /// Its applied Raft index, when it answered.
+    pub applied_index: u64,
 }
 
 impl Member {
@@ -94,6 +99,14 @@ pub struct Facts {
     pub pods: Vec<Pod>,
     /// Ordinals that have a PersistentVolumeClaim.
     pub claims: Vec<i32>,
+    /// How long the voters have been without a healthy quorum, if they are.
+    pub quorum_lost_for: Option<std::time::Duration>,
+    /// `spec.recovery`: recover by itself once quorum has been lost this long.
+    pub recover_after: Option<std::time::Duration>,
+    /// The `ballast.dev/recover-quorum=true` annotation asks for a recovery now.
+    pub recovery_requested: bool,
+    /// The EtcdCluster's name, for messages that give commands.
+    pub cluster: String,
 }
 
 /// Which operation a step belongs to (the `Progressing` reason).
@@ -107,6 +120,8 @@ pub enum Operation {
     ReplacingMember,
     /// Restarting members onto a new pod template.
     RollingUpdate,
+    /// Recovering from a lost quorum.
+    RecoveringQuorum,
 }
 
 impl Operation {
@@ -117,6 +132,7 @@ impl Operation {
             Operation::ScalingDown => "ScalingDown",
             Operation::ReplacingMember => "ReplacingMember",
             Operation::RollingUpdate => "RollingUpdate",
+            Operation::RecoveringQuorum => "RecoveringQuorum",
         }
     }
 }
@@ -146,6 +162,9 @@ pub enum Step {
     DeleteVolume(Operation, i32),
     /// Evict the pod of this ordinal so that it comes back on the new template.
     Restart(Operation, i32),
+    /// Restart the member of this ordinal with `--force-new-cluster`: it becomes the only
+    /// member, with what it has applied, and the others are added back as learners.
+    ForceNewCluster(Operation, i32),
 }
 
 impl Step {
@@ -159,7 +178,8 @@ impl Step {
             | Step::MoveLeader(op, _)
             | Step::Remove(op, _, _)
             | Step::DeleteVolume(op, _)
-            | Step::Restart(op, _) => Some(*op),
+            | Step::Restart(op, _)
+            | Step::ForceNewCluster(op, _) => Some(*op),
             Step::Steady | Step::Blocked(..) | Step::Paused => None,
         }
     }
@@ -215,6 +235,13 @@ pub fn next_step(facts: &Facts) -> Step {
         return Step::SetPods(operation, pods_needed);
     }
 
+    // Without a quorum nothing can change membership; recovering is losing writes, so it
+    // happens only when asked for.
+    let quorum_ok = facts.leader.is_some() && healthy_voters >= quorum(voters.len() as i32);
+    if !quorum_ok {
+        return quorum_lost(facts, &voters);
+    }
+
     // Finish a learner before anything else.
     if let Some(learner) = learners.first() {
         let o = ordinal(learner);
@@ -231,18 +258,7 @@ pub fn next_step(facts: &Facts) -> Step {
                 ),
             );
         }
-        let after = voters.len() as i32 + 1;
-        if healthy_voters + 1 < quorum(after) {
-            return Step::Blocked(
-                "PromotionUnsafe",
-                format!(
-                    "promoting {} would make {after} voters of which only {} are healthy; \
-                     waiting for the unhealthy members",
-                    learner.name,
-                    healthy_voters + 1
-                ),
-            );
-        }
+        // With a healthy quorum of n voters, n + 1 voters still have one: promoting is safe.
         return Step::Promote(operation, learner.id, o);
     }
 
@@ -259,18 +275,7 @@ pub fn next_step(facts: &Facts) -> Step {
                 ),
             );
         }
-        let left = voters.len() as i32 - 1;
-        let healthy_left = voters.iter().filter(|v| v.healthy && v.id != m.id).count() as i32;
-        if left < 1 || healthy_left < quorum(left) {
-            return Step::Blocked(
-                "ReplacementUnsafe",
-                format!(
-                    "member {} lost its data, but removing it would leave {healthy_left} \
-                     healthy of {left} voters, short of a quorum; waiting",
-                    m.name
-                ),
-            );
-        }
+        // It is unhealthy: with a healthy quorum now, the rest keep one without it.
         return Step::Remove(Operation::ReplacingMember, m.id, o);
     }
 
@@ -332,16 +337,6 @@ pub fn next_step(facts: &Facts) -> Step {
         let Some(next) = (0..facts.desired).find(|o| !in_use(*o)) else {
             return Step::Steady;
         };
-        if facts.leader.is_none() || healthy_voters < quorum(voters.len() as i32) {
-            return Step::Blocked(
-                "QuorumUnhealthy",
-                format!(
-                    "{healthy_voters} of {} voters are healthy; members are added only to a \
-                     healthy cluster",
-                    voters.len()
-                ),
-            );
-        }
         let fresh = match pod(next).map(|p| p.start) {
             // No pod: a claim left from an earlier member would give it stale data.
             None => !facts.claims.contains(&next),
@@ -423,6 +418,50 @@ fn rolling_update(facts: &Facts, voters: &[&Member]) -> Step {
         (None, Some(o)) => Step::Restart(op, o),
         (None, None) => Step::Wait(op, "waiting for a leader".to_string()),
     }
+}
+
+/// The step for voters without a healthy quorum: recover from the member that applied
+/// the most when allowed, otherwise say exactly what is wrong and what a person can do.
+fn quorum_lost(facts: &Facts, voters: &[&Member]) -> Step {
+    let gone: Vec<String> = voters
+        .iter()
+        .filter(|v| !v.answered)
+        .map(|v| member_name(v, v.ordinal.unwrap_or_default()))
+        .collect();
+    let survivor = voters
+        .iter()
+        .filter(|v| v.answered)
+        .max_by_key(|v| (v.applied_index, std::cmp::Reverse(v.ordinal)));
+    let lost_for = facts.quorum_lost_for.unwrap_or_default();
+    let allowed = facts.recovery_requested || facts.recover_after.is_some_and(|a| lost_for >= a);
+    if let (true, Some(s)) = (allowed, survivor) {
+        return Step::ForceNewCluster(Operation::RecoveringQuorum, s.ordinal.unwrap_or_default());
+    }
+    let healthy = voters.iter().filter(|v| v.healthy).count();
+    let mut message = format!(
+        "{healthy} of {} voting members are healthy, {} are needed, for {}m; not answering: {}",
+        voters.len(),
+        quorum(voters.len() as i32),
+        lost_for.as_secs() / 60,
+        if gone.is_empty() {
+            "none".to_string()
+        } else {
+            gone.join(", ")
+        }
+    );
+    match survivor {
+        Some(s) => message.push_str(&format!(
+            ". If the missing members cannot come back, recover from {} (applied index {}), \
+             losing what only the others had: `kubectl annotate etcdcluster/{} \
+             {RECOVER_ANNOTATION}=true`, or set spec.recovery.quorumLoss: Automatic",
+            s.name, s.applied_index, facts.cluster
+        )),
+        None => message.push_str(
+            ". No member answers: bring a member back (its pod and volume), or restore from a \
+             snapshot",
+        ),
+    }
+    Step::Blocked("QuorumLost", message)
 }
 
 /// A voter that has started before, whose pod's sidecar found its data dir empty.

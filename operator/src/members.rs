@@ -45,6 +45,11 @@ pub struct ObservedMember {
     pub peer_urls: Vec<String>,
     /// Answered `Status` without errors and with a leader.
     pub healthy: bool,
+    /// Answered `Status` at all (a member of a cluster without quorum still does).
+    pub answered: bool,
+    /// Its applied Raft index, when it answered: after a loss of quorum, the member that
+    /// applied the most is the one to recover from.
+    pub applied_index: u64,
 }
 
 /// The cluster as its members describe it.
@@ -127,6 +132,7 @@ struct MemberAnswer {
     cluster_id: u64,
     leader: u64,
     healthy: bool,
+    applied_index: u64,
     channel: Channel,
 }
 
@@ -165,6 +171,7 @@ impl EtcdMembers {
             cluster_id: header.cluster_id,
             leader: resp.leader,
             healthy: resp.errors.is_empty() && resp.leader != 0,
+            applied_index: resp.raft_applied_index,
             channel,
         })
     }
@@ -210,6 +217,11 @@ impl MemberStatusSource for EtcdMembers {
                 .map(|m| ObservedMember {
                     id: m.id,
                     healthy: ok.iter().any(|a| a.member_id == m.id && a.healthy),
+                    answered: ok.iter().any(|a| a.member_id == m.id),
+                    applied_index: ok
+                        .iter()
+                        .find(|a| a.member_id == m.id)
+                        .map_or(0, |a| a.applied_index),
                     name: m.name,
                     learner: m.is_learner,
                     peer_urls: m.peer_ur_ls,

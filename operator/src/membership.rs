@@ -47,8 +47,37 @@ pub fn members(names: &ClusterNames, view: &ClusterView) -> Vec<lifecycle::Membe
             ordinal: names.ordinal_of(&m.peer_urls),
             learner: m.learner,
             healthy: m.healthy,
+            answered: m.answered,
+            applied_index: m.applied_index,
         })
         .collect()
+}
+
+/// Asks for one recovery from a lost quorum, now; removed by the operator once it acts.
+pub const RECOVER_ANNOTATION: &str = "ballast.dev/recover-quorum";
+
+/// How long a recovery request stays valid for the sidecar that is to carry it out: its
+/// pod is restarted at once, so this only bounds a request that went astray.
+const RECOVERY_REQUEST_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// How long the voters have been without a quorum, from the `Available` condition.
+fn quorum_lost_for(
+    cluster: &EtcdCluster,
+    now: k8s_openapi::jiff::Timestamp,
+) -> Option<std::time::Duration> {
+    let condition = cluster
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == crate::status::AVAILABLE)?;
+    if condition.status != "False" || condition.reason != "QuorumLost" {
+        return None;
+    }
+    let since = condition.last_transition_time.0;
+    Some(std::time::Duration::from_secs(
+        (now.as_second() - since.as_second()).max(0) as u64,
+    ))
 }
 
 /// Gathers the facts for the next lifecycle step.
@@ -59,6 +88,7 @@ pub async fn facts(
     names: &ClusterNames,
     view: &ClusterView,
     statefulset: &StatefulSet,
+    now: k8s_openapi::jiff::Timestamp,
 ) -> Result<Facts, Error> {
     let pods_wanted = statefulset
         .spec
@@ -121,6 +151,18 @@ pub async fn facts(
         pods_wanted,
         pods,
         claims,
+        quorum_lost_for: quorum_lost_for(cluster, now),
+        recover_after: cluster
+            .spec
+            .recovery
+            .as_ref()
+            .filter(|r| r.quorum_loss == crate::crd::QuorumLossPolicy::Automatic)
+            .map(|r| r.after.into()),
+        recovery_requested: cluster
+            .annotations()
+            .get(RECOVER_ANNOTATION)
+            .is_some_and(|v| v == "true"),
+        cluster: names.name.clone(),
     })
 }
 
@@ -153,9 +195,12 @@ pub enum Outcome {
 
 /// Carries out a membership or volume step. `SetPods` is carried out by rendering the
 /// StatefulSet with that many pods, not here.
+#[allow(clippy::too_many_arguments)]
 pub async fn carry_out(
     client: &kube::Client,
     source: &dyn MemberStatusSource,
+    cluster: &EtcdCluster,
+    now: k8s_openapi::jiff::Timestamp,
     names: &ClusterNames,
     target: &Target,
     view: &ClusterView,
@@ -248,6 +293,19 @@ pub async fn carry_out(
                 Err(e) => Err(e.into()),
             }
         }
+        Step::ForceNewCluster(_, ordinal) => {
+            let member = names.member(*ordinal);
+            request_recovery(client, cluster, names, &member, now).await?;
+            let pods: Api<Pod> = Api::namespaced(client.clone(), &names.namespace);
+            pods.delete(&member, &DeleteParams::default()).await?;
+            Ok(Outcome::Done(
+                "QuorumRecoveryStarted",
+                format!(
+                    "restarting {member} with --force-new-cluster: it continues alone with what \
+                     it applied, and the other members are added back as learners on empty data"
+                ),
+            ))
+        }
         Step::Steady | Step::Wait(..) | Step::Blocked(..) | Step::Paused | Step::SetPods(..) => {
             Ok(Outcome::Nothing)
         }
@@ -284,6 +342,70 @@ async fn delete_volume(
     Ok(())
 }
 
+/// Writes the recovery request the member's sidecar reads at its next start (the
+/// `<name>-recovery` ConfigMap, mounted in every pod), and takes the one-shot annotation
+/// away so that a later loss of quorum is not recovered from without being asked again.
+async fn request_recovery(
+    client: &kube::Client,
+    cluster: &EtcdCluster,
+    names: &ClusterNames,
+    member: &str,
+    now: k8s_openapi::jiff::Timestamp,
+) -> Result<(), Error> {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let owner = render::owner_reference(cluster)?;
+    let not_after = now.as_second() + RECOVERY_REQUEST_TTL.as_secs() as i64;
+    let config_map = ConfigMap {
+        metadata: render::object_meta(names, names.recovery_config_map(), &owner),
+        data: Some(
+            [
+                ("member".to_string(), member.to_string()),
+                (
+                    "request".to_string(),
+                    format!("{}-{}", cluster.uid().unwrap_or_default(), now.as_second()),
+                ),
+                ("not-after".to_string(), not_after.to_string()),
+            ]
+            .into(),
+        ),
+        ..ConfigMap::default()
+    };
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &names.namespace);
+    api.patch(
+        &names.recovery_config_map(),
+        &kube::api::PatchParams::apply(crate::names::FIELD_MANAGER).force(),
+        &kube::api::Patch::Apply(&config_map),
+    )
+    .await?;
+    if cluster.annotations().contains_key(RECOVER_ANNOTATION) {
+        let clusters: Api<EtcdCluster> = Api::namespaced(client.clone(), &names.namespace);
+        let patch = serde_json::json!({"metadata": {"annotations": {RECOVER_ANNOTATION: null}}});
+        clusters
+            .patch(
+                &names.name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// Deletes a recovery request once the cluster has a quorum again: a request left behind
+/// must never reach a member that starts later.
+pub async fn clear_recovery_request(
+    client: &kube::Client,
+    names: &ClusterNames,
+) -> Result<(), Error> {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &names.namespace);
+    if api.get_opt(&names.recovery_config_map()).await?.is_some() {
+        api.delete(&names.recovery_config_map(), &DeleteParams::default())
+            .await?;
+    }
+    Ok(())
+}
+
 /// The StatefulSet's update revision, once its controller has seen the latest template.
 fn update_revision(sts: &StatefulSet) -> Option<String> {
     let status = sts.status.as_ref()?;
@@ -309,6 +431,7 @@ pub fn progress(step: &Step, names: &ClusterNames) -> Option<(String, String)> {
         Step::Remove(_, _, o) => format!("removing {}", member(o)),
         Step::DeleteVolume(_, o) => format!("deleting the claim of {}", member(o)),
         Step::Restart(_, o) => format!("restarting {} onto the new pod template", member(o)),
+        Step::ForceNewCluster(_, o) => format!("recovering the quorum from {}", member(o)),
         _ => return None,
     };
     Some((op.reason().to_string(), what))

@@ -90,6 +90,11 @@ impl ClusterNames {
         format!("{}-operator-client", self.name)
     }
 
+    /// ConfigMap carrying a request to recover from a lost quorum to the members' sidecars.
+    pub fn recovery_config_map(&self) -> String {
+        format!("{}-recovery", self.name)
+    }
+
     /// Name of member `ordinal` (the pod name, as the StatefulSet names it).
     pub fn member(&self, ordinal: i32) -> String {
         format!("{}-{ordinal}", self.name)

@@ -18,12 +18,12 @@ use k8s_openapi::api::apps::v1::{
     StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
-    Affinity, Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
-    HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-    PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Service,
-    ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
-    WeightedPodAffinityTerm,
+    Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
+    EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecretVolumeSource,
+    SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+    VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -43,6 +43,8 @@ pub const DATA_DIR: &str = "/var/lib/etcd/data";
 pub const RUN_DIR: &str = "/run/ballast";
 /// Certificates, as kubeadm's `/etc/kubernetes/pki/etcd`.
 pub const PKI_DIR: &str = "/etc/ballast/pki";
+/// Where the sidecar finds a request to recover from a lost quorum (a ConfigMap).
+pub const RECOVERY_DIR: &str = "/etc/ballast/recovery";
 /// Port of the sidecar's own health endpoint.
 pub const SIDECAR_PORT: i32 = 2382;
 /// The unprivileged user and group the containers run as (distroless `nonroot`).
@@ -413,6 +415,7 @@ pub fn sidecar_command(names: &ClusterNames, founding_members: &str) -> Vec<Stri
         format!("--cert={client_dir}/tls.crt"),
         format!("--key={client_dir}/tls.key"),
         format!("--listen-health=0.0.0.0:{SIDECAR_PORT}"),
+        format!("--recovery-dir={RECOVERY_DIR}"),
     ]
 }
 
@@ -654,6 +657,7 @@ pub fn statefulset(
             mount("data", DATA_MOUNT, false),
             mount("server-tls", &format!("{PKI_DIR}/server"), true),
             mount("client-tls", &format!("{PKI_DIR}/client"), true),
+            mount("recovery", RECOVERY_DIR, true),
             mount("run", RUN_DIR, false),
             mount("tmp", "/tmp", false),
         ]),
@@ -676,6 +680,16 @@ pub fn statefulset(
             secret_volume("server-tls", &tls.server_secret),
             secret_volume("peer-tls", &tls.peer_secret),
             secret_volume("client-tls", &tls.client_secret),
+            Volume {
+                name: "recovery".to_string(),
+                config_map: Some(ConfigMapVolumeSource {
+                    name: names.recovery_config_map(),
+                    // Usually absent: it exists only while a recovery is under way.
+                    optional: Some(true),
+                    ..ConfigMapVolumeSource::default()
+                }),
+                ..Volume::default()
+            },
             empty_dir("run", true, "16Mi"),
             empty_dir("tmp", false, "64Mi"),
         ]),

@@ -441,6 +441,8 @@ mod tests {
             name: format!("main-{id}"),
             learner,
             healthy,
+            answered: healthy,
+            applied_index: 0,
             peer_urls: Vec::new(),
         }
     }

@@ -333,6 +333,8 @@ fn healthy_view(n: u64, unhealthy: &[u64]) -> ClusterView {
                 name: format!("main-{i}"),
                 learner: false,
                 healthy: !unhealthy.contains(&i),
+                answered: !unhealthy.contains(&i),
+                applied_index: 10,
                 peer_urls: vec![format!(
                     "https://main-{i}.main-peer.db.svc.cluster.local:2380"
                 )],

@@ -11,11 +11,14 @@ fn voter(o: i32) -> Member {
         ordinal: Some(o),
         learner: false,
         healthy: true,
+        answered: true,
+        applied_index: 100,
     }
 }
 
 fn down(mut m: Member) -> Member {
     m.healthy = false;
+    m.answered = false;
     m
 }
 
@@ -57,6 +60,10 @@ fn steady(n: i32) -> Facts {
         pods_wanted: n,
         pods: (0..n).map(|o| pod(o, PodStart::Started)).collect(),
         claims: (0..n).collect(),
+        quorum_lost_for: None,
+        recover_after: None,
+        recovery_requested: false,
+        cluster: "main".into(),
     }
 }
 
@@ -122,18 +129,6 @@ fn scale_up_one_learner_at_a_time() {
             Step::DeleteVolume(Up, 3),
         ),
         (
-            "no member is added to an unhealthy cluster",
-            with(steady(3), |f| {
-                f.desired = 5;
-                f.members[1] = down(voter(1));
-                f.members[2] = down(voter(2));
-            }),
-            Step::Blocked(
-                "QuorumUnhealthy",
-                "1 of 3 voters are healthy; members are added only to a healthy cluster".into(),
-            ),
-        ),
-        (
             "scaled back down while the learner joins: it is removed",
             with(steady(3), |f| {
                 f.members.push(learner(3, false));
@@ -153,20 +148,89 @@ fn scale_up_one_learner_at_a_time() {
     check(table);
 }
 
+/// Without a healthy quorum no membership changes: the loss is reported with what to do,
+/// and recovered from only when asked, from the member that applied the most.
 #[test]
-fn promotion_never_loses_quorum() {
-    // 3 voters, 2 of them down, plus a caught-up learner: 4 voters with 2 healthy < 3.
-    let f = with(steady(3), |f| {
-        f.desired = 5;
-        f.members[1] = down(voter(1));
+fn a_lost_quorum_changes_nothing_unless_recovery_is_asked_for() {
+    let lost = |f: &mut Facts| {
+        f.members[0] = down(voter(0));
+        f.members[1].applied_index = 90;
         f.members[2] = down(voter(2));
-        f.members.push(learner(3, true));
-        f.pods_wanted = 4;
-    });
-    assert!(matches!(next_step(&f), Step::Blocked("PromotionUnsafe", _)));
-    // One down is fine: 4 voters, 3 healthy.
-    let f = with(f, |f| f.members[1] = voter(1));
-    assert_eq!(next_step(&f), Step::Promote(Up, 0x13, 3));
+        f.leader = None;
+        f.quorum_lost_for = Some(std::time::Duration::from_secs(120));
+    };
+    let report = "1 of 3 voting members are healthy, 2 are needed, for 2m; not answering: main-0, main-2. If the missing members cannot come back, recover from main-1 (applied index 90), losing what only the others had: `kubectl annotate etcdcluster/main ballast.dev/recover-quorum=true`, or set spec.recovery.quorumLoss: Automatic";
+    let table: Vec<(&str, Facts, Step)> = vec![
+        (
+            "reported, not acted on",
+            with(steady(3), lost),
+            Step::Blocked("QuorumLost", report.into()),
+        ),
+        (
+            "no scale-up either",
+            with(steady(3), |f| {
+                lost(f);
+                f.desired = 5;
+            }),
+            Step::Blocked("QuorumLost", report.into()),
+        ),
+        (
+            "no promotion of a caught-up learner either",
+            with(steady(3), |f| {
+                lost(f);
+                f.members.push(learner(3, true));
+                f.pods_wanted = 4;
+            }),
+            Step::Blocked("QuorumLost", report.into()),
+        ),
+        (
+            "no replacement of a lost member either",
+            with(steady(3), |f| {
+                lost(f);
+                f.pods[0] = pod(0, PodStart::RefusedDataLost);
+            }),
+            Step::Blocked("QuorumLost", report.into()),
+        ),
+        (
+            "automatic recovery waits its delay",
+            with(steady(3), |f| {
+                lost(f);
+                f.recover_after = Some(std::time::Duration::from_secs(600));
+            }),
+            Step::Blocked("QuorumLost", report.into()),
+        ),
+        (
+            "then recovers from the member that applied the most",
+            with(steady(3), |f| {
+                lost(f);
+                f.members[0].answered = true;
+                f.members[0].applied_index = 120;
+                f.recover_after = Some(std::time::Duration::from_secs(60));
+            }),
+            Step::ForceNewCluster(Operation::RecoveringQuorum, 0),
+        ),
+        (
+            "the annotation asks for it at once",
+            with(steady(3), |f| {
+                lost(f);
+                f.recovery_requested = true;
+            }),
+            Step::ForceNewCluster(Operation::RecoveringQuorum, 1),
+        ),
+        (
+            "nobody answers: nothing to recover from",
+            with(steady(3), |f| {
+                lost(f);
+                f.members[1] = down(voter(1));
+                f.recovery_requested = true;
+            }),
+            Step::Blocked(
+                "QuorumLost",
+                "0 of 3 voting members are healthy, 2 are needed, for 2m; not answering: main-0, main-1, main-2. No member answers: bring a member back (its pod and volume), or restore from a snapshot".into(),
+            ),
+        ),
+    ];
+    check(table);
 }
 
 #[test]
@@ -281,18 +345,6 @@ fn replacement_of_a_member_whose_data_is_lost() {
             Step::Blocked(
                 "MemberDataLost",
                 "member main-1 lost its data and replaceLostMembers is false: replace it by hand (member remove, then member add --learner)"
-                    .into(),
-            ),
-        ),
-        (
-            "never when the others would lose quorum",
-            with(steady(3), |f| {
-                lost(f);
-                f.members[2] = down(voter(2));
-            }),
-            Step::Blocked(
-                "ReplacementUnsafe",
-                "member main-1 lost its data, but removing it would leave 1 healthy of 2 voters, short of a quorum; waiting"
                     .into(),
             ),
         ),

@@ -49,6 +49,9 @@ pub struct Args {
     pub cert: PathBuf,
     #[arg(long)]
     pub key: PathBuf,
+    /// Where a request to recover from a lost quorum appears (the operator's ConfigMap).
+    #[arg(long = "recovery-dir")]
+    pub recovery_dir: Option<PathBuf>,
     /// Address of /readyz, /healthz and /status.
     #[arg(long = "listen-health", default_value = "0.0.0.0:2382")]
     pub listen_health: String,

@@ -71,6 +71,9 @@ pub enum Decision {
     Join { initial_cluster: String },
     /// Keep the server from starting.
     Refuse { refusal: Refusal, why: String },
+    /// Restart from the data dir with `--force-new-cluster`, as the operator asked after a
+    /// loss of quorum (see [`super::recovery`]).
+    ForceNewCluster,
 }
 
 /// The decision for `member` (advertising `peer_url`), given whether its data dir holds a

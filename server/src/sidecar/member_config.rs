@@ -22,6 +22,9 @@ pub struct MemberConfig {
     pub initial_cluster_token: String,
     pub initial_advertise_peer_urls: String,
     pub advertise_client_urls: String,
+    /// Only for the one start that recovers from a lost quorum.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub force_new_cluster: bool,
 }
 
 /// What the member's configuration must be once `decision` is taken: pure, so that it is
@@ -31,7 +34,9 @@ pub fn member_config(args: &Args, decision: &Decision) -> Option<MemberConfig> {
     let (initial_cluster, state) = match decision {
         Decision::Bootstrap => (args.initial_cluster.clone(), "new"),
         Decision::Join { initial_cluster } => (initial_cluster.clone(), "existing"),
-        Decision::Restart => (format!("{}={peer_url}", args.member), "existing"),
+        Decision::Restart | Decision::ForceNewCluster => {
+            (format!("{}={peer_url}", args.member), "existing")
+        }
         Decision::Refuse { .. } => return None,
     };
     Some(MemberConfig {
@@ -42,6 +47,7 @@ pub fn member_config(args: &Args, decision: &Decision) -> Option<MemberConfig> {
         initial_cluster_token: args.initial_cluster_token.clone(),
         initial_advertise_peer_urls: peer_url,
         advertise_client_urls: args.advertise_client_url(),
+        force_new_cluster: *decision == Decision::ForceNewCluster,
     })
 }
 
@@ -178,6 +184,10 @@ mod tests {
         let restart = member_config(&a, &Decision::Restart).expect("config");
         assert_eq!(restart.initial_cluster_state, "existing");
         assert_eq!(restart.initial_cluster, format!("main-1={PEER_1}"));
+        assert!(!restart.force_new_cluster);
+        let forced = member_config(&a, &Decision::ForceNewCluster).expect("config");
+        assert!(forced.force_new_cluster);
+        assert_eq!(forced.initial_cluster, restart.initial_cluster);
 
         let refused = Decision::Refuse {
             refusal: super::super::bootstrap::Refusal::NotAMember,

@@ -57,7 +57,8 @@ fn read(path: &Path) -> Result<Vec<(&'static str, String)>, Error> {
         std::fs::read_to_string(path).map_err(|e| Error::io(path.display().to_string(), e))?;
     let doc: serde_yaml::Mapping = serde_yaml::from_str(&text)
         .map_err(|e| Error::Other(format!("{}: not a membership file: {e}", path.display())))?;
-    KEYS.iter()
+    let mut flags: Vec<(&'static str, String)> = KEYS
+        .iter()
         .map(|key| {
             doc.get(*key)
                 .and_then(|v| v.as_str())
@@ -69,7 +70,11 @@ fn read(path: &Path) -> Result<Vec<(&'static str, String)>, Error> {
                     ))
                 })
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    if doc.get("force-new-cluster").and_then(|v| v.as_bool()) == Some(true) {
+        flags.push(("force-new-cluster", "true".to_string()));
+    }
+    Ok(flags)
 }
 
 #[cfg(test)]
@@ -104,6 +109,24 @@ mod tests {
                 "--initial-cluster=main-0=https://a:2380,main-3=https://d:2380",
                 "--initial-cluster-state=existing",
             ])
+        );
+    }
+
+    #[test]
+    fn a_recovery_start_forces_a_new_cluster() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("member.yaml");
+        std::fs::write(
+            &file,
+            "initial-cluster: main-0=https://a:2380\ninitial-cluster-state: existing\n\
+             force-new-cluster: true\n",
+        )
+        .expect("write");
+        let got =
+            server_args(os(&[&format!("--membership-file={}", file.display())])).expect("args");
+        assert_eq!(
+            got.last(),
+            Some(&OsString::from("--force-new-cluster=true"))
         );
     }
 

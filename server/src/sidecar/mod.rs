@@ -13,6 +13,7 @@ mod health;
 mod member_config;
 pub mod membership;
 mod observe;
+mod recovery;
 
 use std::sync::Arc;
 
@@ -28,6 +29,13 @@ const OBSERVE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 const ASK_PEERS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 /// How often a refused member asks its peers again.
 const RECHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(3);
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
 
 /// Waits until the member's own name under the headless Service resolves. Members check a
 /// peer's certificate against the address it connects from by resolving the names in the
@@ -71,6 +79,23 @@ pub async fn run(args: Args) -> Result<(), Error> {
         } else {
             bootstrap::ask_peers(&dialer, &args, ASK_PEERS_TIMEOUT).await
         };
+        let recovery = args
+            .recovery_dir
+            .as_deref()
+            .filter(|_| has_data)
+            .and_then(|dir| {
+                let consumed = std::fs::read_to_string(recovery::consumed_path(&args.data_dir))
+                    .unwrap_or_default();
+                recovery::pending(dir, &args.member, unix_now(), &consumed)
+            });
+        if let Some(request) = &recovery {
+            recovery::mark_consumed(&args.data_dir, request)?;
+            tracing::warn!(member = %args.member, request = %request.id, "recovering from a lost quorum: this member restarts with --force-new-cluster");
+            let decision = bootstrap::Decision::ForceNewCluster;
+            if let Some(config) = member_config::member_config(&args, &decision) {
+                break (decision, config);
+            }
+        }
         let decision = bootstrap::decide(has_data, &args.member, &peer_url, founding, &peers);
         match member_config::member_config(&args, &decision) {
             Some(config) => break (decision, config),
@@ -91,8 +116,28 @@ pub async fn run(args: Args) -> Result<(), Error> {
     let how = match decision {
         bootstrap::Decision::Bootstrap => "bootstrap",
         bootstrap::Decision::Join { .. } => "join",
+        bootstrap::Decision::ForceNewCluster => "force-new-cluster",
         _ => "restart",
     };
+    if config.force_new_cluster {
+        // Once the member answers, a later start of the server (same pod) is a plain restart.
+        let (args, dialer, mut config) = (args.clone(), dialer.clone(), config.clone());
+        tokio::spawn(async move {
+            while observe::ask(&dialer, &args.endpoint, OBSERVE_EVERY)
+                .await
+                .is_err()
+            {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            config.force_new_cluster = false;
+            match member_config::write(&args, &config) {
+                Ok(()) => {
+                    tracing::info!("recovered member answers; later starts are plain restarts")
+                }
+                Err(e) => tracing::error!("rewriting the member configuration: {e}"),
+            }
+        });
+    }
     tracing::info!(
         member = %config.name,
         path = %args.config_out.display(),

@@ -71,7 +71,11 @@ pub async fn watch(dialer: Arc<PeerDialer>, endpoint: String, state: Arc<State>,
     }
 }
 
-async fn ask(dialer: &PeerDialer, endpoint: &str, timeout: Duration) -> Result<Observed, String> {
+pub(super) async fn ask(
+    dialer: &PeerDialer,
+    endpoint: &str,
+    timeout: Duration,
+) -> Result<Observed, String> {
     let channel = dialer.connect(endpoint, timeout).await?;
     let mut client = MaintenanceClient::new(channel);
     let answer = tokio::time::timeout(timeout, client.status(StatusRequest {}))
