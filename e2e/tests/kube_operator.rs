@@ -232,6 +232,7 @@ fn operator_runs_an_etcd_cluster_on_kubernetes() {
     );
 
     a_member_whose_data_is_lost_is_replaced(&kube);
+    a_member_whose_data_is_corrupt_is_replaced(&kube);
     a_version_change_rolls_one_member_at_a_time_the_leader_last(&kube);
     a_lost_quorum_is_reported_then_recovered_when_asked(&kube);
     scaling_goes_through_learners_and_cleans_up_after_itself(&kube);
@@ -690,6 +691,70 @@ fn a_member_whose_data_is_lost_is_replaced(kube: &KubeCluster) {
     for reason in ["MemberRemoved", "MemberAdded", "MemberPromoted"] {
         assert!(reasons.iter().any(|r| r == reason), "{reason}: {reasons:?}");
     }
+}
+
+/// A member's write-ahead log damaged on its volume: its server refuses to start from it
+/// (`is corrupt at byte offset`), which the kubelet keeps as the termination message; the
+/// operator removes the member, renews its claim and adds it back as a learner.
+fn a_member_whose_data_is_corrupt_is_replaced(kube: &KubeCluster) {
+    let before = wait_for_voters(kube, 3, Duration::from_secs(60));
+    let old_id = before.iter().find(|(n, _, _)| n == "main-1").map(|m| m.1);
+    let volume = kube
+        .kubectl(&[
+            "get",
+            "pvc",
+            "data-main-1",
+            "-o",
+            "jsonpath={.spec.volumeName}",
+        ])
+        .expect("volume name");
+    let path = kube
+        .kubectl(&["get", "pv", &volume, "-o", "jsonpath={.spec.hostPath.path}"])
+        .expect("volume path");
+    let wal_dir = std::path::Path::new(&path).join("data/member/wal");
+    let mut segments: Vec<_> = std::fs::read_dir(&wal_dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", wal_dir.display()))
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
+        .collect();
+    segments.sort();
+    let first = segments.first().expect("a WAL segment");
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(first)
+            .expect("open WAL");
+        f.seek(SeekFrom::Start(300)).expect("seek");
+        f.write_all(&[0xAB; 64]).expect("damage");
+        f.sync_all().expect("sync");
+    }
+    kube.kubectl(&["delete", "pod", "main-1", "--wait=true"])
+        .expect("restart the member");
+    wait_for_voters_where(kube, 3, Duration::from_secs(300), |list| {
+        list.iter()
+            .any(|(n, id, _)| n == "main-1" && Some(*id) != old_id)
+    });
+    wait_settled(kube, 3, Duration::from_secs(180));
+    let value = etcdctl(
+        kube,
+        "https://main-1.main-peer.default.svc.cluster.local:2379",
+        &[
+            "get",
+            "/registry/ballast/greeting",
+            "--print-value-only",
+            "--consistency=s",
+        ],
+    )
+    .expect("read from the replaced member");
+    assert_eq!(value, "hello\n");
+    assert!(
+        event_notes(kube, "VolumeDeleted")
+            .iter()
+            .any(|n| n.contains("main-1")),
+        "the corrupt volume was renewed"
+    );
 }
 
 /// `kubectl scale` 3 -> 5 -> 3 -> 5. Members join as learners and are promoted; going

@@ -176,21 +176,54 @@ pub fn error_policy(cluster: Arc<EtcdCluster>, error: &Error, ctx: Arc<Context>)
     Action::requeue(wait)
 }
 
-async fn publish(ctx: &Context, cluster: &EtcdCluster, warning: bool, reason: &str, note: String) {
+/// An Event to publish about the cluster.
+struct Note {
+    warning: bool,
+    reason: String,
+    note: String,
+    /// Events with the same reason, action and related object are counted as one series
+    /// (their later notes are dropped), so transitions of different conditions carry the
+    /// condition as their action, and lifecycle steps the member's pod as related object.
+    action: String,
+    pod: Option<String>,
+}
+
+impl Note {
+    fn new(warning: bool, reason: impl Into<String>, note: String) -> Self {
+        Note {
+            warning,
+            reason: reason.into(),
+            note,
+            action: "Reconcile".to_string(),
+            pod: None,
+        }
+    }
+}
+
+async fn publish(ctx: &Context, cluster: &EtcdCluster, n: Note) {
     let event = Event {
-        type_: if warning {
+        type_: if n.warning {
             EventType::Warning
         } else {
             EventType::Normal
         },
-        reason: reason.to_string(),
-        note: Some(note),
-        action: "Reconcile".to_string(),
-        secondary: None,
+        reason: n.reason.clone(),
+        note: Some(n.note),
+        action: n.action,
+        secondary: n
+            .pod
+            .map(|name| k8s_openapi::api::core::v1::ObjectReference {
+                api_version: Some("v1".to_string()),
+                kind: Some("Pod".to_string()),
+                name: Some(name),
+                namespace: cluster.namespace(),
+                ..Default::default()
+            }),
     };
+    let reason = n.reason;
     // An Event that cannot be written must not fail the reconcile that did the work.
     if let Err(e) = ctx.recorder.publish(&event, &cluster.object_ref(&())).await {
-        tracing::warn!(error = %e, reason, "publishing an event");
+        tracing::warn!(error = %e, %reason, "publishing an event");
     }
 }
 
@@ -248,7 +281,7 @@ async fn ensure_pki(
     members: i32,
     ctx: &Context,
     problems: &mut Vec<Problem>,
-    notes: &mut Vec<(bool, String, String)>,
+    notes: &mut Vec<Note>,
 ) -> Result<PkiOutcome, Error> {
     let spec = &cluster.spec;
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &names.namespace);
@@ -325,7 +358,7 @@ async fn ensure_pki(
                     ..PostParams::default()
                 };
                 secrets.create(&params, &secret).await?;
-                notes.push((
+                notes.push(Note::new(
                     false,
                     "CertificateAuthorityCreated".to_string(),
                     format!("created CA in Secret {}", names.ca_secret()),
@@ -375,7 +408,7 @@ async fn ensure_pki(
             .iter()
             .map(|n| format!("{} ({})", n.what, n.reason))
             .collect();
-        notes.push((
+        notes.push(Note::new(
             false,
             "CertificatesIssued".to_string(),
             format!("issued {}", list.join(", ")),
@@ -403,8 +436,12 @@ pub fn workload_state(sts: Option<&StatefulSet>) -> WorkloadState {
         replicas: status.replicas,
         ready_replicas: status.ready_replicas.unwrap_or(0),
         updated_replicas: status.updated_replicas.unwrap_or(0),
-        revisions_match: status.current_revision.is_some()
-            && status.current_revision == status.update_revision,
+        // With `OnDelete` the StatefulSet controller never moves `currentRevision` on, so
+        // every pod being on the update revision is what says a rollout is done.
+        revisions_match: (status.current_revision.is_some()
+            && status.current_revision == status.update_revision)
+            || (status.update_revision.is_some()
+                && status.updated_replicas == Some(status.replicas)),
     }
 }
 
@@ -438,7 +475,7 @@ async fn apply(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
     let ns = names.namespace.clone();
     let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
     let mut problems = Vec::new();
-    let mut notes: Vec<(bool, String, String)> = Vec::new();
+    let mut notes: Vec<Note> = Vec::new();
 
     let existing = sts_api.get_opt(&names.statefulset()).await?;
     let mut live = Live::from_statefulset(existing.as_ref());
@@ -565,7 +602,7 @@ async fn apply(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
                     });
                     pvcs.patch(&claim, &PatchParams::default(), &Patch::Merge(&patch))
                         .await?;
-                    notes.push((
+                    notes.push(Note::new(
                         false,
                         "VolumeExpansionRequested".to_string(),
                         format!("asked to grow {claim} to {}", cluster.spec.storage.size),
@@ -594,7 +631,10 @@ async fn apply(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
         )
         .await
         {
-            Ok(Outcome::Done(reason, note)) => notes.push((false, reason.to_string(), note)),
+            Ok(Outcome::Done(reason, note)) => notes.push(Note {
+                pod: step.ordinal().map(|o| names.member(o)),
+                ..Note::new(false, reason, note)
+            }),
             Ok(Outcome::NotYet(why)) => {
                 if let Some((_, message)) = operation.as_mut() {
                     *message = why;
@@ -632,10 +672,13 @@ async fn apply(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
     }
 
     for t in status::transitions(cluster.status.as_ref(), &new_status) {
-        notes.push((t.warning, t.reason, t.note));
+        notes.push(Note {
+            action: t.condition.clone(),
+            ..Note::new(t.warning, t.reason, t.note)
+        });
     }
-    for (warning, reason, note) in notes {
-        publish(&ctx, &cluster, warning, &reason, note).await;
+    for note in notes {
+        publish(&ctx, &cluster, note).await;
     }
     // An operation under way is followed closely: each step waits on the one before.
     let wait = if operation.is_some() {
@@ -655,12 +698,14 @@ async fn cleanup(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action,
     publish(
         &ctx,
         &cluster,
-        false,
-        "Deleting",
-        format!(
-            "deleting {}; its PersistentVolumeClaims ({}) are kept",
-            names.name,
-            render::claim_names(&names, cluster.spec.replicas).join(", ")
+        Note::new(
+            false,
+            "Deleting",
+            format!(
+                "deleting {}; its PersistentVolumeClaims ({}) are kept",
+                names.name,
+                render::claim_names(&names, cluster.spec.replicas).join(", ")
+            ),
         ),
     )
     .await;

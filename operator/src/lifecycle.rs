@@ -63,6 +63,9 @@ pub enum PodStart {
     RefusedDataLost,
     /// The cluster does not list the member (or no peer answers).
     RefusedNotMember,
+    /// The server exits because its data dir is corrupt (from the container's last
+    /// termination message).
+    DataCorrupt,
     /// Not asked, no answer yet, or still preparing.
     Unknown,
 }
@@ -168,6 +171,19 @@ pub enum Step {
 }
 
 impl Step {
+    /// The ordinal of the member the step acts on, if it acts on one.
+    pub fn ordinal(&self) -> Option<i32> {
+        match self {
+            Step::AddLearner(_, o)
+            | Step::Promote(_, _, o)
+            | Step::Remove(_, _, o)
+            | Step::DeleteVolume(_, o)
+            | Step::Restart(_, o)
+            | Step::ForceNewCluster(_, o) => Some(*o),
+            _ => None,
+        }
+    }
+
     /// The operation under way, for status.
     pub fn operation(&self) -> Option<Operation> {
         match self {
@@ -343,7 +359,7 @@ pub fn next_step(facts: &Facts) -> Step {
             // The sidecar found an empty data dir: the volume is fine to join with.
             Some(PodStart::RefusedDataLost | PodStart::RefusedNotMember) => true,
             // It runs a server from data of a member the cluster no longer has.
-            Some(PodStart::Started) => false,
+            Some(PodStart::Started | PodStart::DataCorrupt) => false,
             Some(PodStart::Unknown) => {
                 return Step::Wait(
                     operation,
@@ -464,15 +480,16 @@ fn quorum_lost(facts: &Facts, voters: &[&Member]) -> Step {
     Step::Blocked("QuorumLost", message)
 }
 
-/// A voter that has started before, whose pod's sidecar found its data dir empty.
+/// A voter that has started before, whose data dir is empty (its sidecar says so) or
+/// corrupt (its server says so as it exits).
 fn lost(facts: &Facts) -> Option<&Member> {
     facts.members.iter().find(|m| {
         !m.learner
             && !m.healthy
-            && facts
-                .pods
-                .iter()
-                .any(|p| Some(p.ordinal) == m.ordinal && p.start == PodStart::RefusedDataLost)
+            && facts.pods.iter().any(|p| {
+                Some(p.ordinal) == m.ordinal
+                    && matches!(p.start, PodStart::RefusedDataLost | PodStart::DataCorrupt)
+            })
     })
 }
 

@@ -118,6 +118,11 @@ pub async fn facts(
                 None => PodStart::Unknown,
             }
         };
+        let start = if corrupt(&pod) {
+            PodStart::DataCorrupt
+        } else {
+            start
+        };
         let revision = pod.labels().get("controller-revision-hash");
         let ready = pod
             .status
@@ -164,6 +169,26 @@ pub async fn facts(
             .is_some_and(|v| v == "true"),
         cluster: names.name.clone(),
     })
+}
+
+/// Whether the pod's server last exited because its data is corrupt: the server's last
+/// log line is its fatal error, which the kubelet keeps as the termination message
+/// (`FallbackToLogsOnError`).
+fn corrupt(pod: &Pod) -> bool {
+    let Some(server) = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|c| c.iter().find(|c| c.name == render::SERVER_CONTAINER))
+    else {
+        return false;
+    };
+    [server.state.as_ref(), server.last_state.as_ref()]
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.terminated.as_ref())
+        .filter_map(|t| t.message.as_deref())
+        .any(|m| m.contains("data corrupted: ") || m.contains(" is corrupt at byte offset "))
 }
 
 /// The sidecar's `/bootstrap` answer, as the lifecycle needs it.

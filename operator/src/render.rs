@@ -43,6 +43,8 @@ pub const DATA_DIR: &str = "/var/lib/etcd/data";
 pub const RUN_DIR: &str = "/run/ballast";
 /// Certificates, as kubeadm's `/etc/kubernetes/pki/etcd`.
 pub const PKI_DIR: &str = "/etc/ballast/pki";
+/// The server container's name, as kubeadm's static pod names it.
+pub const SERVER_CONTAINER: &str = "etcd";
 /// Where the sidecar finds a request to recover from a lost quorum (a ConfigMap).
 pub const RECOVERY_DIR: &str = "/etc/ballast/recovery";
 /// Port of the sidecar's own health endpoint.
@@ -555,7 +557,7 @@ pub fn statefulset(
         env_from_field("POD_NAMESPACE", "metadata.namespace"),
     ];
     let server = Container {
-        name: "etcd".to_string(),
+        name: SERVER_CONTAINER.to_string(),
         image: Some(image.clone()),
         image_pull_policy: pull_policy.clone(),
         command: Some(server_command(names, spec)?),
@@ -625,6 +627,8 @@ pub fn statefulset(
             mount("run", RUN_DIR, false),
             mount("tmp", "/tmp", false),
         ]),
+        // The server's last line is its fatal error: the operator reads it from the
+        // container status to tell corrupt data from other failures.
         termination_message_policy: Some("FallbackToLogsOnError".to_string()),
         ..Container::default()
     };
@@ -661,6 +665,8 @@ pub fn statefulset(
             mount("run", RUN_DIR, false),
             mount("tmp", "/tmp", false),
         ]),
+        // The server's last line is its fatal error: the operator reads it from the
+        // container status to tell corrupt data from other failures.
         termination_message_policy: Some("FallbackToLogsOnError".to_string()),
         ..Container::default()
     };

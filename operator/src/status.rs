@@ -350,6 +350,8 @@ pub struct Transition {
     pub reason: String,
     /// Event note.
     pub note: String,
+    /// The condition's type.
+    pub condition: String,
 }
 
 /// Condition changes worth an Event: becoming (un)available, degraded or healthy again,
@@ -379,6 +381,7 @@ pub fn transitions(old: Option<&EtcdClusterStatus>, new: &EtcdClusterStatus) -> 
         if interesting {
             out.push(Transition {
                 warning,
+                condition: c.type_.clone(),
                 reason: c.reason.clone(),
                 note: if c.message.is_empty() {
                     format!("{} is {}", c.type_, c.status)

@@ -933,3 +933,21 @@ impl FakeApi {
             .collect()
     }
 }
+
+/// An `OnDelete` StatefulSet keeps its old `currentRevision` after every pod was replaced:
+/// all pods on the update revision is a finished rollout all the same.
+#[test]
+fn a_rollout_is_done_when_every_pod_runs_the_update_revision() {
+    let sts = |current: &str, update: &str, updated: i32| {
+        serde_json::from_value::<k8s_openapi::api::apps::v1::StatefulSet>(json!({
+            "metadata": {"name": "main", "generation": 2},
+            "status": {"observedGeneration": 2, "replicas": 3, "readyReplicas": 3,
+                       "updatedReplicas": updated, "currentRevision": current,
+                       "updateRevision": update}
+        }))
+        .unwrap()
+    };
+    assert!(controller::workload_state(Some(&sts("a", "a", 3))).revisions_match);
+    assert!(controller::workload_state(Some(&sts("a", "b", 3))).revisions_match);
+    assert!(!controller::workload_state(Some(&sts("a", "b", 2))).revisions_match);
+}

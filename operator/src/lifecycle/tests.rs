@@ -329,6 +329,22 @@ fn replacement_of_a_member_whose_data_is_lost() {
             Step::Promote(Replacing, 0x11, 1),
         ),
         (
+            "a member whose server exits on corrupt data is removed too",
+            with(steady(3), |f| {
+                f.members[1] = down(voter(1));
+                f.pods[1] = pod(1, PodStart::DataCorrupt);
+            }),
+            Step::Remove(Replacing, 0x11, 1),
+        ),
+        (
+            "and its volume renewed before it is added back",
+            with(steady(3), |f| {
+                f.members.remove(1);
+                f.pods[1] = pod(1, PodStart::DataCorrupt);
+            }),
+            Step::DeleteVolume(Replacing, 1),
+        ),
+        (
             "a member that is merely down is not replaced",
             with(steady(3), |f| {
                 f.members[1] = down(voter(1));

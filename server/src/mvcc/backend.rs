@@ -90,13 +90,19 @@ const IN_USE_REFRESH_COST_FACTOR: u32 = 100;
 impl Backend {
     /// Opens (or creates) the database file and makes sure every table exists.
     pub fn open(path: &Path) -> Result<Backend> {
-        let db = open_database(path).map_err(|e| {
+        let corrupt = |e: String| {
             Error::Corrupt(format!(
                 "cannot open the database {}: {e}; if the file is damaged, restore this member \
                  from a snapshot (ballast snapshot restore) or remove and re-add it",
                 path.display()
             ))
-        })?;
+        };
+        // redb panics on some damaged pages instead of returning an error; a damaged file
+        // must end in a clear error like any other, not in a panic.
+        let db = match std::panic::catch_unwind(|| open_database(path)) {
+            Ok(opened) => opened.map_err(|e| corrupt(e.to_string()))?,
+            Err(panic) => return Err(corrupt(panic_text(panic.as_ref()))),
+        };
         prepare_tables(&db)?;
         let backend = Backend {
             path: path.to_path_buf(),
@@ -274,6 +280,15 @@ pub fn trim_file(path: &Path) -> Result<()> {
     db.compact()
         .map_err(|e| Error::Storage(format!("compacting {}: {e}", path.display())))?;
     Ok(())
+}
+
+/// The message of a caught panic.
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "the storage engine panicked".to_string())
 }
 
 fn open_database(path: &Path) -> std::result::Result<Database, redb::DatabaseError> {
