@@ -289,6 +289,7 @@ fn observe_members(client: &Host, root: &Path, secrets: &[Secret]) -> ClusterVie
                 learner: m["learner"] == true,
                 healthy: m["healthy"] == true,
                 answered: m["healthy"] == true,
+                alarms: Vec::new(),
                 applied_index: 0,
                 peer_urls: serde_json::from_value(m["peer_urls"].clone()).unwrap_or_default(),
             })

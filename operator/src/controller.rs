@@ -658,6 +658,7 @@ async fn apply(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
         problems,
         version: render::version(&cluster.spec, &ctx.render),
         operation: operation.clone(),
+        paused: membership::paused(&cluster),
     };
     let new_status = status::compute(&cluster, &names, &observed, now);
     if cluster.status.as_ref() != Some(&new_status) {

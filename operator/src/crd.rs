@@ -126,6 +126,10 @@ pub struct EtcdClusterSpec {
 
     /// Kubernetes cluster domain used in member DNS names and certificate SANs.
     #[serde(default = "default_cluster_domain")]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self == oldSelf",
+        "message": "clusterDomain cannot change after creation: the members' peer URLs and certificates are built from it"
+    }]))]
     pub cluster_domain: String,
 
     /// Scheduled backups. Reserved: accepted by the schema, not acted on yet (see README).
@@ -259,6 +263,10 @@ impl Default for StorageSpec {
     {
         "rule": "duration(self.validity) >= duration('1h')",
         "message": "tls.validity must be at least 1h"
+    },
+    {
+        "rule": "has(self.existing) == has(oldSelf.existing) && has(self.caSecretName) == has(oldSelf.caSecretName) && (!has(self.caSecretName) || self.caSecretName == oldSelf.caSecretName)",
+        "message": "the TLS mode (the operator's CA, tls.caSecretName, or tls.existing) cannot change after creation: members and clients would stop trusting each other; create a new EtcdCluster to change it"
     }
 ]))]
 pub struct TlsSpec {

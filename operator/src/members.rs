@@ -43,8 +43,12 @@ pub struct ObservedMember {
     pub learner: bool,
     /// Where its peers reach it; names the pod it runs in.
     pub peer_urls: Vec<String>,
-    /// Answered `Status` without errors and with a leader.
+    /// Answered `Status` and knows a leader. An alarm does not make a member unhealthy:
+    /// it is reported as itself.
     pub healthy: bool,
+    /// Alarms the member reported in `Status`, as etcd writes them
+    /// (`memberID:<id> alarm:NOSPACE`); every member reports the whole cluster's.
+    pub alarms: Vec<String>,
     /// Answered `Status` at all (a member of a cluster without quorum still does).
     pub answered: bool,
     /// Its applied Raft index, when it answered: after a loss of quorum, the member that
@@ -132,6 +136,7 @@ struct MemberAnswer {
     cluster_id: u64,
     leader: u64,
     healthy: bool,
+    alarms: Vec<String>,
     applied_index: u64,
     channel: Channel,
 }
@@ -170,7 +175,8 @@ impl EtcdMembers {
             member_id: header.member_id,
             cluster_id: header.cluster_id,
             leader: resp.leader,
-            healthy: resp.errors.is_empty() && resp.leader != 0,
+            healthy: resp.leader != 0,
+            alarms: resp.errors.iter().map(|e| e.trim().to_string()).collect(),
             applied_index: resp.raft_applied_index,
             channel,
         })
@@ -217,6 +223,11 @@ impl MemberStatusSource for EtcdMembers {
                 .map(|m| ObservedMember {
                     id: m.id,
                     healthy: ok.iter().any(|a| a.member_id == m.id && a.healthy),
+                    alarms: ok
+                        .iter()
+                        .find(|a| a.member_id == m.id)
+                        .map(|a| a.alarms.clone())
+                        .unwrap_or_default(),
                     answered: ok.iter().any(|a| a.member_id == m.id),
                     applied_index: ok
                         .iter()

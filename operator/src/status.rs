@@ -68,6 +68,8 @@ pub struct Observed {
     pub version: String,
     /// A member lifecycle operation under way: `Progressing` reason and message.
     pub operation: Option<(String, String)>,
+    /// The pause annotation holds the operator back.
+    pub paused: bool,
 }
 
 /// The status for `cluster` given what was observed at `now`. Conditions whose status did
@@ -171,6 +173,13 @@ pub fn compute(
             Some(p) => (false, p.reason.clone(), p.message.clone()),
             None => (true, "Creating".to_string(), "creating members".to_string()),
         }
+    } else if observed.paused {
+        (
+            false,
+            "Paused".to_string(),
+            "ballast.dev/paused=true: membership, pods and volumes are left as they are"
+                .to_string(),
+        )
     } else if let Some((reason, message)) = &observed.operation {
         (true, reason.clone(), message.clone())
     } else if rolled_out {
@@ -216,6 +225,8 @@ pub fn compute(
         } else {
             (false, "AsExpected".to_string(), String::new())
         }
+    } else if let Some((reason, message)) = alarms(view) {
+        (true, reason, message)
     } else if !unhealthy.is_empty() {
         (
             true,
@@ -292,6 +303,58 @@ pub fn compute(
             .clone()
             .or(previous.certificates.clone()),
     }
+}
+
+/// Alarms the members raised, as `Degraded`: a full backend (`NOSPACE`) refuses writes
+/// and a `CORRUPT` member must be replaced, and neither is a loss of quorum.
+fn alarms(view: Option<&ClusterView>) -> Option<(String, String)> {
+    let view = view?;
+    let mut raised: Vec<(String, String)> = Vec::new();
+    for text in view.members.iter().flat_map(|m| m.alarms.iter()) {
+        let Some((id, alarm)) = parse_alarm(text) else {
+            continue;
+        };
+        let member = view
+            .members
+            .iter()
+            .find(|m| m.id == id)
+            .map_or_else(|| format!("{id:x}"), |m| m.name.clone());
+        if !raised.contains(&(member.clone(), alarm.clone())) {
+            raised.push((member, alarm));
+        }
+    }
+    raised.sort();
+    let (_, first) = raised.first()?;
+    let (reason, advice) = match first.as_str() {
+        "NOSPACE" => (
+            "AlarmNoSpace",
+            "the backend quota is used up and writes are refused: compact, defragment, then `etcdctl alarm disarm`",
+        ),
+        "CORRUPT" => (
+            "AlarmCorrupt",
+            "a member's data differs from the others': replace that member",
+        ),
+        _ => ("Alarm", "see `etcdctl alarm list`"),
+    };
+    let list: Vec<String> = raised.iter().map(|(m, a)| format!("{a} on {m}")).collect();
+    Some((
+        reason.to_string(),
+        format!("alarm {}; {advice}", list.join(", ")),
+    ))
+}
+
+/// `memberID:<decimal id> alarm:<NAME>`, as etcd's `Status` lists alarms.
+fn parse_alarm(text: &str) -> Option<(u64, String)> {
+    let mut id = None;
+    let mut alarm = None;
+    for part in text.split_whitespace() {
+        if let Some(v) = part.strip_prefix("memberID:") {
+            id = v.parse().ok();
+        } else if let Some(v) = part.strip_prefix("alarm:") {
+            alarm = Some(v.to_string());
+        }
+    }
+    Some((id?, alarm?))
 }
 
 /// Why the members are not one cluster, when the cluster IDs they answered with differ.
@@ -445,9 +508,41 @@ mod tests {
             learner,
             healthy,
             answered: healthy,
+            alarms: Vec::new(),
             applied_index: 0,
             peer_urls: Vec::new(),
         }
+    }
+
+    /// A full backend is an alarm, reported as itself; the cluster keeps its quorum.
+    #[test]
+    fn alarms_are_reported_as_themselves_not_as_lost_quorum() {
+        let mut view = ClusterView {
+            cluster_id: Some(1),
+            leader: Some(1),
+            members: (1..=3).map(|i| member(i, true, false)).collect(),
+            cluster_ids: (1..=3).map(|i| (format!("main-{i}"), 1)).collect(),
+        };
+        for m in &mut view.members {
+            // Every member lists the cluster's alarms.
+            m.alarms = vec!["memberID:2 alarm:NOSPACE".to_string()];
+        }
+        let observed = Observed {
+            workload: running(3),
+            members: Some(Ok(view)),
+            ..Observed::default()
+        };
+        let s = compute(&cluster(3), &names(), &observed, Timestamp::UNIX_EPOCH);
+        let get = |t: &str| s.conditions.iter().find(|c| c.type_ == t).unwrap();
+        assert_eq!(get(AVAILABLE).status, "True");
+        assert_eq!(get(DEGRADED).reason, "AlarmNoSpace");
+        assert!(
+            get(DEGRADED)
+                .message
+                .starts_with("alarm NOSPACE on main-2; "),
+            "{}",
+            get(DEGRADED).message
+        );
     }
 
     fn running(replicas: i32) -> WorkloadState {

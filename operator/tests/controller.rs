@@ -334,6 +334,7 @@ fn healthy_view(n: u64, unhealthy: &[u64]) -> ClusterView {
                 learner: false,
                 healthy: !unhealthy.contains(&i),
                 answered: !unhealthy.contains(&i),
+                alarms: Vec::new(),
                 applied_index: 10,
                 peer_urls: vec![format!(
                     "https://main-{i}.main-peer.db.svc.cluster.local:2380"
@@ -950,4 +951,37 @@ fn a_rollout_is_done_when_every_pod_runs_the_update_revision() {
     assert!(controller::workload_state(Some(&sts("a", "a", 3))).revisions_match);
     assert!(controller::workload_state(Some(&sts("a", "b", 3))).revisions_match);
     assert!(!controller::workload_state(Some(&sts("a", "b", 2))).revisions_match);
+}
+
+/// The pause annotation: the operator observes and reports, and changes no membership.
+#[tokio::test]
+async fn a_paused_cluster_is_observed_but_left_alone() {
+    let h = harness();
+    h.reconcile(&finalized(common::cluster("main", "{}")))
+        .await
+        .unwrap();
+    h.set_sts_status(3, 3);
+    let mut c = h.stored_cluster();
+    c.spec.replicas = 5;
+    c.metadata.generation = Some(2);
+    c.metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert("ballast.dev/paused".into(), "true".into());
+    *h.members.answer.lock().unwrap() = Some(Ok(healthy_view(3, &[])));
+    h.reconcile(&c).await.unwrap();
+    assert!(h.members.changes.lock().unwrap().is_empty());
+    let progressing = condition(&h.stored_cluster(), "Progressing").clone();
+    assert_eq!(
+        (progressing.status.as_str(), progressing.reason.as_str()),
+        ("False", "Paused")
+    );
+    // Unpaused, the same facts give the first step.
+    c.metadata
+        .annotations
+        .as_mut()
+        .unwrap()
+        .remove("ballast.dev/paused");
+    h.reconcile(&c).await.unwrap();
+    assert_eq!(h.members.changes.lock().unwrap().len(), 1);
 }

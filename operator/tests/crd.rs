@@ -129,6 +129,27 @@ fn tls_rules() {
 }
 
 #[test]
+fn cluster_domain_and_tls_mode_are_fixed_after_creation() {
+    let old = cluster("main", "{}");
+    let e = update_errors(&cluster("main", "clusterDomain: other.example"), &old);
+    assert!(
+        e.contains("clusterDomain cannot change after creation"),
+        "{e}"
+    );
+    let e = update_errors(&cluster("main", "tls: { caSecretName: mine }"), &old);
+    assert!(e.contains("the TLS mode"), "{e}");
+    let mine = cluster("main", "tls: { caSecretName: mine }");
+    let e = update_errors(&cluster("main", "tls: { caSecretName: theirs }"), &mine);
+    assert!(e.contains("the TLS mode"), "{e}");
+    // Other TLS settings may change.
+    let e = update_errors(
+        &cluster("main", "tls: { caSecretName: mine, validity: 4380h }"),
+        &mine,
+    );
+    assert_eq!(e, "");
+}
+
+#[test]
 fn option_rules() {
     let e = errors(&cluster(
         "main",

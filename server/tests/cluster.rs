@@ -184,6 +184,9 @@ fn grow_to_five_with_learners_shrink_back_and_replace_a_wiped_member() {
         let ic = initial_cluster(&all);
         n.start(&ic, "existing");
         wait_for(&format!("{name} healthy"), || n.healthy());
+        // Status says it is a learner, as MemberList does (operators read either).
+        let st = ctl_ok(&n.client_url(), &["endpoint", "status", "-w", "json"]);
+        assert!(st.contains(r#""isLearner":true"#), "{name} status: {st}");
         let mut id = String::new();
         wait_for(&format!("{name} to publish itself"), || {
             id = members(&first)

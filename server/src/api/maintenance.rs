@@ -77,7 +77,7 @@ impl Maintenance for MaintenanceService {
             raft_applied_index: s.applied_index(),
             errors,
             db_size_in_use: backend.size_in_use() as i64,
-            is_learner: false,
+            is_learner: s.members.get(s.member_id).is_some_and(|m| m.is_learner),
         }))
     }
 
