@@ -202,6 +202,7 @@ fn operator_runs_an_etcd_cluster_on_kubernetes() {
     }
 
     the_pod_network_reaches_nothing_outside_the_cluster(&kube);
+    the_peer_port_admits_only_peer_certificates(&kube);
 
     // A member whose pod is deleted comes back on its claim, with its data, under the same name.
     kube.kubectl(&["delete", "pod", "main-1", "--wait=true"])
@@ -536,6 +537,32 @@ fn event_notes(kube: &KubeCluster, reason: &str) -> Vec<String> {
     .lines()
     .map(str::to_string)
     .collect()
+}
+
+/// A client certificate from the cluster's CA (kube-apiserver's) is refused on the peer
+/// port: members require the name only the operator's peer certificates carry.
+fn the_peer_port_admits_only_peer_certificates(kube: &KubeCluster) {
+    let peer_port = "https://main-0.main-peer.default.svc.cluster.local:2380";
+    let refused = etcdctl(
+        kube,
+        peer_port,
+        &["--dial-timeout=3s", "endpoint", "status"],
+    );
+    assert!(
+        refused.is_err(),
+        "the peer port answered a client: {refused:?}"
+    );
+    kube.wait_kubectl(
+        &["logs", "main-0", "-c", "etcd"],
+        Duration::from_secs(30),
+        |log| {
+            log.lines().any(|l| {
+                l.contains("rejected connection")
+                    && l.contains("client certificate authentication failed")
+            })
+        },
+    )
+    .expect("main-0 refused the client certificate on its peer port");
 }
 
 /// The client Service, as applications reach the cluster.

@@ -613,12 +613,8 @@ async fn apply(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
     }
 
     if let (Some(step), Some(target), Some(view)) = (&step, &target, view) {
-        if !matches!(
-            step,
-            Step::ForceNewCluster(..) | Step::Blocked("QuorumLost", _)
-        ) {
-            membership::clear_recovery_request(&client, &names).await?;
-        }
+        let quorum = membership::has_quorum(view);
+        membership::sync_state(&client, &cluster, &names, view.cluster_id, quorum).await?;
         match membership::carry_out(
             &client,
             ctx.members.as_ref(),

@@ -320,9 +320,28 @@ pub async fn carry_out(
         }
         Step::ForceNewCluster(_, ordinal) => {
             let member = names.member(*ordinal);
-            request_recovery(client, cluster, names, &member, now).await?;
+            let request = request_recovery(client, cluster, names, &member, now).await?;
+            // The pod is restarted only once its sidecar sees the request: the kubelet
+            // updates a mounted ConfigMap with a delay, and the new pod's sidecar must find
+            // it when it starts.
             let pods: Api<Pod> = Api::namespaced(client.clone(), &names.namespace);
+            let seen = match pods.get_opt(&member).await? {
+                Some(pod) => match pod.status.as_ref().and_then(|s| s.pod_ip.clone()) {
+                    Some(ip) => source
+                        .sidecar_bootstrap(&ip)
+                        .await
+                        .is_some_and(|body| seen_request(&body) == Some(request.clone())),
+                    None => false,
+                },
+                None => false,
+            };
+            if !seen {
+                return Ok(Outcome::NotYet(format!(
+                    "waiting for {member}'s sidecar to see recovery request {request}"
+                )));
+            }
             pods.delete(&member, &DeleteParams::default()).await?;
+            forget_recovery_annotation(client, cluster, names).await?;
             Ok(Outcome::Done(
                 "QuorumRecoveryStarted",
                 format!(
@@ -367,66 +386,138 @@ async fn delete_volume(
     Ok(())
 }
 
-/// Writes the recovery request the member's sidecar reads at its next start (the
-/// `<name>-recovery` ConfigMap, mounted in every pod), and takes the one-shot annotation
-/// away so that a later loss of quorum is not recovered from without being asked again.
+/// The field manager of the recovery keys of the state ConfigMap, apart from the one of
+/// `cluster-id`, so that either set can be applied or cleared without touching the other.
+const RECOVERY_MANAGER: &str = "ballast-operator-recovery";
+
+/// Makes sure the state ConfigMap holds a recovery request for `member` and returns its
+/// ID: the one already there if it is still valid for that member, a new one otherwise.
 async fn request_recovery(
     client: &kube::Client,
     cluster: &EtcdCluster,
     names: &ClusterNames,
     member: &str,
     now: k8s_openapi::jiff::Timestamp,
+) -> Result<String, Error> {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &names.namespace);
+    let data = api
+        .get_opt(&names.state_config_map())
+        .await?
+        .and_then(|c| c.data)
+        .unwrap_or_default();
+    let valid = data.get("recovery-member").map(String::as_str) == Some(member)
+        && data
+            .get("recovery-not-after")
+            .and_then(|t| t.parse::<i64>().ok())
+            .is_some_and(|t| t > now.as_second());
+    if let (true, Some(id)) = (valid, data.get("recovery-request")) {
+        return Ok(id.clone());
+    }
+    let id = format!("{}-{}", cluster.uid().unwrap_or_default(), now.as_second());
+    let not_after = now.as_second() + RECOVERY_REQUEST_TTL.as_secs() as i64;
+    apply_state(
+        client,
+        cluster,
+        names,
+        RECOVERY_MANAGER,
+        [
+            ("recovery-member", member.to_string()),
+            ("recovery-request", id.clone()),
+            ("recovery-not-after", not_after.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect(),
+    )
+    .await?;
+    Ok(id)
+}
+
+/// The recovery request a sidecar says it sees (`/bootstrap`'s `recoveryRequest`).
+fn seen_request(body: &str) -> Option<String> {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()?
+        .get("recoveryRequest")?
+        .as_str()
+        .map(str::to_string)
+}
+
+/// Takes the one-shot annotation away once its recovery has started, so that a later
+/// loss of quorum is not recovered from without being asked again.
+async fn forget_recovery_annotation(
+    client: &kube::Client,
+    cluster: &EtcdCluster,
+    names: &ClusterNames,
+) -> Result<(), Error> {
+    if !cluster.annotations().contains_key(RECOVER_ANNOTATION) {
+        return Ok(());
+    }
+    let clusters: Api<EtcdCluster> = Api::namespaced(client.clone(), &names.namespace);
+    let patch = serde_json::json!({"metadata": {"annotations": {RECOVER_ANNOTATION: null}}});
+    clusters
+        .patch(
+            &names.name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Server-side applies `data` to the state ConfigMap as `manager`: keys this manager set
+/// before and `data` leaves out are removed.
+async fn apply_state(
+    client: &kube::Client,
+    cluster: &EtcdCluster,
+    names: &ClusterNames,
+    manager: &str,
+    data: std::collections::BTreeMap<String, String>,
 ) -> Result<(), Error> {
     use k8s_openapi::api::core::v1::ConfigMap;
     let owner = render::owner_reference(cluster)?;
-    let not_after = now.as_second() + RECOVERY_REQUEST_TTL.as_secs() as i64;
     let config_map = ConfigMap {
-        metadata: render::object_meta(names, names.recovery_config_map(), &owner),
-        data: Some(
-            [
-                ("member".to_string(), member.to_string()),
-                (
-                    "request".to_string(),
-                    format!("{}-{}", cluster.uid().unwrap_or_default(), now.as_second()),
-                ),
-                ("not-after".to_string(), not_after.to_string()),
-            ]
-            .into(),
-        ),
+        metadata: render::object_meta(names, names.state_config_map(), &owner),
+        data: Some(data),
         ..ConfigMap::default()
     };
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), &names.namespace);
     api.patch(
-        &names.recovery_config_map(),
-        &kube::api::PatchParams::apply(crate::names::FIELD_MANAGER).force(),
+        &names.state_config_map(),
+        &kube::api::PatchParams::apply(manager).force(),
         &kube::api::Patch::Apply(&config_map),
     )
     .await?;
-    if cluster.annotations().contains_key(RECOVER_ANNOTATION) {
-        let clusters: Api<EtcdCluster> = Api::namespaced(client.clone(), &names.namespace);
-        let patch = serde_json::json!({"metadata": {"annotations": {RECOVER_ANNOTATION: null}}});
-        clusters
-            .patch(
-                &names.name,
-                &kube::api::PatchParams::default(),
-                &kube::api::Patch::Merge(&patch),
-            )
-            .await?;
-    }
     Ok(())
 }
 
-/// Deletes a recovery request once the cluster has a quorum again: a request left behind
-/// must never reach a member that starts later.
-pub async fn clear_recovery_request(
+/// Keeps the state ConfigMap in step with what was observed: the cluster's ID once it has
+/// formed (sidecars then never bootstrap it again), and no recovery request once the
+/// cluster has a quorum (a request left behind must never reach a member that starts
+/// later).
+pub async fn sync_state(
     client: &kube::Client,
+    cluster: &EtcdCluster,
     names: &ClusterNames,
+    cluster_id: Option<u64>,
+    quorum: bool,
 ) -> Result<(), Error> {
     use k8s_openapi::api::core::v1::ConfigMap;
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), &names.namespace);
-    if api.get_opt(&names.recovery_config_map()).await?.is_some() {
-        api.delete(&names.recovery_config_map(), &DeleteParams::default())
-            .await?;
+    let data = api
+        .get_opt(&names.state_config_map())
+        .await?
+        .and_then(|c| c.data)
+        .unwrap_or_default();
+    if let Some(id) = cluster_id.filter(|_| quorum) {
+        let id = format!("{id:x}");
+        if data.get("cluster-id") != Some(&id) {
+            let keys = [("cluster-id".to_string(), id)].into_iter().collect();
+            apply_state(client, cluster, names, crate::names::FIELD_MANAGER, keys).await?;
+        }
+    }
+    if quorum && data.contains_key("recovery-request") {
+        apply_state(client, cluster, names, RECOVERY_MANAGER, Default::default()).await?;
     }
     Ok(())
 }
@@ -436,6 +527,13 @@ fn update_revision(sts: &StatefulSet) -> Option<String> {
     let status = sts.status.as_ref()?;
     let seen = status.observed_generation.unwrap_or(0) >= sts.metadata.generation.unwrap_or(0);
     status.update_revision.clone().filter(|_| seen)
+}
+
+/// A leader, and a healthy majority of the voters the cluster lists.
+pub fn has_quorum(view: &ClusterView) -> bool {
+    let voters: Vec<_> = view.members.iter().filter(|m| !m.learner).collect();
+    let healthy = voters.iter().filter(|m| m.healthy).count() as i32;
+    view.leader.is_some() && !voters.is_empty() && healthy >= render::quorum(voters.len() as i32)
 }
 
 /// Counts of what the cluster lists, for status and the PodDisruptionBudget.

@@ -55,6 +55,19 @@ impl ClusterNames {
         format!("{}-peer", self.name)
     }
 
+    /// The headless Service's own DNS name. Every peer certificate the operator issues
+    /// carries it, and members admit only certificates valid for it on their peer port
+    /// (`--peer-cert-allowed-hostname`), so client certificates from the same CA cannot
+    /// speak Raft.
+    pub fn peer_service_fqdn(&self) -> String {
+        format!(
+            "{}.{}.svc.{}",
+            self.peer_service(),
+            self.namespace,
+            self.cluster_domain
+        )
+    }
+
     /// The PodDisruptionBudget.
     pub fn pdb(&self) -> String {
         self.name.clone()
@@ -90,9 +103,11 @@ impl ClusterNames {
         format!("{}-operator-client", self.name)
     }
 
-    /// ConfigMap carrying a request to recover from a lost quorum to the members' sidecars.
-    pub fn recovery_config_map(&self) -> String {
-        format!("{}-recovery", self.name)
+    /// ConfigMap the operator keeps for the members' sidecars (mounted in every pod): the
+    /// cluster's ID once it has formed, so that no member ever bootstraps it a second
+    /// time, and a request to recover from a lost quorum while one is under way.
+    pub fn state_config_map(&self) -> String {
+        format!("{}-state", self.name)
     }
 
     /// Name of member `ordinal` (the pod name, as the StatefulSet names it).

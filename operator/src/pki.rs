@@ -96,6 +96,7 @@ impl LeafProfile {
     pub fn peer(names: &ClusterNames, member: &str) -> Self {
         let mut sans = vec![member.to_string()];
         sans.extend(names.member_dns_names(member));
+        sans.push(names.peer_service_fqdn());
         Self {
             kind: LeafKind::Peer,
             common_name: member.to_string(),

@@ -45,8 +45,9 @@ pub const RUN_DIR: &str = "/run/ballast";
 pub const PKI_DIR: &str = "/etc/ballast/pki";
 /// The server container's name, as kubeadm's static pod names it.
 pub const SERVER_CONTAINER: &str = "etcd";
-/// Where the sidecar finds a request to recover from a lost quorum (a ConfigMap).
-pub const RECOVERY_DIR: &str = "/etc/ballast/recovery";
+/// Where the sidecar reads what the operator tells the members (the `<name>-state`
+/// ConfigMap: the cluster's ID once formed, a recovery request).
+pub const STATE_DIR: &str = "/etc/ballast/state";
 /// Port of the sidecar's own health endpoint.
 pub const SIDECAR_PORT: i32 = 2382;
 /// The unprivileged user and group the containers run as (distroless `nonroot`).
@@ -375,6 +376,10 @@ pub fn server_command(names: &ClusterNames, spec: &EtcdClusterSpec) -> Result<Ve
             spec.options.election_timeout.to_string(),
         ),
     ]);
+    if tls.per_member {
+        // Only the operator's peer certificates are valid for this name.
+        flags.insert("peer-cert-allowed-hostname", names.peer_service_fqdn());
+    }
     if let Some(q) = &spec.options.quota_backend_bytes {
         flags.insert("quota-backend-bytes", quantity::to_bytes(q)?.to_string());
     }
@@ -417,7 +422,8 @@ pub fn sidecar_command(names: &ClusterNames, founding_members: &str) -> Vec<Stri
         format!("--cert={client_dir}/tls.crt"),
         format!("--key={client_dir}/tls.key"),
         format!("--listen-health=0.0.0.0:{SIDECAR_PORT}"),
-        format!("--recovery-dir={RECOVERY_DIR}"),
+        format!("--state-dir={STATE_DIR}"),
+        "--pod-ip=$(POD_IP)".to_string(),
     ]
 }
 
@@ -643,7 +649,12 @@ pub fn statefulset(
                 .clone()
                 .unwrap_or_else(|| names.initial_cluster(spec.replicas)),
         )),
-        env: Some(env),
+        env: Some({
+            let mut env = env;
+            // The sidecar waits until cluster DNS gives its member's name this address.
+            env.push(env_from_field("POD_IP", "status.podIP"));
+            env
+        }),
         restart_policy: Some("Always".to_string()),
         ports: Some(vec![ContainerPort {
             name: Some("sidecar".to_string()),
@@ -661,7 +672,7 @@ pub fn statefulset(
             mount("data", DATA_MOUNT, false),
             mount("server-tls", &format!("{PKI_DIR}/server"), true),
             mount("client-tls", &format!("{PKI_DIR}/client"), true),
-            mount("recovery", RECOVERY_DIR, true),
+            mount("state", STATE_DIR, true),
             mount("run", RUN_DIR, false),
             mount("tmp", "/tmp", false),
         ]),
@@ -687,10 +698,10 @@ pub fn statefulset(
             secret_volume("peer-tls", &tls.peer_secret),
             secret_volume("client-tls", &tls.client_secret),
             Volume {
-                name: "recovery".to_string(),
+                name: "state".to_string(),
                 config_map: Some(ConfigMapVolumeSource {
-                    name: names.recovery_config_map(),
-                    // Usually absent: it exists only while a recovery is under way.
+                    name: names.state_config_map(),
+                    // Absent until the cluster has formed.
                     optional: Some(true),
                     ..ConfigMapVolumeSource::default()
                 }),

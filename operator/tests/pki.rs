@@ -168,6 +168,10 @@ fn operator_ca_issues_the_kubeadm_set() {
             !pt.contains("DNS:localhost"),
             "peer certs name members only: {pt}"
         );
+        // The name members require of peers (--peer-cert-allowed-hostname): in every peer
+        // certificate and in no other.
+        assert!(pt.contains("DNS:main-peer.db.svc.cluster.local"), "{pt}");
+        assert!(!st.contains("DNS:main-peer.db.svc.cluster.local"), "{st}");
         assert!(
             pt.contains("TLS Web Server Authentication, TLS Web Client Authentication"),
             "{pt}"

@@ -49,9 +49,15 @@ pub struct Args {
     pub cert: PathBuf,
     #[arg(long)]
     pub key: PathBuf,
-    /// Where a request to recover from a lost quorum appears (the operator's ConfigMap).
-    #[arg(long = "recovery-dir")]
-    pub recovery_dir: Option<PathBuf>,
+    /// What the operator tells the members (its `<cluster>-state` ConfigMap): the
+    /// cluster's ID once it has formed (`cluster-id`), and a request to recover from a
+    /// lost quorum (`recovery-*`).
+    #[arg(long = "state-dir")]
+    pub state_dir: Option<PathBuf>,
+    /// The pod's address: before the member joins, cluster DNS must give its name this
+    /// address (a recreated pod's name still points at its predecessor's for a while).
+    #[arg(long = "pod-ip")]
+    pub pod_ip: Option<std::net::IpAddr>,
     /// Address of /readyz, /healthz and /status.
     #[arg(long = "listen-health", default_value = "0.0.0.0:2382")]
     pub listen_health: String,

@@ -77,18 +77,32 @@ pub enum Decision {
 }
 
 /// The decision for `member` (advertising `peer_url`), given whether its data dir holds a
-/// member, whether it is one of the members the cluster was created with, and its peers.
+/// member, whether it is one of the members the cluster was created with, whether the
+/// operator has seen the cluster formed, and its peers.
 pub fn decide(
     has_data: bool,
     member: &str,
     peer_url: &str,
     founding: bool,
+    formed: bool,
     peers: &Peers,
 ) -> Decision {
     if has_data {
         return Decision::Restart;
     }
     let (asked, members) = match peers {
+        // Silence while the cluster has already formed means its members are down, not
+        // that it is being created: bootstrapping now would make a second cluster.
+        Peers::Silent if formed => {
+            return Decision::Refuse {
+                refusal: Refusal::NoPeers,
+                why: format!(
+                    "member {member} has no data and no other member answers, but the cluster \
+                     has already formed: waiting for a member with data to come back (or for \
+                     the operator to recover the quorum)"
+                ),
+            }
+        }
         Peers::Silent if founding => return Decision::Bootstrap,
         Peers::Silent => {
             return Decision::Refuse {
@@ -282,7 +296,8 @@ mod tests {
         knows_me_started.push(member("main-2", ME));
         let joined = format!("main-0={},main-1={},main-2={ME}", peer(0), peer(1));
 
-        // (has data, founding member, what the peers say, the decision)
+        // (has data, founding member, what the peers say, the decision); the cluster has
+        // not been seen formed (see `a_formed_cluster_is_never_bootstrapped_again`).
         let table: Vec<(bool, bool, Peers, Result<Decision, Refusal>)> = vec![
             // A restart never asks.
             (
@@ -331,12 +346,26 @@ mod tests {
             (false, true, running(started_two), Err(Refusal::NotAMember)),
         ];
         for (has_data, founding, peers, expected) in table {
-            let got = decide(has_data, "main-2", ME, founding, &peers);
+            let got = decide(has_data, "main-2", ME, founding, false, &peers);
             match expected {
                 Ok(d) => assert_eq!(got, d, "{has_data} {founding} {peers:?}"),
                 Err(kind) => assert_eq!(refusal(&got).0, kind, "{got:?}"),
             }
         }
+    }
+
+    /// Every member down and two volumes lost: the empty founding members must wait for
+    /// the one with data, not form a second cluster without it.
+    #[test]
+    fn a_formed_cluster_is_never_bootstrapped_again() {
+        let d = decide(false, "main-2", ME, true, true, &Peers::Silent);
+        assert_eq!(refusal(&d).0, Refusal::NoPeers, "{d:?}");
+        assert!(refusal(&d).1.contains("the cluster has already formed"));
+        // With data it restarts as always.
+        assert_eq!(
+            decide(true, "main-2", ME, true, true, &Peers::Silent),
+            Decision::Restart
+        );
     }
 
     #[test]
@@ -346,7 +375,7 @@ mod tests {
             member("", &peer(3)),
             member("", ME),
         ];
-        let d = decide(false, "main-2", ME, false, &running(members));
+        let d = decide(false, "main-2", ME, false, true, &running(members));
         assert_eq!(
             d,
             Decision::Join {
@@ -362,6 +391,7 @@ mod tests {
             "main-2",
             ME,
             true,
+            true,
             &running(vec![member("main-0", &peer(0)), member("main-2", ME)]),
         );
         assert!(refusal(&lost).1.contains(&format!(
@@ -371,6 +401,7 @@ mod tests {
             false,
             "main-2",
             ME,
+            true,
             true,
             &running(vec![member("main-0", &peer(0)), member("", &peer(1))]),
         );

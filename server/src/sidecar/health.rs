@@ -33,6 +33,10 @@ pub struct Bootstrap {
     pub decision: Option<&'static str>,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub message: String,
+    /// A request to recover from a lost quorum that names this member, as the sidecar
+    /// sees it now: the operator restarts the pod only once it is seen here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovery_request: Option<String>,
 }
 
 /// What the endpoints report.
@@ -41,9 +45,18 @@ pub struct State {
     ready: AtomicBool,
     bootstrap: Mutex<Bootstrap>,
     observed: Mutex<Option<Observed>>,
+    /// `(state dir, member)`, to show a pending recovery request.
+    recovery: Option<(std::path::PathBuf, String)>,
 }
 
 impl State {
+    pub fn new(args: &super::Args) -> Self {
+        State {
+            recovery: args.state_dir.clone().map(|d| (d, args.member.clone())),
+            ..State::default()
+        }
+    }
+
     /// The member is prepared: the server may start.
     pub fn mark_ready(&self, decision: &'static str) {
         *self.bootstrap.lock() = Bootstrap {
@@ -51,6 +64,7 @@ impl State {
             refusal: None,
             decision: Some(decision),
             message: String::new(),
+            recovery_request: None,
         };
         self.ready.store(true, Ordering::Release);
     }
@@ -62,6 +76,7 @@ impl State {
             refusal: Some(refusal),
             decision: None,
             message: why,
+            recovery_request: None,
         };
     }
 
@@ -69,6 +84,10 @@ impl State {
         let mut b = self.bootstrap.lock().clone();
         if b.state.is_empty() {
             b.state = "preparing";
+        }
+        if let Some((dir, member)) = &self.recovery {
+            b.recovery_request =
+                super::recovery::pending(dir, member, super::unix_now(), "").map(|r| r.id);
         }
         b
     }

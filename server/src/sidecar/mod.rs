@@ -37,22 +37,33 @@ fn unix_now() -> i64 {
         .unwrap_or_default()
 }
 
-/// Waits until the member's own name under the headless Service resolves. Members check a
-/// peer's certificate against the address it connects from by resolving the names in the
-/// certificate, as etcd does; until cluster DNS publishes a new pod, its peers refuse it,
-/// and a joining server would exit after failing to fetch the membership.
+/// Waits until the member's own name under the headless Service resolves (to the pod's
+/// address, when known). Members check a peer's certificate against the address it
+/// connects from by resolving the names in it, as etcd does; until cluster DNS publishes a
+/// new pod (or forgets the pod it replaces), its peers refuse it, and a joining server
+/// would exit after failing to fetch the membership.
 async fn wait_for_own_name(args: &Args) {
     let name = format!(
         "{}.{}.{}.svc.{}:2380",
         args.member, args.peer_service, args.namespace, args.cluster_domain
     );
     let mut logged = false;
-    while tokio::net::lookup_host(&name)
-        .await
-        .map_or(true, |mut addrs| addrs.next().is_none())
-    {
+    loop {
+        let published = match tokio::net::lookup_host(&name).await {
+            Ok(addrs) => {
+                let addrs: Vec<std::net::IpAddr> = addrs.map(|a| a.ip()).collect();
+                match args.pod_ip {
+                    Some(ip) => addrs.contains(&ip),
+                    None => !addrs.is_empty(),
+                }
+            }
+            Err(_) => false,
+        };
+        if published {
+            return;
+        }
         if !logged {
-            tracing::info!(%name, "waiting for cluster DNS to publish this member's name");
+            tracing::info!(%name, pod_ip = ?args.pod_ip, "waiting for cluster DNS to publish this member's name");
             logged = true;
         }
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
@@ -61,7 +72,7 @@ async fn wait_for_own_name(args: &Args) {
 
 /// Prepares the member, opens the gate and watches the member until the process is stopped.
 pub async fn run(args: Args) -> Result<(), Error> {
-    let state = Arc::new(health::State::default());
+    let state = Arc::new(health::State::new(&args));
     let listener = tokio::net::TcpListener::bind(&args.listen_health)
         .await
         .map_err(|e| Error::io(format!("--listen-health {}", args.listen_health), e))?;
@@ -79,8 +90,12 @@ pub async fn run(args: Args) -> Result<(), Error> {
         } else {
             bootstrap::ask_peers(&dialer, &args, ASK_PEERS_TIMEOUT).await
         };
+        let formed = args
+            .state_dir
+            .as_deref()
+            .is_some_and(recovery::cluster_formed);
         let recovery = args
-            .recovery_dir
+            .state_dir
             .as_deref()
             .filter(|_| has_data)
             .and_then(|dir| {
@@ -96,7 +111,8 @@ pub async fn run(args: Args) -> Result<(), Error> {
                 break (decision, config);
             }
         }
-        let decision = bootstrap::decide(has_data, &args.member, &peer_url, founding, &peers);
+        let decision =
+            bootstrap::decide(has_data, &args.member, &peer_url, founding, formed, &peers);
         match member_config::member_config(&args, &decision) {
             Some(config) => break (decision, config),
             None => {

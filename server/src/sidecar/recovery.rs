@@ -1,5 +1,6 @@
-//! A request to recover from a lost quorum, as the operator leaves it for one member: a
-//! ConfigMap mounted in every pod (`member`, `request`, `not-after` keys as files). The
+//! What the operator tells the members through its state ConfigMap, mounted in every pod
+//! (keys as files): whether the cluster has formed (`cluster-id`), and a request to recover
+//! from a lost quorum (`recovery-member`, `recovery-request`, `recovery-not-after`). The
 //! named member, when it has data, restarts once with `--force-new-cluster`. Each request
 //! is carried out at most once per data dir: its ID is recorded on the member's volume
 //! before the server starts, so a restart of the pod or of the server never forces a new
@@ -23,11 +24,21 @@ pub fn pending(dir: &Path, member: &str, now: i64, consumed: &str) -> Option<Req
             .ok()
             .map(|v| v.trim().to_string())
     };
-    let (named, id, not_after) = (read("member")?, read("request")?, read("not-after")?);
+    let (named, id, not_after) = (
+        read("recovery-member")?,
+        read("recovery-request")?,
+        read("recovery-not-after")?,
+    );
     let not_after: i64 = not_after.parse().ok()?;
     let fresh = named == member && now <= not_after && !id.is_empty();
     let done = consumed.lines().any(|l| l.trim() == id);
     (fresh && !done).then_some(Request { id })
+}
+
+/// Whether the operator has seen the cluster formed: a member with no data then never
+/// bootstraps it again, even when no other member answers.
+pub fn cluster_formed(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("cluster-id")).is_ok_and(|id| !id.trim().is_empty())
 }
 
 /// Where consumed request IDs are kept: beside the data dir, on the member's volume.
@@ -57,9 +68,9 @@ mod tests {
     use super::*;
 
     fn request(dir: &Path, member: &str, id: &str, not_after: i64) {
-        std::fs::write(dir.join("member"), member).expect("member");
-        std::fs::write(dir.join("request"), id).expect("request");
-        std::fs::write(dir.join("not-after"), not_after.to_string()).expect("not-after");
+        std::fs::write(dir.join("recovery-member"), member).expect("member");
+        std::fs::write(dir.join("recovery-request"), id).expect("request");
+        std::fs::write(dir.join("recovery-not-after"), not_after.to_string()).expect("not-after");
     }
 
     #[test]
@@ -76,6 +87,14 @@ mod tests {
         );
         assert_eq!(pending(dir.path(), "main-0", 201, ""), None, "expired");
         assert_eq!(pending(dir.path(), "main-0", 100, "r0\nr1\n"), None, "done");
+    }
+
+    #[test]
+    fn the_cluster_has_formed_once_the_operator_wrote_its_id() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(!cluster_formed(dir.path()));
+        std::fs::write(dir.path().join("cluster-id"), "5daec74facfbd43f").expect("id");
+        assert!(cluster_formed(dir.path()));
     }
 
     #[test]
