@@ -46,9 +46,18 @@ impl Volumes {
             } else if volume.empty_dir.is_some() {
                 fresh_dir(&dir)?;
                 own(&dir, fs_group, 0o777)?;
+            } else if volume
+                .config_map
+                .as_ref()
+                .is_some_and(|c| c.optional == Some(true))
+            {
+                // There is no API server here, so an optional ConfigMap is an absent one:
+                // the kubelet mounts an empty directory for it.
+                fresh_dir(&dir)?;
+                own(&dir, fs_group, 0o755)?;
             } else {
                 return Err(Error::Spec(format!(
-                    "volume {}: only secret and emptyDir volumes are supported",
+                    "volume {}: only secret, emptyDir and optional configMap volumes are supported",
                     volume.name
                 )));
             }
