@@ -83,6 +83,7 @@ pub async fn run(args: Args) -> Result<(), Error> {
     let dialer = observe::dialer(&args)?;
     let founding = member_config::founding(&args);
     let peer_url = args.advertise_peer_url();
+    let mut last_refusal: Option<String> = None;
     let (decision, config) = loop {
         let has_data = member_config::has_data(&args);
         let peers = if has_data {
@@ -117,7 +118,11 @@ pub async fn run(args: Args) -> Result<(), Error> {
             Some(config) => break (decision, config),
             None => {
                 if let bootstrap::Decision::Refuse { refusal, why } = decision {
-                    tracing::error!(member = %args.member, ?refusal, "not starting the member: {why}");
+                    // Logged when it changes, not at every recheck.
+                    if last_refusal.as_ref() != Some(&why) {
+                        tracing::error!(member = %args.member, ?refusal, "not starting the member: {why}");
+                        last_refusal = Some(why.clone());
+                    }
                     state.refuse(refusal, why);
                 }
                 tokio::time::sleep(RECHECK_EVERY).await;
