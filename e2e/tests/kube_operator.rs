@@ -515,11 +515,11 @@ fn a_lost_quorum_is_reported_then_recovered_when_asked(kube: &KubeCluster) {
         "the request is one-shot: {annotations}"
     );
     kube.wait_kubectl(
-        &["get", "configmap", "-o", "name"],
+        &["get", "configmap", "main-state", "-o", "jsonpath={.data}"],
         Duration::from_secs(60),
-        |out| !out.contains("main-recovery"),
+        |data| data.contains("cluster-id") && !data.contains("recovery-request"),
     )
-    .expect("the recovery request is deleted once quorum is back");
+    .expect("the recovery request is removed once quorum is back; the cluster ID stays");
 }
 
 /// Notes of the operator's Events with this reason, oldest first.

@@ -158,8 +158,13 @@ pub struct RecoverySpec {
     /// with `--force-new-cluster` and add the others back as learners on empty data.
     #[serde(default)]
     pub quorum_loss: QuorumLossPolicy,
-    /// How long a quorum must stay lost before automatic recovery (default `10m`).
+    /// How long a quorum must stay lost before automatic recovery (default `10m`, at
+    /// least `1m`).
     #[serde(default = "default_recovery_after")]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "duration(self) >= duration('1m')",
+        "message": "recovery.after must be at least 1m: recovering loses what the missing members had, and a member that is merely restarting must have time to come back"
+    }]))]
     pub after: Duration,
 }
 
@@ -544,6 +549,12 @@ pub struct EtcdClusterStatus {
     /// Cluster ID (hex) reported by the members.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_id: Option<String>,
+
+    /// Since when the members that answer have had no quorum. Unset while a quorum is
+    /// healthy and while no member answers at all, so that automatic recovery only counts
+    /// time during which it could have acted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum_lost_since: Option<Time>,
 
     /// Ballast version every member runs (set once a rollout has finished).
     #[serde(default, skip_serializing_if = "Option::is_none")]

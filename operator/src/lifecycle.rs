@@ -108,6 +108,9 @@ pub struct Facts {
     pub recover_after: Option<std::time::Duration>,
     /// The `ballast.dev/recover-quorum=true` annotation asks for a recovery now.
     pub recovery_requested: bool,
+    /// The ordinal a recovery request still in force names: a recovery under way keeps its
+    /// member, even while that member restarts and does not answer.
+    pub recovering: Option<i32>,
     /// The EtcdCluster's name, for messages that give commands.
     pub cluster: String,
 }
@@ -261,6 +264,13 @@ pub fn next_step(facts: &Facts) -> Step {
     // Finish a learner before anything else.
     if let Some(learner) = learners.first() {
         let o = ordinal(learner);
+        let data_gone = facts.pods.iter().any(|p| {
+            p.ordinal == o && matches!(p.start, PodStart::RefusedDataLost | PodStart::DataCorrupt)
+        });
+        if data_gone {
+            // It has no vote: removing it is always safe, and the scale-up path adds it again.
+            return Step::Remove(operation, learner.id, o);
+        }
         if o >= facts.desired {
             // Scaled down while it was joining: it has no vote, removing it is always safe.
             return Step::Remove(Operation::ScalingDown, learner.id, o);
@@ -348,8 +358,11 @@ pub fn next_step(facts: &Facts) -> Step {
         return Step::DeleteVolume(Operation::ScalingDown, o);
     }
 
-    // Scale up (or fill the place of a removed member): the lowest free ordinal.
-    if (facts.members.len() as i32) < facts.desired {
+    // Scale up (or fill the place of a removed member): the lowest free ordinal. Members
+    // above `desired` with a free place below (a scale-down during a replacement) get
+    // that place filled first; the scale-down then removes the highest.
+    let misplaced = pods_needed > facts.desired && (0..facts.desired).any(|o| !in_use(o));
+    if (facts.members.len() as i32) < facts.desired || misplaced {
         let Some(next) = (0..facts.desired).find(|o| !in_use(*o)) else {
             return Step::Steady;
         };
@@ -448,6 +461,9 @@ fn quorum_lost(facts: &Facts, voters: &[&Member]) -> Step {
         .iter()
         .filter(|v| v.answered)
         .max_by_key(|v| (v.applied_index, std::cmp::Reverse(v.ordinal)));
+    if let Some(o) = facts.recovering {
+        return Step::ForceNewCluster(Operation::RecoveringQuorum, o);
+    }
     let lost_for = facts.quorum_lost_for.unwrap_or_default();
     let allowed = facts.recovery_requested || facts.recover_after.is_some_and(|a| lost_for >= a);
     if let (true, Some(s)) = (allowed, survivor) {

@@ -206,8 +206,14 @@ impl MemberStatusSource for EtcdMembers {
                     Err(e) => errors.push(e.to_string()),
                 }
             }
-            // Ask a member that knows a leader for the membership: its list is current.
-            let Some(first) = ok.iter().find(|a| a.healthy).or_else(|| ok.first()) else {
+            // Ask the leader for the membership: a follower that lags may not list a member
+            // just added yet (which would read as a pod the cluster does not know).
+            let Some(first) = ok
+                .iter()
+                .find(|a| a.healthy && a.member_id == a.leader)
+                .or_else(|| ok.iter().find(|a| a.healthy))
+                .or_else(|| ok.first())
+            else {
                 return Err(Error::Members(errors.join("; ")));
             };
             let list = ClusterClient::new(first.channel.clone())

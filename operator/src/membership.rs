@@ -60,21 +60,12 @@ pub const RECOVER_ANNOTATION: &str = "ballast.dev/recover-quorum";
 /// pod is restarted at once, so this only bounds a request that went astray.
 const RECOVERY_REQUEST_TTL: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// How long the voters have been without a quorum, from the `Available` condition.
+/// How long the members that answer have had no quorum (`status.quorumLostSince`).
 fn quorum_lost_for(
     cluster: &EtcdCluster,
     now: k8s_openapi::jiff::Timestamp,
 ) -> Option<std::time::Duration> {
-    let condition = cluster
-        .status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == crate::status::AVAILABLE)?;
-    if condition.status != "False" || condition.reason != "QuorumLost" {
-        return None;
-    }
-    let since = condition.last_transition_time.0;
+    let since = cluster.status.as_ref()?.quorum_lost_since.as_ref()?.0;
     Some(std::time::Duration::from_secs(
         (now.as_second() - since.as_second()).max(0) as u64,
     ))
@@ -147,7 +138,19 @@ pub async fn facts(
         .filter_map(|c| claim_names.iter().position(|n| *n == c.name_any()))
         .map(|o| o as i32)
         .collect();
+    let state = state_data(client, names).await?;
+    let recovering = state
+        .get("recovery-member")
+        .filter(|_| {
+            state
+                .get("recovery-not-after")
+                .and_then(|t| t.parse::<i64>().ok())
+                .is_some_and(|t| t > now.as_second())
+        })
+        .and_then(|m| member_names.iter().position(|n| n == m))
+        .map(|o| o as i32);
     Ok(Facts {
+        recovering,
         desired: cluster.spec.replicas,
         paused: paused(cluster),
         replace_lost: cluster.spec.replace_lost_members,
@@ -340,13 +343,33 @@ pub async fn carry_out(
                     "waiting for {member}'s sidecar to see recovery request {request}"
                 )));
             }
+            // Every other voter goes back to empty data, as the runbook wipes them: one that
+            // came back later on its old data would still count the old membership and
+            // could elect a leader of its own beside the recovered cluster.
+            let mut wiped = Vec::new();
+            for other in view.members.iter().filter(|m| !m.learner) {
+                let Some(o) = names.ordinal_of(&other.peer_urls).filter(|o| o != ordinal) else {
+                    continue;
+                };
+                if !holds_data(source, &pods, &names.member(o)).await? {
+                    continue;
+                }
+                delete_volume(client, names, o).await?;
+                wiped.push(names.member(o));
+            }
             pods.delete(&member, &DeleteParams::default()).await?;
             forget_recovery_annotation(client, cluster, names).await?;
             Ok(Outcome::Done(
                 "QuorumRecoveryStarted",
                 format!(
                     "restarting {member} with --force-new-cluster: it continues alone with what \
-                     it applied, and the other members are added back as learners on empty data"
+                     it applied, and the other members are added back as learners on empty data \
+                     (volumes renewed: {})",
+                    if wiped.is_empty() {
+                        "none".to_string()
+                    } else {
+                        wiped.join(", ")
+                    }
                 ),
             ))
         }
@@ -386,6 +409,41 @@ async fn delete_volume(
     Ok(())
 }
 
+/// Whether the pod of `member` may hold data: its sidecar does not say its data dir is
+/// empty (a pod that is gone keeps its claim, which may).
+async fn holds_data(
+    source: &dyn MemberStatusSource,
+    pods: &Api<Pod>,
+    member: &str,
+) -> Result<bool, Error> {
+    let Some(ip) = pods
+        .get_opt(member)
+        .await?
+        .and_then(|p| p.status.and_then(|s| s.pod_ip))
+    else {
+        return Ok(true);
+    };
+    let start = parse_bootstrap(source.sidecar_bootstrap(&ip).await.as_deref());
+    Ok(!matches!(
+        start,
+        PodStart::RefusedDataLost | PodStart::RefusedNotMember
+    ))
+}
+
+/// The state ConfigMap's data (empty when it does not exist yet).
+async fn state_data(
+    client: &kube::Client,
+    names: &ClusterNames,
+) -> Result<std::collections::BTreeMap<String, String>, Error> {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &names.namespace);
+    Ok(api
+        .get_opt(&names.state_config_map())
+        .await?
+        .and_then(|c| c.data)
+        .unwrap_or_default())
+}
+
 /// The field manager of the recovery keys of the state ConfigMap, apart from the one of
 /// `cluster-id`, so that either set can be applied or cleared without touching the other.
 const RECOVERY_MANAGER: &str = "ballast-operator-recovery";
@@ -399,13 +457,7 @@ async fn request_recovery(
     member: &str,
     now: k8s_openapi::jiff::Timestamp,
 ) -> Result<String, Error> {
-    use k8s_openapi::api::core::v1::ConfigMap;
-    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &names.namespace);
-    let data = api
-        .get_opt(&names.state_config_map())
-        .await?
-        .and_then(|c| c.data)
-        .unwrap_or_default();
+    let data = state_data(client, names).await?;
     let valid = data.get("recovery-member").map(String::as_str) == Some(member)
         && data
             .get("recovery-not-after")
@@ -502,13 +554,7 @@ pub async fn sync_state(
     cluster_id: Option<u64>,
     quorum: bool,
 ) -> Result<(), Error> {
-    use k8s_openapi::api::core::v1::ConfigMap;
-    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &names.namespace);
-    let data = api
-        .get_opt(&names.state_config_map())
-        .await?
-        .and_then(|c| c.data)
-        .unwrap_or_default();
+    let data = state_data(client, names).await?;
     if let Some(id) = cluster_id.filter(|_| quorum) {
         let id = format!("{id:x}");
         if data.get("cluster-id") != Some(&id) {
@@ -518,6 +564,11 @@ pub async fn sync_state(
     }
     if quorum && data.contains_key("recovery-request") {
         apply_state(client, cluster, names, RECOVERY_MANAGER, Default::default()).await?;
+    }
+    if quorum {
+        // An annotation left from a recovery that was not needed after all must not set
+        // off one at the next loss of quorum.
+        forget_recovery_annotation(client, cluster, names).await?;
     }
     Ok(())
 }

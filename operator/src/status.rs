@@ -293,6 +293,10 @@ pub fn compute(
             .filter(|_| split.is_none())
             .and_then(|v| v.cluster_id)
             .map(|id| format!("{id:x}")),
+        quorum_lost_since: match &observed.members {
+            Some(Ok(_)) if !has_quorum => previous.quorum_lost_since.clone().or(Some(Time(now))),
+            _ => None,
+        },
         version: if rolled_out {
             Some(observed.version.clone())
         } else {
@@ -512,6 +516,55 @@ mod tests {
             applied_index: 0,
             peer_urls: Vec::new(),
         }
+    }
+
+    /// `quorumLostSince` counts only time during which members answered without a
+    /// quorum: it survives reconciles, and resets when the quorum is back or nobody answers.
+    #[test]
+    fn quorum_lost_since_counts_only_observed_loss() {
+        let view = |healthy: &[bool]| ClusterView {
+            cluster_id: Some(1),
+            leader: None,
+            members: healthy
+                .iter()
+                .enumerate()
+                .map(|(i, h)| member(i as u64 + 1, *h, false))
+                .collect(),
+            cluster_ids: vec![("main-1".into(), 1)],
+        };
+        let at = |secs| Timestamp::from_second(secs).unwrap();
+        let lost = Observed {
+            workload: running(3),
+            members: Some(Ok(view(&[true, false, false]))),
+            ..Observed::default()
+        };
+        let mut c = cluster(3);
+        let first = compute(&c, &names(), &lost, at(100));
+        assert_eq!(first.quorum_lost_since, Some(Time(at(100))));
+        c.status = Some(first);
+        let later = compute(&c, &names(), &lost, at(700));
+        assert_eq!(later.quorum_lost_since, Some(Time(at(100))), "kept");
+        c.status = Some(later);
+        let unreachable = Observed {
+            workload: running(3),
+            members: Some(Err("no answer".into())),
+            ..Observed::default()
+        };
+        assert_eq!(
+            compute(&c, &names(), &unreachable, at(800)).quorum_lost_since,
+            None
+        );
+        let mut healthy = view(&[true, true, true]);
+        healthy.leader = Some(1);
+        let back = Observed {
+            workload: running(3),
+            members: Some(Ok(healthy)),
+            ..Observed::default()
+        };
+        assert_eq!(
+            compute(&c, &names(), &back, at(800)).quorum_lost_since,
+            None
+        );
     }
 
     /// A full backend is an alarm, reported as itself; the cluster keeps its quorum.

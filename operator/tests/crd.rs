@@ -150,6 +150,22 @@ fn cluster_domain_and_tls_mode_are_fixed_after_creation() {
 }
 
 #[test]
+fn automatic_recovery_waits_at_least_a_minute() {
+    let e = errors(&cluster(
+        "main",
+        "recovery: { quorumLoss: Automatic, after: 10s }",
+    ));
+    assert!(e.contains("recovery.after must be at least 1m"), "{e}");
+    assert_eq!(
+        errors(&cluster(
+            "main",
+            "recovery: { quorumLoss: Automatic, after: 5m }"
+        )),
+        ""
+    );
+}
+
+#[test]
 fn option_rules() {
     let e = errors(&cluster(
         "main",

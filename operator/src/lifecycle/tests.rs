@@ -63,6 +63,7 @@ fn steady(n: i32) -> Facts {
         quorum_lost_for: None,
         recover_after: None,
         recovery_requested: false,
+        recovering: None,
         cluster: "main".into(),
     }
 }
@@ -127,6 +128,17 @@ fn scale_up_one_learner_at_a_time() {
                 f.claims.push(3);
             }),
             Step::DeleteVolume(Up, 3),
+        ),
+        (
+            "a learner whose volume is lost is removed, to be added again",
+            with(steady(3), |f| {
+                f.desired = 5;
+                f.members.push(learner(3, true));
+                f.members[3].healthy = false;
+                f.pods_wanted = 4;
+                f.pods.push(pod(3, PodStart::RefusedDataLost));
+            }),
+            Step::Remove(Up, 0x13, 3),
         ),
         (
             "scaled back down while the learner joins: it is removed",
@@ -214,6 +226,15 @@ fn a_lost_quorum_changes_nothing_unless_recovery_is_asked_for() {
             with(steady(3), |f| {
                 lost(f);
                 f.recovery_requested = true;
+            }),
+            Step::ForceNewCluster(Operation::RecoveringQuorum, 1),
+        ),
+        (
+            "a recovery under way keeps its member while it restarts and does not answer",
+            with(steady(3), |f| {
+                lost(f);
+                f.members[1] = down(voter(1));
+                f.recovering = Some(1);
             }),
             Step::ForceNewCluster(Operation::RecoveringQuorum, 1),
         ),
@@ -327,6 +348,15 @@ fn replacement_of_a_member_whose_data_is_lost() {
                 f.members[1] = learner(1, true);
             }),
             Step::Promote(Replacing, 0x11, 1),
+        ),
+        (
+            "scaled down during a replacement: the place below is filled before the highest goes",
+            with(steady(4), |f| {
+                f.desired = 3;
+                f.members.remove(1);
+                f.pods[1] = pod(1, PodStart::RefusedNotMember);
+            }),
+            Step::AddLearner(Replacing, 1),
         ),
         (
             "a member whose server exits on corrupt data is removed too",

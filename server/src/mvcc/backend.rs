@@ -100,7 +100,24 @@ impl Backend {
         // redb panics on some damaged pages instead of returning an error; a damaged file
         // must end in a clear error like any other, not in a panic.
         let db = match std::panic::catch_unwind(|| open_database(path)) {
-            Ok(opened) => opened.map_err(|e| corrupt(e.to_string()))?,
+            Ok(Ok(db)) => db,
+            // Only damage is called corruption: an operator replaces a member for it, and a
+            // permission, lock or I/O problem must not cost a member its volume.
+            Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(e)))) => {
+                return Err(corrupt(format!("DB corrupted: {e}")))
+            }
+            // What redb says of a file that is not a database at all (no magic number).
+            Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(e))))
+                if e.kind() == std::io::ErrorKind::InvalidData =>
+            {
+                return Err(corrupt(e.to_string()))
+            }
+            Ok(Err(e)) => {
+                return Err(Error::Storage(format!(
+                    "cannot open the database {}: {e}",
+                    path.display()
+                )))
+            }
             Err(panic) => return Err(corrupt(panic_text(panic.as_ref()))),
         };
         prepare_tables(&db)?;

@@ -231,6 +231,32 @@ pub async fn ask_peers(dialer: &PeerDialer, args: &Args, timeout: Duration) -> P
         })
 }
 
+/// The first peer that reports a leader, if any: a quorum exists again, and forcing a new
+/// cluster now would put a second one beside it.
+pub async fn peer_with_leader(
+    dialer: &PeerDialer,
+    args: &Args,
+    timeout: Duration,
+) -> Option<String> {
+    use ballast_proto::etcdserverpb::maintenance_client::MaintenanceClient;
+    use ballast_proto::etcdserverpb::StatusRequest;
+    let urls = peer_client_urls(args);
+    let answers = futures::future::join_all(urls.iter().map(|url| async move {
+        let channel = dialer.connect(url, timeout).await.ok()?;
+        let mut client = MaintenanceClient::new(channel);
+        let status = client.status(StatusRequest {});
+        let leader = tokio::time::timeout(timeout, status)
+            .await
+            .ok()?
+            .ok()?
+            .into_inner()
+            .leader;
+        (leader != 0).then(|| url.clone())
+    }))
+    .await;
+    answers.into_iter().flatten().next()
+}
+
 async fn member_list(
     dialer: &PeerDialer,
     url: &str,

@@ -45,14 +45,17 @@ pub struct State {
     ready: AtomicBool,
     bootstrap: Mutex<Bootstrap>,
     observed: Mutex<Option<Observed>>,
-    /// `(state dir, member)`, to show a pending recovery request.
-    recovery: Option<(std::path::PathBuf, String)>,
+    /// `(state dir, member, data dir)`, to show a recovery request not yet carried out.
+    recovery: Option<(std::path::PathBuf, String, std::path::PathBuf)>,
 }
 
 impl State {
     pub fn new(args: &super::Args) -> Self {
         State {
-            recovery: args.state_dir.clone().map(|d| (d, args.member.clone())),
+            recovery: args
+                .state_dir
+                .clone()
+                .map(|d| (d, args.member.clone(), args.data_dir.clone())),
             ..State::default()
         }
     }
@@ -85,9 +88,13 @@ impl State {
         if b.state.is_empty() {
             b.state = "preparing";
         }
-        if let Some((dir, member)) = &self.recovery {
+        if let Some((dir, member, data_dir)) = &self.recovery {
+            // A request already carried out is not shown: the operator would restart the
+            // pod for it again.
+            let consumed = std::fs::read_to_string(super::recovery::consumed_path(data_dir))
+                .unwrap_or_default();
             b.recovery_request =
-                super::recovery::pending(dir, member, super::unix_now(), "").map(|r| r.id);
+                super::recovery::pending(dir, member, super::unix_now(), &consumed).map(|r| r.id);
         }
         b
     }

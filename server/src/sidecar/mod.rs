@@ -104,6 +104,18 @@ pub async fn run(args: Args) -> Result<(), Error> {
                     .unwrap_or_default();
                 recovery::pending(dir, &args.member, unix_now(), &consumed)
             });
+        let recovery = match recovery {
+            Some(request) => {
+                match bootstrap::peer_with_leader(&dialer, &args, ASK_PEERS_TIMEOUT).await {
+                    Some(peer) => {
+                        tracing::warn!(request = %request.id, %peer, "not recovering: a peer reports a leader, the quorum is back");
+                        None
+                    }
+                    None => Some(request),
+                }
+            }
+            None => None,
+        };
         if let Some(request) = &recovery {
             recovery::mark_consumed(&args.data_dir, request)?;
             tracing::warn!(member = %args.member, request = %request.id, "recovering from a lost quorum: this member restarts with --force-new-cluster");
