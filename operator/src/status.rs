@@ -206,10 +206,17 @@ pub fn compute(
     };
 
     // Degraded
-    let unhealthy: Vec<&str> = members
+    // A member added but not started yet has no name: it goes by its ID.
+    let unhealthy: Vec<String> = members
         .iter()
         .filter(|m| !m.healthy)
-        .map(|m| m.name.as_str())
+        .map(|m| {
+            if m.name.is_empty() {
+                format!("{} (not started)", m.id)
+            } else {
+                m.name.clone()
+            }
+        })
         .collect();
     let (degraded, d_reason, d_message) = if let Some(message) = &split {
         (true, CLUSTER_ID_MISMATCH.to_string(), message.clone())
@@ -565,6 +572,28 @@ mod tests {
             compute(&c, &names(), &back, at(800)).quorum_lost_since,
             None
         );
+    }
+
+    /// A learner added but not started has no name yet; status names it by its ID.
+    #[test]
+    fn an_unstarted_member_is_named_by_its_id() {
+        let mut learner = member(4, false, true);
+        learner.name = String::new();
+        let mut members: Vec<ObservedMember> = (1..=3).map(|i| member(i, true, false)).collect();
+        members.push(learner);
+        let observed = Observed {
+            workload: running(3),
+            members: Some(Ok(ClusterView {
+                cluster_id: Some(1),
+                leader: Some(1),
+                members,
+                cluster_ids: vec![("main-1".into(), 1)],
+            })),
+            ..Observed::default()
+        };
+        let s = compute(&cluster(3), &names(), &observed, Timestamp::UNIX_EPOCH);
+        let degraded = s.conditions.iter().find(|c| c.type_ == DEGRADED).unwrap();
+        assert_eq!(degraded.message, "unhealthy members: 4 (not started)");
     }
 
     /// A full backend is an alarm, reported as itself; the cluster keeps its quorum.
