@@ -550,11 +550,12 @@ async fn apply(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
     // The next member lifecycle step, decided from what was just observed; never while
     // a blocking problem stands or the members are more than one cluster.
     let view = members.as_ref().and_then(|m| m.as_ref().ok());
-    let step = match (view, existing.as_ref()) {
+    let (step, state) = match (view, existing.as_ref()) {
         (Some(view), Some(statefulset))
             if !problems.iter().any(|p| p.blocking)
                 && status::cluster_id_mismatch(view).is_none() =>
         {
+            let state = membership::read_state(&client, &names).await?;
             let facts = membership::facts(
                 &client,
                 ctx.members.as_ref(),
@@ -562,14 +563,15 @@ async fn apply(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
                 &names,
                 view,
                 statefulset,
+                &state,
                 (ctx.clock)(),
             )
             .await?;
             let step = lifecycle::next_step(&facts);
             tracing::info!(cluster = %key(&cluster), ?step, "member lifecycle");
-            Some(step)
+            (Some(step), state)
         }
-        _ => None,
+        _ => (None, membership::StateData::default()),
     };
     if let Some(Step::SetPods(_, n)) = &step {
         live.pods = Some(*n);
@@ -614,7 +616,7 @@ async fn apply(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
 
     if let (Some(step), Some(target), Some(view)) = (&step, &target, view) {
         let quorum = membership::has_quorum(view);
-        membership::sync_state(&client, &cluster, &names, view.cluster_id, quorum).await?;
+        membership::sync_state(&client, &cluster, &names, &state, view.cluster_id, quorum).await?;
         match membership::carry_out(
             &client,
             ctx.members.as_ref(),

@@ -72,6 +72,7 @@ fn quorum_lost_for(
 }
 
 /// Gathers the facts for the next lifecycle step.
+#[allow(clippy::too_many_arguments)]
 pub async fn facts(
     client: &kube::Client,
     source: &dyn MemberStatusSource,
@@ -79,6 +80,7 @@ pub async fn facts(
     names: &ClusterNames,
     view: &ClusterView,
     statefulset: &StatefulSet,
+    state: &StateData,
     now: k8s_openapi::jiff::Timestamp,
 ) -> Result<Facts, Error> {
     let pods_wanted = statefulset
@@ -138,16 +140,8 @@ pub async fn facts(
         .filter_map(|c| claim_names.iter().position(|n| *n == c.name_any()))
         .map(|o| o as i32)
         .collect();
-    let state = state_data(client, names).await?;
-    let recovering = state
-        .get("recovery-member")
-        .filter(|_| {
-            state
-                .get("recovery-not-after")
-                .and_then(|t| t.parse::<i64>().ok())
-                .is_some_and(|t| t > now.as_second())
-        })
-        .and_then(|m| member_names.iter().position(|n| n == m))
+    let recovering = request_in_force(state, now)
+        .and_then(|(m, _)| member_names.iter().position(|n| n == m))
         .map(|o| o as i32);
     Ok(Facts {
         recovering,
@@ -430,11 +424,21 @@ async fn holds_data(
     ))
 }
 
-/// The state ConfigMap's data (empty when it does not exist yet).
-async fn state_data(
-    client: &kube::Client,
-    names: &ClusterNames,
-) -> Result<std::collections::BTreeMap<String, String>, Error> {
+/// The state ConfigMap's data.
+pub type StateData = std::collections::BTreeMap<String, String>;
+
+/// `(member, request ID)` of the recovery request in `state` that has not expired at `now`.
+fn request_in_force(state: &StateData, now: k8s_openapi::jiff::Timestamp) -> Option<(&str, &str)> {
+    let not_after: i64 = state.get("recovery-not-after")?.parse().ok()?;
+    (not_after > now.as_second()).then_some(())?;
+    Some((
+        state.get("recovery-member")?,
+        state.get("recovery-request")?,
+    ))
+}
+
+/// The state ConfigMap's data (empty when it does not exist yet), read once per reconcile.
+pub async fn read_state(client: &kube::Client, names: &ClusterNames) -> Result<StateData, Error> {
     use k8s_openapi::api::core::v1::ConfigMap;
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), &names.namespace);
     Ok(api
@@ -457,14 +461,9 @@ async fn request_recovery(
     member: &str,
     now: k8s_openapi::jiff::Timestamp,
 ) -> Result<String, Error> {
-    let data = state_data(client, names).await?;
-    let valid = data.get("recovery-member").map(String::as_str) == Some(member)
-        && data
-            .get("recovery-not-after")
-            .and_then(|t| t.parse::<i64>().ok())
-            .is_some_and(|t| t > now.as_second());
-    if let (true, Some(id)) = (valid, data.get("recovery-request")) {
-        return Ok(id.clone());
+    let state = read_state(client, names).await?;
+    if let Some((_, id)) = request_in_force(&state, now).filter(|(m, _)| *m == member) {
+        return Ok(id.to_string());
     }
     let id = format!("{}-{}", cluster.uid().unwrap_or_default(), now.as_second());
     let not_after = now.as_second() + RECOVERY_REQUEST_TTL.as_secs() as i64;
@@ -551,10 +550,10 @@ pub async fn sync_state(
     client: &kube::Client,
     cluster: &EtcdCluster,
     names: &ClusterNames,
+    data: &StateData,
     cluster_id: Option<u64>,
     quorum: bool,
 ) -> Result<(), Error> {
-    let data = state_data(client, names).await?;
     if let Some(id) = cluster_id.filter(|_| quorum) {
         let id = format!("{id:x}");
         if data.get("cluster-id") != Some(&id) {

@@ -84,10 +84,7 @@ pub fn set_aside_leftovers(args: &Args) -> Result<(), Error> {
     if !member.exists() || has_data(args) {
         return Ok(());
     }
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default();
+    let stamp = super::unix_now();
     let aside = args.data_dir.join(format!("member.set-aside-{stamp}"));
     std::fs::rename(&member, &aside)
         .map_err(|e| Error::io(format!("moving {} aside", member.display()), e))?;
