@@ -33,5 +33,5 @@ mod volumes;
 pub use error::Error;
 pub use network::{Host, Network};
 pub use pod::{Pod, PodIdentity};
-pub use probe::http_get;
+pub use probe::{http_get, http_put_json};
 pub use volumes::Volumes;

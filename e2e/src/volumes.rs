@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, PodSpec, Secret};
+use k8s_openapi::api::core::v1::{KeyToPath, PersistentVolumeClaim, PodSpec, Secret};
 
 use crate::Error;
 
@@ -42,7 +42,7 @@ impl Volumes {
                     Error::Spec(format!("volume {}: no Secret {name}", volume.name))
                 })?;
                 let mode = source.default_mode.unwrap_or(0o644) as u32;
-                write_secret(&dir, secret, mode, fs_group)?;
+                write_secret(&dir, secret, source.items.as_deref(), mode, fs_group)?;
             } else if volume.empty_dir.is_some() {
                 fresh_dir(&dir)?;
                 own(&dir, fs_group, 0o777)?;
@@ -81,7 +81,15 @@ impl Volumes {
     }
 }
 
-fn write_secret(dir: &Path, secret: &Secret, mode: u32, group: Option<u32>) -> Result<(), Error> {
+/// Writes `secret`'s keys into `dir`: all of them, or only those `items` names, at the paths
+/// and modes it gives (the kubelet's projection).
+fn write_secret(
+    dir: &Path,
+    secret: &Secret,
+    items: Option<&[KeyToPath]>,
+    mode: u32,
+    group: Option<u32>,
+) -> Result<(), Error> {
     fresh_dir(dir)?;
     own(dir, group, 0o755)?;
     let data = secret
@@ -97,7 +105,13 @@ fn write_secret(dir: &Path, secret: &Secret, mode: u32, group: Option<u32>) -> R
                 .map(|(k, v)| (k.clone(), v.clone().into_bytes())),
         );
     for (key, bytes) in data {
-        let path = dir.join(&key);
+        let (path, mode) = match items {
+            None => (dir.join(&key), mode),
+            Some(items) => match items.iter().find(|i| i.key == key) {
+                Some(item) => (dir.join(&item.path), item.mode.map_or(mode, |m| m as u32)),
+                None => continue,
+            },
+        };
         std::fs::write(&path, bytes)
             .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
         own(&path, group, mode)?;

@@ -1,15 +1,20 @@
 //! What the operator renders for a 3-member EtcdCluster really boots: the StatefulSet's
 //! pods, run by the pod runner (each its own network namespace, volumes and `/etc/hosts`),
 //! form a TLS cluster that real `etcdctl` uses with the `apiserver-etcd-client`
-//! certificate, as kube-apiserver would.
+//! certificate, as kube-apiserver would. Each member makes its own key; a thread here does
+//! the operator's part of that exchange with the operator's own code.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use ballast_e2e::{http_get, Host, Network, Pod};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use ballast_e2e::{http_get, http_put_json, Host, Network, Pod};
 use ballast_operator::crd::EtcdCluster;
+use ballast_operator::member_identity::{self, Decision, Report, Signing};
 use ballast_operator::members::{ClusterView, ObservedMember};
 use ballast_operator::pki;
 use ballast_operator::render::{self, Live, RenderContext};
@@ -31,7 +36,7 @@ fn rendered_statefulset_forms_a_tls_cluster() {
     cluster.metadata.uid = Some("6f1c2a9e-0000-4000-8000-0000000000e2".into());
     let rendered =
         render::render(&cluster, &RenderContext::default(), &Live::default()).expect("render");
-    let secrets = issue_secrets(&cluster);
+    let (secrets, ca_pem) = issue_secrets(&cluster);
 
     let mut net =
         Network::create("ble2e", [10, 250, 77]).expect("network (needs root and iproute2)");
@@ -62,6 +67,11 @@ fn rendered_statefulset_forms_a_tls_cluster() {
         })
         .collect();
 
+    let signer = Signer::start(
+        ca_pem,
+        pod_hosts_ips(&pods),
+        render::cluster_names(&cluster).expect("names"),
+    );
     // Parallel pod management: every member starts at once.
     std::thread::scope(|s| {
         for pod in pods.iter_mut() {
@@ -186,6 +196,23 @@ fn rendered_statefulset_forms_a_tls_cluster() {
         65532
     );
 
+    // Each member's key stayed on its own volume, and no pod holds another's.
+    assert!(signer.signed() >= 3, "every member was signed for");
+    for i in 0..MEMBERS as usize {
+        let pki = root.path().join(format!("claims/data-main-{i}/pki"));
+        let key = std::fs::metadata(pki.join("member.key")).expect("member key");
+        assert_eq!(key.uid(), 65532);
+        assert_eq!(key.mode() & 0o777, 0o600);
+        let volumes = root.path().join(format!("pods/main-{i}/volumes"));
+        let found = find_files(&volumes, "key");
+        assert!(
+            found.iter().all(|f| f.ends_with("client-tls/tls.key")),
+            "main-{i} mounts keys other than its client identity: {found:?}"
+        );
+    }
+    // A restart needs no operator: the key and its certificates are on the claim.
+    drop(signer);
+
     // A pod is lost and comes back on the same claim: it rejoins with its data.
     pods[1].stop();
     // If main-1 led, a write forwarded to it is lost until the others elect a leader
@@ -249,7 +276,12 @@ fn install_ballast(root: &Path) -> PathBuf {
 fn observe_members(client: &Host, root: &Path, secrets: &[Secret]) -> ClusterView {
     let dir = root.join("operator");
     std::fs::create_dir_all(&dir).expect("operator dir");
-    let ca = write_secret_file(secrets, "main-server-tls", "ca.crt", &dir.join("ca.crt"));
+    let ca = write_secret_file(
+        secrets,
+        "main-operator-client",
+        "ca.crt",
+        &dir.join("ca.crt"),
+    );
     let cert = write_secret_file(
         secrets,
         "main-operator-client",
@@ -313,24 +345,114 @@ fn write_secret_file(secrets: &[Secret], secret: &str, key: &str, path: &Path) -
     path.to_path_buf()
 }
 
-/// The certificate Secrets the controller would write for `cluster`.
-fn issue_secrets(cluster: &EtcdCluster) -> Vec<Secret> {
+/// The certificate Secrets the controller would write for `cluster`, and its CA.
+fn issue_secrets(cluster: &EtcdCluster) -> (Vec<Secret>, pki::CaPem) {
     let now = time::OffsetDateTime::now_utc();
     let names = render::cluster_names(cluster).expect("names");
     let owner = render::owner_reference(cluster).expect("owner");
     let ca_pem = pki::generate_ca(now).expect("CA");
     let ca = pki::Ca::from_pem(&ca_pem.cert, &ca_pem.key).expect("CA loads");
-    tls::plan(
+    let secrets = tls::plan(
         &names,
         &cluster.spec,
-        0,
+        None,
         &ca,
         &StoredSecrets::default(),
         &owner,
         now,
     )
     .expect("TLS plan")
-    .apply
+    .apply;
+    (secrets, ca_pem)
+}
+
+fn pod_hosts_ips(pods: &[Pod]) -> Vec<(String, std::net::Ipv4Addr)> {
+    pods.iter()
+        .map(|p| (p.id.name.clone(), p.host.ip))
+        .collect()
+}
+
+/// The operator's part of the key exchange, as `member_identity::sync` does it: asks each
+/// pod's sidecar for its public key and hands back certificates signed for it.
+struct Signer {
+    stop: Arc<AtomicBool>,
+    signed: Arc<std::sync::atomic::AtomicUsize>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Signer {
+    fn start(
+        ca_pem: pki::CaPem,
+        pods: Vec<(String, std::net::Ipv4Addr)>,
+        names: ballast_operator::names::ClusterNames,
+    ) -> Signer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let signed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (stop2, signed2) = (stop.clone(), signed.clone());
+        let thread = std::thread::spawn(move || {
+            let ca = pki::Ca::from_pem(&ca_pem.cert, &ca_pem.key).expect("CA loads");
+            while !stop2.load(Ordering::Relaxed) {
+                for (name, ip) in &pods {
+                    let url = format!("http://{ip}:2382/identity");
+                    let Some((200, body)) = http_get(&url, Duration::from_secs(1)) else {
+                        continue;
+                    };
+                    let report: Report = serde_json::from_str(&body).expect("identity JSON");
+                    let signing = Signing {
+                        ca: &ca,
+                        now: time::OffsetDateTime::now_utc(),
+                        validity: Duration::from_secs(365 * 86_400),
+                        renew_before: Duration::from_secs(30 * 86_400),
+                    };
+                    let decision =
+                        member_identity::decide(signing, &names, name, &report).expect("decide");
+                    if let Decision::Sign { grant, .. } = decision {
+                        let body = serde_json::to_string(&grant).expect("grant JSON");
+                        let answer = http_put_json(&url, &body, Duration::from_secs(2));
+                        assert_eq!(
+                            answer.as_ref().map(|a| a.0),
+                            Some(200),
+                            "{name} refused: {answer:?}"
+                        );
+                        signed2.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        Signer {
+            stop,
+            signed,
+            thread: Some(thread),
+        }
+    }
+
+    fn signed(&self) -> usize {
+        self.signed.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Signer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Files under `dir` whose name ends in `.{ext}`.
+fn find_files(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(find_files(&path, ext));
+        } else if path.extension().is_some_and(|e| e == ext) {
+            out.push(path);
+        }
+    }
+    out
 }
 
 fn dns_names(member: &str) -> Vec<String> {
@@ -367,7 +489,7 @@ impl<'a> Etcdctl<'a> {
         };
         Etcdctl {
             host,
-            ca: file("main-server-tls", "ca.crt", "ca.crt"),
+            ca: file("main-apiserver-etcd-client", "ca.crt", "ca.crt"),
             cert: file("main-apiserver-etcd-client", "tls.crt", "client.crt"),
             key: file("main-apiserver-etcd-client", "tls.key", "client.key"),
         }

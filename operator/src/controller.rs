@@ -13,10 +13,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret, Service};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
@@ -30,6 +31,7 @@ use time::OffsetDateTime;
 use crate::crd::{CertificateStatus, EtcdCluster};
 use crate::error::Error;
 use crate::lifecycle::{self, Step};
+use crate::member_identity;
 use crate::members::{MemberStatusSource, Target};
 use crate::membership::{self, Outcome};
 use crate::metrics::Metrics;
@@ -95,22 +97,54 @@ impl Context {
     }
 }
 
-/// Runs the controller until `shutdown` resolves.
+/// Runs the controller until `shutdown` resolves: over every namespace when `namespaces` is
+/// empty, else one controller per listed namespace (so the operator needs rights in those
+/// namespaces only).
 pub async fn run(
     ctx: Arc<Context>,
+    namespaces: &[String],
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let shutdown = shutdown.shared();
+    if namespaces.is_empty() {
+        run_scoped(ctx, None, shutdown).await;
+        return;
+    }
+    futures::future::join_all(
+        namespaces
+            .iter()
+            .map(|ns| run_scoped(ctx.clone(), Some(ns.as_str()), shutdown.clone())),
+    )
+    .await;
+}
+
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    <K as Resource>::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+async fn run_scoped(
+    ctx: Arc<Context>,
+    namespace: Option<&str>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = ctx.client.clone();
     let owned =
         watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGED_BY}"));
     Controller::new(
-        Api::<EtcdCluster>::all(client.clone()),
+        scoped::<EtcdCluster>(&client, namespace),
         watcher::Config::default().any_semantic(),
     )
-    .owns(Api::<StatefulSet>::all(client.clone()), owned.clone())
-    .owns(Api::<Service>::all(client.clone()), owned.clone())
-    .owns(Api::<Secret>::all(client.clone()), owned.clone())
-    .owns(Api::<PodDisruptionBudget>::all(client), owned)
+    .owns(scoped::<StatefulSet>(&client, namespace), owned.clone())
+    .owns(scoped::<Service>(&client, namespace), owned.clone())
+    .owns(scoped::<Secret>(&client, namespace), owned.clone())
+    .owns(scoped::<PodDisruptionBudget>(&client, namespace), owned)
     .graceful_shutdown_on(shutdown)
     .run(reconcile, error_policy, ctx)
     .for_each(|result| async move {
@@ -253,6 +287,18 @@ fn to_offset(ts: Timestamp) -> Result<OffsetDateTime, Error> {
 struct PkiOutcome {
     certificates: Option<CertificateStatus>,
     target: Option<(String, String, String)>,
+    /// The operator's CA, to sign certificates for the keys members make.
+    ca: Option<Ca>,
+}
+
+impl PkiOutcome {
+    fn none() -> Self {
+        PkiOutcome {
+            certificates: None,
+            target: None,
+            ca: None,
+        }
+    }
 }
 
 /// Problems with a user's Secrets become conditions, not reconcile errors: retrying fast
@@ -278,7 +324,7 @@ async fn read_secret(api: &Api<Secret>, name: &str) -> Result<Option<tls::Secret
 async fn ensure_pki(
     cluster: &EtcdCluster,
     names: &ClusterNames,
-    members: i32,
+    legacy_members: Option<i32>,
     ctx: &Context,
     problems: &mut Vec<Problem>,
     notes: &mut Vec<Note>,
@@ -321,6 +367,7 @@ async fn ensure_pki(
         return Ok(PkiOutcome {
             certificates: Some(certificates),
             target: Some((ca, cert, key)),
+            ca: None,
         });
     }
 
@@ -395,24 +442,31 @@ async fn ensure_pki(
         operator: read_secret(&secrets, &names.operator_client_secret()).await?,
     };
     let owner = render::owner_reference(cluster)?;
-    let plan = tls::plan(names, spec, members, &ca, &stored, &owner, to_offset(now)?)?;
+    let plan = tls::plan(
+        names,
+        spec,
+        legacy_members,
+        &ca,
+        &stored,
+        &owner,
+        to_offset(now)?,
+    )?;
     for secret in &plan.apply {
         server_side_apply(&secrets, secret).await?;
+    }
+    for name in &plan.delete {
+        secrets.delete(name, &Default::default()).await?;
+        notes.push(Note::new(
+            false,
+            "SecretDeleted",
+            format!("deleted Secret {name}: no member mounts it any more; each member holds only its own key"),
+        ));
     }
     if !plan.issued.is_empty() {
         ctx.metrics
             .certificates_issued
             .inc_by(plan.issued.len() as u64);
-        let list: Vec<String> = plan
-            .issued
-            .iter()
-            .map(|n| format!("{} ({})", n.what, n.reason))
-            .collect();
-        notes.push(Note::new(
-            false,
-            "CertificatesIssued".to_string(),
-            format!("issued {}", list.join(", ")),
-        ));
+        notes.push(issued_note(&plan.issued));
     }
     Ok(PkiOutcome {
         certificates: Some(plan.certificates),
@@ -421,7 +475,31 @@ async fn ensure_pki(
             plan.operator_client.cert,
             plan.operator_client.key,
         )),
+        ca: Some(ca),
     })
+}
+
+fn issued_note(issued: &[tls::IssuedNote]) -> Note {
+    let list: Vec<String> = issued
+        .iter()
+        .map(|n| format!("{} ({})", n.what, n.reason))
+        .collect();
+    Note::new(
+        false,
+        "CertificatesIssued".to_string(),
+        format!("issued {}", list.join(", ")),
+    )
+}
+
+/// How many members' keys the Secrets of earlier versions must still hold: `None` once no
+/// pod mounts them.
+fn legacy_members(names: &ClusterNames, pods: &[Pod], member_slots: i32) -> Option<i32> {
+    let legacy = [names.server_secret(), names.peer_secret()];
+    pods.iter()
+        .flat_map(|p| p.spec.iter().flat_map(|s| s.volumes.iter().flatten()))
+        .filter_map(|v| v.secret.as_ref()?.secret_name.as_ref())
+        .any(|name| legacy.contains(name))
+        .then_some(member_slots)
 }
 
 /// The StatefulSet's progress as the status logic sees it.
@@ -498,16 +576,18 @@ async fn apply(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
         });
     }
 
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let pod_list = pods
+        .list(&ListParams::default().labels(&names.selector_string()))
+        .await?
+        .items;
     let pki = if problems.iter().any(|p| p.blocking) {
-        PkiOutcome {
-            certificates: None,
-            target: None,
-        }
+        PkiOutcome::none()
     } else {
         match ensure_pki(
             &cluster,
             &names,
-            member_slots,
+            legacy_members(&names, &pod_list, member_slots),
             &ctx,
             &mut problems,
             &mut notes,
@@ -518,10 +598,7 @@ async fn apply(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
             Err(e) => match user_problem(&e) {
                 Some(p) => {
                     problems.push(p);
-                    PkiOutcome {
-                        certificates: None,
-                        target: None,
-                    }
+                    PkiOutcome::none()
                 }
                 None => return Err(e),
             },
@@ -614,6 +691,38 @@ async fn apply(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
         }
     }
 
+    // Members that make their own key get their certificates signed (and renewed).
+    let mut certificates = pki.certificates;
+    let mut members_waiting = false;
+    if let (Some(ca), false) = (&pki.ca, problems.iter().any(|p| p.blocking)) {
+        let signing = member_identity::Signing {
+            ca,
+            now: to_offset((ctx.clock)())?,
+            validity: cluster.spec.tls.validity.into(),
+            renew_before: cluster.spec.tls.renew_before.into(),
+        };
+        let synced = member_identity::sync(&client, ctx.members.as_ref(), &names, signing).await?;
+        for (pod, issued) in synced.issued {
+            ctx.metrics.certificates_issued.inc_by(issued.len() as u64);
+            notes.push(Note {
+                pod: Some(pod),
+                ..issued_note(&issued)
+            });
+        }
+        if let (Some(c), Some(member_end)) = (certificates.as_mut(), synced.earliest) {
+            let renew_before = Duration::from(cluster.spec.tls.renew_before).as_secs() as i64;
+            let earliest = c
+                .leaf_not_after
+                .as_ref()
+                .map_or(member_end, |t| t.0.as_second().min(member_end));
+            c.leaf_not_after = Timestamp::from_second(earliest).ok().map(Time);
+            c.renewal_time = Timestamp::from_second(earliest - renew_before)
+                .ok()
+                .map(Time);
+        }
+        members_waiting = !synced.waiting.is_empty();
+    }
+
     if let (Some(step), Some(target), Some(view)) = (&step, &target, view) {
         let quorum = membership::has_quorum(view);
         membership::sync_state(&client, &cluster, &names, &state, view.cluster_id, quorum).await?;
@@ -652,7 +761,7 @@ async fn apply(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
     let observed = Observed {
         workload,
         members,
-        certificates: pki.certificates,
+        certificates,
         problems,
         version: render::version(&cluster.spec, &ctx.render),
         operation: operation.clone(),
@@ -680,7 +789,7 @@ async fn apply(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
         publish(&ctx, &cluster, note).await;
     }
     // An operation under way is followed closely: each step waits on the one before.
-    let wait = if operation.is_some() {
+    let wait = if operation.is_some() || members_waiting {
         Duration::from_secs(3)
     } else {
         status::requeue_after(&new_status, now)

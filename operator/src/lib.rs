@@ -11,6 +11,7 @@ pub mod crd;
 pub mod error;
 pub mod leader;
 pub mod lifecycle;
+pub mod member_identity;
 pub mod members;
 pub mod membership;
 pub mod metrics;

@@ -51,11 +51,14 @@ struct RunArgs {
     #[arg(long, env = "POD_NAMESPACE", default_value = "ballast-system")]
     lease_namespace: String,
     /// Name of the leader-election Lease.
-    #[arg(long, default_value = "ballast-operator")]
+    #[arg(long, env = "BALLAST_LEASE_NAME", default_value = "ballast-operator")]
     lease_name: String,
     /// This replica's identity in the Lease (the pod name).
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
+    /// Namespaces whose EtcdClusters this operator runs (comma-separated); all when unset.
+    #[arg(long, env = "BALLAST_WATCH_NAMESPACES", value_delimiter = ',')]
+    watch_namespaces: Vec<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -98,10 +101,21 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let client = kube::Client::try_default()
         .await
         .context("connecting to the Kubernetes API")?;
-    Api::<EtcdCluster>::all(client.clone())
+    let namespaces: Vec<String> = args
+        .watch_namespaces
+        .iter()
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty())
+        .collect();
+    let probe = match namespaces.first() {
+        Some(ns) => Api::<EtcdCluster>::namespaced(client.clone(), ns),
+        None => Api::<EtcdCluster>::all(client.clone()),
+    };
+    probe
         .list(&ListParams::default().limit(1))
         .await
-        .context("listing EtcdClusters (is the CRD installed? kubectl apply -f crds/)")?;
+        .context("listing EtcdClusters (is the CRD installed? kubectl apply -f crds/; are the operator's RBAC rules in place for the watched namespaces?)")?;
+    tracing::info!(namespaces = ?namespaces, "watching EtcdClusters (all namespaces when empty)");
     metrics.ready.store(true, Ordering::Relaxed);
 
     let identity = match args.identity {
@@ -147,7 +161,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             _ = lost_rx => { lost_flag.store(true, Ordering::Relaxed); }
         }
     };
-    controller::run(ctx, shutdown).await;
+    controller::run(ctx, &namespaces, shutdown).await;
     metrics.leader.set(0);
     if lost.load(Ordering::Relaxed) {
         anyhow::bail!("lost the leader lease; exiting so a fresh replica can campaign");

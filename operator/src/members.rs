@@ -18,6 +18,7 @@ use futures::future::BoxFuture;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::error::Error;
+use crate::member_identity::{Grant, Report};
 
 /// Where the members are and the credentials to ask them.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -114,6 +115,17 @@ pub trait MemberStatusSource: Send + Sync + 'static {
     /// What the sidecar of the pod at `pod_ip` says about its member's start
     /// (`/bootstrap`): `None` when it does not answer.
     fn sidecar_bootstrap<'a>(&'a self, pod_ip: &'a str) -> BoxFuture<'a, Option<String>>;
+
+    /// The member key and certificates the sidecar of the pod at `pod_ip` shows
+    /// (`/identity`): `None` when it does not answer.
+    fn sidecar_identity<'a>(&'a self, pod_ip: &'a str) -> BoxFuture<'a, Option<Report>>;
+
+    /// Hands the sidecar of the pod at `pod_ip` certificates signed for its key.
+    fn install_identity<'a>(
+        &'a self,
+        pod_ip: &'a str,
+        grant: &'a Grant,
+    ) -> BoxFuture<'a, Result<(), Error>>;
 }
 
 /// Talks to members with the etcd v3 gRPC API over mutual TLS.
@@ -304,6 +316,30 @@ impl MemberStatusSource for EtcdMembers {
         Box::pin(async move {
             let fetch = crate::sidecar_client::get(pod_ip, "/bootstrap");
             tokio::time::timeout(self.timeout, fetch).await.ok()?.ok()
+        })
+    }
+
+    fn sidecar_identity<'a>(&'a self, pod_ip: &'a str) -> BoxFuture<'a, Option<Report>> {
+        Box::pin(async move {
+            let fetch = crate::sidecar_client::get(pod_ip, "/identity");
+            let body = tokio::time::timeout(self.timeout, fetch).await.ok()?.ok()?;
+            serde_json::from_str(&body).ok()
+        })
+    }
+
+    fn install_identity<'a>(
+        &'a self,
+        pod_ip: &'a str,
+        grant: &'a Grant,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            let body = serde_json::to_string(grant)
+                .map_err(|e| Error::Members(format!("encoding certificates: {e}")))?;
+            let put = crate::sidecar_client::put_json(pod_ip, "/identity", body);
+            tokio::time::timeout(self.timeout, put)
+                .await
+                .map_err(|_| Error::Members(format!("sidecar at {pod_ip}: timed out")))?
+                .map(|_| ())
         })
     }
 }

@@ -194,16 +194,43 @@ impl Ca {
         self.not_after
     }
 
-    /// Issues a certificate for `profile`, valid for `validity` from `now` but never past the
-    /// CA's own expiry.
+    /// Issues a certificate for `profile` with a new key, valid for `validity` from `now` but
+    /// never past the CA's own expiry.
     pub fn issue(
         &self,
         profile: &LeafProfile,
         now: OffsetDateTime,
         validity: std::time::Duration,
     ) -> Result<IssuedPem, Error> {
-        let issuer = Issuer::from_ca_cert_pem(&self.cert_pem, &self.key)?;
         let key = KeyPair::generate()?;
+        Ok(IssuedPem {
+            cert: self.sign(profile, &key, now, validity)?,
+            key: key.serialize_pem(),
+        })
+    }
+
+    /// Issues a certificate for `profile` for a key held elsewhere (a member's, made in its
+    /// pod), given its public half in PEM.
+    pub fn issue_for_public_key(
+        &self,
+        profile: &LeafProfile,
+        public_key_pem: &str,
+        now: OffsetDateTime,
+        validity: std::time::Duration,
+    ) -> Result<String, Error> {
+        let key = rcgen::SubjectPublicKeyInfo::from_pem(public_key_pem)
+            .map_err(|e| Error::Parse(format!("public key: {e}")))?;
+        self.sign(profile, &key, now, validity)
+    }
+
+    fn sign(
+        &self,
+        profile: &LeafProfile,
+        key: &impl rcgen::PublicKeyData,
+        now: OffsetDateTime,
+        validity: std::time::Duration,
+    ) -> Result<String, Error> {
+        let issuer = Issuer::from_ca_cert_pem(&self.cert_pem, &self.key)?;
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, profile.common_name.clone());
@@ -226,11 +253,7 @@ impl Ca {
         ];
         params.extended_key_usages = profile.extended_key_usages();
         params.use_authority_key_identifier_extension = true;
-        let cert = params.signed_by(&key, &issuer)?;
-        Ok(IssuedPem {
-            cert: cert.pem(),
-            key: key.serialize_pem(),
-        })
+        Ok(params.signed_by(key, &issuer)?.pem())
     }
 
     /// Whether `cert` was signed by this CA.
@@ -318,15 +341,40 @@ pub fn leaf_verdict(
     let Some((cert_pem, key_pem)) = stored else {
         return LeafVerdict::Reissue(Reissue::Missing);
     };
+    match load_key(key_pem) {
+        Ok(key) => verdict_for_key(
+            ca,
+            profile,
+            Some(cert_pem),
+            &key.subject_public_key_info(),
+            now,
+            renew_before,
+        ),
+        Err(_) => LeafVerdict::Reissue(Reissue::Unreadable),
+    }
+}
+
+/// Decides whether `cert_pem` is still good for `profile` and for the key whose public half
+/// is `spki_der` (a key the operator never sees, such as a member's).
+pub fn verdict_for_key(
+    ca: &Ca,
+    profile: &LeafProfile,
+    cert_pem: Option<&str>,
+    spki_der: &[u8],
+    now: OffsetDateTime,
+    renew_before: std::time::Duration,
+) -> LeafVerdict {
+    let Some(cert_pem) = cert_pem else {
+        return LeafVerdict::Reissue(Reissue::Missing);
+    };
     let Ok(der) = cert_der(cert_pem) else {
         return LeafVerdict::Reissue(Reissue::Unreadable);
     };
     let Ok((_, cert)) = X509Certificate::from_der(&der) else {
         return LeafVerdict::Reissue(Reissue::Unreadable);
     };
-    match load_key(key_pem) {
-        Ok(key) if cert.public_key().raw == key.subject_public_key_info().as_slice() => {}
-        _ => return LeafVerdict::Reissue(Reissue::Unreadable),
+    if cert.public_key().raw != spki_der {
+        return LeafVerdict::Reissue(Reissue::Unreadable);
     }
     if !ca.signed(&cert) {
         return LeafVerdict::Reissue(Reissue::OtherCa);
@@ -344,6 +392,19 @@ pub fn leaf_verdict(
     LeafVerdict::Keep {
         not_after: info.not_after,
     }
+}
+
+/// The DER of a public key in PEM (`BEGIN PUBLIC KEY`, a SubjectPublicKeyInfo).
+pub fn public_key_der(pem_text: &str) -> Result<Vec<u8>, Error> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(pem_text.as_bytes())
+        .map_err(|e| Error::Parse(format!("public key PEM: {e}")))?;
+    if pem.label != "PUBLIC KEY" {
+        return Err(Error::Parse(format!(
+            "expected a PUBLIC KEY, found {}",
+            pem.label
+        )));
+    }
+    Ok(pem.contents)
 }
 
 /// What the operator reads back from a certificate.

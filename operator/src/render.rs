@@ -19,7 +19,7 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
-    EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim,
+    EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, ObjectFieldSelector, PersistentVolumeClaim,
     PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec,
     PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecretVolumeSource,
     SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
@@ -32,6 +32,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::crd::{AntiAffinity, EtcdCluster, EtcdClusterSpec};
 use crate::error::Error;
+use crate::member_identity::IDENTITY_FLAG;
 use crate::names::{ClusterNames, CLIENT_PORT, METRICS_PORT, PEER_PORT};
 use crate::quantity;
 
@@ -86,50 +87,131 @@ pub struct Rendered {
 
 /// Where the server and sidecar find their certificates.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TlsLayout {
-    /// Secret mounted at `pki/server`.
-    pub server_secret: String,
-    /// Secret mounted at `pki/peer`.
-    pub peer_secret: String,
-    /// Secret mounted in the sidecar at `pki/client`.
-    pub client_secret: String,
-    /// File names inside the server and peer Secrets: per member (`$(POD_NAME).crt`) when
-    /// the operator issues them, shared (`tls.crt`) when the user provides them.
-    pub per_member: bool,
+pub enum TlsLayout {
+    /// The operator's PKI: each member makes its own key on its volume and the operator
+    /// signs its certificates (see [`crate::member_identity`]), so no pod holds another
+    /// member's key. `ca.crt` comes from the sidecar's client Secret.
+    OwnKeys {
+        /// Secret mounted in the sidecar at `pki/client`.
+        client_secret: String,
+    },
+    /// The user's Secrets (`tls.existing`): one server and one peer certificate shared
+    /// by every member, mounted as they are.
+    Mounted {
+        /// Secret mounted at `pki/server`.
+        server_secret: String,
+        /// Secret mounted at `pki/peer`.
+        peer_secret: String,
+        /// Secret mounted in the sidecar at `pki/client`.
+        client_secret: String,
+    },
 }
+
+/// Where a member that makes its own key keeps it and its certificates: on its volume,
+/// beside (not inside) the data dir, so a restart needs nobody and a lost volume takes the
+/// key with it.
+pub const IDENTITY_DIR: &str = "/var/lib/etcd/pki";
 
 impl TlsLayout {
     /// The layout the spec asks for.
     pub fn for_spec(names: &ClusterNames, spec: &EtcdClusterSpec) -> Self {
         match &spec.tls.existing {
-            Some(existing) => Self {
+            Some(existing) => Self::Mounted {
                 server_secret: existing.server_secret_name.clone(),
                 peer_secret: existing.peer_secret_name.clone(),
                 client_secret: existing.operator_client_secret_name.clone(),
-                per_member: false,
             },
-            None => Self {
-                server_secret: names.server_secret(),
-                peer_secret: names.peer_secret(),
+            None => Self::OwnKeys {
                 client_secret: names.healthcheck_client_secret(),
-                per_member: true,
             },
         }
     }
 
-    fn cert(&self, dir: &str) -> String {
-        if self.per_member {
-            format!("{PKI_DIR}/{dir}/$(POD_NAME).crt")
-        } else {
-            format!("{PKI_DIR}/{dir}/tls.crt")
+    /// The Secret the sidecar's client identity comes from.
+    pub fn client_secret(&self) -> &str {
+        match self {
+            Self::OwnKeys { client_secret } | Self::Mounted { client_secret, .. } => client_secret,
         }
     }
 
-    fn key(&self, dir: &str) -> String {
-        if self.per_member {
-            format!("{PKI_DIR}/{dir}/$(POD_NAME).key")
-        } else {
-            format!("{PKI_DIR}/{dir}/tls.key")
+    /// `(certificate, key, CA)` files of the server (`kind` = `server`) or peer side.
+    fn files(&self, kind: &str) -> (String, String, String) {
+        match self {
+            Self::OwnKeys { .. } => (
+                format!("{IDENTITY_DIR}/{kind}.crt"),
+                format!("{IDENTITY_DIR}/member.key"),
+                format!("{PKI_DIR}/ca/ca.crt"),
+            ),
+            Self::Mounted { .. } => (
+                format!("{PKI_DIR}/{kind}/tls.crt"),
+                format!("{PKI_DIR}/{kind}/tls.key"),
+                format!("{PKI_DIR}/{kind}/ca.crt"),
+            ),
+        }
+    }
+
+    /// The CA the sidecar checks the member's certificates against.
+    fn sidecar_ca(&self) -> String {
+        match self {
+            Self::OwnKeys { .. } => format!("{PKI_DIR}/client/ca.crt"),
+            Self::Mounted { .. } => format!("{PKI_DIR}/server/ca.crt"),
+        }
+    }
+
+    /// Certificate volumes the server container mounts.
+    fn server_mounts(&self) -> Vec<VolumeMount> {
+        match self {
+            Self::OwnKeys { .. } => vec![mount("ca", &format!("{PKI_DIR}/ca"), true)],
+            Self::Mounted { .. } => vec![
+                mount("server-tls", &format!("{PKI_DIR}/server"), true),
+                mount("peer-tls", &format!("{PKI_DIR}/peer"), true),
+            ],
+        }
+    }
+
+    /// Certificate volumes the sidecar mounts.
+    fn sidecar_mounts(&self) -> Vec<VolumeMount> {
+        let client = mount("client-tls", &format!("{PKI_DIR}/client"), true);
+        match self {
+            Self::OwnKeys { .. } => vec![client],
+            Self::Mounted { .. } => {
+                vec![
+                    mount("server-tls", &format!("{PKI_DIR}/server"), true),
+                    client,
+                ]
+            }
+        }
+    }
+
+    /// The certificate volumes of the pod.
+    fn volumes(&self) -> Vec<Volume> {
+        match self {
+            Self::OwnKeys { client_secret } => vec![
+                secret_volume("client-tls", client_secret),
+                Volume {
+                    name: "ca".to_string(),
+                    secret: Some(SecretVolumeSource {
+                        secret_name: Some(client_secret.clone()),
+                        items: Some(vec![KeyToPath {
+                            key: "ca.crt".to_string(),
+                            path: "ca.crt".to_string(),
+                            mode: None,
+                        }]),
+                        default_mode: Some(0o440),
+                        ..SecretVolumeSource::default()
+                    }),
+                    ..Volume::default()
+                },
+            ],
+            Self::Mounted {
+                server_secret,
+                peer_secret,
+                client_secret,
+            } => vec![
+                secret_volume("server-tls", server_secret),
+                secret_volume("peer-tls", peer_secret),
+                secret_volume("client-tls", client_secret),
+            ],
         }
     }
 }
@@ -331,6 +413,7 @@ pub fn version(spec: &EtcdClusterSpec, ctx: &RenderContext) -> String {
 /// The server's command line: etcd's flags, sorted as kubeadm writes them.
 pub fn server_command(names: &ClusterNames, spec: &EtcdClusterSpec) -> Result<Vec<String>, Error> {
     let tls = TlsLayout::for_spec(names, spec);
+    let (server_files, peer_files) = (tls.files("server"), tls.files("peer"));
     let member_fqdn = format!(
         "$(POD_NAME).{}.{}.svc.{}",
         names.peer_service(),
@@ -354,13 +437,13 @@ pub fn server_command(names: &ClusterNames, spec: &EtcdClusterSpec) -> Result<Ve
             format!("https://{member_fqdn}:{PEER_PORT}"),
         ),
         ("initial-cluster-token", names.initial_cluster_token()),
-        ("cert-file", tls.cert("server")),
-        ("key-file", tls.key("server")),
-        ("trusted-ca-file", format!("{PKI_DIR}/server/ca.crt")),
+        ("cert-file", server_files.0),
+        ("key-file", server_files.1),
+        ("trusted-ca-file", server_files.2),
         ("client-cert-auth", "true".to_string()),
-        ("peer-cert-file", tls.cert("peer")),
-        ("peer-key-file", tls.key("peer")),
-        ("peer-trusted-ca-file", format!("{PKI_DIR}/peer/ca.crt")),
+        ("peer-cert-file", peer_files.0),
+        ("peer-key-file", peer_files.1),
+        ("peer-trusted-ca-file", peer_files.2),
         ("peer-client-cert-auth", "true".to_string()),
         (
             "listen-metrics-urls",
@@ -376,7 +459,7 @@ pub fn server_command(names: &ClusterNames, spec: &EtcdClusterSpec) -> Result<Ve
             spec.options.election_timeout.to_string(),
         ),
     ]);
-    if tls.per_member {
+    if let TlsLayout::OwnKeys { .. } = tls {
         // Only the operator's peer certificates are valid for this name.
         flags.insert("peer-cert-allowed-hostname", names.peer_service_fqdn());
     }
@@ -403,9 +486,13 @@ pub fn server_command(names: &ClusterNames, spec: &EtcdClusterSpec) -> Result<Ve
 /// keeps running beside it. It decides how the member starts (bootstrap with
 /// `founding_members`, join what runs, restart, or not at all), writes that to
 /// `/run/ballast/member.yaml` for `ballast member`, and answers `/readyz` once done.
-pub fn sidecar_command(names: &ClusterNames, founding_members: &str) -> Vec<String> {
+pub fn sidecar_command(
+    names: &ClusterNames,
+    tls: &TlsLayout,
+    founding_members: &str,
+) -> Vec<String> {
     let client_dir = format!("{PKI_DIR}/client");
-    vec![
+    let mut cmd = vec![
         "ballast".to_string(),
         "sidecar".to_string(),
         "--member=$(POD_NAME)".to_string(),
@@ -418,13 +505,17 @@ pub fn sidecar_command(names: &ClusterNames, founding_members: &str) -> Vec<Stri
         format!("--data-dir={DATA_DIR}"),
         format!("--config-out={RUN_DIR}/member.yaml"),
         format!("--endpoint=https://127.0.0.1:{CLIENT_PORT}"),
-        format!("--cacert={PKI_DIR}/server/ca.crt"),
+        format!("--cacert={}", tls.sidecar_ca()),
         format!("--cert={client_dir}/tls.crt"),
         format!("--key={client_dir}/tls.key"),
         format!("--listen-health=0.0.0.0:{SIDECAR_PORT}"),
         format!("--state-dir={STATE_DIR}"),
         "--pod-ip=$(POD_IP)".to_string(),
-    ]
+    ];
+    if let TlsLayout::OwnKeys { .. } = tls {
+        cmd.push(format!("{IDENTITY_FLAG}{IDENTITY_DIR}"));
+    }
+    cmd
 }
 
 fn env_from_field(name: &str, path: &str) -> EnvVar {
@@ -626,13 +717,13 @@ pub fn statefulset(
                 }),
         ),
         security_context: Some(container_security()),
-        volume_mounts: Some(vec![
-            mount("data", DATA_MOUNT, false),
-            mount("server-tls", &format!("{PKI_DIR}/server"), true),
-            mount("peer-tls", &format!("{PKI_DIR}/peer"), true),
-            mount("run", RUN_DIR, false),
-            mount("tmp", "/tmp", false),
-        ]),
+        volume_mounts: Some(
+            [mount("data", DATA_MOUNT, false)]
+                .into_iter()
+                .chain(tls.server_mounts())
+                .chain([mount("run", RUN_DIR, false), mount("tmp", "/tmp", false)])
+                .collect(),
+        ),
         // The server's last line is its fatal error: the operator reads it from the
         // container status to tell corrupt data from other failures.
         termination_message_policy: Some("FallbackToLogsOnError".to_string()),
@@ -644,6 +735,7 @@ pub fn statefulset(
         image_pull_policy: pull_policy,
         command: Some(sidecar_command(
             names,
+            &tls,
             &live
                 .founding_members
                 .clone()
@@ -668,14 +760,17 @@ pub fn statefulset(
             ..ResourceRequirements::default()
         }),
         security_context: Some(container_security()),
-        volume_mounts: Some(vec![
-            mount("data", DATA_MOUNT, false),
-            mount("server-tls", &format!("{PKI_DIR}/server"), true),
-            mount("client-tls", &format!("{PKI_DIR}/client"), true),
-            mount("state", STATE_DIR, true),
-            mount("run", RUN_DIR, false),
-            mount("tmp", "/tmp", false),
-        ]),
+        volume_mounts: Some(
+            [mount("data", DATA_MOUNT, false)]
+                .into_iter()
+                .chain(tls.sidecar_mounts())
+                .chain([
+                    mount("state", STATE_DIR, true),
+                    mount("run", RUN_DIR, false),
+                    mount("tmp", "/tmp", false),
+                ])
+                .collect(),
+        ),
         // The server's last line is its fatal error: the operator reads it from the
         // container status to tell corrupt data from other failures.
         termination_message_policy: Some("FallbackToLogsOnError".to_string()),
@@ -693,23 +788,25 @@ pub fn statefulset(
     let pod = PodSpec {
         init_containers: Some(vec![sidecar]),
         containers: vec![server],
-        volumes: Some(vec![
-            secret_volume("server-tls", &tls.server_secret),
-            secret_volume("peer-tls", &tls.peer_secret),
-            secret_volume("client-tls", &tls.client_secret),
-            Volume {
-                name: "state".to_string(),
-                config_map: Some(ConfigMapVolumeSource {
-                    name: names.state_config_map(),
-                    // Absent until the cluster has formed.
-                    optional: Some(true),
-                    ..ConfigMapVolumeSource::default()
-                }),
-                ..Volume::default()
-            },
-            empty_dir("run", true, "16Mi"),
-            empty_dir("tmp", false, "64Mi"),
-        ]),
+        volumes: Some(
+            tls.volumes()
+                .into_iter()
+                .chain([
+                    Volume {
+                        name: "state".to_string(),
+                        config_map: Some(ConfigMapVolumeSource {
+                            name: names.state_config_map(),
+                            // Absent until the cluster has formed.
+                            optional: Some(true),
+                            ..ConfigMapVolumeSource::default()
+                        }),
+                        ..Volume::default()
+                    },
+                    empty_dir("run", true, "16Mi"),
+                    empty_dir("tmp", false, "64Mi"),
+                ])
+                .collect(),
+        ),
         affinity: Some(affinity),
         tolerations: spec.pod.tolerations.clone(),
         node_selector: spec.pod.node_selector.clone(),

@@ -2,12 +2,15 @@
 //! plan over the Secrets as stored, built on [`crate::pki`].
 //!
 //! Layout (Secret → keys):
-//! - `<name>-server-tls`, `<name>-peer-tls`: `ca.crt` and `<member>.crt`/`<member>.key` for every
-//!   member. One Secret per kind, mounted in every pod; each server picks its own files with
-//!   `$(POD_NAME)` in its flags, which is how one pod template gives each member its own
-//!   identity (CN = member name, as kubeadm's per-host certificates).
 //! - `<name>-healthcheck-client`, `<name>-apiserver-etcd-client`, `<name>-operator-client`:
-//!   `kubernetes.io/tls` with `tls.crt`, `tls.key` and `ca.crt`.
+//!   `kubernetes.io/tls` with `tls.crt`, `tls.key` and `ca.crt`. Pods mount the first (the
+//!   sidecar's client identity, and `ca.crt` for both containers).
+//! - Member keys are in no Secret: each member makes its own, and the operator signs its
+//!   certificates ([`crate::member_identity`]).
+//! - `<name>-server-tls`, `<name>-peer-tls`: how earlier versions gave members their keys
+//!   (`<member>.crt`/`<member>.key` for every member, in every pod). They are kept up while
+//!   a pod still mounts them, so an upgrade can roll the members one at a time, and deleted
+//!   once none does.
 
 use std::collections::BTreeMap;
 
@@ -21,6 +24,7 @@ use crate::crd::{CertificateStatus, EtcdClusterSpec};
 use crate::error::Error;
 use crate::names::ClusterNames;
 use crate::pki::{Ca, IssuedPem, LeafProfile, LeafVerdict};
+
 use crate::render::object_meta;
 
 /// A Secret's data as text, as read from the API.
@@ -55,6 +59,8 @@ pub struct IssuedNote {
 pub struct TlsPlan {
     /// Secrets whose content changes (unchanged ones are left alone).
     pub apply: Vec<Secret>,
+    /// Secrets no pod needs any more.
+    pub delete: Vec<String>,
     /// Certificates issued, with reasons.
     pub issued: Vec<IssuedNote>,
     /// Expiry summary for status.
@@ -63,12 +69,13 @@ pub struct TlsPlan {
     pub operator_client: IssuedPem,
 }
 
-/// Plans the certificate Secrets of a cluster of `members` members issued from `ca`
-/// (`spec.replicas`, or more while pods beyond it still run during a scale-down).
+/// Plans the certificate Secrets of a cluster issued from `ca`. `legacy_members`: how many
+/// members' keys the old shared Secrets must still hold because pods mount them
+/// (`spec.replicas`, or more while pods beyond it still run); `None` once no pod does.
 pub fn plan(
     names: &ClusterNames,
     spec: &EtcdClusterSpec,
-    members: i32,
+    legacy_members: Option<i32>,
     ca: &Ca,
     stored: &StoredSecrets,
     owner: &OwnerReference,
@@ -85,6 +92,7 @@ pub fn plan(
         earliest: None,
     };
     let mut apply = Vec::new();
+    let mut delete = Vec::new();
 
     for (kind, secret_name, current, profile_for) in [
         (
@@ -95,6 +103,12 @@ pub fn plan(
         ),
         ("peer", names.peer_secret(), &stored.peer, LeafProfile::peer),
     ] {
+        let Some(members) = legacy_members else {
+            if current.is_some() {
+                delete.push(secret_name);
+            }
+            continue;
+        };
         let mut data = SecretText::new();
         data.insert("ca.crt".to_string(), ca.cert_pem().to_string());
         for member in names.members(members.max(spec.replicas)) {
@@ -158,6 +172,7 @@ pub fn plan(
     let earliest = planner.earliest;
     Ok(TlsPlan {
         apply,
+        delete,
         issued: planner.issued,
         certificates: CertificateStatus {
             ca_not_after: time_from_unix(ca.not_after()),

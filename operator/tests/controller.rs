@@ -14,6 +14,7 @@ use ballast_operator::controller::{self, error_backoff, Context};
 use ballast_operator::crd::EtcdCluster;
 use ballast_operator::error::Error;
 use ballast_operator::leader::LeaseLock;
+use ballast_operator::member_identity;
 use ballast_operator::members::{
     ClusterView, MemberStatusSource, MembershipChange, ObservedMember, Target,
 };
@@ -244,6 +245,10 @@ impl FakeApi {
                 st.objects.insert(path, updated.clone());
                 (200, updated)
             }
+            "DELETE" => match st.objects.remove(&path) {
+                Some(o) => (200, o),
+                None => (404, status_body(404, "NotFound", "not found")),
+            },
             other => panic!("unexpected method {other}"),
         }
     }
@@ -320,6 +325,21 @@ impl MemberStatusSource for FakeMembers {
 
     fn sidecar_bootstrap<'a>(&'a self, _pod_ip: &'a str) -> BoxFuture<'a, Option<String>> {
         Box::pin(async { None })
+    }
+
+    fn sidecar_identity<'a>(
+        &'a self,
+        _pod_ip: &'a str,
+    ) -> BoxFuture<'a, Option<member_identity::Report>> {
+        Box::pin(async { None })
+    }
+
+    fn install_identity<'a>(
+        &'a self,
+        _pod_ip: &'a str,
+        _grant: &'a member_identity::Grant,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async { Ok(()) })
     }
 }
 
@@ -497,9 +517,11 @@ async fn create_applies_pki_services_pdb_and_statefulset_with_owner_references()
             )
         })
         .collect();
+    // Member keys are in no Secret: each member makes its own.
+    for never in ["Secret main-server-tls", "Secret main-peer-tls"] {
+        assert!(!applied.iter().any(|a| a == never), "{never} applied");
+    }
     for want in [
-        "Secret main-server-tls",
-        "Secret main-peer-tls",
         "Secret main-healthcheck-client",
         "Secret main-apiserver-etcd-client",
         "Secret main-operator-client",
@@ -813,10 +835,6 @@ async fn scaling_up_adds_a_learner_before_any_pod_and_volumes_grow_in_place() {
         assert_eq!(g.content_type, "application/merge-patch+json");
         assert_eq!(g.body["spec"]["resources"]["requests"]["storage"], "16Gi");
     }
-    // New members get certificates before their pods exist.
-    let server = h.requests("PATCH", "/secrets/main-server-tls");
-    assert_eq!(server.len(), 1);
-    assert!(server[0].body["data"]["main-4.crt"].is_string());
     let stored = h.stored_cluster();
     assert_eq!(
         condition(&stored, "Progressing").message,
@@ -984,4 +1002,70 @@ async fn a_paused_cluster_is_observed_but_left_alone() {
         .remove("ballast.dev/paused");
     h.reconcile(&c).await.unwrap();
     assert_eq!(h.members.changes.lock().unwrap().len(), 1);
+}
+
+/// An upgrade from a version that gave every pod all members' keys: the shared Secrets are
+/// kept up while a pod still mounts them (members are rolled one at a time), and deleted
+/// once none does.
+#[tokio::test]
+async fn shared_member_key_secrets_go_once_no_pod_mounts_them() {
+    let h = harness();
+    let c = finalized(common::cluster("main", "{}"));
+    h.reconcile(&c).await.unwrap();
+    let old_pod = |name: &str| {
+        json!({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": name, "namespace": "db",
+                            "labels": {"app.kubernetes.io/instance": "main"}},
+               "spec": {"containers": [{"name": "etcd"}],
+                        "volumes": [{"name": "server-tls", "secret": {"secretName": "main-server-tls"}}]}})
+    };
+    let pod_path = |name: &str| format!("/api/v1/namespaces/db/pods/{name}");
+    h.api.put(&pod_path("main-0"), old_pod("main-0"));
+    h.api.put(
+        "/api/v1/namespaces/db/secrets/main-server-tls",
+        json!({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": "main-server-tls", "namespace": "db"}, "data": {}}),
+    );
+    h.api.clear_seen();
+    h.reconcile(&h.stored_cluster()).await.unwrap();
+    let kept = h.requests("PATCH", "/secrets/main-server-tls");
+    assert_eq!(
+        kept.len(),
+        1,
+        "still mounted: kept up with every member's files"
+    );
+    assert!(kept[0].body["data"]["main-2.key"].is_string());
+    assert!(h.requests("DELETE", "/secrets/").is_empty());
+
+    // The last old pod is replaced by one whose member makes its own key.
+    h.api.put(
+        &pod_path("main-0"),
+        json!({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": "main-0", "namespace": "db",
+                            "labels": {"app.kubernetes.io/instance": "main"}},
+               "spec": {"containers": [{"name": "etcd"}],
+                        "volumes": [{"name": "ca", "secret": {"secretName": "main-healthcheck-client"}}]}}),
+    );
+    h.api.clear_seen();
+    h.reconcile(&h.stored_cluster()).await.unwrap();
+    let deleted: Vec<String> = h
+        .requests("DELETE", "/secrets/")
+        .iter()
+        .map(|s| s.path.clone())
+        .collect();
+    assert_eq!(
+        deleted,
+        [
+            "/api/v1/namespaces/db/secrets/main-server-tls",
+            "/api/v1/namespaces/db/secrets/main-peer-tls"
+        ]
+    );
+    assert!(h
+        .api
+        .get("/api/v1/namespaces/db/secrets/main-server-tls")
+        .is_none());
+    // Nothing brings them back.
+    h.api.clear_seen();
+    h.reconcile(&h.stored_cluster()).await.unwrap();
+    assert!(h.requests("PATCH", "/secrets/main-server-tls").is_empty());
 }

@@ -79,7 +79,8 @@ fn rendered_objects_and_crd_pass_strict_schema_validation() {
     let plan = tls::plan(
         &names,
         &c.spec,
-        0,
+        // The shared member Secrets of earlier versions too.
+        Some(0),
         &ca,
         &StoredSecrets::default(),
         &owner,

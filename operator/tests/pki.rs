@@ -1,11 +1,14 @@
 //! The PKI checked with the real `openssl`: chains verify for the right purposes, SANs and
 //! key usages are those of the kubeadm table, renewal keeps the CA, a user's CA (made by
-//! openssl, in kubeadm's PKCS#1 format too) is used as it is.
+//! openssl, in kubeadm's PKCS#1 format too) is used as it is. Member certificates are
+//! signed for keys the members make ([`member_identity`]); client certificates and the
+//! shared member Secrets of earlier versions come from the plan.
 
 use std::path::Path;
 use std::process::Command;
 
 use ballast_operator::crd::EtcdClusterSpec;
+use ballast_operator::member_identity::{self, Decision, Grant, Report, Signing};
 use ballast_operator::names::ClusterNames;
 use ballast_operator::pki::{self, Ca};
 use ballast_operator::tls::{self, SecretText, StoredSecrets, TlsPlan};
@@ -74,6 +77,26 @@ fn subject(cert: &str) -> String {
     out.trim().to_string()
 }
 
+/// What the operator hands `member` for a key the member made, and that key's PEM.
+fn member_certificates(ca: &Ca, member: &str, now: OffsetDateTime) -> (Grant, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let signing = Signing {
+        ca,
+        now,
+        validity: std::time::Duration::from_secs(365 * 86_400),
+        renew_before: std::time::Duration::from_secs(30 * 86_400),
+    };
+    let report = Report {
+        public_key: key.public_key_pem(),
+        server: None,
+        peer: None,
+    };
+    match member_identity::decide(signing, &names(), member, &report).unwrap() {
+        Decision::Sign { grant, .. } => (grant, key.serialize_pem()),
+        other => panic!("{other:?}"),
+    }
+}
+
 fn secret_data(plan: &TlsPlan, name: &str) -> SecretText {
     let secret = plan
         .apply
@@ -104,15 +127,15 @@ fn operator_ca_issues_the_kubeadm_set() {
     let plan = tls::plan(
         &names(),
         &spec(),
-        0,
+        None,
         &ca,
         &StoredSecrets::default(),
         &owner(),
         now,
     )
     .unwrap();
-    assert_eq!(plan.apply.len(), 5, "server, peer and three client Secrets");
-    assert_eq!(plan.issued.len(), 3 + 3 + 3);
+    assert_eq!(plan.apply.len(), 3, "three client Secrets, no member keys");
+    assert_eq!(plan.issued.len(), 3);
     let ca_file = write(d, "ca.crt", &ca_pem.cert);
 
     let ca_text = text(&ca_file);
@@ -120,12 +143,21 @@ fn operator_ca_issues_the_kubeadm_set() {
     assert!(ca_text.contains("Certificate Sign"), "{ca_text}");
     assert_eq!(subject(&ca_file), "subject=CN=etcd-ca");
 
-    let server = secret_data(&plan, "main-server-tls");
-    let peer = secret_data(&plan, "main-peer-tls");
-    assert_eq!(server["ca.crt"], ca_pem.cert);
+    let mut main_0_server = String::new();
     for m in ["main-0", "main-1", "main-2"] {
-        let s = write(d, &format!("server-{m}.crt"), &server[&format!("{m}.crt")]);
-        let p = write(d, &format!("peer-{m}.crt"), &peer[&format!("{m}.crt")]);
+        let (grant, key) = member_certificates(&ca, m, now);
+        if m == "main-0" {
+            main_0_server = grant.server.clone();
+        }
+        let s = write(d, &format!("server-{m}.crt"), &grant.server);
+        let p = write(d, &format!("peer-{m}.crt"), &grant.peer);
+        // Both are for the key the member made.
+        let k = write(d, &format!("{m}.key"), &key);
+        let (_, key_pub) = openssl(&["pkey", "-in", &k, "-pubout"]);
+        for cert in [&s, &p] {
+            let (_, cert_pub) = openssl(&["x509", "-in", cert, "-noout", "-pubkey"]);
+            assert_eq!(cert_pub, key_pub, "{cert}");
+        }
         for (file, purpose) in [
             (&s, "sslserver"),
             (&s, "sslclient"),
@@ -206,13 +238,15 @@ fn operator_ca_issues_the_kubeadm_set() {
     // A certificate from another CA does not verify: the checks above can fail.
     let other = pki::generate_ca(now).unwrap();
     let other_file = write(d, "other-ca.crt", &other.cert);
-    let s = write(d, "server-check.crt", &server["main-0.crt"]);
+    let s = write(d, "server-check.crt", &main_0_server);
     let (ok, _) = verify(&other_file, &s, "sslserver", None);
     assert!(!ok);
 }
 
 #[test]
 fn renewal_keeps_the_ca_and_reissues_only_when_due() {
+    // With the shared member Secrets of earlier versions still mounted (`Some`), so that
+    // their renewal is covered until the last such pod is gone.
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let t0 = OffsetDateTime::now_utc();
@@ -221,7 +255,7 @@ fn renewal_keeps_the_ca_and_reissues_only_when_due() {
     let first = tls::plan(
         &names(),
         &spec(),
-        0,
+        Some(0),
         &ca,
         &StoredSecrets::default(),
         &owner(),
@@ -232,13 +266,13 @@ fn renewal_keeps_the_ca_and_reissues_only_when_due() {
 
     // A day later nothing is due: no writes.
     let next_day = t0 + time::Duration::days(1);
-    let quiet = tls::plan(&names(), &spec(), 0, &ca, &stored, &owner(), next_day).unwrap();
+    let quiet = tls::plan(&names(), &spec(), Some(0), &ca, &stored, &owner(), next_day).unwrap();
     assert!(quiet.apply.is_empty(), "nothing to write a day later");
     assert!(quiet.issued.is_empty());
 
     // Past the renewal time (validity 1 year, renewBefore 30 days) every leaf is renewed...
     let due = t0 + time::Duration::days(365 - 30) + time::Duration::hours(1);
-    let renewed = tls::plan(&names(), &spec(), 0, &ca, &stored, &owner(), due).unwrap();
+    let renewed = tls::plan(&names(), &spec(), Some(0), &ca, &stored, &owner(), due).unwrap();
     assert_eq!(renewed.issued.len(), 9);
     assert!(renewed.issued.iter().all(|n| n.reason == "Expiring"));
     // ...under the very same CA.
@@ -260,7 +294,7 @@ fn renewal_keeps_the_ca_and_reissues_only_when_due() {
 
     // Scaling to 5 issues only the new members' certificates.
     let five: EtcdClusterSpec = serde_yaml::from_str("replicas: 5").unwrap();
-    let grown = tls::plan(&names(), &five, 0, &ca, &stored, &owner(), next_day).unwrap();
+    let grown = tls::plan(&names(), &five, Some(0), &ca, &stored, &owner(), next_day).unwrap();
     let mut what: Vec<_> = grown.issued.iter().map(|n| n.what.clone()).collect();
     what.sort();
     assert_eq!(
@@ -335,20 +369,21 @@ fn a_users_openssl_ca_is_used_as_it_is() {
             let plan = tls::plan(
                 &names(),
                 &spec(),
-                0,
+                None,
                 &ca,
                 &StoredSecrets::default(),
                 &owner(),
                 now,
             )
             .unwrap();
-            let server = secret_data(&plan, "main-server-tls");
+            let client = secret_data(&plan, "main-healthcheck-client");
             assert_eq!(
-                server["ca.crt"], cert,
+                client["ca.crt"], cert,
                 "the user's CA is distributed unchanged"
             );
             let ca_file = write(d, "user-ca.crt", &cert);
-            let leaf = write(d, "user-leaf.crt", &server["main-1.crt"]);
+            let (grant, _) = member_certificates(&ca, "main-1", now);
+            let leaf = write(d, "user-leaf.crt", &grant.server);
             let (ok, out) = verify(&ca_file, &leaf, "sslserver", None);
             assert!(ok, "pkcs1={pkcs1}: {out}");
             let t = text(&leaf);

@@ -66,7 +66,9 @@ fn statefulset_shape() {
     for flag in [
         "--name=$(POD_NAME)",
         "--advertise-client-urls=https://$(POD_NAME).main-peer.db.svc.cluster.local:2379",
-        "--cert-file=/etc/ballast/pki/server/$(POD_NAME).crt",
+        "--cert-file=/var/lib/etcd/pki/server.crt",
+        "--key-file=/var/lib/etcd/pki/member.key",
+        "--trusted-ca-file=/etc/ballast/pki/ca/ca.crt",
         "--client-cert-auth=true",
         "--peer-client-cert-auth=true",
         "--listen-metrics-urls=http://0.0.0.0:2381",
@@ -78,6 +80,20 @@ fn statefulset_shape() {
         .command
         .clone()
         .unwrap();
+    assert!(sidecar.contains(&"--identity-dir=/var/lib/etcd/pki".to_string()));
+    // No Secret with member keys is mounted; `ca.crt` alone comes from the client Secret.
+    let secrets: Vec<_> = pod
+        .volumes
+        .iter()
+        .flatten()
+        .filter_map(|v| v.secret.clone())
+        .collect();
+    assert!(
+        secrets
+            .iter()
+            .all(|s| s.secret_name.as_deref() == Some("main-healthcheck-client")),
+        "{secrets:?}"
+    );
     assert!(sidecar.contains(&"--initial-cluster=main-0=https://main-0.main-peer.db.svc.cluster.local:2380,main-1=https://main-1.main-peer.db.svc.cluster.local:2380,main-2=https://main-2.main-peer.db.svc.cluster.local:2380".to_string()));
     let flag_names: Vec<&str> = cmd[3..]
         .iter()

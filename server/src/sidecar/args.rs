@@ -58,6 +58,10 @@ pub struct Args {
     /// address (a recreated pod's name still points at its predecessor's for a while).
     #[arg(long = "pod-ip")]
     pub pod_ip: Option<std::net::IpAddr>,
+    /// Where the member keeps its own key and the certificates the operator signs for it
+    /// (see `identity`). Without it the server's certificates come from mounted files.
+    #[arg(long = "identity-dir")]
+    pub identity_dir: Option<PathBuf>,
     /// Address of /readyz, /healthz and /status.
     #[arg(long = "listen-health", default_value = "0.0.0.0:2382")]
     pub listen_health: String,

@@ -1,7 +1,8 @@
 //! The sidecar's HTTP endpoints: `/readyz` gates the server's start (the sidecar's
 //! startup probe), `/healthz` says the sidecar runs, `/status` shows the member as last
 //! seen, and `/bootstrap` says how the member was let start or why it was not (JSON, read
-//! by the operator to tell a member whose data was lost from one that is restarting).
+//! by the operator to tell a member whose data was lost from one that is restarting), and
+//! `/identity` shows the member's public key and takes its certificates ([`super::identity`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use parking_lot::Mutex;
 use serde::Serialize;
 
 use super::bootstrap::Refusal;
+use super::identity::{Grant, Identity};
 use super::Observed;
 use crate::error::Error;
 
@@ -47,17 +49,28 @@ pub struct State {
     observed: Mutex<Option<Observed>>,
     /// `(state dir, member, data dir)`, to show a recovery request not yet carried out.
     recovery: Option<(std::path::PathBuf, String, std::path::PathBuf)>,
+    identity: Option<Arc<Identity>>,
 }
 
 impl State {
-    pub fn new(args: &super::Args) -> Self {
+    pub fn new(args: &super::Args, identity: Option<Arc<Identity>>) -> Self {
         State {
             recovery: args
                 .state_dir
                 .clone()
                 .map(|d| (d, args.member.clone(), args.data_dir.clone())),
+            identity,
             ..State::default()
         }
+    }
+
+    /// The member is not started yet, for this reason (shown by `/readyz` and `/bootstrap`).
+    pub fn preparing(&self, why: String) {
+        *self.bootstrap.lock() = Bootstrap {
+            state: "preparing",
+            message: why,
+            ..Bootstrap::default()
+        };
     }
 
     /// The member is prepared: the server may start.
@@ -117,6 +130,7 @@ pub async fn serve(listener: tokio::net::TcpListener, state: Arc<State>) -> Resu
             "/bootstrap",
             get(|Extract(state): Extract<Arc<State>>| async move { Json(state.bootstrap()) }),
         )
+        .route("/identity", get(identity_report).put(identity_install))
         .with_state(state);
     axum::serve(listener, app)
         .await
@@ -144,5 +158,36 @@ async fn status(Extract(state): Extract<Arc<State>>) -> Response {
             "the member has not answered yet",
         )
             .into_response(),
+    }
+}
+
+async fn identity_report(Extract(state): Extract<Arc<State>>) -> Response {
+    match &state.identity {
+        Some(identity) => Json(identity.report()).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            "this member's certificates are mounted, not signed for it",
+        )
+            .into_response(),
+    }
+}
+
+async fn identity_install(
+    Extract(state): Extract<Arc<State>>,
+    Json(grant): Json<Grant>,
+) -> Response {
+    let Some(identity) = &state.identity else {
+        return (
+            StatusCode::NOT_FOUND,
+            "this member's certificates are mounted, not signed for it",
+        )
+            .into_response();
+    };
+    match identity.install(&grant, super::unix_now()) {
+        Ok(()) => "installed".into_response(),
+        Err(why) => {
+            tracing::warn!(%why, "refused certificates offered for this member");
+            (StatusCode::BAD_REQUEST, why).into_response()
+        }
     }
 }

@@ -10,6 +10,7 @@
 mod args;
 mod bootstrap;
 mod health;
+pub mod identity;
 mod member_config;
 pub mod membership;
 mod observe;
@@ -70,16 +71,42 @@ async fn wait_for_own_name(args: &Args) {
     }
 }
 
+/// Waits until the operator has installed certificates for the member's key that are
+/// good now: on first start, and after the member was down past their expiry.
+async fn wait_for_certificates(identity: &identity::Identity, state: &health::State) {
+    let mut logged = false;
+    while !identity.complete(unix_now()) {
+        if !logged {
+            tracing::info!(
+                "waiting for the operator to sign this member's certificates (GET/PUT /identity)"
+            );
+            logged = true;
+        }
+        state.preparing("waiting for the operator to sign this member's certificates".to_string());
+        identity.wait_for_install(RECHECK_EVERY).await;
+    }
+}
+
 /// Prepares the member, opens the gate and watches the member until the process is stopped.
 pub async fn run(args: Args) -> Result<(), Error> {
-    let state = Arc::new(health::State::new(&args));
+    member_config::check_certificates(&args)?;
+    let identity = match &args.identity_dir {
+        Some(dir) => Some(Arc::new(identity::Identity::load_or_create(
+            dir,
+            &args.cacert,
+        )?)),
+        None => None,
+    };
+    let state = Arc::new(health::State::new(&args, identity.clone()));
     let listener = tokio::net::TcpListener::bind(&args.listen_health)
         .await
         .map_err(|e| Error::io(format!("--listen-health {}", args.listen_health), e))?;
     tracing::info!(address = %args.listen_health, "sidecar serving /readyz, /healthz and /status");
     let server = tokio::spawn(health::serve(listener, state.clone()));
 
-    member_config::check_certificates(&args)?;
+    if let Some(identity) = &identity {
+        wait_for_certificates(identity, &state).await;
+    }
     let dialer = observe::dialer(&args)?;
     let founding = member_config::founding(&args);
     let peer_url = args.advertise_peer_url();
