@@ -3,7 +3,7 @@
 # integration tests that drive the real server with real etcdctl, and the
 # end-to-end tests on a real Kubernetes built from source (e2e/tests/kube_*.rs
 # start it with scripts/kube-up.sh, which installs and builds what it needs).
-# Installs what the tests need (Debian's etcdctl and a reference etcd) when missing.
+# Installs what the tests need (Debian's etcdctl, a reference etcd, Prometheus) when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,10 +20,16 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
 command -v mount >/dev/null 2>&1 || need+=(mount)
+# The chart's Argo CD health check is Lua 5.1 (Argo CD's dialect).
+command -v lua5.1 >/dev/null 2>&1 || need+=(lua5.1)
+# The monitoring tests (server/tests/monitoring.rs): promtool checks the chart's alert rules,
+# and a Prometheus of their own (own config, data dir and port; the package's service is
+# not used) scrapes a live cluster.
+{ command -v promtool && command -v prometheus; } >/dev/null 2>&1 || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"
-  echo "installing ${need[*]} (etcdctl 3.4 and etcd for the integration tests)"
+  echo "installing ${need[*]} (what the integration tests run)"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi

@@ -92,6 +92,35 @@ impl KubeCluster {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// Runs helm (built from its Go module by `e2e/kube/helm.sh` on first use) against the
+    /// cluster; its standard output, or an error with its stderr.
+    pub fn helm(&self, args: &[&str]) -> Result<String, Error> {
+        let script = self.repo.join("e2e/kube/helm.sh");
+        let built = Command::new("bash")
+            .arg(&script)
+            .output()
+            .map_err(|e| Error::io("running e2e/kube/helm.sh", e))?;
+        if !built.status.success() {
+            return Err(Error::Command {
+                command: "e2e/kube/helm.sh".into(),
+                stderr: String::from_utf8_lossy(&built.stderr).trim().to_string(),
+            });
+        }
+        let helm = String::from_utf8_lossy(&built.stdout).trim().to_string();
+        let out = Command::new(&helm)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .args(args)
+            .output()
+            .map_err(|e| Error::io("running helm", e))?;
+        if !out.status.success() {
+            return Err(Error::Command {
+                command: format!("helm {}", args.join(" ")),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     /// A kubectl command for the caller to run (e.g. `get --watch` in the background).
     pub fn kubectl_command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(self.kube_bin.join("kubectl"));

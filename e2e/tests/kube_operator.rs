@@ -1,5 +1,5 @@
 //! The operator on a real Kubernetes (`scripts/kube-up.sh`), installed as a user installs
-//! it: the CRD and `examples/operator.yaml` applied with kubectl, the operator running in
+//! it: `helm install` of `charts/ballast` (CRD, RBAC, Deployment), the operator running in
 //! the cluster from its image with in-cluster config, its own RBAC and leader election;
 //! `examples/etcdcluster.yaml` applied, pods made by the StatefulSet controller and started
 //! by the kubelet on claims from the default StorageClass, and real etcdctl in a pod using
@@ -38,14 +38,16 @@ fn operator_runs_an_etcd_cluster_on_kubernetes() {
     let repo = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     let file = |f: &str| format!("{repo}/{f}");
 
-    // Install as the README says.
-    kube.kubectl(&[
-        "apply",
-        "--server-side",
-        "-f",
-        &file("crds/etcdcluster.yaml"),
+    // Install as the README says: one helm install (the CRD comes from the chart's crds/).
+    kube.helm(&[
+        "install",
+        "ballast-operator",
+        &file("charts/ballast"),
+        "-n",
+        "ballast-system",
+        "--create-namespace",
     ])
-    .expect("CRD");
+    .expect("helm install");
     kube.kubectl(&[
         "wait",
         "--for=condition=Established",
@@ -53,8 +55,6 @@ fn operator_runs_an_etcd_cluster_on_kubernetes() {
         "--timeout=60s",
     ])
     .expect("CRD established");
-    kube.kubectl(&["apply", "-f", &file("examples/operator.yaml")])
-        .expect("operator manifests");
     kube.kubectl(&[
         "-n",
         "ballast-system",
@@ -201,8 +201,10 @@ fn operator_runs_an_etcd_cluster_on_kubernetes() {
         );
     }
 
+    applying_the_same_manifest_again_changes_nothing(&kube, &file("examples/etcdcluster.yaml"));
     the_pod_network_reaches_nothing_outside_the_cluster(&kube);
     the_peer_port_admits_only_peer_certificates(&kube);
+    each_member_holds_only_its_own_key(&kube);
 
     // A member whose pod is deleted comes back on its claim, with its data, under the same name.
     kube.kubectl(&["delete", "pod", "main-1", "--wait=true"])
@@ -237,6 +239,87 @@ fn operator_runs_an_etcd_cluster_on_kubernetes() {
     a_version_change_rolls_one_member_at_a_time_the_leader_last(&kube);
     a_lost_quorum_is_reported_then_recovered_when_asked(&kube);
     scaling_goes_through_learners_and_cleans_up_after_itself(&kube);
+    helm_upgrade_rolls_the_operator_and_uninstall_leaves_the_clusters(&kube);
+}
+
+/// `helm upgrade` with a changed value rolls the operator's Deployment; `helm uninstall`
+/// removes the operator and leaves the CRD, the EtcdCluster, its members and their data.
+fn helm_upgrade_rolls_the_operator_and_uninstall_leaves_the_clusters(kube: &KubeCluster) {
+    let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/ballast");
+    let generation = |k: &KubeCluster| {
+        k.kubectl(&[
+            "-n",
+            "ballast-system",
+            "get",
+            "deployment",
+            "ballast-operator",
+            "-o",
+            "jsonpath={.metadata.generation}",
+        ])
+        .expect("deployment")
+    };
+    let before = generation(kube);
+    kube.helm(&[
+        "upgrade",
+        "ballast-operator",
+        chart,
+        "-n",
+        "ballast-system",
+        "--reuse-values",
+        "--set",
+        "logLevel=debug",
+    ])
+    .expect("helm upgrade");
+    assert_ne!(generation(kube), before, "the Deployment changed");
+    kube.kubectl(&[
+        "-n",
+        "ballast-system",
+        "rollout",
+        "status",
+        "deployment/ballast-operator",
+        "--timeout=180s",
+    ])
+    .expect("the operator rolled");
+    // The old pods go after the new ones are available: await them gone.
+    kube.wait_kubectl(
+        &[
+            "-n",
+            "ballast-system",
+            "get",
+            "pods",
+            "-l",
+            "app.kubernetes.io/name=ballast-operator",
+            "-o",
+            r#"jsonpath={range .items[*]}{.spec.containers[0].env[?(@.name=="RUST_LOG")].value}{"\n"}{end}"#,
+        ],
+        Duration::from_secs(120),
+        |env| !env.is_empty() && env.lines().all(|l| l == "debug,kube=warn"),
+    )
+    .expect("only operator pods with the new values run");
+
+    let claims_before = claims(kube);
+    kube.helm(&[
+        "uninstall",
+        "ballast-operator",
+        "-n",
+        "ballast-system",
+        "--wait",
+    ])
+    .expect("helm uninstall");
+    let left = kube
+        .kubectl(&["-n", "ballast-system", "get", "deployments", "-o", "name"])
+        .expect("list deployments");
+    assert_eq!(left.trim(), "", "operator gone");
+    kube.kubectl(&["get", "crd", "etcdclusters.ballast.dev"])
+        .expect("the CRD stays");
+    kube.kubectl(&["get", "etcdcluster", "main"])
+        .expect("the EtcdCluster stays");
+    assert_eq!(claims(kube), claims_before, "the volumes stay");
+    assert_eq!(
+        etcdctl(kube, SERVICE, &["put", "/e2e/after-uninstall", "yes"]).expect("put"),
+        "OK\n",
+        "the members keep serving without the operator"
+    );
 }
 
 /// The writer in the client pod: numbered puts one after another through the client
@@ -563,6 +646,100 @@ fn the_peer_port_admits_only_peer_certificates(kube: &KubeCluster) {
         },
     )
     .expect("main-0 refused the client certificate on its peer port");
+}
+
+/// GitOps: once the operator has settled, the manifest the user applied shows no
+/// difference (`kubectl diff`), and applying it again server-side changes nothing (the
+/// operator writes only status, its finalizer and documented annotations; defaults are in
+/// the schema). `Ready` is True with `observedGeneration` current on every condition.
+fn applying_the_same_manifest_again_changes_nothing(kube: &KubeCluster, manifest: &str) {
+    let get = |path: &str| {
+        kube.kubectl(&[
+            "get",
+            "etcdcluster",
+            "main",
+            "-o",
+            &format!("jsonpath={path}"),
+        ])
+        .expect("get etcdcluster")
+    };
+    kube.wait_kubectl(
+        &[
+            "get",
+            "etcdcluster",
+            "main",
+            "-o",
+            r#"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#,
+        ],
+        Duration::from_secs(120),
+        |out| out == "True",
+    )
+    .expect("Ready");
+    let generation = get("{.metadata.generation}");
+    let observed = get("{range .status.conditions[*]}{.observedGeneration}{\" \"}{end}");
+    assert!(
+        observed.split_whitespace().all(|g| g == generation),
+        "every condition observed generation {generation}: {observed}"
+    );
+    let diff = kube.kubectl(&["diff", "-f", manifest]);
+    assert_eq!(diff.as_deref().ok(), Some(""), "kubectl diff: {diff:?}");
+    let spec_before = get("{.spec}");
+    kube.kubectl(&["apply", "--server-side", "-f", manifest])
+        .expect("server-side apply");
+    assert_eq!(
+        get("{.metadata.generation}"),
+        generation,
+        "the spec did not change"
+    );
+    assert_eq!(get("{.spec}"), spec_before);
+    let diff = kube.kubectl(&["diff", "--server-side", "-f", manifest]);
+    assert_eq!(
+        diff.as_deref().ok(),
+        Some(""),
+        "kubectl diff --server-side: {diff:?}"
+    );
+}
+
+/// No Secret holds a member's key and the pods mount none: each member made its own key,
+/// and the operator signed certificates for it (an Event says so), which the member serves
+/// clients with under its own name.
+fn each_member_holds_only_its_own_key(kube: &KubeCluster) {
+    for secret in ["main-server-tls", "main-peer-tls"] {
+        let got = kube.kubectl(&["get", "secret", secret]);
+        assert!(got.is_err(), "{secret} exists: {got:?}");
+    }
+    let mounted = kube
+        .kubectl(&[
+            "get",
+            "pods",
+            "-l",
+            "app.kubernetes.io/instance=main",
+            "-o",
+            r#"jsonpath={range .items[*].spec.volumes[*]}{.secret.secretName}{"\n"}{end}"#,
+        ])
+        .expect("pod volumes");
+    let secrets: std::collections::BTreeSet<&str> =
+        mounted.lines().filter(|l| !l.is_empty()).collect();
+    assert_eq!(
+        secrets.into_iter().collect::<Vec<_>>(),
+        ["main-healthcheck-client"],
+        "{mounted}"
+    );
+    let issued = event_notes(kube, "CertificatesIssued").join("\n");
+    for i in 0..3 {
+        assert!(
+            issued.contains(&format!("server certificate of main-{i}")),
+            "{issued}"
+        );
+    }
+    // main-2 serves clients with a certificate for its name, from the cluster's CA.
+    let status = etcdctl(
+        kube,
+        "https://main-2.main-peer.default.svc.cluster.local:2379",
+        &["endpoint", "status", "-w", "json"],
+    )
+    .expect("main-2 answers over TLS");
+    assert!(status.contains("\"leader\""), "{status}");
 }
 
 /// The client Service, as applications reach the cluster.

@@ -22,6 +22,16 @@ pub const PROGRESSING: &str = "Progressing";
 pub const DEGRADED: &str = "Degraded";
 /// Condition types.
 pub const REPLICA_COUNT_WARNING: &str = "ReplicaCountWarning";
+/// The cluster serves and the operator has nothing left to do (GitOps tools wait on it).
+pub const READY: &str = "Ready";
+/// kstatus's "work under way" condition (Flux, `kubectl wait`): mirrors `Progressing`.
+pub const RECONCILING: &str = "Reconciling";
+/// kstatus's "cannot get there without help" condition: a blocking problem, or no
+/// progress for [`PROGRESS_DEADLINE`].
+pub const STALLED: &str = "Stalled";
+/// How long one step of an operation may go without progress before the cluster is
+/// reported `Stalled` (a member joining, promoting, restarting; Deployments use 10 minutes).
+pub const PROGRESS_DEADLINE: std::time::Duration = std::time::Duration::from_secs(600);
 /// Reason of `Available=False` and `Degraded=True` when the members are more than one cluster.
 pub const CLUSTER_ID_MISMATCH: &str = "ClusterIDMismatch";
 
@@ -260,7 +270,60 @@ pub fn compute(
         (false, "OddReplicaCount", String::new())
     };
 
+    // GitOps: kstatus's pair, and Ready for tools that wait on one condition.
+    let reconciling = Condition {
+        type_: RECONCILING.to_string(),
+        // The clock restarts at every step (the message changes), so the deadline
+        // measures a step that makes no progress, not a long operation.
+        last_transition_time: previous
+            .conditions
+            .iter()
+            .find(|c| {
+                c.type_ == RECONCILING
+                    && c.status == if progressing { "True" } else { "False" }
+                    && c.message == p_message
+            })
+            .map(|c| c.last_transition_time.clone())
+            .unwrap_or(Time(now)),
+        ..condition(
+            &previous,
+            RECONCILING,
+            progressing,
+            &p_reason,
+            &p_message,
+            generation,
+            now,
+        )
+    };
+    let without_progress = now.as_second() - reconciling.last_transition_time.0.as_second();
+    let (stalled, s_reason, s_message) = if let Some(p) = blocking {
+        (true, p.reason.clone(), p.message.clone())
+    } else if progressing && without_progress >= PROGRESS_DEADLINE.as_secs() as i64 {
+        (
+            true,
+            "ProgressDeadlineExceeded".to_string(),
+            format!(
+                "no progress for {} minutes: {p_message}",
+                without_progress / 60
+            ),
+        )
+    } else {
+        (false, "AsExpected".to_string(), String::new())
+    };
+    let (ready, r_reason, r_message) = if !available {
+        (false, a_reason.clone(), a_message.clone())
+    } else if progressing {
+        (false, p_reason.clone(), p_message.clone())
+    } else if degraded {
+        (false, d_reason.clone(), d_message.clone())
+    } else {
+        (true, "Ready".to_string(), a_message.clone())
+    };
+
     let conditions = vec![
+        condition(
+            &previous, READY, ready, &r_reason, &r_message, generation, now,
+        ),
         condition(
             &previous, AVAILABLE, available, &a_reason, &a_message, generation, now,
         ),
@@ -284,6 +347,10 @@ pub fn compute(
             &w_message,
             generation,
             now,
+        ),
+        reconciling,
+        condition(
+            &previous, STALLED, stalled, &s_reason, &s_message, generation, now,
         ),
     ];
 
@@ -429,7 +496,7 @@ pub struct Transition {
 }
 
 /// Condition changes worth an Event: becoming (un)available, degraded or healthy again,
-/// finishing a rollout, and an even member count.
+/// finishing a rollout, stalling or moving again, and an even member count.
 pub fn transitions(old: Option<&EtcdClusterStatus>, new: &EtcdClusterStatus) -> Vec<Transition> {
     let find = |s: Option<&EtcdClusterStatus>, t: &str| {
         s.and_then(|s| s.conditions.iter().find(|c| c.type_ == t).cloned())
@@ -450,6 +517,7 @@ pub fn transitions(old: Option<&EtcdClusterStatus>, new: &EtcdClusterStatus) -> 
             PROGRESSING => (false, !is_true && before.is_some()),
             DEGRADED => (is_true, is_true || before.is_some()),
             REPLICA_COUNT_WARNING => (true, is_true),
+            STALLED => (is_true, is_true || before.is_some()),
             _ => (false, false),
         };
         if interesting {
@@ -781,5 +849,105 @@ mod tests {
         assert_eq!(requeue_after(&s, now).as_secs(), 60);
         s.conditions[1].status = "True".into();
         assert_eq!(requeue_after(&s, now).as_secs(), 10);
+    }
+
+    /// GitOps conditions on a table of situations: `Ready` only when serving with nothing
+    /// under way or wrong, `Reconciling` with `Progressing`, `Stalled` on a blocking
+    /// problem or a step without progress past the deadline.
+    #[test]
+    fn ready_reconciling_and_stalled_follow_the_work() {
+        let healthy = || ClusterView {
+            cluster_id: Some(1),
+            leader: Some(1),
+            members: (1..=3).map(|i| member(i, true, false)).collect(),
+            cluster_ids: (1..=3).map(|i| (format!("main-{i}"), 1)).collect(),
+        };
+        let at = |secs| Timestamp::from_second(secs).unwrap();
+        let settled = Observed {
+            workload: running(3),
+            members: Some(Ok(healthy())),
+            ..Observed::default()
+        };
+        let s = compute(&cluster(3), &names(), &settled, at(0));
+        let state = |s: &EtcdClusterStatus, t| {
+            let c = get(s, t);
+            (c.status.clone(), c.reason.clone())
+        };
+        assert_eq!(state(&s, READY), ("True".into(), "Ready".into()));
+        assert_eq!(state(&s, RECONCILING).0, "False");
+        assert_eq!(state(&s, STALLED).0, "False");
+        assert!(s
+            .conditions
+            .iter()
+            .all(|c| c.observed_generation == Some(3)));
+
+        // A step under way: not Ready, Reconciling; the deadline counts from the step.
+        let step = |message: &str| Observed {
+            operation: Some(("ScalingUp".into(), message.into())),
+            ..settled.clone()
+        };
+        let mut c = cluster(3);
+        let started = compute(&c, &names(), &step("adding main-3 as a learner"), at(0));
+        assert_eq!(state(&started, READY), ("False".into(), "ScalingUp".into()));
+        assert_eq!(
+            state(&started, RECONCILING),
+            ("True".into(), "ScalingUp".into())
+        );
+        c.status = Some(started);
+        let deadline = PROGRESS_DEADLINE.as_secs() as i64;
+        let next_step = compute(&c, &names(), &step("promoting main-3"), at(deadline - 1));
+        c.status = Some(next_step.clone());
+        let still = compute(
+            &c,
+            &names(),
+            &step("promoting main-3"),
+            at(2 * deadline - 2),
+        );
+        assert_eq!(
+            state(&still, STALLED).0,
+            "False",
+            "the new step has its own clock"
+        );
+        let stuck = compute(&c, &names(), &step("promoting main-3"), at(2 * deadline));
+        assert_eq!(
+            state(&stuck, STALLED),
+            ("True".into(), "ProgressDeadlineExceeded".into())
+        );
+        assert!(get(&stuck, STALLED)
+            .message
+            .ends_with("minutes: promoting main-3"));
+        assert!(transitions(Some(&next_step), &stuck)
+            .iter()
+            .any(|t| t.condition == STALLED && t.warning));
+
+        // A blocking problem stalls at once, with its own reason.
+        let blocked = Observed {
+            problems: vec![Problem {
+                reason: "CertificateAuthorityInvalid".into(),
+                message: "bad CA".into(),
+                blocking: true,
+            }],
+            ..settled.clone()
+        };
+        let s = compute(&cluster(3), &names(), &blocked, at(0));
+        assert_eq!(
+            state(&s, STALLED),
+            ("True".into(), "CertificateAuthorityInvalid".into())
+        );
+        assert_eq!(state(&s, READY).0, "False");
+
+        // A member down: serving, nothing under way, but not Ready.
+        let mut one_down = healthy();
+        one_down.members[2].healthy = false;
+        let degraded = Observed {
+            members: Some(Ok(one_down)),
+            ..settled
+        };
+        let s = compute(&cluster(3), &names(), &degraded, at(0));
+        assert_eq!(
+            state(&s, READY),
+            ("False".into(), "MembersUnhealthy".into())
+        );
+        assert_eq!(state(&s, STALLED).0, "False");
     }
 }

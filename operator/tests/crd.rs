@@ -6,18 +6,25 @@ use ballast_operator::crd::{EtcdCluster, EtcdClusterSpec};
 use kube::core::cel::{validate_cel, validate_cel_update};
 
 const CRD_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/etcdcluster.yaml");
+/// The Helm chart's copy (Helm installs what is in a chart's `crds/` directory).
+const CHART_CRD_PATH: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../charts/ballast/crds/etcdcluster.yaml"
+);
 
 #[test]
 fn committed_crd_is_up_to_date() {
     let generated = ballast_operator::crd::crd_yaml().unwrap();
-    if std::env::var_os("BALLAST_UPDATE_CRDS").is_some() {
-        std::fs::write(CRD_PATH, &generated).unwrap();
+    for path in [CRD_PATH, CHART_CRD_PATH] {
+        if std::env::var_os("BALLAST_UPDATE_CRDS").is_some() {
+            std::fs::write(path, &generated).unwrap();
+        }
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "{path} is stale: run `BALLAST_UPDATE_CRDS=1 cargo test -p ballast-operator --test crd`"
+        );
     }
-    let committed = std::fs::read_to_string(CRD_PATH).unwrap_or_default();
-    assert!(
-        committed == generated,
-        "crds/etcdcluster.yaml is stale: run `cargo run -p ballast-operator -- crd > crds/etcdcluster.yaml`"
-    );
 }
 
 fn spec(yaml: &str) -> EtcdClusterSpec {

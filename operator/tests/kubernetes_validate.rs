@@ -6,38 +6,16 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use ballast_operator::pki::{self, Ca};
 use ballast_operator::render::{self, Live, RenderContext};
 use ballast_operator::tls::{self, StoredSecrets};
 use serde::Serialize;
 
-/// Oldest and newest Kubernetes versions checked (k8s-openapi is built for the oldest).
-const VERSIONS: [&str; 2] = ["1.33.0", "1.37.0"];
+const VERSIONS: [&str; 2] = common::KUBERNETES_VERSIONS;
 
 fn validate(files: &[String], version: &str) -> (bool, String) {
-    let out = Command::new("python3")
-        .args([
-            "-m",
-            "kubernetes_validate",
-            "--strict",
-            "--kubernetes-version",
-            version,
-        ])
-        .args(files)
-        .output()
-        .expect("python3 must be installed");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        !text.contains("No module named kubernetes_validate"),
-        "kubernetes-validate is missing: python3 -m pip install kubernetes-validate (scripts/test.sh does it)"
-    );
-    (out.status.success(), text)
+    common::kubernetes_validate(files, version)
 }
 
 fn write_yaml<T: Serialize>(dir: &Path, name: &str, obj: &T) -> String {

@@ -63,3 +63,33 @@ tls:
         ),
     ]
 }
+
+/// Oldest and newest Kubernetes versions objects are validated against (k8s-openapi is
+/// built for the oldest).
+pub const KUBERNETES_VERSIONS: [&str; 2] = ["1.33.0", "1.37.0"];
+
+/// Runs the real `kubernetes-validate` (PyPI) in strict mode (unknown fields are errors) on
+/// `files` for Kubernetes `version`: (succeeded, its output).
+pub fn kubernetes_validate(files: &[String], version: &str) -> (bool, String) {
+    let out = std::process::Command::new("python3")
+        .args([
+            "-m",
+            "kubernetes_validate",
+            "--strict",
+            "--kubernetes-version",
+            version,
+        ])
+        .args(files)
+        .output()
+        .expect("python3 must be installed");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !text.contains("No module named kubernetes_validate"),
+        "kubernetes-validate is missing: python3 -m pip install kubernetes-validate (scripts/test.sh does it)"
+    );
+    (out.status.success(), text)
+}
