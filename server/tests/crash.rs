@@ -378,6 +378,69 @@ async fn damaged_database_pages_stop_the_server_with_an_error_not_a_panic() {
     );
 }
 
+/// A database the server may not read is not a damaged one: the error says what is wrong
+/// and never the words the operator takes for corruption (it would renew the volume).
+#[tokio::test]
+async fn an_unreadable_database_is_reported_as_a_permission_problem_not_corruption() {
+    if support::against_etcd() {
+        eprintln!("skipped: Ballast's data dir layout");
+        return;
+    }
+    let is_root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    assert!(
+        is_root,
+        "this test drops to an unprivileged user with setpriv: run the suite as root (CI does)"
+    );
+    const USER: u32 = 65532;
+    let mut s = TestServer::start();
+    let c = connect(&s).await;
+    write_keys(&c, "crash/perm/", 10).await;
+    s.stop();
+
+    // The user owns the data dir and can reach it, but not the database file.
+    let data_dir = s.data_dir();
+    let status = std::process::Command::new("chown")
+        .args(["-R", &format!("{USER}:{USER}")])
+        .arg(s.scratch_dir())
+        .status()
+        .expect("chown runs");
+    assert!(status.success());
+    use std::os::unix::fs::PermissionsExt;
+    let mut dir = Some(s.scratch_dir());
+    while let Some(d) = dir {
+        let mode = std::fs::metadata(d).expect("stat").permissions().mode();
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode | 0o711)).expect("chmod");
+        dir = d.parent();
+    }
+    let db = support::db_file(&data_dir);
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o000)).expect("chmod db");
+
+    let finished = support::start_to_exit_as(&s, Some(USER), FAIL_DEADLINE)
+        .unwrap_or_else(|running| panic!("the server ran without its database: {running:?}"));
+    assert!(!finished.status.success());
+    let out = format!("{}{}", finished.stderr, finished.stdout);
+    assert!(
+        out.to_lowercase().contains("permission denied"),
+        "the error does not say permission denied:\n{out}"
+    );
+    for corrupt in ["data corrupted: ", " is corrupt at byte offset "] {
+        assert!(
+            !out.contains(corrupt),
+            "a permission problem reads as corruption ({corrupt:?}):\n{out}"
+        );
+    }
+    // Nothing was changed on the way: the file is as it was.
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o600)).expect("chmod db");
+    assert!(
+        std::fs::metadata(&db).expect("db").len() > 0,
+        "the database is still there"
+    );
+}
+
 #[tokio::test]
 async fn missing_database_with_existing_wal_stops_the_server() {
     if support::against_etcd() {

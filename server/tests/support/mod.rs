@@ -166,6 +166,16 @@ pub fn run_ballast(args: &[&str], timeout: Duration) -> Finished {
 /// be stopped) and returns how it ended; `Err` with what it printed so far if
 /// it was still running after `timeout` (it is then killed).
 pub fn start_to_exit(s: &TestServer, timeout: Duration) -> Result<Finished, Finished> {
+    start_to_exit_as(s, None, timeout)
+}
+
+/// [`start_to_exit`] as user and group `uid` (through `setpriv`, so the test needs root),
+/// for what only a non-root server meets: files it may not read.
+pub fn start_to_exit_as(
+    s: &TestServer,
+    uid: Option<u32>,
+    timeout: Duration,
+) -> Result<Finished, Finished> {
     let data_dir = s.data_dir();
     let args = [
         "--name".to_string(),
@@ -183,7 +193,18 @@ pub fn start_to_exit(s: &TestServer, timeout: Duration) -> Result<Finished, Fini
         "--initial-cluster".to_string(),
         format!("{}={}", s.name(), s.peer_url()),
     ];
-    let mut cmd = Command::new(ballast_bin());
+    let mut cmd = match uid {
+        Some(uid) => {
+            let mut c = Command::new("setpriv");
+            c.arg(format!("--reuid={uid}"))
+                .arg(format!("--regid={uid}"))
+                .arg("--clear-groups")
+                .arg("--")
+                .arg(ballast_bin());
+            c
+        }
+        None => Command::new(ballast_bin()),
+    };
     cmd.args(&args);
     run_to_exit(cmd, "ballast server", timeout)
 }
