@@ -99,18 +99,7 @@ fn operator_runs_an_etcd_cluster_on_kubernetes() {
 
     kube.kubectl(&["apply", "-f", &file("examples/etcdcluster.yaml")])
         .expect("EtcdCluster");
-    kube.wait_kubectl(
-        &[
-            "get",
-            "etcdcluster",
-            "main",
-            "-o",
-            r#"jsonpath={.status.conditions[?(@.type=="Available")].status}"#,
-        ],
-        Duration::from_secs(240),
-        |out| out == "True",
-    )
-    .expect("the EtcdCluster becomes Available");
+    wait_condition_true(&kube, "Available", Duration::from_secs(240));
     // Available comes from the members' answers; READY counts pods the kubelet found ready.
     kube.wait_kubectl(
         &[
@@ -648,6 +637,17 @@ fn the_peer_port_admits_only_peer_certificates(kube: &KubeCluster) {
     .expect("main-0 refused the client certificate on its peer port");
 }
 
+/// Waits until condition `type_` of the EtcdCluster `main` is True.
+fn wait_condition_true(kube: &KubeCluster, type_: &str, within: Duration) {
+    let path = format!(r#"jsonpath={{.status.conditions[?(@.type=="{type_}")].status}}"#);
+    kube.wait_kubectl(
+        &["get", "etcdcluster", "main", "-o", &path],
+        within,
+        |out| out == "True",
+    )
+    .unwrap_or_else(|e| panic!("the EtcdCluster becomes {type_}: {e}"));
+}
+
 /// GitOps: once the operator has settled, the manifest the user applied shows no
 /// difference (`kubectl diff`), and applying it again server-side changes nothing (the
 /// operator writes only status, its finalizer and documented annotations; defaults are in
@@ -663,18 +663,7 @@ fn applying_the_same_manifest_again_changes_nothing(kube: &KubeCluster, manifest
         ])
         .expect("get etcdcluster")
     };
-    kube.wait_kubectl(
-        &[
-            "get",
-            "etcdcluster",
-            "main",
-            "-o",
-            r#"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#,
-        ],
-        Duration::from_secs(120),
-        |out| out == "True",
-    )
-    .expect("Ready");
+    wait_condition_true(kube, "Ready", Duration::from_secs(120));
     let generation = get("{.metadata.generation}");
     let observed = get("{range .status.conditions[*]}{.observedGeneration}{\" \"}{end}");
     assert!(
