@@ -34,6 +34,12 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
+# Real etcd, etcdctl and etcdutl 3.6 (server/tests/seed_restore.rs compares `snapshot restore
+# --bump-revision --mark-compacted` with them): built from the Go module proxy on the first run,
+# then cached under ~/.cache/ballast-tools.
+BALLAST_TEST_ETCD36_DIR="$(scripts/etcd36-tools.sh)"
+export BALLAST_TEST_ETCD36_DIR
+
 # The operator's tests validate rendered objects with kubernetes-validate (PyPI), strict mode.
 python3 -c 'import kubernetes_validate' 2>/dev/null || python3 -m pip install --quiet kubernetes-validate
 

@@ -217,7 +217,8 @@ enum SnapshotCmd {
         wal_dir: Option<std::path::PathBuf>,
         #[arg(long, default_value = "default")]
         name: String,
-        /// Accepted for etcdctl compatibility: the member takes its cluster from its own flags at start.
+        /// The new cluster (name=peer-url,...). When given, the restored member belongs to it
+        /// (IDs from these flags, as etcdutl); otherwise it takes its cluster from its flags at start.
         #[arg(long = "initial-cluster")]
         initial_cluster: Option<String>,
         #[arg(long = "initial-cluster-token")]
@@ -226,6 +227,12 @@ enum SnapshotCmd {
         initial_advertise_peer_urls: Option<String>,
         #[arg(long = "skip-hash-check")]
         skip_hash_check: bool,
+        /// How much to increase the latest revision after restore (as etcdutl 3.6).
+        #[arg(long = "bump-revision", default_value_t = 0)]
+        bump_revision: u64,
+        /// Mark the latest revision after restore as compacted (required if --bump-revision > 0, disallowed otherwise).
+        #[arg(long = "mark-compacted")]
+        mark_compacted: bool,
     },
 }
 
@@ -283,6 +290,22 @@ fn snapshot_command(args: Vec<OsString>) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
+    if let SnapshotCmd::Restore {
+        bump_revision,
+        mark_compacted,
+        ..
+    } = &cli.cmd
+    {
+        let bump = snapshot::restore::RevisionBump {
+            amount: *bump_revision,
+            mark_compacted: *mark_compacted,
+        };
+        if let Err(e) = bump.check() {
+            // etcdutl refuses these flags before touching anything, with its "bad arguments" code.
+            eprintln!("Error: {e}");
+            return ExitCode::from(128);
+        }
+    }
     match run_snapshot(cli.cmd) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -321,10 +344,33 @@ fn run_snapshot(cmd: SnapshotCmd) -> anyhow::Result<()> {
             wal_dir,
             name,
             skip_hash_check,
-            ..
+            bump_revision,
+            mark_compacted,
+            initial_cluster,
+            initial_cluster_token,
+            initial_advertise_peer_urls,
         } => {
+            // With --initial-cluster, the restored member carries its new cluster's identity
+            // (as etcdutl writes it); without, it takes its cluster from its flags at start.
+            let cluster = initial_cluster.map(|ic| snapshot::restore::NewCluster {
+                name: name.clone(),
+                initial_cluster: ic,
+                token: initial_cluster_token.unwrap_or_else(|| "etcd-cluster".to_string()),
+                advertise_peer_urls: initial_advertise_peer_urls,
+            });
+            let bump = snapshot::restore::RevisionBump {
+                amount: bump_revision,
+                mark_compacted,
+            };
             let data_dir = data_dir.unwrap_or_else(|| format!("{name}.etcd").into());
-            snapshot::restore::restore(&file, &data_dir, wal_dir.as_deref(), skip_hash_check)?;
+            snapshot::restore::restore(
+                &file,
+                &data_dir,
+                wal_dir.as_deref(),
+                skip_hash_check,
+                bump,
+                cluster.as_ref(),
+            )?;
             println!(
                 "restored snapshot {} into {}",
                 file.display(),

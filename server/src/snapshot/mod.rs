@@ -11,6 +11,7 @@
 
 pub mod bbolt;
 pub mod export;
+pub mod identity;
 pub mod layout;
 pub mod restore;
 pub mod status;

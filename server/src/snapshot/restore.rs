@@ -14,6 +14,8 @@ use std::sync::Arc;
 use ballast_proto::mvccpb::KeyValue;
 use prost::Message;
 
+pub use super::identity::NewCluster;
+
 use super::bbolt::{Entries, Reader};
 use super::layout::{self as etcd, LeaseRecord};
 use super::{check_trailer, named, open_db, Trailer};
@@ -32,6 +34,32 @@ const BATCH: usize = 50_000;
 #[cfg(test)]
 const BATCH: usize = 1_000;
 
+/// `--bump-revision N --mark-compacted`: moves the restored store's revision
+/// N past the snapshot's newest revision and marks that revision compacted,
+/// so that the new cluster's revisions are above anything a client saw on the
+/// old one and reads or watches at older revisions answer "compacted" (which
+/// makes caching clients such as kube-apiserver list again).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RevisionBump {
+    /// How much to add to the newest revision in the snapshot; 0 = no bump.
+    pub amount: u64,
+    /// Marks the bumped revision as compacted; etcdutl requires it exactly
+    /// when `amount > 0`.
+    pub mark_compacted: bool,
+}
+
+impl RevisionBump {
+    /// Refuses the combinations etcdutl 3.6 refuses (a bump without
+    /// `--mark-compacted`, or `--mark-compacted` without a bump), with its words.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if (self.amount > 0) != self.mark_compacted {
+            // etcdutl names the flag `--revision-bump` in this message (the flag is `--bump-revision`).
+            return Err("--mark-compacted required if --revision-bump > 0".to_string());
+        }
+        Ok(())
+    }
+}
+
 /// Restores `file` into `data_dir` (which must not hold a member yet) and
 /// returns the path of the new database. On failure nothing is left behind.
 pub fn restore(
@@ -39,7 +67,13 @@ pub fn restore(
     data_dir: &Path,
     wal_dir: Option<&Path>,
     skip_hash_check: bool,
+    bump: RevisionBump,
+    cluster: Option<&NewCluster>,
 ) -> Result<PathBuf> {
+    bump.check().map_err(Error::Other)?;
+    if let Some(c) = cluster {
+        c.members()?;
+    }
     let member = data_dir.join("member");
     if member.exists() {
         return Err(Error::Other(format!(
@@ -68,13 +102,30 @@ pub fn restore(
     // Built aside and renamed into place, so a failed restore leaves no member.
     let staging = data_dir.join("member.restoring");
     let _ = std::fs::remove_dir_all(&staging);
-    let result = load(&db, file, &staging).and_then(|()| {
-        std::fs::rename(&staging, &member)
-            .map_err(|e| Error::io(format!("rename into {}", member.display()), e))?;
-        sync_dir(&member)
-    });
+    let result = load(&db, file, &staging, bump)
+        .and_then(|()| match cluster {
+            // The WAL goes where the member will look for it: --wal-dir, or member/wal.
+            Some(c) => {
+                let backend = Backend::open(&staging.join("snap").join("db"))?;
+                let wal = match wal_dir {
+                    Some(w) => std::path::absolute(w)
+                        .map_err(|e| Error::io(format!("resolve {}", w.display()), e))?,
+                    None => staging.join("wal"),
+                };
+                c.write(&backend, &wal)
+            }
+            None => Ok(()),
+        })
+        .and_then(|()| {
+            std::fs::rename(&staging, &member)
+                .map_err(|e| Error::io(format!("rename into {}", member.display()), e))?;
+            sync_dir(&member)
+        });
     if let Err(e) = result {
         let _ = std::fs::remove_dir_all(&staging);
+        if let (Some(w), Some(_)) = (wal_dir, cluster) {
+            let _ = std::fs::remove_dir_all(w);
+        }
         if created_data_dir {
             let _ = std::fs::remove_dir_all(data_dir);
         }
@@ -132,7 +183,7 @@ fn not_a_snapshot(file: &Path, what: String) -> Error {
 }
 
 /// Writes the snapshot's data into a new database under `member_dir`.
-fn load(db: &Reader, file: &Path, member_dir: &Path) -> Result<()> {
+fn load(db: &Reader, file: &Path, member_dir: &Path, bump: RevisionBump) -> Result<()> {
     let snap = member_dir.join("snap");
     std::fs::create_dir_all(&snap)
         .map_err(|e| Error::io(format!("create {}", snap.display()), e))?;
@@ -181,7 +232,26 @@ fn load(db: &Reader, file: &Path, member_dir: &Path) -> Result<()> {
         }
     };
     let finished = compact_rev(etcd::FINISHED_COMPACT_REV)?;
-    let scheduled = compact_rev(etcd::SCHEDULED_COMPACT_REV)?;
+    let mut scheduled = compact_rev(etcd::SCHEDULED_COMPACT_REV)?;
+    let mut current = last_rev.max(finished);
+    if bump.amount > 0 {
+        // As etcdutl: the newest revision in the key bucket (not the compaction revision)
+        // plus the bump becomes the store's revision, and the compaction scheduled there
+        // is run below as etcd runs it at start.
+        let amount = i64::try_from(bump.amount)
+            .ok()
+            .and_then(|a| last_rev.checked_add(a))
+            .ok_or_else(|| {
+                Error::Other(format!(
+                    "--bump-revision {} overflows the revision {last_rev}",
+                    bump.amount
+                ))
+            })?;
+        current = current.max(amount);
+        if bump.mark_compacted {
+            scheduled = amount;
+        }
+    }
 
     let txn = backend.write(true)?;
     {
@@ -198,15 +268,17 @@ fn load(db: &Reader, file: &Path, member_dir: &Path) -> Result<()> {
         if finished > 0 {
             backend::put_u64(&mut m, meta::COMPACT_REV, finished as u64)?;
         }
-        // etcd: if compaction removed the newest revisions, the store is at the compaction revision.
-        backend::put_u64(&mut m, meta::CURRENT_REV, last_rev.max(finished) as u64)?;
+        // etcd: if compaction removed the newest revisions, the store is at the compaction
+        // revision; a bump moves it further.
+        backend::put_u64(&mut m, meta::CURRENT_REV, current as u64)?;
         backend::put_u64(&mut m, meta::APPLIED_INDEX, 0)?;
     }
     txn.commit()?;
 
     if scheduled > finished {
         // The snapshot caught etcd between scheduling a compaction and
-        // finishing it; etcd finishes it at start, so do we.
+        // finishing it (or --mark-compacted scheduled one at the bumped
+        // revision); etcd finishes it at start, so do we.
         let (store, _) = KvStore::open(backend.clone())?;
         let txn = store.begin_batch(true)?;
         let mut batch = txn.batch()?;

@@ -107,7 +107,8 @@ fn export_status_restore_round_trip() {
     );
 
     let data = dir.path().join("restored");
-    let db_path = restore::restore(&file, &data, None, false).expect("restore");
+    let db_path =
+        restore::restore(&file, &data, None, false, Default::default(), None).expect("restore");
     assert!(!data.join("member.restoring").exists());
     let dst = Backend::open(&db_path).expect("open restored");
     let (s, d) = (src.read().expect("read"), dst.read().expect("read"));
@@ -153,7 +154,8 @@ fn export_status_restore_round_trip() {
     );
 
     // Never over an existing member.
-    let again = restore::restore(&file, &data, None, false).expect_err("second restore");
+    let again = restore::restore(&file, &data, None, false, Default::default(), None)
+        .expect_err("second restore");
     assert!(again.to_string().contains("exists"), "{again}");
 }
 
@@ -188,7 +190,15 @@ fn restore_lays_revisions_out_and_trims_the_file_as_defrag_does() {
     let file = snapshot_file(&backend, dir.path());
 
     let restored = Backend::open(
-        &restore::restore(&file, &dir.path().join("r"), None, false).expect("restore"),
+        &restore::restore(
+            &file,
+            &dir.path().join("r"),
+            None,
+            false,
+            Default::default(),
+            None,
+        )
+        .expect("restore"),
     )
     .expect("open restored");
     let after_restore = (pages(&restored), restored.size());
@@ -220,7 +230,7 @@ fn damaged_snapshots_are_refused_and_leave_nothing_behind() {
         let path = dir.path().join(name);
         std::fs::write(&path, bytes).expect("write");
         let target = dir.path().join(format!("restore-{name}"));
-        let err = restore::restore(&path, &target, None, false)
+        let err = restore::restore(&path, &target, None, false, Default::default(), None)
             .expect_err(name)
             .to_string();
         assert!(
@@ -235,16 +245,31 @@ fn damaged_snapshots_are_refused_and_leave_nothing_behind() {
     }
     // A bare database restores with --skip-hash-check, as with etcdctl.
     let bare = dir.path().join("bare");
-    restore::restore(&bare, &dir.path().join("from-bare"), None, true).expect("skip hash check");
+    restore::restore(
+        &bare,
+        &dir.path().join("from-bare"),
+        None,
+        true,
+        Default::default(),
+        None,
+    )
+    .expect("skip hash check");
     // With the hash check skipped, damage inside the pages is still caught where it shows.
     let mut broken_meta = good;
     broken_meta[16] ^= 1;
     broken_meta[4096 + 16] ^= 1;
     let path = dir.path().join("broken-meta");
     std::fs::write(&path, broken_meta).expect("write");
-    let err = restore::restore(&path, &dir.path().join("bm"), None, true)
-        .expect_err("bad metas")
-        .to_string();
+    let err = restore::restore(
+        &path,
+        &dir.path().join("bm"),
+        None,
+        true,
+        Default::default(),
+        None,
+    )
+    .expect_err("bad metas")
+    .to_string();
     assert!(err.contains("not an etcd/bbolt snapshot"), "{err}");
 
     // A revision key rewritten into its predecessor's: the bucket repeats a revision.
@@ -255,7 +280,7 @@ fn damaged_snapshots_are_refused_and_leave_nothing_behind() {
     let path = dir.path().join("repeated");
     std::fs::write(&path, repeated).expect("write");
     let target = dir.path().join("restore-repeated");
-    let err = restore::restore(&path, &target, None, true)
+    let err = restore::restore(&path, &target, None, true, Default::default(), None)
         .expect_err("repeated revision")
         .to_string();
     assert!(err.contains("keys out of order"), "{err}");
@@ -272,4 +297,95 @@ fn only_position(haystack: &[u8], needle: &[u8]) -> usize {
         .collect();
     assert_eq!(found.len(), 1, "{needle:?} occurs {} times", found.len());
     found[0]
+}
+
+#[test]
+fn bump_revision_moves_the_store_and_compacts_there() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = sample(dir.path());
+    let file = snapshot_file(&src, dir.path());
+    let newest = KEYS as i64 + 2;
+    let bump = restore::RevisionBump {
+        amount: 1000,
+        mark_compacted: true,
+    };
+    let db_path = restore::restore(&file, &dir.path().join("bumped"), None, false, bump, None)
+        .expect("restore");
+    let backend = Arc::new(Backend::open(&db_path).expect("open restored"));
+    let (store, _) = KvStore::open(backend.clone()).expect("store");
+    assert_eq!(store.current_revision(), newest + 1000);
+    assert_eq!(store.compact_revision(), newest + 1000);
+    // Compacted there: only the newest revision of each key is left.
+    let kv_len = backend
+        .read()
+        .expect("read")
+        .open_table(KV)
+        .expect("kv")
+        .len()
+        .expect("len");
+    assert_eq!(kv_len, KEYS as u64 + 1);
+}
+
+#[test]
+fn bump_flags_are_checked_as_etcdutl_checks_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (amount, mark_compacted) in [(5, false), (0, true)] {
+        let bump = restore::RevisionBump {
+            amount,
+            mark_compacted,
+        };
+        assert_eq!(
+            bump.check(),
+            Err("--mark-compacted required if --revision-bump > 0".to_string())
+        );
+        let target = dir.path().join(format!("r-{amount}"));
+        let err = restore::restore(
+            &dir.path().join("none.db"),
+            &target,
+            None,
+            false,
+            bump,
+            None,
+        )
+        .expect_err("refused");
+        assert_eq!(
+            err.to_string(),
+            "--mark-compacted required if --revision-bump > 0"
+        );
+        assert!(!target.exists());
+    }
+    assert_eq!(restore::RevisionBump::default().check(), Ok(()));
+}
+
+#[test]
+fn new_cluster_flags_are_checked_as_etcd_checks_them() {
+    let cluster = |name: &str, advertise: Option<&str>| restore::NewCluster {
+        name: name.to_string(),
+        initial_cluster: "a=http://127.0.0.1:1,b=http://127.0.0.1:2".to_string(),
+        token: "t".to_string(),
+        advertise_peer_urls: advertise.map(str::to_string),
+    };
+    let members = cluster("a", Some("http://127.0.0.1:1"))
+        .members()
+        .expect("valid");
+    assert_eq!(
+        members.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(),
+        ["a", "b"]
+    );
+    let err = |c: restore::NewCluster| c.members().expect_err("refused").to_string();
+    assert_eq!(
+        err(cluster("c", None)),
+        "couldn't find local name \"c\" in the initial cluster configuration"
+    );
+    assert_eq!(
+        err(cluster("a", Some("http://127.0.0.1:3"))),
+        "--initial-cluster has a=http://127.0.0.1:1 but missing from \
+         --initial-advertise-peer-urls=http://127.0.0.1:3 \
+         (resolved urls: \"http://127.0.0.1:3\" != \"http://127.0.0.1:1\")"
+    );
+    assert_eq!(
+        err(cluster("a", Some("http://127.0.0.1:1,http://127.0.0.1:3"))),
+        "--initial-advertise-peer-urls has http://127.0.0.1:3 but missing from \
+         --initial-cluster=a=http://127.0.0.1:1,a=http://127.0.0.1:3"
+    );
 }
