@@ -492,11 +492,22 @@ fn issued_note(issued: &[tls::IssuedNote]) -> Note {
 }
 
 /// How many members' keys the Secrets of earlier versions must still hold: `None` once no
-/// pod mounts them.
-fn legacy_members(names: &ClusterNames, pods: &[Pod], member_slots: i32) -> Option<i32> {
+/// pod mounts them and the live StatefulSet's template (which a recreated pod would get
+/// until the new template is applied) does not either.
+fn legacy_members(
+    names: &ClusterNames,
+    pods: &[Pod],
+    statefulset: Option<&StatefulSet>,
+    member_slots: i32,
+) -> Option<i32> {
     let legacy = [names.server_secret(), names.peer_secret()];
+    let template = statefulset
+        .and_then(|s| s.spec.as_ref())
+        .and_then(|s| s.template.spec.as_ref());
     pods.iter()
-        .flat_map(|p| p.spec.iter().flat_map(|s| s.volumes.iter().flatten()))
+        .filter_map(|p| p.spec.as_ref())
+        .chain(template)
+        .flat_map(|s| s.volumes.iter().flatten())
         .filter_map(|v| v.secret.as_ref()?.secret_name.as_ref())
         .any(|name| legacy.contains(name))
         .then_some(member_slots)
@@ -587,7 +598,7 @@ async fn apply(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
         match ensure_pki(
             &cluster,
             &names,
-            legacy_members(&names, &pod_list, member_slots),
+            legacy_members(&names, &pod_list, existing.as_ref(), member_slots),
             &ctx,
             &mut problems,
             &mut notes,

@@ -164,6 +164,18 @@ pub fn makes_own_key(pod: &Pod) -> bool {
         .any(|arg| arg.starts_with(IDENTITY_FLAG))
 }
 
+/// Whether `pod` is a member pod the StatefulSet made and that is not going away: only
+/// those get certificates with a member's names.
+pub fn is_live_member_pod(pod: &Pod, names: &ClusterNames) -> bool {
+    let owned = pod.metadata.owner_references.iter().flatten().any(|o| {
+        o.kind == "StatefulSet" && o.name == names.statefulset() && o.controller == Some(true)
+    });
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    owned
+        && pod.metadata.deletion_timestamp.is_none()
+        && matches!(phase, None | Some("Pending") | Some("Running"))
+}
+
 /// Serves every running pod of the cluster whose sidecar makes its own key.
 pub async fn sync(
     client: &kube::Client,
@@ -178,7 +190,7 @@ pub async fn sync(
     let mut out = Synced::default();
     for pod in list.items.iter().filter(|p| makes_own_key(p)) {
         let name = pod.name_any();
-        if pod.metadata.deletion_timestamp.is_some() {
+        if !is_live_member_pod(pod, names) {
             continue;
         }
         let Some(ip) = pod.status.as_ref().and_then(|s| s.pod_ip.as_deref()) else {
@@ -193,7 +205,27 @@ pub async fn sync(
             out.waiting.push(name);
             continue;
         };
-        let not_after = match decide(signing, names, &name, &report)? {
+        // What answered must still be this pod at this address: an address freed by a
+        // pod that went away may already serve another.
+        let now = pods.get_opt(&name).await?;
+        let same = now.as_ref().is_some_and(|p| {
+            is_live_member_pod(p, names)
+                && p.metadata.uid == pod.metadata.uid
+                && p.status.as_ref().and_then(|s| s.pod_ip.as_deref()) == Some(ip)
+        });
+        if !same {
+            out.waiting.push(name);
+            continue;
+        }
+        // One pod showing something unusable must not stop the others being served.
+        let decision = match decide(signing, names, &name, &report) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(pod = %name, error = %e, "the member's sidecar shows no usable public key");
+                continue;
+            }
+        };
+        let not_after = match decision {
             Decision::Keep { not_after } => not_after,
             Decision::Sign {
                 grant,

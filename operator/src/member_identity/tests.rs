@@ -206,3 +206,31 @@ fn pods_whose_sidecar_makes_its_key_are_told_apart() {
     ])));
     assert!(!makes_own_key(&pod(&["ballast", "sidecar"])));
 }
+
+#[test]
+fn only_live_pods_of_the_statefulset_are_served() {
+    let pod = |owner: &str, phase: &str, deleting: bool| -> Pod {
+        let mut p: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "main-0", "ownerReferences": [
+                {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": owner,
+                 "uid": "u1", "controller": true}]},
+            "status": {"phase": phase},
+        }))
+        .expect("pod");
+        if deleting {
+            p.metadata.deletion_timestamp =
+                Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+                ));
+        }
+        p
+    };
+    assert!(is_live_member_pod(&pod("main", "Running", false), &names()));
+    assert!(is_live_member_pod(&pod("main", "Pending", false), &names()));
+    assert!(!is_live_member_pod(
+        &pod("other", "Running", false),
+        &names()
+    ));
+    assert!(!is_live_member_pod(&pod("main", "Failed", false), &names()));
+    assert!(!is_live_member_pod(&pod("main", "Running", true), &names()));
+}

@@ -94,6 +94,17 @@ pub async fn run(args: Args) -> Result<(), Error> {
         Some(dir) => Some(Arc::new(identity::Identity::load_or_create(
             dir,
             &args.cacert,
+            identity::Expected {
+                member: args.member.clone(),
+                member_dns: format!(
+                    "{}.{}.{}.svc.{}",
+                    args.member, args.peer_service, args.namespace, args.cluster_domain
+                ),
+                peer_service_dns: format!(
+                    "{}.{}.svc.{}",
+                    args.peer_service, args.namespace, args.cluster_domain
+                ),
+            },
         )?)),
         None => None,
     };
