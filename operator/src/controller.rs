@@ -712,7 +712,9 @@ async fn apply(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
             validity: cluster.spec.tls.validity.into(),
             renew_before: cluster.spec.tls.renew_before.into(),
         };
-        let synced = member_identity::sync(&client, ctx.members.as_ref(), &names, signing).await?;
+        let synced =
+            member_identity::sync(&client, ctx.members.as_ref(), &names, &pod_list, signing)
+                .await?;
         for (pod, issued) in synced.issued {
             ctx.metrics.certificates_issued.inc_by(issued.len() as u64);
             notes.push(Note {

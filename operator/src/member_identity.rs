@@ -11,7 +11,7 @@
 //! [`decide`] is the pure part; [`sync`] asks the pods and carries it out.
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 use kube::ResourceExt;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -177,18 +177,18 @@ pub fn is_live_member_pod(pod: &Pod, names: &ClusterNames) -> bool {
 }
 
 /// Serves every running pod of the cluster whose sidecar makes its own key.
+/// `listed`: the cluster's pods as this reconcile listed them; each is read again before
+/// it is trusted.
 pub async fn sync(
     client: &kube::Client,
     members: &dyn MemberStatusSource,
     names: &ClusterNames,
+    listed: &[Pod],
     signing: Signing<'_>,
 ) -> Result<Synced, Error> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), &names.namespace);
-    let list = pods
-        .list(&ListParams::default().labels(&names.selector_string()))
-        .await?;
     let mut out = Synced::default();
-    for pod in list.items.iter().filter(|p| makes_own_key(p)) {
+    for pod in listed.iter().filter(|p| makes_own_key(p)) {
         let name = pod.name_any();
         if !is_live_member_pod(pod, names) {
             continue;

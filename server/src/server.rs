@@ -488,19 +488,7 @@ pub fn start(
         let _ = std::fs::remove_dir_all(&tmp_wal);
         {
             let mut wal = Wal::create(&tmp_wal)?;
-            let contexts = initial
-                .iter()
-                .map(|m| {
-                    let ctx = crate::cluster::ConfChangeContext {
-                        request_id: 0,
-                        member: m.clone(),
-                        promote: false,
-                    };
-                    serde_json::to_vec(&ctx)
-                        .map(|c| (m.id, c))
-                        .map_err(|e| Error::Other(e.to_string()))
-                })
-                .collect::<Result<Vec<_>>>()?;
+            let contexts = crate::cluster::ConfChangeContext::bootstrap(&initial)?;
             node::bootstrap(&mut wal, &contexts)?;
         }
         std::fs::rename(&tmp_wal, &wal_dir)

@@ -66,6 +66,24 @@ impl ConfChangeContext {
     pub fn decode(bytes: &[u8]) -> Option<ConfChangeContext> {
         serde_json::from_slice(bytes).ok()
     }
+
+    /// The encoded contexts of a new cluster's members, by ID, as the bootstrap entries of
+    /// its log carry them (a first start and a restore with `--initial-cluster` alike).
+    pub fn bootstrap(initial: &[Member]) -> Result<Vec<(u64, Vec<u8>)>> {
+        initial
+            .iter()
+            .map(|m| {
+                let ctx = ConfChangeContext {
+                    request_id: 0,
+                    member: m.clone(),
+                    promote: false,
+                };
+                serde_json::to_vec(&ctx)
+                    .map(|c| (m.id, c))
+                    .map_err(|e| Error::Other(e.to_string()))
+            })
+            .collect()
+    }
 }
 
 #[derive(Default)]

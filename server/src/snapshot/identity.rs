@@ -111,19 +111,7 @@ impl NewCluster {
         txn.commit()?;
         Members::load(backend)?.save(backend, initial.clone())?;
 
-        let contexts = initial
-            .iter()
-            .map(|m| {
-                let ctx = ConfChangeContext {
-                    request_id: 0,
-                    member: m.clone(),
-                    promote: false,
-                };
-                serde_json::to_vec(&ctx)
-                    .map(|c| (m.id, c))
-                    .map_err(|e| Error::Other(e.to_string()))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let contexts = ConfChangeContext::bootstrap(&initial)?;
         let mut wal = Wal::create(wal_dir)?;
         node::bootstrap(&mut wal, &contexts)?;
         drop(wal);
