@@ -42,6 +42,8 @@ export BALLAST_TEST_ETCD36_DIR
 
 # The operator's tests validate rendered objects with kubernetes-validate (PyPI), strict mode.
 python3 -c 'import kubernetes_validate' 2>/dev/null || python3 -m pip install --quiet kubernetes-validate
+# server/tests/backup.rs backs up to moto's S3 server, started as a process of its own.
+python3 -c 'import moto.server' 2>/dev/null || python3 -m pip install --quiet 'moto[server]'
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings

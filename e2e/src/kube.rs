@@ -121,6 +121,48 @@ impl KubeCluster {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// Installs the operator as the README says: `helm install` of `charts/ballast` into
+    /// `ballast-system` (the CRDs come from the chart's `crds/`), then waits until the CRDs
+    /// are established and the Deployment is available.
+    pub fn install_operator(&self) -> Result<(), Error> {
+        let chart = self.repo.join("charts/ballast");
+        self.helm(&[
+            "install",
+            "ballast-operator",
+            &chart.display().to_string(),
+            "-n",
+            "ballast-system",
+            "--create-namespace",
+        ])?;
+        for crd in ["etcdclusters", "etcdbackups"] {
+            self.kubectl(&[
+                "wait",
+                "--for=condition=Established",
+                &format!("crd/{crd}.ballast.dev"),
+                "--timeout=60s",
+            ])?;
+        }
+        self.kubectl(&[
+            "-n",
+            "ballast-system",
+            "rollout",
+            "status",
+            "deployment/ballast-operator",
+            "--timeout=120s",
+        ])
+        .map(|_| ())
+    }
+
+    /// The node's address, which pods reach (e.g. a test's own server listening on it).
+    pub fn node_ip(&self) -> Result<String, Error> {
+        self.kubectl(&[
+            "get",
+            "nodes",
+            "-o",
+            r#"jsonpath={.items[0].status.addresses[?(@.type=="InternalIP")].address}"#,
+        ])
+    }
+
     /// A kubectl command for the caller to run (e.g. `get --watch` in the background).
     pub fn kubectl_command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(self.kube_bin.join("kubectl"));

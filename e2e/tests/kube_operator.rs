@@ -38,32 +38,9 @@ fn operator_runs_an_etcd_cluster_on_kubernetes() {
     let repo = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     let file = |f: &str| format!("{repo}/{f}");
 
-    // Install as the README says: one helm install (the CRD comes from the chart's crds/).
-    kube.helm(&[
-        "install",
-        "ballast-operator",
-        &file("charts/ballast"),
-        "-n",
-        "ballast-system",
-        "--create-namespace",
-    ])
-    .expect("helm install");
-    kube.kubectl(&[
-        "wait",
-        "--for=condition=Established",
-        "crd/etcdclusters.ballast.dev",
-        "--timeout=60s",
-    ])
-    .expect("CRD established");
-    kube.kubectl(&[
-        "-n",
-        "ballast-system",
-        "rollout",
-        "status",
-        "deployment/ballast-operator",
-        "--timeout=120s",
-    ])
-    .expect("operator Deployment available");
+    // Install as the README says: one helm install (the CRDs come from the chart's crds/).
+    kube.install_operator()
+        .expect("helm install of the operator");
     // One of its two replicas leads through the Lease.
     let holder = kube
         .wait_kubectl(

@@ -28,6 +28,12 @@ use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use time::OffsetDateTime;
 
+mod backups;
+pub mod etcd_backup;
+
+use backups::RestoreGate;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+
 use crate::crd::{CertificateStatus, EtcdCluster};
 use crate::error::Error;
 use crate::lifecycle::{self, Step};
@@ -132,6 +138,17 @@ where
 async fn run_scoped(
     ctx: Arc<Context>,
     namespace: Option<&str>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + Clone + 'static,
+) {
+    futures::join!(
+        run_clusters(ctx.clone(), namespace, shutdown.clone()),
+        etcd_backup::run(ctx, namespace, shutdown),
+    );
+}
+
+async fn run_clusters(
+    ctx: Arc<Context>,
+    namespace: Option<&str>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = ctx.client.clone();
@@ -144,7 +161,27 @@ async fn run_scoped(
     .owns(scoped::<StatefulSet>(&client, namespace), owned.clone())
     .owns(scoped::<Service>(&client, namespace), owned.clone())
     .owns(scoped::<Secret>(&client, namespace), owned.clone())
-    .owns(scoped::<PodDisruptionBudget>(&client, namespace), owned)
+    .owns(
+        scoped::<PodDisruptionBudget>(&client, namespace),
+        owned.clone(),
+    )
+    .owns(scoped::<CronJob>(&client, namespace), owned.clone())
+    // The restore check is owned by the cluster; the CronJob's runs are owned by the
+    // CronJob, and name their cluster in a label.
+    .watches(
+        scoped::<Job>(&client, namespace),
+        watcher::Config::default().labels(&format!(
+            "app.kubernetes.io/component={}",
+            crate::backup::job::COMPONENT
+        )),
+        |job| {
+            let cluster = job.labels().get(crate::backup::job::CLUSTER_LABEL)?.clone();
+            Some(
+                kube::runtime::reflector::ObjectRef::<EtcdCluster>::new(&cluster)
+                    .within(&job.namespace()?),
+            )
+        },
+    )
     .graceful_shutdown_on(shutdown)
     .run(reconcile, error_policy, ctx)
     .for_each(|result| async move {
@@ -570,20 +607,17 @@ async fn apply(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
     let mut live = Live::from_statefulset(existing.as_ref());
     // Pods beyond spec.replicas keep their certificates until they are gone.
     let member_slots = cluster.spec.replicas.max(live.pods.unwrap_or(0));
-    if cluster.spec.restore.is_some() && existing.is_none() {
+    // A restored cluster's members wait until its backup has been checked.
+    let gate = if existing.is_none() {
+        backups::restore_gate(&client, &cluster, &names, &ctx.render).await?
+    } else {
+        RestoreGate::Open
+    };
+    if let RestoreGate::Failed(message) = &gate {
         problems.push(Problem {
-            reason: "RestoreNotSupported".to_string(),
-            message: "spec.restore is reserved for a later version of the operator; it will not create an empty cluster in place of a restore".to_string(),
+            reason: "RestoreFailed".to_string(),
+            message: message.clone(),
             blocking: true,
-        });
-    }
-    if cluster.spec.backup.is_some() {
-        problems.push(Problem {
-            reason: "BackupNotSupported".to_string(),
-            message:
-                "spec.backup is reserved for a later version of the operator; no backups are taken"
-                    .to_string(),
-            blocking: false,
         });
     }
 
@@ -668,8 +702,11 @@ async fn apply(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
     let mut operation = step.as_ref().and_then(|s| membership::progress(s, &names));
     problems.extend(step.as_ref().and_then(membership::problem));
 
+    if let RestoreGate::Checking(message) = &gate {
+        operation = Some(("Restoring".to_string(), message.clone()));
+    }
     let mut sts = existing.clone();
-    if !problems.iter().any(|p| p.blocking) {
+    if !problems.iter().any(|p| p.blocking) && gate == RestoreGate::Open {
         let rendered = render::render(&cluster, &ctx.render, &live)?;
         let services: Api<Service> = Api::namespaced(client.clone(), &ns);
         server_side_apply(&services, &rendered.peer_service).await?;
@@ -771,6 +808,36 @@ async fn apply(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
     let workload = workload_state(sts.as_ref());
 
     let now = (ctx.clock)();
+    // Backups start once the cluster exists; their Jobs' outcomes become status and Events.
+    let backup = match &sts {
+        Some(_) => backups::scheduled(&client, &cluster, &names, &ctx.render, now).await?,
+        None => None,
+    };
+    if let Some(b) = &backup {
+        for (warning, reason, note) in &b.news {
+            notes.push(Note::new(*warning, *reason, note.clone()));
+        }
+    }
+    ctx.metrics.record_backups(
+        crate::metrics::ClusterLabels {
+            namespace: ns.clone(),
+            etcd_cluster: names.name.clone(),
+        },
+        match (&backup, &cluster.spec.backup) {
+            (Some(b), Some(spec)) => crate::backup::schedule::period(&spec.schedule, now)
+                .ok()
+                .map(|p| {
+                    let last = b
+                        .status
+                        .last_successful
+                        .as_ref()
+                        .and_then(|r| r.time.as_ref())
+                        .map(|t| t.0.as_second());
+                    (last, p.as_secs())
+                }),
+            _ => None,
+        },
+    );
     let observed = Observed {
         workload,
         members,
@@ -779,6 +846,7 @@ async fn apply(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
         version: render::version(&cluster.spec, &ctx.render),
         operation: operation.clone(),
         paused: membership::paused(&cluster),
+        backup,
     };
     let new_status = status::compute(&cluster, &names, &observed, now);
     if cluster.status.as_ref() != Some(&new_status) {
@@ -804,6 +872,9 @@ async fn apply(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
     // An operation under way is followed closely: each step waits on the one before.
     let wait = if operation.is_some() || members_waiting {
         Duration::from_secs(3)
+    } else if cluster.spec.backup.is_some() {
+        // A stale backup is noticed without any Job changing.
+        status::requeue_after(&new_status, now).min(Duration::from_secs(60))
     } else {
         status::requeue_after(&new_status, now)
     };
@@ -816,6 +887,13 @@ async fn apply(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
 async fn cleanup(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
     ctx.failures().remove(&key(&cluster));
     let names = render::cluster_names(&cluster)?;
+    ctx.metrics.record_backups(
+        crate::metrics::ClusterLabels {
+            namespace: names.namespace.clone(),
+            etcd_cluster: names.name.clone(),
+        },
+        None,
+    );
     publish(
         &ctx,
         &cluster,

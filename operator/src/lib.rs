@@ -6,6 +6,7 @@
 //! [`leader::LeaseLock`] are the only code that talks to Kubernetes or to the members.
 #![warn(missing_docs)]
 
+pub mod backup;
 pub mod controller;
 pub mod crd;
 pub mod error;

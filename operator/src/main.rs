@@ -65,7 +65,10 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Crd) => {
-            print!("{}", crd::crd_yaml()?);
+            // One YAML stream, as `kubectl apply -f -` takes it.
+            let files = crd::crd_files()?;
+            let docs: Vec<&str> = files.iter().map(|(_, text)| text.as_str()).collect();
+            print!("{}", docs.join("---\n"));
             Ok(())
         }
         Some(Command::Run(args)) => runtime()?.block_on(run(args)),

@@ -199,6 +199,8 @@ pub fn parse_bootstrap(body: Option<&str>) -> PodStart {
     ) {
         (Some("started"), _) => PodStart::Started,
         (Some("refused"), Some("dataLost")) => PodStart::RefusedDataLost,
+        // A founding member retrying its restore: nothing for the lifecycle to do.
+        (Some("refused"), Some("restoreFailed")) => PodStart::Unknown,
         (Some("refused"), Some(_)) => PodStart::RefusedNotMember,
         _ => PodStart::Unknown,
     }

@@ -1,7 +1,7 @@
 //! The operator's Prometheus metrics and its HTTP endpoints (`/metrics`, `/healthz`,
 //! `/readyz`).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -23,6 +23,16 @@ pub struct OutcomeLabels {
     pub outcome: String,
 }
 
+/// Labels of a cluster's series: the names the member metrics get from the chart's
+/// PodMonitor, so that alerts can join the two.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClusterLabels {
+    /// The EtcdCluster's namespace.
+    pub namespace: String,
+    /// The EtcdCluster's name.
+    pub etcd_cluster: String,
+}
+
 /// Metrics of the controller.
 pub struct Metrics {
     registry: Registry,
@@ -34,6 +44,11 @@ pub struct Metrics {
     pub certificates_issued: Counter,
     /// 1 while this replica holds the leader Lease.
     pub leader: Gauge,
+    /// Unix time of the last successful scheduled backup, per cluster (the stale-backup
+    /// alert compares it with the schedule's period).
+    pub backup_last_success: Family<ClusterLabels, Gauge<f64, AtomicU64>>,
+    /// The longest gap between two runs of a cluster's backup schedule, in seconds.
+    pub backup_period: Family<ClusterLabels, Gauge<f64, AtomicU64>>,
     /// Set once the operator has reached the API server; `/readyz` reports it.
     pub ready: AtomicBool,
 }
@@ -61,18 +76,53 @@ impl Default for Metrics {
             "1 while this replica holds the leader Lease",
             leader.clone(),
         );
+        let backup_last_success = Family::<ClusterLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "backup_last_success_timestamp_seconds",
+            "Unix time of the last successful scheduled backup of a cluster",
+            backup_last_success.clone(),
+        );
+        let backup_period = Family::<ClusterLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "backup_period_seconds",
+            "Longest gap between two runs of a cluster's backup schedule",
+            backup_period.clone(),
+        );
         Self {
             registry,
             reconciles,
             reconcile_duration,
             certificates_issued,
             leader,
+            backup_last_success,
+            backup_period,
             ready: AtomicBool::new(false),
         }
     }
 }
 
 impl Metrics {
+    /// Records a cluster's scheduled backups; `None` forgets them (no schedule any more,
+    /// or the cluster is gone), so no alert fires for backups nobody asked for.
+    pub fn record_backups(&self, cluster: ClusterLabels, backups: Option<(Option<i64>, u64)>) {
+        match backups {
+            Some((last_success, period)) => {
+                if let Some(t) = last_success {
+                    self.backup_last_success
+                        .get_or_create(&cluster)
+                        .set(t as f64);
+                }
+                self.backup_period
+                    .get_or_create(&cluster)
+                    .set(period as f64);
+            }
+            None => {
+                self.backup_last_success.remove(&cluster);
+                self.backup_period.remove(&cluster);
+            }
+        }
+    }
+
     /// Counts one reconcile.
     pub fn record(&self, outcome: &str, seconds: f64) {
         self.reconciles

@@ -518,7 +518,7 @@ pub fn sidecar_command(
     cmd
 }
 
-fn env_from_field(name: &str, path: &str) -> EnvVar {
+pub(crate) fn env_from_field(name: &str, path: &str) -> EnvVar {
     EnvVar {
         name: name.to_string(),
         value_from: Some(EnvVarSource {
@@ -555,7 +555,7 @@ fn http_probe(
     }
 }
 
-fn container_security() -> SecurityContext {
+pub(crate) fn container_security() -> SecurityContext {
     SecurityContext {
         allow_privilege_escalation: Some(false),
         read_only_root_filesystem: Some(true),
@@ -568,7 +568,7 @@ fn container_security() -> SecurityContext {
     }
 }
 
-fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
+pub(crate) fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
     VolumeMount {
         name: name.to_string(),
         mount_path: path.to_string(),
@@ -577,7 +577,7 @@ fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
     }
 }
 
-fn secret_volume(name: &str, secret: &str) -> Volume {
+pub(crate) fn secret_volume(name: &str, secret: &str) -> Volume {
     Volume {
         name: name.to_string(),
         secret: Some(SecretVolumeSource {
@@ -590,7 +590,7 @@ fn secret_volume(name: &str, secret: &str) -> Volume {
     }
 }
 
-fn empty_dir(name: &str, memory: bool, limit: &str) -> Volume {
+pub(crate) fn empty_dir(name: &str, memory: bool, limit: &str) -> Volume {
     Volume {
         name: name.to_string(),
         empty_dir: Some(EmptyDirVolumeSource {
@@ -601,7 +601,7 @@ fn empty_dir(name: &str, memory: bool, limit: &str) -> Volume {
     }
 }
 
-fn quantities(pairs: &[(&str, &str)]) -> BTreeMap<String, Quantity> {
+pub(crate) fn quantities(pairs: &[(&str, &str)]) -> BTreeMap<String, Quantity> {
     pairs
         .iter()
         .map(|(k, v)| (k.to_string(), Quantity(v.to_string())))
@@ -733,20 +733,34 @@ pub fn statefulset(
         name: "sidecar".to_string(),
         image: Some(image),
         image_pull_policy: pull_policy,
-        command: Some(sidecar_command(
-            names,
-            &tls,
-            &live
-                .founding_members
-                .clone()
-                .unwrap_or_else(|| names.initial_cluster(spec.replicas)),
-        )),
+        command: Some({
+            let mut cmd = sidecar_command(
+                names,
+                &tls,
+                &live
+                    .founding_members
+                    .clone()
+                    .unwrap_or_else(|| names.initial_cluster(spec.replicas)),
+            );
+            if let Some(restore) = &spec.restore {
+                cmd.extend(crate::backup::restore_flags(names, restore));
+            }
+            cmd
+        }),
         env: Some({
             let mut env = env;
             // The sidecar waits until cluster DNS gives its member's name this address.
             env.push(env_from_field("POD_IP", "status.podIP"));
+            if let Some(restore) = &spec.restore {
+                env.extend(crate::backup::job::s3_env(&restore.store).0);
+            }
             env
         }),
+        env_from: spec
+            .restore
+            .as_ref()
+            .map(|r| crate::backup::job::s3_env(&r.store).1)
+            .filter(|e| !e.is_empty()),
         restart_policy: Some("Always".to_string()),
         ports: Some(vec![ContainerPort {
             name: Some("sidecar".to_string()),

@@ -4,11 +4,13 @@
 //! `Available` (a quorum of members is healthy), `Progressing` (pods are being created or
 //! rolled), `Degraded` (something needs attention, with a reason), and
 //! `ReplicaCountWarning` (an even member count, which the schema allows but which tolerates
-//! no more failures than one member less).
+//! no more failures than one member less), and with `spec.backup`, `BackupFailing` (the
+//! last backup failed, or none succeeded for two periods of the schedule).
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
+pub use crate::backup::assess::BACKUP_FAILING;
 use crate::crd::{CertificateStatus, EtcdCluster, EtcdClusterStatus, MemberRole, MemberStatus};
 use crate::members::ClusterView;
 use crate::names::ClusterNames;
@@ -80,6 +82,8 @@ pub struct Observed {
     pub operation: Option<(String, String)>,
     /// The pause annotation holds the operator back.
     pub paused: bool,
+    /// Scheduled backups, when `spec.backup` is set.
+    pub backup: Option<crate::backup::assess::Assessment>,
 }
 
 /// The status for `cluster` given what was observed at `now`. Conditions whose status did
@@ -179,9 +183,11 @@ pub fn compute(
         && w.replicas == spec.replicas;
     let (progressing, p_reason, p_message) = if !w.exists || (w.replicas == 0 && members.is_empty())
     {
-        match blocking {
-            Some(p) => (false, p.reason.clone(), p.message.clone()),
-            None => (true, "Creating".to_string(), "creating members".to_string()),
+        match (blocking, &observed.operation) {
+            (Some(p), _) => (false, p.reason.clone(), p.message.clone()),
+            // Before the members, e.g. the check of a backup to restore from.
+            (None, Some((reason, message))) => (true, reason.clone(), message.clone()),
+            (None, None) => (true, "Creating".to_string(), "creating members".to_string()),
         }
     } else if observed.paused {
         (
@@ -353,6 +359,19 @@ pub fn compute(
             &previous, STALLED, stalled, &s_reason, &s_message, generation, now,
         ),
     ];
+    let mut conditions = conditions;
+    if let Some(b) = &observed.backup {
+        let (failing, reason, message) = &b.failing;
+        conditions.push(condition(
+            &previous,
+            BACKUP_FAILING,
+            *failing,
+            reason,
+            message,
+            generation,
+            now,
+        ));
+    }
 
     EtcdClusterStatus {
         observed_generation: generation,
@@ -380,6 +399,7 @@ pub fn compute(
             .certificates
             .clone()
             .or(previous.certificates.clone()),
+        backup: observed.backup.as_ref().map(|b| b.status.clone()),
     }
 }
 
@@ -518,6 +538,7 @@ pub fn transitions(old: Option<&EtcdClusterStatus>, new: &EtcdClusterStatus) -> 
             DEGRADED => (is_true, is_true || before.is_some()),
             REPLICA_COUNT_WARNING => (true, is_true),
             STALLED => (is_true, is_true || before.is_some()),
+            BACKUP_FAILING => (is_true, is_true || before.is_some()),
             _ => (false, false),
         };
         if interesting {

@@ -894,22 +894,97 @@ async fn deletion_runs_cleanup_then_removes_the_finalizer() {
     assert!(h.requests("PATCH", "/statefulsets").is_empty());
 }
 
-#[tokio::test]
-async fn restore_is_refused_rather_than_creating_an_empty_cluster() {
-    let h = harness();
-    let c = finalized(common::cluster(
-        "main",
-        "restore: { claimName: snaps, path: /snap.db }",
-    ));
-    h.reconcile(&c).await.unwrap();
-    assert!(h.requests("PATCH", "/statefulsets").is_empty());
-    assert!(h.requests("POST", "/secrets").is_empty());
-    let stored = h.stored_cluster();
-    assert_eq!(
-        condition(&stored, "Progressing").reason,
-        "RestoreNotSupported"
+const RESTORE: &str =
+    "restore: { store: { s3: { bucket: snaps, prefix: db/old, endpoint: 'http://s3:9000' } }, backup: 20261203T140000Z-r12.db }";
+const CHECK_JOB: &str = "/apis/batch/v1/namespaces/db/jobs/main-restore-check";
+
+/// The check Job ended (`ok`), with its pod's termination message.
+fn finish_check(h: &Harness, ok: bool, message: &str) {
+    let mut job = h.api.get(CHECK_JOB).expect("the check Job exists");
+    job["status"] = json!({"conditions": [{
+        "type": if ok { "Complete" } else { "Failed" },
+        "status": "True",
+        "lastTransitionTime": "2026-12-03T14:00:00Z",
+    }]});
+    h.api.put(CHECK_JOB, job);
+    h.api.put(
+        "/api/v1/namespaces/db/pods/main-restore-check-x",
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "main-restore-check-x", "namespace": "db",
+                         "labels": {"job-name": "main-restore-check"}},
+            "status": {"containerStatuses": [{
+                "name": "backup", "image": "ballast", "imageID": "", "ready": false,
+                "restartCount": 0,
+                "state": {"terminated": {"exitCode": if ok { 0 } else { 1 }, "message": message,
+                          "finishedAt": "2026-12-03T14:00:00Z"}}
+            }]}
+        }),
     );
-    assert_eq!(condition(&stored, "Degraded").reason, "RestoreNotSupported");
+}
+
+#[tokio::test]
+async fn a_restore_waits_for_its_backup_to_be_checked_and_a_bad_one_creates_nothing() {
+    let h = harness();
+    let c = finalized(common::cluster("main", RESTORE));
+    h.reconcile(&c).await.unwrap();
+    // The check runs `ballast backup fetch` of that backup; no member exists meanwhile.
+    let job = h.api.get(CHECK_JOB).expect("a check Job");
+    let command = job["spec"]["template"]["spec"]["containers"][0]["command"].to_string();
+    assert!(command.contains("--from=s3://snaps/db/old"), "{command}");
+    assert!(
+        command.contains("--name=20261203T140000Z-r12.db"),
+        "{command}"
+    );
+    assert!(h.requests("PATCH", "/statefulsets").is_empty());
+    let stored = h.stored_cluster();
+    assert_eq!(condition(&stored, "Progressing").reason, "Restoring");
+
+    finish_check(
+        &h,
+        false,
+        "backup 20261203T140000Z-r12.db is corrupt: its SHA-256 does not match",
+    );
+    h.reconcile(&stored).await.unwrap();
+    assert!(h.requests("PATCH", "/statefulsets").is_empty());
+    let stored = h.stored_cluster();
+    let degraded = condition(&stored, "Degraded");
+    assert_eq!(degraded.reason, "RestoreFailed");
+    assert!(
+        degraded.message.contains("is corrupt"),
+        "{}",
+        degraded.message
+    );
+    assert_eq!(condition(&stored, "Stalled").status, "True");
+    assert!(h
+        .events()
+        .iter()
+        .any(|e| e.0 == "Warning" && e.1 == "RestoreFailed"));
+}
+
+#[tokio::test]
+async fn a_checked_backup_lets_the_members_start_with_the_restore_flags() {
+    let h = harness();
+    let c = finalized(common::cluster("main", RESTORE));
+    h.reconcile(&c).await.unwrap();
+    finish_check(&h, true, r#"{"name":"20261203T140000Z-r12.db"}"#);
+    h.reconcile(&h.stored_cluster()).await.unwrap();
+    let sts = &h.requests("PATCH", "/statefulsets")[0].body;
+    let sidecar = &sts["spec"]["template"]["spec"]["initContainers"][0];
+    let command = sidecar["command"].to_string();
+    assert!(
+        command.contains("--restore-from=s3://snaps/db/old"),
+        "{command}"
+    );
+    assert!(
+        command.contains("--restore-backup=20261203T140000Z-r12.db"),
+        "{command}"
+    );
+    assert!(
+        sidecar["env"].to_string().contains("AWS_ENDPOINT"),
+        "{}",
+        sidecar["env"]
+    );
 }
 
 #[tokio::test]

@@ -5,25 +5,24 @@
 use ballast_operator::crd::{EtcdCluster, EtcdClusterSpec};
 use kube::core::cel::{validate_cel, validate_cel_update};
 
-const CRD_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/etcdcluster.yaml");
+const CRD_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds");
 /// The Helm chart's copy (Helm installs what is in a chart's `crds/` directory).
-const CHART_CRD_PATH: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../charts/ballast/crds/etcdcluster.yaml"
-);
+const CHART_CRD_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/ballast/crds");
 
 #[test]
-fn committed_crd_is_up_to_date() {
-    let generated = ballast_operator::crd::crd_yaml().unwrap();
-    for path in [CRD_PATH, CHART_CRD_PATH] {
-        if std::env::var_os("BALLAST_UPDATE_CRDS").is_some() {
-            std::fs::write(path, &generated).unwrap();
+fn committed_crds_are_up_to_date() {
+    for (file, generated) in ballast_operator::crd::crd_files().unwrap() {
+        for dir in [CRD_DIR, CHART_CRD_DIR] {
+            let path = format!("{dir}/{file}");
+            if std::env::var_os("BALLAST_UPDATE_CRDS").is_some() {
+                std::fs::write(&path, &generated).unwrap();
+            }
+            let committed = std::fs::read_to_string(&path).unwrap_or_default();
+            assert!(
+                committed == generated,
+                "{path} is stale: run `BALLAST_UPDATE_CRDS=1 cargo test -p ballast-operator --test crd`"
+            );
         }
-        let committed = std::fs::read_to_string(path).unwrap_or_default();
-        assert!(
-            committed == generated,
-            "{path} is stale: run `BALLAST_UPDATE_CRDS=1 cargo test -p ballast-operator --test crd`"
-        );
     }
 }
 
@@ -212,10 +211,56 @@ fn name_must_fit_derived_names() {
 #[test]
 fn restore_only_at_creation() {
     let old = cluster("main", "{}");
-    let new = cluster("main", "restore: { claimName: snaps, path: /snap.db }");
+    let new = cluster(
+        "main",
+        "restore: { store: { s3: { bucket: snaps } }, backup: 20261203T140000Z-r12.db }",
+    );
     assert!(update_errors(&new, &old)
         .contains("restore can only be set when the EtcdCluster is created"));
     assert_eq!(errors(&new), "");
+}
+
+#[test]
+fn backup_and_restore_stores_are_checked() {
+    let volume = cluster(
+        "main",
+        "restore: { store: { volume: { claimName: snaps } }, backup: a.db }",
+    );
+    assert!(
+        errors(&volume).contains("restore.store must be s3"),
+        "{}",
+        errors(&volume)
+    );
+    let both = cluster(
+        "main",
+        "backup: { schedule: '* * * * *', store: { s3: { bucket: abc }, volume: { claimName: x } } }",
+    );
+    assert!(errors(&both).contains("exactly one"), "{}", errors(&both));
+    let neither = cluster("main", "backup: { schedule: '* * * * *', store: {} }");
+    assert!(
+        errors(&neither).contains("exactly one"),
+        "{}",
+        errors(&neither)
+    );
+    let cron = cluster(
+        "main",
+        "backup: { schedule: 'every hour', store: { s3: { bucket: abc } } }",
+    );
+    assert!(errors(&cron).contains("five fields"), "{}", errors(&cron));
+    let good = cluster(
+        "main",
+        "backup: { schedule: '*/5 * * * *', keepLast: 3, maxAge: 168h, compression: Gzip, store: { s3: { bucket: abc, endpoint: 'http://minio:9000' } } }",
+    );
+    assert_eq!(errors(&good), "");
+    let endpoint = cluster(
+        "main",
+        "backup: { schedule: '* * * * *', store: { s3: { bucket: abc, endpoint: 'minio:9000' } } }",
+    );
+    assert!(
+        errors(&endpoint).contains("http:// or https://"),
+        "{}",
+        errors(&endpoint)
+    );
 }
 
 #[test]

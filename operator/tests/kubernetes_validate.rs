@@ -7,6 +7,7 @@ mod common;
 
 use std::path::Path;
 
+use ballast_operator::backup::job;
 use ballast_operator::pki::{self, Ca};
 use ballast_operator::render::{self, Live, RenderContext};
 use ballast_operator::tls::{self, StoredSecrets};
@@ -31,6 +32,7 @@ fn rendered_objects_and_crd_pass_strict_schema_validation() {
     let ctx = RenderContext::default();
     let mut files = vec![
         concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/etcdcluster.yaml").to_string(),
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/etcdbackup.yaml").to_string(),
         concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/operator.yaml").to_string(),
     ];
     for (label, c) in common::fixtures() {
@@ -47,6 +49,29 @@ fn rendered_objects_and_crd_pass_strict_schema_validation() {
             &r.client_service,
         ));
         files.push(write_yaml(d, &format!("{label}-pdb.yaml"), &r.pdb));
+        let names = render::cluster_names(&c).unwrap();
+        let owner = render::owner_reference(&c).unwrap();
+        if let Some(cron) = job::cron_job(&names, &owner, &c.spec, &ctx) {
+            files.push(write_yaml(d, &format!("{label}-backup.yaml"), &cron));
+        }
+        if let Some(restore) = &c.spec.restore {
+            let check = job::job(
+                &names,
+                &owner,
+                job::restore_check_name(&names),
+                &c.spec,
+                &ctx,
+                &job::Task::Check {
+                    store: &restore.store,
+                    backup: &restore.backup,
+                },
+            );
+            files.push(write_yaml(
+                d,
+                &format!("{label}-restore-check.yaml"),
+                &check,
+            ));
+        }
     }
     let c = &common::fixtures()[0].1;
     let names = render::cluster_names(c).unwrap();

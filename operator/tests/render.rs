@@ -23,6 +23,12 @@ fn snapshots() {
         insta::assert_yaml_snapshot!(format!("{label}_peer_service"), r.peer_service);
         insta::assert_yaml_snapshot!(format!("{label}_client_service"), r.client_service);
         insta::assert_yaml_snapshot!(format!("{label}_pdb"), r.pdb);
+        let names = render::cluster_names(&c).unwrap();
+        let owner = render::owner_reference(&c).unwrap();
+        if let Some(cron) = ballast_operator::backup::job::cron_job(&names, &owner, &c.spec, &ctx())
+        {
+            insta::assert_yaml_snapshot!(format!("{label}_backup_cronjob"), cron);
+        }
     }
 }
 

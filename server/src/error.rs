@@ -148,6 +148,16 @@ pub enum Error {
     Corrupt(String),
     #[error("raft: {0}")]
     Raft(#[from] raft::Error),
+    /// An object store (S3 or a directory) refused or failed an operation of `ballast backup`.
+    #[error("{context}: {source}")]
+    Store {
+        context: String,
+        #[source]
+        source: object_store::Error,
+    },
+    /// `ballast backup` could not do its work; the message says what and what to check.
+    #[error("{0}")]
+    Backup(String),
     #[error("{0}")]
     Other(String),
 }

@@ -8,6 +8,7 @@
 pub mod alarm;
 pub mod api;
 pub mod apply;
+pub mod backup;
 pub mod cluster;
 pub mod compactor;
 pub mod config;

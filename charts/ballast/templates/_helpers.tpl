@@ -40,6 +40,21 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 - apiGroups: ["ballast.dev"]
   resources: ["etcdclusters/finalizers"]
   verbs: ["update"]
+# On-demand backups: the operator runs one Job per EtcdBackup and reports on it.
+- apiGroups: ["ballast.dev"]
+  resources: ["etcdbackups"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["ballast.dev"]
+  resources: ["etcdbackups/status"]
+  verbs: ["get", "patch", "update"]
+# Scheduled backups (a CronJob), on-demand backups and the check of a backup to restore
+# from (Jobs); their pods' termination messages are the results.
+- apiGroups: ["batch"]
+  resources: ["cronjobs"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
 - apiGroups: ["apps"]
   resources: ["statefulsets"]
   verbs: ["get", "list", "watch", "create", "patch", "update"]

@@ -61,6 +61,24 @@ tls:
 "#,
             ),
         ),
+        (
+            "backup_restore",
+            cluster(
+                "copy",
+                r#"
+backup:
+  schedule: "0 */6 * * *"
+  keepLast: 7
+  maxAge: 168h
+  compression: Gzip
+  store: { volume: { claimName: etcd-backups } }
+restore:
+  store: { s3: { bucket: backups, prefix: db/main, endpoint: "http://minio.storage:9000", credentialsSecretName: s3-creds } }
+  backup: 20261203T140000Z-r12.db
+  bumpRevision: 1000000
+"#,
+            ),
+        ),
     ]
 }
 

@@ -65,6 +65,16 @@ pub struct Args {
     /// Address of /readyz, /healthz and /status.
     #[arg(long = "listen-health", default_value = "0.0.0.0:2382")]
     pub listen_health: String,
+    /// A founding member bootstrapping the cluster restores this backup location's
+    /// `--restore-backup` first (see `restore`).
+    #[arg(long = "restore-from", requires = "restore_backup")]
+    pub restore_from: Option<String>,
+    /// The backup's name in `--restore-from`.
+    #[arg(long = "restore-backup", requires = "restore_from")]
+    pub restore_backup: Option<String>,
+    /// `--bump-revision` (with `--mark-compacted`) of the restore.
+    #[arg(long = "restore-bump-revision", requires = "restore_from")]
+    pub restore_bump_revision: Option<u64>,
 }
 
 impl Args {

@@ -58,6 +58,9 @@ pub enum Refusal {
     /// No peer answers and this member was not one of the cluster's first members: it can
     /// only join a running cluster.
     NoPeers,
+    /// The backup this founding member must restore could not be fetched, checked or
+    /// restored; it is tried again.
+    RestoreFailed,
 }
 
 /// What the sidecar lets the server do.

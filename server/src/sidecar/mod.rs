@@ -15,6 +15,7 @@ mod member_config;
 pub mod membership;
 mod observe;
 mod recovery;
+mod restore;
 
 use std::sync::Arc;
 
@@ -30,6 +31,8 @@ const OBSERVE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 const ASK_PEERS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 /// How often a refused member asks its peers again.
 const RECHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(3);
+/// How long a member whose restore failed waits before fetching the backup again.
+const RESTORE_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn unix_now() -> i64 {
     std::time::SystemTime::now()
@@ -162,8 +165,21 @@ pub async fn run(args: Args) -> Result<(), Error> {
                 break (decision, config);
             }
         }
-        let decision =
+        let mut decision =
             bootstrap::decide(has_data, &args.member, &peer_url, founding, formed, &peers);
+        if let (bootstrap::Decision::Bootstrap, Some((from, backup))) =
+            (&decision, restore::requested(&args))
+        {
+            member_config::set_aside_leftovers(&args)?;
+            state.preparing(format!("restoring backup {backup} from {from}"));
+            decision = match restore::run(&args, &from, &backup).await {
+                Ok(()) => bootstrap::Decision::Restart,
+                Err(e) => bootstrap::Decision::Refuse {
+                    refusal: bootstrap::Refusal::RestoreFailed,
+                    why: format!("cannot restore backup {backup} from {from}: {e}"),
+                },
+            };
+        }
         match member_config::member_config(&args, &decision) {
             Some(config) => break (decision, config),
             None => {
@@ -174,6 +190,10 @@ pub async fn run(args: Args) -> Result<(), Error> {
                         last_refusal = Some(why.clone());
                     }
                     state.refuse(refusal, why);
+                    if refusal == bootstrap::Refusal::RestoreFailed {
+                        // Each try downloads the whole backup.
+                        tokio::time::sleep(RESTORE_RETRY).await;
+                    }
                 }
                 tokio::time::sleep(RECHECK_EVERY).await;
             }
