@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "camelCase")]
 pub struct BackupSpec {
     /// When to take a backup, in cron syntax (five fields, UTC), e.g. `0 */6 * * *`.
-    #[schemars(extend("x-kubernetes-validations" = [{
-        "rule": "size(self.split(' ').filter(f, f != '')) == 5",
+    #[schemars(length(max = 128), extend("x-kubernetes-validations" = [{
+        "rule": "self.matches('^ *[^ ]+( +[^ ]+){4} *$')",
         "message": "backup.schedule must be a cron schedule of five fields (minute hour day-of-month month day-of-week), e.g. '0 */6 * * *'"
     }]))]
     pub schedule: String,
