@@ -254,10 +254,14 @@ fn backups_to_s3_and_restore_on_kubernetes() {
 
     scheduled_backups_appear_with_metadata_and_retention(&kube, &s3);
     let (name, revision) = an_on_demand_backup_succeeds_and_a_wrong_bucket_fails(&kube);
+    // What the backup holds, as the source served it at the backup's revision.
+    let (at_backup, _) = kvs(&kube, "src", Some(revision));
+    assert!(!at_backup.is_empty());
     // Later writes are not in that backup.
     etcdctl(&kube, "src", &["put", "/data/later", "after the backup"]).expect("put");
-    a_new_cluster_is_restored_from_the_backup(&kube, &s3, &name, revision);
+    a_new_cluster_is_restored_from_the_backup(&kube, &s3, &name, revision, &at_backup);
     a_corrupt_backup_is_refused_before_any_member_starts(&kube, &s3, &name);
+    the_source_is_rolled_back_in_place(&kube, &name, &at_backup);
 }
 
 fn scheduled_backups_appear_with_metadata_and_retention(kube: &KubeCluster, s3: &S3) {
@@ -448,6 +452,7 @@ fn a_new_cluster_is_restored_from_the_backup(
     s3: &S3,
     name: &str,
     revision: i64,
+    before: &[Kv],
 ) {
     let restored = cluster_manifest(
         "restored",
@@ -485,9 +490,7 @@ fn a_new_cluster_is_restored_from_the_backup(
     .expect("client pod ready");
 
     // Exactly the keys, values and revisions the source had at the backup's revision.
-    let (before, _) = kvs(kube, "src", Some(revision));
     let (after, header) = kvs(kube, "restored", None);
-    assert!(!before.is_empty());
     assert_eq!(
         after, before,
         "the restored cluster holds the backup's data"
@@ -572,4 +575,88 @@ fn a_corrupt_backup_is_refused_before_any_member_starts(kube: &KubeCluster, s3: 
         ])
         .unwrap_or_default();
     assert!(!events.trim().is_empty(), "an Event says so");
+}
+
+/// The source cluster, which has a write made after the backup, is rolled back to it in
+/// place once asked with its name as confirmation: every member is stopped, restored and
+/// started as a new cluster; the later write is gone, the backup's data is there, and the
+/// status says since when clients can write.
+fn the_source_is_rolled_back_in_place(kube: &KubeCluster, name: &str, at_backup: &[Kv]) {
+    assert_eq!(
+        etcdctl(kube, "src", &["get", "/data/later", "--print-value-only"]).expect("get"),
+        "after the backup\n"
+    );
+    let old_id = jsonpath(kube, "etcdcluster", "src", "{.status.clusterId}");
+    let unconfirmed = kube.kubectl(&[
+        "patch",
+        "etcdcluster",
+        "src",
+        "--type=merge",
+        "-p",
+        &format!(r#"{{"spec":{{"rollback":{{"backup":"{name}","confirm":"other"}}}}}}"#),
+    ]);
+    assert!(
+        unconfirmed
+            .as_ref()
+            .err()
+            .is_some_and(|e| e.to_string().contains("must repeat the cluster's name")),
+        "{unconfirmed:?}"
+    );
+    kube.kubectl(&[
+        "patch",
+        "etcdcluster",
+        "src",
+        "--type=merge",
+        "-p",
+        &format!(r#"{{"spec":{{"rollback":{{"backup":"{name}","confirm":"src"}}}}}}"#),
+    ])
+    .expect("ask for the rollback");
+    wait_for(
+        kube,
+        "etcdcluster",
+        "src",
+        "{.status.rollback.phase}",
+        Duration::from_secs(300),
+        |p| p == "Succeeded",
+    );
+    assert!(!jsonpath(
+        kube,
+        "etcdcluster",
+        "src",
+        "{.status.rollback.writableSince}"
+    )
+    .is_empty());
+    assert!(!jsonpath(kube, "etcdcluster", "src", "{.status.rollback.stoppedAt}").is_empty());
+    wait_for(
+        kube,
+        "etcdcluster",
+        "src",
+        &condition("Available"),
+        Duration::from_secs(120),
+        |s| s == "True",
+    );
+    let (now, _) = kvs(kube, "src", None);
+    assert_eq!(now, at_backup, "the cluster serves the backup's data");
+    wait_for(
+        kube,
+        "etcdcluster",
+        "src",
+        "{.status.clusterId}",
+        Duration::from_secs(60),
+        |id| !id.is_empty() && id != old_id,
+    );
+    etcdctl(kube, "src", &["put", "/data/after-rollback", "yes"]).expect("writable again");
+    for reason in ["RollbackStarted", "RolledBack"] {
+        let events = kube
+            .kubectl(&[
+                "get",
+                "events",
+                "--field-selector",
+                &format!("involvedObject.name=src,reason={reason}"),
+                "-o",
+                "name",
+            ])
+            .unwrap_or_default();
+        assert!(!events.trim().is_empty(), "an Event {reason}");
+    }
 }

@@ -8,6 +8,7 @@
 
 pub mod assess;
 pub mod job;
+pub mod rollback;
 pub mod schedule;
 
 use crate::crd::{BackupStore, EtcdClusterSpec, RestoreSpec};

@@ -672,7 +672,7 @@ async fn apply(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
     // The next member lifecycle step, decided from what was just observed; never while
     // a blocking problem stands or the members are more than one cluster.
     let view = members.as_ref().and_then(|m| m.as_ref().ok());
-    let (step, state) = match (view, existing.as_ref()) {
+    let (mut step, state) = match (view, existing.as_ref()) {
         (Some(view), Some(statefulset))
             if !problems.iter().any(|p| p.blocking)
                 && status::cluster_id_mismatch(view).is_none() =>
@@ -704,6 +704,39 @@ async fn apply(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
 
     if let RestoreGate::Checking(message) = &gate {
         operation = Some(("Restoring".to_string(), message.clone()));
+    }
+    // A rollback decides the member pods while it stops, restores and starts them; the
+    // lifecycle waits for it (and it waits for an operation under way).
+    let rollback = match &existing {
+        Some(_) => {
+            backups::rollback(
+                &client,
+                &cluster,
+                &names,
+                &ctx.render,
+                pod_list.len() as i32,
+                view.is_some_and(membership::has_quorum),
+                operation.is_some(),
+                (ctx.clock)(),
+            )
+            .await?
+        }
+        None => None,
+    };
+    if let Some(rb) = &rollback {
+        if rb.step.holds_members() {
+            step = None;
+        }
+        if let Some(n) = rb.step.pods(cluster.spec.replicas) {
+            live.pods = Some(n);
+        }
+        if let Some(op) = &rb.operation {
+            operation = Some(op.clone());
+        }
+        problems.extend(rb.problem.clone());
+        if let Some((warning, reason, note)) = &rb.news {
+            notes.push(Note::new(*warning, *reason, note.clone()));
+        }
     }
     let mut sts = existing.clone();
     if !problems.iter().any(|p| p.blocking) && gate == RestoreGate::Open {
@@ -847,6 +880,7 @@ async fn apply(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
         operation: operation.clone(),
         paused: membership::paused(&cluster),
         backup,
+        rollback: rollback.map(|r| r.status),
     };
     let new_status = status::compute(&cluster, &names, &observed, now);
     if cluster.status.as_ref() != Some(&new_status) {

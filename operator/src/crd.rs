@@ -21,8 +21,8 @@ mod backup;
 mod etcd_backup;
 
 pub use backup::{
-    BackupRecord, BackupSpec, BackupStatus, BackupStore, Compression, RestoreSpec, S3Store,
-    VolumeStore,
+    BackupRecord, BackupSpec, BackupStatus, BackupStore, Compression, RestoreSpec, RollbackPhase,
+    RollbackSpec, RollbackStatus, S3Store, VolumeStore,
 };
 pub use etcd_backup::{BackupPhase, EtcdBackup, EtcdBackupSpec, EtcdBackupStatus};
 
@@ -61,6 +61,8 @@ pub const MAX_REPLICAS: i32 = 7;
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = kube::core::Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$') && size(self.metadata.name) <= 52")
         .message("metadata.name must be a DNS label of at most 52 characters starting with a letter: pods, services and certificates derive their names from it"),
+    validation = kube::core::Rule::new("!has(self.spec.rollback) || self.spec.rollback.confirm == self.metadata.name")
+        .message("spec.rollback.confirm must repeat the cluster's name: a rollback throws away every write made since the backup"),
 )]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
@@ -150,6 +152,11 @@ pub struct EtcdClusterSpec {
     /// one stops the creation with a condition, never with an empty cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore: Option<RestoreSpec>,
+
+    /// Roll this running cluster back to a backup (all members stopped, restored, started
+    /// as a new cluster). `confirm` must repeat the cluster's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<RollbackSpec>,
 }
 
 fn default_replicas() -> i32 {
@@ -549,6 +556,10 @@ pub struct EtcdClusterStatus {
     /// Scheduled backups: the last that succeeded and the last that failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<BackupStatus>,
+
+    /// The last rollback (`spec.rollback`) and where it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<RollbackStatus>,
 }
 
 /// One member, from `MemberList` and `Status`.

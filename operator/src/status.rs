@@ -84,6 +84,8 @@ pub struct Observed {
     pub paused: bool,
     /// Scheduled backups, when `spec.backup` is set.
     pub backup: Option<crate::backup::assess::Assessment>,
+    /// The last rollback, when there was one.
+    pub rollback: Option<crate::crd::RollbackStatus>,
 }
 
 /// The status for `cluster` given what was observed at `now`. Conditions whose status did
@@ -400,6 +402,10 @@ pub fn compute(
             .clone()
             .or(previous.certificates.clone()),
         backup: observed.backup.as_ref().map(|b| b.status.clone()),
+        rollback: observed
+            .rollback
+            .clone()
+            .or_else(|| previous.rollback.clone()),
     }
 }
 

@@ -221,6 +221,23 @@ fn restore_only_at_creation() {
 }
 
 #[test]
+fn a_rollback_must_name_the_cluster() {
+    let wrong = cluster("main", "rollback: { backup: a.db, confirm: other }");
+    assert!(
+        errors(&wrong).contains("must repeat the cluster's name"),
+        "{}",
+        errors(&wrong)
+    );
+    assert_eq!(
+        errors(&cluster(
+            "main",
+            "rollback: { backup: a.db, confirm: main }"
+        )),
+        ""
+    );
+}
+
+#[test]
 fn backup_and_restore_stores_are_checked() {
     let volume = cluster(
         "main",

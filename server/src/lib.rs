@@ -18,6 +18,7 @@ pub mod leadership;
 pub mod lease;
 pub mod listen;
 pub mod logging;
+pub mod maintenance;
 pub mod metrics;
 pub mod mvcc;
 pub mod peer;

@@ -1,7 +1,8 @@
 //! `ballast`: run an etcd-compatible member (etcd's flags), run it with the membership an
 //! operator's sidecar decided (`ballast member`), run that sidecar (`ballast sidecar`),
 //! work on snapshot files offline (`ballast snapshot status|restore`), or back a cluster up
-//! to S3 or a directory (`ballast backup save|list|fetch`).
+//! to S3 or a directory (`ballast backup save|list|fetch`), or defragment a healthy cluster
+//! member by member (`ballast defrag`).
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -21,6 +22,9 @@ fn main() -> ExitCode {
     }
     if args.first().is_some_and(|a| a == "backup") {
         return backup_command(args);
+    }
+    if args.first().is_some_and(|a| a == "defrag") {
+        return defrag_command(args);
     }
     let args = if args.first().is_some_and(|a| a == "member") {
         match ballast::sidecar::membership::server_args(args.into_iter().skip(1).collect()) {
@@ -313,6 +317,32 @@ fn backup_command(args: Vec<OsString>) -> ExitCode {
         }
     };
     runtime.block_on(ballast::backup::cli::run(cli))
+}
+
+fn defrag_command(args: Vec<OsString>) -> ExitCode {
+    let cli: ballast::maintenance::cli::Cli = match parse_subcommand(args) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    // Plain lines, as for `ballast backup`: a CronJob's log reads these, stdout is the result.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(ballast::maintenance::cli::run(cli))
 }
 
 fn snapshot_command(args: Vec<OsString>) -> ExitCode {

@@ -15,7 +15,8 @@ use super::{client_secret, location, VOLUME_MOUNT};
 use crate::crd::{BackupStore, Compression, EtcdClusterSpec};
 use crate::names::{ClusterNames, MANAGED_BY};
 use crate::render::{
-    container_security, empty_dir, image, mount, quantities, secret_volume, RenderContext, RUN_AS,
+    container_security, empty_dir, image, mount, quantities, secret_volume, RenderContext,
+    DATA_DIR, DATA_MOUNT, RUN_AS,
 };
 
 /// Label naming the cluster a backup object belongs to (the member selector labels are
@@ -81,12 +82,34 @@ pub enum Task<'a> {
         /// The backup's name in the store.
         backup: &'a str,
     },
+    /// `ballast backup restore-member` on a stopped member's claim: its data replaced by
+    /// `backup` as member `member` of a new cluster (a rollback).
+    RestoreMember {
+        /// Where from.
+        store: &'a BackupStore,
+        /// The backup's name in the store.
+        backup: &'a str,
+        /// The member's PersistentVolumeClaim.
+        claim: String,
+        /// The member's name.
+        member: String,
+        /// Every member of the new cluster, `name=peer-url,...`.
+        initial_cluster: String,
+        /// The new cluster's token.
+        token: String,
+        /// This member's peer URL.
+        peer_url: String,
+        /// `--bump-revision`.
+        bump_revision: Option<i64>,
+    },
 }
 
 impl Task<'_> {
     fn store(&self) -> &BackupStore {
         match self {
-            Task::Save { store, .. } | Task::Check { store, .. } => store,
+            Task::Save { store, .. }
+            | Task::Check { store, .. }
+            | Task::RestoreMember { store, .. } => store,
         }
     }
 }
@@ -135,6 +158,29 @@ pub fn pod(
             format!("--name={backup}"),
             "--output=/tmp/backup.db".to_string(),
         ]),
+        Task::RestoreMember {
+            backup,
+            member,
+            initial_cluster,
+            token,
+            peer_url,
+            bump_revision,
+            ..
+        } => {
+            command.extend([
+                "restore-member".to_string(),
+                format!("--from={at}"),
+                format!("--name={backup}"),
+                format!("--data-dir={DATA_DIR}"),
+                format!("--member={member}"),
+                format!("--initial-cluster={initial_cluster}"),
+                format!("--initial-cluster-token={token}"),
+                format!("--initial-advertise-peer-urls={peer_url}"),
+            ]);
+            if let Some(n) = bump_revision {
+                command.push(format!("--bump-revision={n}"));
+            }
+        }
     }
 
     let (env, env_from) = s3_env(store);
@@ -145,6 +191,17 @@ pub fn pod(
         // Only a save talks to the members.
         volumes.push(secret_volume("client", &client_secret(names, spec)));
         mounts.push(mount("client", CLIENT_DIR, true));
+    }
+    if let Task::RestoreMember { claim, .. } = task {
+        volumes.push(Volume {
+            name: "data".to_string(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: claim.clone(),
+                read_only: Some(false),
+            }),
+            ..Volume::default()
+        });
+        mounts.push(mount("data", DATA_MOUNT, false));
     }
     if let Some(volume) = &store.volume {
         volumes.push(Volume {

@@ -9,13 +9,17 @@ use kube::api::{Api, ListParams, PostParams};
 use kube::{Client, ResourceExt};
 
 use super::server_side_apply;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
 use crate::backup::assess::{self, Assessment, JobOutcome};
 use crate::backup::job::{self, Task};
+use crate::backup::rollback::{self, JobState};
 use crate::backup::{location, schedule};
-use crate::crd::EtcdCluster;
+use crate::crd::{EtcdCluster, RollbackPhase, RollbackStatus};
 use crate::error::Error;
 use crate::names::{ClusterNames, FIELD_MANAGER};
 use crate::render::{self, RenderContext};
+use crate::status::Problem;
 
 /// Whether the members of a cluster restored from a backup may be created.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -136,4 +140,239 @@ pub async fn scheduled(
         since,
         now,
     )))
+}
+
+/// A rollback's step this reconcile, and what to report of it.
+pub struct Rollback {
+    /// What the rollback does now.
+    pub step: rollback::Step,
+    /// `status.rollback`.
+    pub status: RollbackStatus,
+    /// `Progressing` while it runs.
+    pub operation: Option<(String, String)>,
+    /// A failure, as `Degraded` (blocking once members are stopped).
+    pub problem: Option<Problem>,
+    /// An Event when the phase changes: (warning, reason, note).
+    pub news: Option<(bool, &'static str, String)>,
+}
+
+/// Annotation on rollback Jobs naming the backup they are for: a Job for another backup is
+/// an earlier rollback's, deleted before this one makes its own.
+const BACKUP_ANNOTATION: &str = "ballast.dev/backup";
+
+fn rollback_check_name(names: &ClusterNames) -> String {
+    format!("{}-rollback-check", names.name)
+}
+
+fn rollback_member_job(names: &ClusterNames, ordinal: i32) -> String {
+    format!("{}-rollback-{ordinal}", names.name)
+}
+
+/// The new cluster's token: from the backup's name, so every member (and every retry)
+/// restores into the same new cluster, and a second rollback gets yet another ID.
+pub fn rollback_token(names: &ClusterNames, backup: &str) -> String {
+    format!("{}-rollback-{backup}", names.initial_cluster_token())
+}
+
+/// Observes the rollback's Jobs, decides its next step ([`rollback::next`]) and creates the
+/// Jobs that step needs. `None` without `spec.rollback` and with nothing to report.
+#[allow(clippy::too_many_arguments)]
+pub async fn rollback(
+    client: &Client,
+    cluster: &EtcdCluster,
+    names: &ClusterNames,
+    ctx: &RenderContext,
+    pods: i32,
+    available: bool,
+    busy: bool,
+    now: Timestamp,
+) -> Result<Option<Rollback>, Error> {
+    let previous = cluster.status.as_ref().and_then(|s| s.rollback.as_ref());
+    let Some(spec) = &cluster.spec.rollback else {
+        return Ok(None);
+    };
+    let store = spec
+        .store
+        .clone()
+        .or_else(|| cluster.spec.backup.as_ref().map(|b| b.store.clone()));
+    let Some(store) = store else {
+        return Ok(Some(Rollback {
+            step: rollback::Step::Failed(RollbackPhase::Checking, String::new()),
+            status: RollbackStatus {
+                backup: spec.backup.clone(),
+                phase: RollbackPhase::Failed,
+                message: Some("no store: set spec.rollback.store or spec.backup.store".into()),
+                ..RollbackStatus::default()
+            },
+            operation: None,
+            problem: Some(Problem {
+                reason: "RollbackFailed".into(),
+                message: "spec.rollback names no store and spec.backup has none".into(),
+                blocking: false,
+            }),
+            news: None,
+        }));
+    };
+
+    let jobs: Api<Job> = Api::namespaced(client.clone(), &names.namespace);
+    let job_pods = job_pods(client, names).await?;
+    // A Job of this rollback, or Absent (an earlier rollback's is deleted first).
+    let observe = |found: Option<Job>| async {
+        let Some(job) = found else {
+            return Ok::<_, Error>(JobState::Absent);
+        };
+        if job.annotations().get(BACKUP_ANNOTATION) != Some(&spec.backup) {
+            jobs.delete(&job.name_any(), &kube::api::DeleteParams::background())
+                .await?;
+            return Ok(JobState::Absent);
+        }
+        let outcome = assess::outcome(&job, &job_pods);
+        Ok(match outcome.succeeded {
+            None => JobState::Running,
+            Some(true) => JobState::Succeeded,
+            Some(false) => JobState::Failed(
+                outcome
+                    .message
+                    .unwrap_or_else(|| "the Job failed without a message".into()),
+            ),
+        })
+    };
+    let check = observe(jobs.get_opt(&rollback_check_name(names)).await?).await?;
+    let mut restores = Vec::new();
+    for ordinal in 0..cluster.spec.replicas {
+        restores.push(observe(jobs.get_opt(&rollback_member_job(names, ordinal)).await?).await?);
+    }
+    let facts = rollback::Facts {
+        spec: Some(spec),
+        status: previous,
+        check,
+        restores,
+        pods,
+        replicas: cluster.spec.replicas,
+        available,
+        busy,
+    };
+    let step = rollback::next(&facts);
+    tracing::info!(cluster = %names.name, ?step, "rollback");
+
+    let owner = render::owner_reference(cluster)?;
+    let create = |name: String, task: Task| {
+        let mut job = job::job(names, &owner, name, &cluster.spec, ctx, &task);
+        job.metadata.annotations = Some(
+            [(BACKUP_ANNOTATION.to_string(), spec.backup.clone())]
+                .into_iter()
+                .collect(),
+        );
+        job
+    };
+    let params = PostParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PostParams::default()
+    };
+    match &step {
+        rollback::Step::Check => {
+            let task = Task::Check {
+                store: &store,
+                backup: &spec.backup,
+            };
+            jobs.create(&params, &create(rollback_check_name(names), task))
+                .await?;
+        }
+        rollback::Step::Restore(ordinals) => {
+            for ordinal in ordinals {
+                let member = names.member(*ordinal);
+                let task = Task::RestoreMember {
+                    store: &store,
+                    backup: &spec.backup,
+                    claim: format!("data-{member}"),
+                    member: member.clone(),
+                    initial_cluster: names.initial_cluster(cluster.spec.replicas),
+                    token: rollback_token(names, &spec.backup),
+                    peer_url: names.member_peer_url(&member),
+                    bump_revision: spec.bump_revision,
+                };
+                jobs.create(&params, &create(rollback_member_job(names, *ordinal), task))
+                    .await?;
+            }
+        }
+        _ => {}
+    }
+
+    let phase = step.phase().unwrap_or(RollbackPhase::Succeeded);
+    let (phase, message) = match &step {
+        rollback::Step::Failed(_, m) => (RollbackPhase::Failed, Some(m.clone())),
+        rollback::Step::Wait(_, m) => (phase, Some(m.clone())),
+        rollback::Step::Nothing => {
+            return Ok(previous.cloned().map(|status| Rollback {
+                step: rollback::Step::Nothing,
+                status,
+                operation: None,
+                problem: None,
+                news: None,
+            }))
+        }
+        _ => (phase, None),
+    };
+    let same = previous.filter(|p| p.backup == spec.backup);
+    let stopped_at = same.and_then(|p| p.stopped_at.clone()).or_else(|| {
+        matches!(
+            phase,
+            RollbackPhase::Stopping | RollbackPhase::Restoring | RollbackPhase::Starting
+        )
+        .then_some(Time(now))
+    });
+    let writable_since = (phase == RollbackPhase::Succeeded).then_some(Time(now));
+    let status = RollbackStatus {
+        backup: spec.backup.clone(),
+        phase,
+        message: message.clone(),
+        stopped_at,
+        writable_since,
+    };
+    let changed = same.map(|p| p.phase) != Some(phase);
+    let news = match phase {
+        RollbackPhase::Stopping if changed => Some((
+            true,
+            "RollbackStarted",
+            format!(
+                "rolling back to backup {}: every member stops; writes since the backup are lost",
+                spec.backup
+            ),
+        )),
+        RollbackPhase::Succeeded if changed => Some((
+            false,
+            "RolledBack",
+            format!(
+                "rolled back to backup {}: the members serve it as a new cluster and accept writes",
+                spec.backup
+            ),
+        )),
+        RollbackPhase::Failed if changed => {
+            Some((true, "RollbackFailed", message.clone().unwrap_or_default()))
+        }
+        _ => None,
+    };
+    let problem = match &step {
+        rollback::Step::Failed(at, m) => Some(Problem {
+            reason: "RollbackFailed".into(),
+            message: m.clone(),
+            // Once members are stopped, nothing else may touch them.
+            blocking: *at == RollbackPhase::Restoring,
+        }),
+        _ => None,
+    };
+    let operation = match &step {
+        rollback::Step::Failed(..) | rollback::Step::Done | rollback::Step::Nothing => None,
+        _ => Some((
+            "RollingBack".to_string(),
+            message.unwrap_or_else(|| format!("{phase:?} (rolling back to {})", spec.backup)),
+        )),
+    };
+    Ok(Some(Rollback {
+        step,
+        status,
+        operation,
+        problem,
+        news,
+    }))
 }

@@ -189,3 +189,66 @@ pub struct BackupStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_failed: Option<BackupRecord>,
 }
+
+/// Roll an existing cluster back to a backup: every member is stopped, restored from the
+/// same backup with a new cluster ID, and started again. Writes made after the backup are
+/// lost; clients see the cluster down meanwhile. Done once per backup name: to roll back
+/// again, name another backup (or remove this and add it back after a new backup).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackSpec {
+    /// The backup's name, as `ballast backup list` and `status.backup` give it.
+    #[schemars(length(min = 1, max = 253))]
+    pub backup: String,
+    /// Where it is. Default: `spec.backup.store`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<BackupStore>,
+    /// The cluster's name, typed again: a rollback throws away every write since the
+    /// backup, so it must be meant for this cluster.
+    pub confirm: String,
+    /// As `restore.bumpRevision`: revisions move past everything clients saw before, so
+    /// watchers re-list instead of missing the rollback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self >= 1",
+        "message": "rollback.bumpRevision must be positive"
+    }]))]
+    pub bump_revision: Option<i64>,
+}
+
+/// Where a rollback is.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum RollbackPhase {
+    /// The backup is being fetched and checked; nothing is stopped yet.
+    #[default]
+    Checking,
+    /// The members are being stopped.
+    Stopping,
+    /// Each member's data is being replaced by the backup.
+    Restoring,
+    /// The restored members are starting.
+    Starting,
+    /// The members serve the backup's data as a new cluster.
+    Succeeded,
+    /// Stopped short; `message` says where the members are and what to do.
+    Failed,
+}
+
+/// The last rollback, as observed.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackStatus {
+    /// The backup rolled back to.
+    pub backup: String,
+    /// Where it is.
+    pub phase: RollbackPhase,
+    /// What it waits for, or what went wrong.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// When the members were told to stop (clients cannot write from then on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_at: Option<Time>,
+    /// When the restored cluster answered again (clients can write from then on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writable_since: Option<Time>,
+}

@@ -43,6 +43,37 @@ pub enum Command {
     List(ListArgs),
     /// Downloads a backup to a snapshot file, decompressed and verified.
     Fetch(FetchArgs),
+    /// Replaces a stopped member's data dir with a backup, as a member of a new cluster
+    /// (the operator's rollback); the old data is kept beside it.
+    RestoreMember(RestoreMemberArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RestoreMemberArgs {
+    /// s3://BUCKET/PREFIX or a directory.
+    #[arg(long)]
+    pub from: String,
+    /// The backup's name, as `list` shows it.
+    #[arg(long)]
+    pub name: String,
+    /// The member's data dir (its member/ is replaced).
+    #[arg(long = "data-dir")]
+    pub data_dir: PathBuf,
+    /// This member's name in --initial-cluster.
+    #[arg(long)]
+    pub member: String,
+    /// The new cluster: name=peer-url,...
+    #[arg(long = "initial-cluster")]
+    pub initial_cluster: String,
+    /// The new cluster's token (a new token gives a new cluster ID).
+    #[arg(long = "initial-cluster-token")]
+    pub initial_cluster_token: String,
+    /// This member's peer URL.
+    #[arg(long = "initial-advertise-peer-urls")]
+    pub initial_advertise_peer_urls: String,
+    /// Moves revisions this far past the backup's and marks older ones compacted.
+    #[arg(long = "bump-revision", default_value_t = 0)]
+    pub bump_revision: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -106,13 +137,14 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Save(_) => "save",
         Command::List(_) => "list",
         Command::Fetch(_) => "fetch",
+        Command::RestoreMember(_) => "restore-member",
     };
     match execute(cli.cmd).await {
         Ok(line) => {
             if !line.is_empty() {
                 println!("{line}");
             }
-            if what == "save" {
+            if what == "save" || what == "restore-member" {
                 termination_message(&cli.termination_log, &line);
             }
             ExitCode::SUCCESS
@@ -167,6 +199,7 @@ async fn execute(cmd: Command) -> Result<String> {
                 ))),
             }
         }
+        Command::RestoreMember(args) => restore_member(args).await,
         Command::Fetch(args) => {
             let location = Location::parse(&args.from)?;
             let meta: Metadata = super::fetch(&location, &args.name, &args.output).await?;
@@ -178,6 +211,30 @@ async fn execute(cmd: Command) -> Result<String> {
             ))
         }
     }
+}
+
+async fn restore_member(args: RestoreMemberArgs) -> Result<String> {
+    let location = Location::parse(&args.from)?;
+    let cluster = crate::snapshot::restore::NewCluster {
+        name: args.member.clone(),
+        initial_cluster: args.initial_cluster,
+        token: args.initial_cluster_token,
+        advertise_peer_urls: Some(args.initial_advertise_peer_urls),
+    };
+    let bump = crate::snapshot::restore::RevisionBump {
+        amount: args.bump_revision,
+        mark_compacted: args.bump_revision > 0,
+    };
+    let done = super::restore_member(&location, &args.name, &args.data_dir, cluster, bump).await?;
+    json(&match done {
+        super::Restored::Now { revision } => serde_json::json!({
+            "member": args.member, "backup": args.name, "revision": revision, "restored": true
+        }),
+        super::Restored::Already => serde_json::json!({
+            "member": args.member, "backup": args.name, "restored": false,
+            "note": "already restored from this backup for this cluster"
+        }),
+    })
 }
 
 fn json(value: &impl serde::Serialize) -> Result<String> {
