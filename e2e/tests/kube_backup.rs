@@ -220,7 +220,9 @@ fn backups_to_s3_and_restore_on_kubernetes() {
     let src = cluster_manifest(
         "src",
         &s3,
-        &format!("  backup:\n    schedule: '* * * * *'\n    keepLast: 1\n    {store}"),
+        &format!(
+            "  backup:\n    schedule: '* * * * *'\n    keepLast: 1\n    {store}\n  maintenance:\n    defrag: {{schedule: '* * * * *'}}"
+        ),
     );
     kube.kubectl_with_input(&["apply", "-f", "-"], Some(&src))
         .expect("EtcdCluster src");
@@ -262,6 +264,7 @@ fn backups_to_s3_and_restore_on_kubernetes() {
     a_new_cluster_is_restored_from_the_backup(&kube, &s3, &name, revision, &at_backup);
     a_corrupt_backup_is_refused_before_any_member_starts(&kube, &s3, &name);
     the_source_is_rolled_back_in_place(&kube, &name, &at_backup);
+    defragmentation_runs_on_its_schedule(&kube);
 }
 
 fn scheduled_backups_appear_with_metadata_and_retention(kube: &KubeCluster, s3: &S3) {
@@ -635,6 +638,33 @@ fn the_source_is_rolled_back_in_place(kube: &KubeCluster, name: &str, at_backup:
         Duration::from_secs(120),
         |s| s == "True",
     );
+    // The restarted member is behind the client Service once ready.
+    wait_for(
+        kube,
+        "etcdcluster",
+        "src",
+        "{.status.readyReplicas}",
+        Duration::from_secs(120),
+        |n| n == "1",
+    );
+    kube.wait_kubectl(
+        &[
+            "exec",
+            "client-src",
+            "--",
+            "etcdctl",
+            "--endpoints",
+            "https://src.default.svc:2379",
+            "--cacert=/etc/etcd-client/ca.crt",
+            "--cert=/etc/etcd-client/tls.crt",
+            "--key=/etc/etcd-client/tls.key",
+            "endpoint",
+            "health",
+        ],
+        Duration::from_secs(60),
+        |out| out.contains("is healthy"),
+    )
+    .expect("the client Service reaches the restored member");
     let (now, _) = kvs(kube, "src", None);
     assert_eq!(now, at_backup, "the cluster serves the backup's data");
     wait_for(
@@ -659,4 +689,23 @@ fn the_source_is_rolled_back_in_place(kube: &KubeCluster, name: &str, at_backup:
             .unwrap_or_default();
         assert!(!events.trim().is_empty(), "an Event {reason}");
     }
+}
+
+/// The one-minute defragmentation schedule of the source has run: status says what
+/// `ballast defrag` did to its member.
+fn defragmentation_runs_on_its_schedule(kube: &KubeCluster) {
+    // A run while the members were stopped by the rollback found none to defragment; the
+    // next one did.
+    let seen = wait_for(
+        kube,
+        "etcdcluster",
+        "src",
+        "{.status.defrag.succeeded} {.status.defrag.message}",
+        Duration::from_secs(150),
+        |s| s.starts_with("true ") && s.contains(r#""name":"src-0""#),
+    );
+    let message = seen.trim_start_matches("true ");
+    let report: Value = serde_json::from_str(message).expect("ballast defrag's JSON line");
+    assert_eq!(report["members"][0]["name"], "src-0", "{report}");
+    assert!(report["members"][0]["after"].as_i64().is_some(), "{report}");
 }

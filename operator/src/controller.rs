@@ -851,6 +851,13 @@ async fn apply(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
             notes.push(Note::new(*warning, *reason, note.clone()));
         }
     }
+    let (defrag, defrag_news) = match &sts {
+        Some(_) => backups::defrag(&client, &cluster, &names, &ctx.render).await?,
+        None => (None, None),
+    };
+    if let Some((warning, reason, note)) = defrag_news {
+        notes.push(Note::new(warning, reason, note));
+    }
     ctx.metrics.record_backups(
         crate::metrics::ClusterLabels {
             namespace: ns.clone(),
@@ -881,6 +888,7 @@ async fn apply(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
         paused: membership::paused(&cluster),
         backup,
         rollback: rollback.map(|r| r.status),
+        defrag,
     };
     let new_status = status::compute(&cluster, &names, &observed, now);
     if cluster.status.as_ref() != Some(&new_status) {

@@ -19,12 +19,14 @@ use serde::{Deserialize, Serialize};
 
 mod backup;
 mod etcd_backup;
+mod maintenance;
 
 pub use backup::{
     BackupRecord, BackupSpec, BackupStatus, BackupStore, Compression, RestoreSpec, RollbackPhase,
     RollbackSpec, RollbackStatus, S3Store, VolumeStore,
 };
 pub use etcd_backup::{BackupPhase, EtcdBackup, EtcdBackupSpec, EtcdBackupStatus};
+pub use maintenance::{DefragSpec, DefragStatus, MaintenanceSpec};
 
 /// API group of the operator's resources.
 pub const GROUP: &str = "ballast.dev";
@@ -157,6 +159,10 @@ pub struct EtcdClusterSpec {
     /// as a new cluster). `confirm` must repeat the cluster's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<RollbackSpec>,
+
+    /// Scheduled upkeep (defragmentation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<MaintenanceSpec>,
 }
 
 fn default_replicas() -> i32 {
@@ -560,6 +566,10 @@ pub struct EtcdClusterStatus {
     /// The last rollback (`spec.rollback`) and where it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<RollbackStatus>,
+
+    /// The last scheduled defragmentation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub defrag: Option<DefragStatus>,
 }
 
 /// One member, from `MemberList` and `Status`.

@@ -86,6 +86,8 @@ pub struct Observed {
     pub backup: Option<crate::backup::assess::Assessment>,
     /// The last rollback, when there was one.
     pub rollback: Option<crate::crd::RollbackStatus>,
+    /// The last scheduled defragmentation.
+    pub defrag: Option<crate::crd::DefragStatus>,
 }
 
 /// The status for `cluster` given what was observed at `now`. Conditions whose status did
@@ -406,6 +408,7 @@ pub fn compute(
             .rollback
             .clone()
             .or_else(|| previous.rollback.clone()),
+        defrag: observed.defrag.clone(),
     }
 }
 

@@ -54,6 +54,9 @@ fn rendered_objects_and_crd_pass_strict_schema_validation() {
         if let Some(cron) = job::cron_job(&names, &owner, &c.spec, &ctx) {
             files.push(write_yaml(d, &format!("{label}-backup.yaml"), &cron));
         }
+        if let Some(cron) = job::defrag_cron_job(&names, &owner, &c.spec, &ctx) {
+            files.push(write_yaml(d, &format!("{label}-defrag.yaml"), &cron));
+        }
         if let Some(restore) = &c.spec.restore {
             let check = job::job(
                 &names,

@@ -29,6 +29,11 @@ fn snapshots() {
         {
             insta::assert_yaml_snapshot!(format!("{label}_backup_cronjob"), cron);
         }
+        if let Some(cron) =
+            ballast_operator::backup::job::defrag_cron_job(&names, &owner, &c.spec, &ctx())
+        {
+            insta::assert_yaml_snapshot!(format!("{label}_defrag_cronjob"), cron);
+        }
     }
 }
 

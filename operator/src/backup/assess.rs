@@ -9,7 +9,7 @@ use k8s_openapi::jiff::Timestamp;
 use serde::Deserialize;
 
 use super::job::CONTAINER;
-use crate::crd::{BackupRecord, BackupStatus};
+use crate::crd::{BackupRecord, BackupStatus, DefragStatus};
 
 /// Condition type: `True` while the last backup failed or the last success is too old.
 pub const BACKUP_FAILING: &str = "BackupFailing";
@@ -262,6 +262,60 @@ pub fn assess(
         news,
     }
 }
+
+/// The last scheduled defragmentation from its Jobs (the newest that ended), and an Event
+/// when it is one not reported before: (warning, reason, note).
+pub fn defrag_status(
+    jobs: &[JobOutcome],
+    previous: Option<&DefragStatus>,
+) -> (Option<DefragStatus>, Option<(bool, &'static str, String)>) {
+    let newest = jobs
+        .iter()
+        .filter(|j| j.succeeded.is_some())
+        .max_by_key(|j| j.finished);
+    let Some(run) = newest else {
+        return (previous.cloned(), None);
+    };
+    if previous.is_some_and(|p| p.job.as_deref() == Some(run.job.as_str())) {
+        return (previous.cloned(), None);
+    }
+    let ok = run.succeeded == Some(true);
+    let message: Option<String> = run
+        .message
+        .as_ref()
+        .map(|m| m.chars().take(MESSAGE_LIMIT).collect());
+    let status = DefragStatus {
+        last_run: run.finished.map(Time),
+        job: Some(run.job.clone()),
+        succeeded: ok,
+        message: message.clone(),
+    };
+    let note = if ok {
+        (
+            false,
+            "Defragmented",
+            format!(
+                "defragmentation job {}: {}",
+                run.job,
+                message.unwrap_or_default()
+            ),
+        )
+    } else {
+        (
+            true,
+            "DefragFailed",
+            format!(
+                "defragmentation job {} failed: {}",
+                run.job,
+                message.unwrap_or_default()
+            ),
+        )
+    };
+    (Some(status), Some(note))
+}
+
+/// Longest termination message kept in status (Kubernetes keeps at most 4 KiB).
+const MESSAGE_LIMIT: usize = 1024;
 
 fn human(secs: i64) -> String {
     match secs {

@@ -102,16 +102,40 @@ pub enum Task<'a> {
         /// `--bump-revision`.
         bump_revision: Option<i64>,
     },
+    /// `ballast defrag`: every member, one at a time, the leader last; nothing while the
+    /// cluster is unhealthy.
+    Defrag,
 }
 
 impl Task<'_> {
-    fn store(&self) -> &BackupStore {
+    fn store(&self) -> Option<&BackupStore> {
         match self {
             Task::Save { store, .. }
             | Task::Check { store, .. }
-            | Task::RestoreMember { store, .. } => store,
+            | Task::RestoreMember { store, .. } => Some(store),
+            Task::Defrag => None,
         }
     }
+
+    /// Whether it talks to the members (with the operator's client certificate).
+    fn dials_members(&self) -> bool {
+        matches!(self, Task::Save { .. } | Task::Defrag)
+    }
+}
+
+/// `--endpoints` and the client certificate flags of a command that dials the members.
+fn member_flags(names: &ClusterNames, spec: &EtcdClusterSpec) -> [String; 4] {
+    let endpoints: Vec<String> = names
+        .members(spec.replicas)
+        .iter()
+        .map(|m| names.member_client_url(m))
+        .collect();
+    [
+        format!("--endpoints={}", endpoints.join(",")),
+        format!("--cacert={CLIENT_DIR}/ca.crt"),
+        format!("--cert={CLIENT_DIR}/tls.crt"),
+        format!("--key={CLIENT_DIR}/tls.key"),
+    ]
 }
 
 /// The pod that carries out `task` for the cluster of `names`.
@@ -122,26 +146,22 @@ pub fn pod(
     task: &Task,
 ) -> PodTemplateSpec {
     let store = task.store();
-    let at = location(names, store);
+    let at = store.map(|s| location(names, s)).unwrap_or_default();
     let mut command: Vec<String> = vec!["ballast".into(), "backup".into()];
     match task {
+        Task::Defrag => {
+            command = vec!["ballast".into(), "defrag".into()];
+            command.extend(member_flags(names, spec));
+        }
         Task::Save {
             compression,
             keep_last,
             max_age,
             ..
         } => {
-            let endpoints: Vec<String> = names
-                .members(spec.replicas)
-                .iter()
-                .map(|m| names.member_client_url(m))
-                .collect();
+            command.push("save".to_string());
+            command.extend(member_flags(names, spec));
             command.extend([
-                "save".to_string(),
-                format!("--endpoints={}", endpoints.join(",")),
-                format!("--cacert={CLIENT_DIR}/ca.crt"),
-                format!("--cert={CLIENT_DIR}/tls.crt"),
-                format!("--key={CLIENT_DIR}/tls.key"),
                 format!("--to={at}"),
                 format!("--compress={}", compression.flag()),
             ]);
@@ -183,12 +203,11 @@ pub fn pod(
         }
     }
 
-    let (env, env_from) = s3_env(store);
+    let (env, env_from) = store.map(s3_env).unwrap_or_default();
     // Scratch space: a checked backup is written here, then dropped with the pod.
     let mut volumes = vec![empty_dir_unbounded("tmp")];
     let mut mounts = vec![mount("tmp", "/tmp", false)];
-    if matches!(task, Task::Save { .. }) {
-        // Only a save talks to the members.
+    if task.dials_members() {
         volumes.push(secret_volume("client", &client_secret(names, spec)));
         mounts.push(mount("client", CLIENT_DIR, true));
     }
@@ -203,7 +222,7 @@ pub fn pod(
         });
         mounts.push(mount("data", DATA_MOUNT, false));
     }
-    if let Some(volume) = &store.volume {
+    if let Some(volume) = store.and_then(|s| s.volume.as_ref()) {
         volumes.push(Volume {
             name: "backups".to_string(),
             persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
@@ -338,25 +357,63 @@ pub fn cron_job(
     ctx: &RenderContext,
 ) -> Option<CronJob> {
     let backup = spec.backup.as_ref()?;
-    let template = pod(
+    let task = Task::Save {
+        store: &backup.store,
+        compression: backup.compression,
+        keep_last: backup.keep_last,
+        max_age: backup.max_age.map(Into::into),
+    };
+    let template = pod(names, spec, ctx, &task);
+    Some(scheduled(
         names,
-        spec,
-        ctx,
-        &Task::Save {
-            store: &backup.store,
-            compression: backup.compression,
-            keep_last: backup.keep_last,
-            max_age: backup.max_age.map(Into::into),
-        },
-    );
-    Some(CronJob {
-        metadata: meta(names, cron_job_name(names), owner),
+        owner,
+        cron_job_name(names),
+        &backup.schedule,
+        backup.suspend,
+        template,
+    ))
+}
+
+/// Name of the CronJob of `spec.maintenance.defrag`.
+pub fn defrag_cron_job_name(names: &ClusterNames) -> String {
+    format!("{}-defrag", names.name)
+}
+
+/// The CronJob of `spec.maintenance.defrag` (`None` without one).
+pub fn defrag_cron_job(
+    names: &ClusterNames,
+    owner: &OwnerReference,
+    spec: &EtcdClusterSpec,
+    ctx: &RenderContext,
+) -> Option<CronJob> {
+    let defrag = spec.maintenance.as_ref()?.defrag.as_ref()?;
+    let template = pod(names, spec, ctx, &Task::Defrag);
+    Some(scheduled(
+        names,
+        owner,
+        defrag_cron_job_name(names),
+        &defrag.schedule,
+        defrag.suspend,
+        template,
+    ))
+}
+
+fn scheduled(
+    names: &ClusterNames,
+    owner: &OwnerReference,
+    name: String,
+    schedule: &str,
+    suspend: bool,
+    template: PodTemplateSpec,
+) -> CronJob {
+    CronJob {
+        metadata: meta(names, name, owner),
         spec: Some(CronJobSpec {
-            schedule: backup.schedule.clone(),
+            schedule: schedule.to_string(),
             time_zone: Some("Etc/UTC".to_string()),
-            // Two snapshots at once only load the members twice.
+            // Two runs at once only load the members twice.
             concurrency_policy: Some("Forbid".to_string()),
-            suspend: Some(backup.suspend),
+            suspend: Some(suspend),
             // A run missed by more than this (operator or control plane down) is skipped:
             // the next one comes on schedule.
             starting_deadline_seconds: Some(300),
@@ -371,7 +428,7 @@ pub fn cron_job(
             },
         }),
         status: None,
-    })
+    }
 }
 
 /// A Job named `name` that carries out `task` once, owned by `owner`.

@@ -15,7 +15,7 @@ use crate::backup::assess::{self, Assessment, JobOutcome};
 use crate::backup::job::{self, Task};
 use crate::backup::rollback::{self, JobState};
 use crate::backup::{location, schedule};
-use crate::crd::{EtcdCluster, RollbackPhase, RollbackStatus};
+use crate::crd::{DefragStatus, EtcdCluster, RollbackPhase, RollbackStatus};
 use crate::error::Error;
 use crate::names::{ClusterNames, FIELD_MANAGER};
 use crate::render::{self, RenderContext};
@@ -86,6 +86,52 @@ async fn job_pods(client: &Client, names: &ClusterNames) -> Result<Vec<Pod>, Err
         .items)
 }
 
+/// Runs of `name`, a CronJob of this cluster.
+async fn runs_of(
+    client: &Client,
+    names: &ClusterNames,
+    name: &str,
+) -> Result<Vec<JobOutcome>, Error> {
+    let jobs: Api<Job> = Api::namespaced(client.clone(), &names.namespace);
+    let listed = jobs
+        .list(&ListParams::default().labels(&job::selector(names)))
+        .await?
+        .items;
+    let pods = job_pods(client, names).await?;
+    Ok(listed
+        .iter()
+        .filter(|j| {
+            j.owner_references()
+                .iter()
+                .any(|o| o.kind == "CronJob" && o.name == name)
+        })
+        .map(|j| assess::outcome(j, &pods))
+        .collect())
+}
+
+/// Keeps the CronJob of `spec.maintenance.defrag` (deletes it without one) and reports its
+/// last run: the status, and an Event for a run not reported before.
+pub async fn defrag(
+    client: &Client,
+    cluster: &EtcdCluster,
+    names: &ClusterNames,
+    ctx: &RenderContext,
+) -> Result<(Option<DefragStatus>, Option<(bool, &'static str, String)>), Error> {
+    let cron_jobs: Api<CronJob> = Api::namespaced(client.clone(), &names.namespace);
+    let name = job::defrag_cron_job_name(names);
+    let owner = render::owner_reference(cluster)?;
+    let previous = cluster.status.as_ref().and_then(|s| s.defrag.as_ref());
+    let Some(wanted) = job::defrag_cron_job(names, &owner, &cluster.spec, ctx) else {
+        if cron_jobs.get_opt(&name).await?.is_some() {
+            cron_jobs.delete(&name, &Default::default()).await?;
+        }
+        return Ok((previous.cloned(), None));
+    };
+    server_side_apply(&cron_jobs, &wanted).await?;
+    let runs = runs_of(client, names, &name).await?;
+    Ok(assess::defrag_status(&runs, previous))
+}
+
 /// Keeps the CronJob of `spec.backup` (deletes it without one) and assesses its Jobs.
 /// `None` when the cluster has no schedule.
 pub async fn scheduled(
@@ -115,22 +161,8 @@ pub async fn scheduled(
         .map(|t| t.0)
         .unwrap_or(now);
 
-    let jobs: Api<Job> = Api::namespaced(client.clone(), &names.namespace);
-    let listed = jobs
-        .list(&ListParams::default().labels(&job::selector(names)))
-        .await?
-        .items;
-    let pods = job_pods(client, names).await?;
     // Only the CronJob's runs: an EtcdBackup or the restore check say nothing of the schedule.
-    let outcomes: Vec<JobOutcome> = listed
-        .iter()
-        .filter(|j| {
-            j.owner_references()
-                .iter()
-                .any(|o| o.kind == "CronJob" && o.name == name)
-        })
-        .map(|j| assess::outcome(j, &pods))
-        .collect();
+    let outcomes = runs_of(client, names, &name).await?;
     let previous = cluster.status.as_ref().and_then(|s| s.backup.as_ref());
     Ok(Some(assess::assess(
         &outcomes,

@@ -76,6 +76,8 @@ restore:
   store: { s3: { bucket: backups, prefix: db/main, endpoint: "http://minio.storage:9000", credentialsSecretName: s3-creds } }
   backup: 20261203T140000Z-r12.db
   bumpRevision: 1000000
+maintenance:
+  defrag: { schedule: "0 3 * * 0" }
 "#,
             ),
         ),

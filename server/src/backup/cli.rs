@@ -242,7 +242,7 @@ fn json(value: &impl serde::Serialize) -> Result<String> {
 }
 
 /// Writes the termination message when the file is there (in a Kubernetes container).
-fn termination_message(path: &Path, message: &str) {
+pub(crate) fn termination_message(path: &Path, message: &str) {
     let Ok(mut file) = std::fs::OpenOptions::new()
         .write(true)
         .truncate(true)

@@ -58,8 +58,9 @@ impl Member {
     }
 }
 
-/// The server's TLS dialer, fed the flags a dialing member would get.
-fn dialer(endpoints: &Endpoints) -> Result<Arc<PeerDialer>> {
+/// The server's TLS dialer, fed the flags a dialing member would get (also used by
+/// `ballast defrag`).
+pub fn dialer(endpoints: &Endpoints) -> Result<Arc<PeerDialer>> {
     if endpoints.cert.is_some() != endpoints.key.is_some() {
         return Err(Error::Backup(
             "--cert and --key go together: give both or neither".into(),

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use super::defrag::{self, Defragmented, Outcome};
+use crate::backup::cli::termination_message;
 use crate::backup::Endpoints;
 
 #[derive(Debug, clap::Parser)]
@@ -90,16 +91,4 @@ fn fail(termination_log: &Path, why: &str) -> ExitCode {
     eprintln!("{message}");
     termination_message(termination_log, &message);
     ExitCode::FAILURE
-}
-
-/// Writes the termination message when the file is there (in a Kubernetes container).
-fn termination_message(path: &Path, message: &str) {
-    let Ok(mut file) = std::fs::OpenOptions::new()
-        .write(true)
-        .truncate(true)
-        .open(path)
-    else {
-        return;
-    };
-    let _ = std::io::Write::write_all(&mut file, message.as_bytes());
 }

@@ -6,7 +6,6 @@
 //! `ballast backup` reaches them: the server's own TLS dialer fed `--cacert/--cert/--key`.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ballast_proto::etcdserverpb::cluster_client::ClusterClient;
@@ -15,9 +14,10 @@ use ballast_proto::etcdserverpb::{DefragmentRequest, MemberListRequest, StatusRe
 use tonic::transport::Channel;
 
 use super::plan::{self, Answer, Listed, Observed, Plan, Probe, Target};
+use crate::backup::member::dialer;
 use crate::backup::Endpoints;
 use crate::error::{Error, Result};
-use crate::tls::{PeerDialer, Tls};
+use crate::tls::PeerDialer;
 
 /// How often a defragmented member is asked for its status until it answers.
 const POLL: Duration = Duration::from_millis(200);
@@ -55,14 +55,22 @@ pub async fn run(
     let dialer = dialer(endpoints)?;
     let urls = &endpoints.urls;
     let mut look = observe(&dialer, urls, timeout).await;
-    match plan::plan(&look.observed) {
+    // The members planned at the start: once they are done there is nothing to re-check
+    // (a leader that just came back from its defragmentation may still be re-elected).
+    let mut pending: Vec<u64> = match plan::plan(&look.observed) {
         Plan::Skip(why) => return Ok(Outcome::Skipped(why)),
         Plan::Fail(why) => return Err(Error::Other(why)),
-        Plan::Defragment(_) => {}
-    }
+        Plan::Defragment(targets) => targets.iter().map(|t| t.id).collect(),
+    };
     let mut done: Vec<Defragmented> = Vec::new();
     let mut done_ids: Vec<u64> = Vec::new();
     loop {
+        if pending.is_empty() {
+            return Ok(Outcome::Done(done));
+        }
+        if !done.is_empty() {
+            look = observe(&dialer, urls, timeout).await;
+        }
         let target = match plan::next(&look.observed, &done_ids) {
             Ok(Some(target)) => target,
             Ok(None) => return Ok(Outcome::Done(done)),
@@ -74,7 +82,7 @@ pub async fn run(
         report(&member);
         done.push(member);
         done_ids.push(target.id);
-        look = observe(&dialer, urls, timeout).await;
+        pending.retain(|id| *id != target.id);
     }
 }
 
@@ -249,34 +257,6 @@ async fn member_list(channel: Channel, timeout: Duration) -> Result<Vec<Listed>,
             is_learner: m.is_learner,
         })
         .collect())
-}
-
-/// The server's TLS dialer, fed the flags a dialing member would get. The same as
-/// `backup::member`'s (private there).
-fn dialer(endpoints: &Endpoints) -> Result<Arc<PeerDialer>> {
-    if endpoints.cert.is_some() != endpoints.key.is_some() {
-        return Err(Error::Other(
-            "--cert and --key go together: give both or neither".into(),
-        ));
-    }
-    let mut flags = Vec::new();
-    let pairs = [
-        ("--peer-trusted-ca-file", &endpoints.cacert),
-        ("--peer-client-cert-file", &endpoints.cert),
-        ("--peer-client-key-file", &endpoints.key),
-    ];
-    for (flag, file) in pairs {
-        if let Some(file) = file {
-            flags.push(format!("{flag}={}", file.display()));
-        }
-    }
-    let cfg = match crate::config::parse(flags, &[]) {
-        Ok((crate::config::Outcome::Run(cfg), _)) => cfg,
-        Ok(_) => return Err(Error::Other("unexpected TLS flags".into())),
-        Err(e) => return Err(Error::Other(e.to_string())),
-    };
-    let tls = Tls::from_config(&cfg).map_err(|e| Error::Other(format!("TLS: {e}")))?;
-    Ok(tls.dialer)
 }
 
 /// Messages end up on one line of a log and in a termination message.

@@ -191,3 +191,27 @@ fn a_failure_keeps_what_the_job_said() {
     );
     assert!(a.news[0].0, "a failure is a warning");
 }
+
+#[test]
+fn the_newest_defragmentation_is_reported_once() {
+    let run = |job: &str, ok: bool, at: i64| JobOutcome {
+        job: job.into(),
+        succeeded: Some(ok),
+        finished: Some(t(at)),
+        message: Some(format!("{job} said")),
+    };
+    let (status, news) = defrag_status(
+        &[run("d1", true, 10), run("d2", false, 70), running("d3")],
+        None,
+    );
+    let status = status.expect("a status");
+    assert_eq!(status.job.as_deref(), Some("d2"));
+    assert!(!status.succeeded);
+    assert_eq!(news.as_ref().map(|n| n.1), Some("DefragFailed"));
+    // Seen again: no news.
+    let (again, news) = defrag_status(&[run("d2", false, 70)], Some(&status));
+    assert_eq!(again.as_ref(), Some(&status));
+    assert!(news.is_none());
+    // Nothing ran yet.
+    assert_eq!(defrag_status(&[running("d1")], None), (None, None));
+}
