@@ -153,6 +153,23 @@ impl KubeCluster {
         .map(|_| ())
     }
 
+    /// The operator pod holding the leader Lease, once one does (within a minute).
+    pub fn operator_leader(&self) -> Result<String, Error> {
+        self.wait_kubectl(
+            &[
+                "-n",
+                "ballast-system",
+                "get",
+                "lease",
+                "ballast-operator",
+                "-o",
+                "jsonpath={.spec.holderIdentity}",
+            ],
+            Duration::from_secs(60),
+            |out| !out.is_empty(),
+        )
+    }
+
     /// The node's address, which pods reach (e.g. a test's own server listening on it).
     pub fn node_ip(&self) -> Result<String, Error> {
         self.kubectl(&[

@@ -361,17 +361,7 @@ fn scheduled_backups_appear_with_metadata_and_retention(kube: &KubeCluster, s3: 
 
     // The leading operator exports what the stale-backup alert reads, with the cluster's
     // labels (scraped through the API server's pod proxy).
-    let leader = kube
-        .kubectl(&[
-            "-n",
-            "ballast-system",
-            "get",
-            "lease",
-            "ballast-operator",
-            "-o",
-            "jsonpath={.spec.holderIdentity}",
-        ])
-        .expect("leader Lease");
+    let leader = kube.operator_leader().expect("leader Lease");
     let metrics = kube
         .kubectl(&[
             "get",

@@ -42,21 +42,7 @@ fn operator_runs_an_etcd_cluster_on_kubernetes() {
     kube.install_operator()
         .expect("helm install of the operator");
     // One of its two replicas leads through the Lease.
-    let holder = kube
-        .wait_kubectl(
-            &[
-                "-n",
-                "ballast-system",
-                "get",
-                "lease",
-                "ballast-operator",
-                "-o",
-                "jsonpath={.spec.holderIdentity}",
-            ],
-            Duration::from_secs(60),
-            |out| !out.is_empty(),
-        )
-        .expect("leader Lease");
+    let holder = kube.operator_leader().expect("leader Lease");
     let operator_pods = kube
         .kubectl(&[
             "-n",

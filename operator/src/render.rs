@@ -555,6 +555,23 @@ fn http_probe(
     }
 }
 
+/// The restricted Pod Security Standard, as [`RUN_AS`]; volumes are made the group's once
+/// (`OnRootMismatch`), not at every start.
+pub(crate) fn pod_security() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(RUN_AS),
+        run_as_group: Some(RUN_AS),
+        fs_group: Some(RUN_AS),
+        fs_group_change_policy: Some("OnRootMismatch".to_string()),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".to_string(),
+            ..SeccompProfile::default()
+        }),
+        ..PodSecurityContext::default()
+    }
+}
+
 pub(crate) fn container_security() -> SecurityContext {
     SecurityContext {
         allow_privilege_escalation: Some(false),
@@ -826,18 +843,7 @@ pub fn statefulset(
         node_selector: spec.pod.node_selector.clone(),
         priority_class_name: spec.pod.priority_class_name.clone(),
         image_pull_secrets: spec.image_pull_secrets.clone(),
-        security_context: Some(PodSecurityContext {
-            run_as_non_root: Some(true),
-            run_as_user: Some(RUN_AS),
-            run_as_group: Some(RUN_AS),
-            fs_group: Some(RUN_AS),
-            fs_group_change_policy: Some("OnRootMismatch".to_string()),
-            seccomp_profile: Some(SeccompProfile {
-                type_: "RuntimeDefault".to_string(),
-                ..SeccompProfile::default()
-            }),
-            ..PodSecurityContext::default()
-        }),
+        security_context: Some(pod_security()),
         // The server reads ETCD_* variables as flags; Service links would inject
         // ETCD_PORT and friends for any Service whose name starts with "etcd".
         enable_service_links: Some(false),

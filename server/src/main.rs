@@ -294,37 +294,24 @@ fn sidecar_command(args: Vec<OsString>) -> ExitCode {
 }
 
 fn backup_command(args: Vec<OsString>) -> ExitCode {
-    let cli: ballast::backup::cli::Cli = match parse_subcommand(args) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    // Plain lines: a person or a CronJob's log reads these, and stdout is the result.
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(ballast::backup::cli::run(cli))
+    run_tool(args, ballast::backup::cli::run)
 }
 
 fn defrag_command(args: Vec<OsString>) -> ExitCode {
-    let cli: ballast::maintenance::cli::Cli = match parse_subcommand(args) {
+    run_tool(args, ballast::maintenance::cli::run)
+}
+
+/// Runs a tool a person or a CronJob calls (`backup`, `defrag`): its result on stdout, plain
+/// log lines on stderr, on a single-threaded runtime (one request at a time).
+fn run_tool<C, F>(args: Vec<OsString>, run: impl FnOnce(C) -> F) -> ExitCode
+where
+    C: clap::Parser,
+    F: std::future::Future<Output = ExitCode>,
+{
+    let cli: C = match parse_subcommand(args) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    // Plain lines, as for `ballast backup`: a CronJob's log reads these, stdout is the result.
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -342,7 +329,7 @@ fn defrag_command(args: Vec<OsString>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(ballast::maintenance::cli::run(cli))
+    runtime.block_on(run(cli))
 }
 
 fn snapshot_command(args: Vec<OsString>) -> ExitCode {

@@ -706,24 +706,8 @@ fn fetch_refuses_a_damaged_gzip_backup_in_a_directory() {
 
 #[test]
 fn save_over_tls_with_a_client_certificate() {
-    let pki = tempfile::tempdir().expect("tempdir");
-    let ca = tls_support::Ca::new(pki.path(), "ca");
-    let server_cert = ca.issue("server", "etcd");
-    let client = ca.issue("client", "root");
-    let tls = tls_support::client_flags(&ca, &client);
-    let s = tls_support::Server::start(
-        "",
-        &[
-            "--cert-file",
-            server_cert.crt(),
-            "--key-file",
-            server_cert.key(),
-            "--trusted-ca-file",
-            ca.crt(),
-            "--client-cert-auth",
-        ],
-        &tls,
-    );
+    let member = tls_support::ClientAuth::start();
+    let (s, tls, ca) = (&member.server, member.flags(), &member.ca);
     tls_support::etcdctl_ok(&s.endpoint(), &tls, &["put", "tls-key", "tls-value"]);
     let root = tempfile::tempdir().expect("tempdir");
     let dir = root.path().to_str().expect("utf-8");

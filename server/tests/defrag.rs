@@ -309,24 +309,8 @@ fn skips_and_touches_nothing_when_a_member_is_down() {
 
 #[test]
 fn defragments_over_tls_with_a_client_certificate() {
-    let pki = tempfile::tempdir().expect("tempdir");
-    let ca = tls_support::Ca::new(pki.path(), "ca");
-    let server_cert = ca.issue("server", "etcd");
-    let client = ca.issue("client", "root");
-    let tls = tls_support::client_flags(&ca, &client);
-    let s = tls_support::Server::start(
-        "",
-        &[
-            "--cert-file",
-            server_cert.crt(),
-            "--key-file",
-            server_cert.key(),
-            "--trusted-ca-file",
-            ca.crt(),
-            "--client-cert-auth",
-        ],
-        &tls,
-    );
+    let member = tls_support::ClientAuth::start();
+    let (s, tls, ca) = (&member.server, member.flags(), &member.ca);
     let endpoint = s.endpoint();
     let json = defrag(&endpoint, &tls).json();
     assert_eq!(json["skipped"], Value::Null, "{json}");

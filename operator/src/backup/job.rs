@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, Job, JobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{
-    Container, EnvFromSource, EnvVar, PersistentVolumeClaimVolumeSource, PodSecurityContext,
-    PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile, SecretEnvSource, Volume,
+    Container, EnvFromSource, EnvVar, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec,
+    ResourceRequirements, SecretEnvSource, Volume,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
@@ -15,8 +15,8 @@ use super::{client_secret, location, VOLUME_MOUNT};
 use crate::crd::{BackupStore, Compression, EtcdClusterSpec};
 use crate::names::{ClusterNames, MANAGED_BY};
 use crate::render::{
-    container_security, empty_dir, image, mount, quantities, secret_volume, RenderContext,
-    DATA_DIR, DATA_MOUNT, RUN_AS,
+    container_security, empty_dir, image, mount, pod_security, quantities, secret_volume,
+    RenderContext, DATA_DIR, DATA_MOUNT,
 };
 
 /// Label naming the cluster a backup object belongs to (the member selector labels are
@@ -268,17 +268,7 @@ pub fn pod(
             image_pull_secrets: spec.image_pull_secrets.clone(),
             node_selector: spec.pod.node_selector.clone(),
             tolerations: spec.pod.tolerations.clone(),
-            security_context: Some(PodSecurityContext {
-                run_as_non_root: Some(true),
-                run_as_user: Some(RUN_AS),
-                run_as_group: Some(RUN_AS),
-                fs_group: Some(RUN_AS),
-                seccomp_profile: Some(SeccompProfile {
-                    type_: "RuntimeDefault".to_string(),
-                    ..SeccompProfile::default()
-                }),
-                ..PodSecurityContext::default()
-            }),
+            security_context: Some(pod_security()),
             enable_service_links: Some(false),
             automount_service_account_token: Some(false),
             ..PodSpec::default()

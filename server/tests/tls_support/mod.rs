@@ -307,6 +307,48 @@ pub fn client_flags<'a>(ca: &'a Ca, client: &'a Cert) -> Vec<&'a str> {
     ]
 }
 
+/// A member that requires client certificates from its CA, with one client certificate.
+pub struct ClientAuth {
+    pub ca: Ca,
+    pub client: Cert,
+    pub server: Server,
+    _pki: tempfile::TempDir,
+}
+
+impl ClientAuth {
+    /// Starts the member (`--client-cert-auth`) and waits until the client reaches it.
+    pub fn start() -> ClientAuth {
+        let pki = tempfile::tempdir().expect("tempdir");
+        let ca = Ca::new(pki.path(), "ca");
+        let server_cert = ca.issue("server", "etcd");
+        let client = ca.issue("client", "root");
+        let server = Server::start(
+            "",
+            &[
+                "--cert-file",
+                server_cert.crt(),
+                "--key-file",
+                server_cert.key(),
+                "--trusted-ca-file",
+                ca.crt(),
+                "--client-cert-auth",
+            ],
+            &client_flags(&ca, &client),
+        );
+        ClientAuth {
+            ca,
+            client,
+            server,
+            _pki: pki,
+        }
+    }
+
+    /// etcdctl's flags for the client certificate.
+    pub fn flags(&self) -> Vec<&str> {
+        client_flags(&self.ca, &self.client)
+    }
+}
+
 /// Polls until `check` holds, failing after [`DEADLINE`].
 pub fn wait_for(what: &str, check: impl FnMut() -> bool) {
     crate::common::wait_until(what, DEADLINE, check);
