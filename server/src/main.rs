@@ -273,15 +273,9 @@ fn sidecar_command(args: Vec<OsString>) -> ExitCode {
         .with_writer(std::io::stderr)
         .event_format(ballast::logging::ZapJson)
         .init();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match single_threaded_runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(ballast::sidecar::run(args)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -291,6 +285,17 @@ fn sidecar_command(args: Vec<OsString>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A current-thread runtime, or the exit code after saying why there is none.
+fn single_threaded_runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        })
 }
 
 fn backup_command(args: Vec<OsString>) -> ExitCode {
@@ -319,15 +324,9 @@ where
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match single_threaded_runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     runtime.block_on(run(cli))
 }
