@@ -246,14 +246,7 @@ fn backups_to_s3_and_restore_on_kubernetes() {
     );
     kube.kubectl_with_input(&["apply", "-f", "-"], Some(&src))
         .expect("EtcdCluster src");
-    wait_for(
-        &kube,
-        "etcdcluster",
-        "src",
-        &condition("Available"),
-        Duration::from_secs(240),
-        |s| s == "True",
-    );
+    wait_serving(&kube, "src", "1", Duration::from_secs(240));
     kube.kubectl_with_input(&["apply", "-f", "-"], Some(&client_pod("src")))
         .expect("client pod");
     kube.kubectl(&[
