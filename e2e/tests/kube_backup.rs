@@ -281,7 +281,7 @@ fn backups_to_s3_and_restore_on_kubernetes() {
 }
 
 fn scheduled_backups_appear_with_metadata_and_retention(kube: &KubeCluster, s3: &S3) {
-    // Two runs succeeded: retention kept the newest only.
+    // Two runs succeeded, the newest after the writes: retention kept that one only.
     let start = Instant::now();
     loop {
         let succeeded = kube
@@ -294,18 +294,20 @@ fn scheduled_backups_appear_with_metadata_and_retention(kube: &KubeCluster, s3: 
                 "jsonpath={.items[*].status.succeeded}",
             ])
             .unwrap_or_default();
-        let recorded = jsonpath(
+        let revision: i64 = jsonpath(
             kube,
             "etcdcluster",
             "src",
-            "{.status.backup.lastSuccessful.job}",
-        );
-        if succeeded.split_whitespace().filter(|s| *s == "1").count() >= 2 && !recorded.is_empty() {
+            "{.status.backup.lastSuccessful.revision}",
+        )
+        .parse()
+        .unwrap_or(0);
+        if succeeded.split_whitespace().filter(|s| *s == "1").count() >= 2 && revision >= 22 {
             break;
         }
         assert!(
             start.elapsed() < Duration::from_secs(300),
-            "two scheduled backups did not succeed in 5 minutes: {}",
+            "two scheduled backups, one after the writes, did not succeed in 5 minutes: {}",
             kube.kubectl(&[
                 "get",
                 "jobs,pods",
@@ -318,6 +320,24 @@ fn scheduled_backups_appear_with_metadata_and_retention(kube: &KubeCluster, s3: 
         );
         std::thread::sleep(Duration::from_secs(2));
     }
+    // Suspended, so that no run is half-way while the store is listed.
+    kube.kubectl(&[
+        "patch",
+        "etcdcluster",
+        "src",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"backup":{"suspend":true}}}"#,
+    ])
+    .expect("suspend the schedule");
+    wait_for(
+        kube,
+        "cronjob",
+        "src-backup",
+        "{.spec.suspend} {.status.active}",
+        Duration::from_secs(120),
+        |s| s.trim() == "true",
+    );
     let events = kube
         .kubectl(&[
             "get",
@@ -463,13 +483,22 @@ fn a_new_cluster_is_restored_from_the_backup(
     let restored = cluster_manifest(
         "restored",
         s3,
-        &format!(
-            "  restore:\n    store: {{s3: {{bucket: backups, prefix: default/src, endpoint: ENDPOINT, credentialsSecretName: s3-creds}}}}\n    backup: {name}\n    bumpRevision: 1000"
-        ),
+        // By the EtcdBackup that took it: its name and its cluster's store.
+        "  restore:\n    etcdBackup: now\n    bumpRevision: 1000",
     );
     kube.kubectl_with_input(&["apply", "-f", "-"], Some(&restored))
         .expect("EtcdCluster restored");
     wait_serving(kube, "restored", "3", Duration::from_secs(300));
+    assert_eq!(
+        jsonpath(
+            kube,
+            "etcdcluster",
+            "restored",
+            "{.status.restoredFrom.backup}"
+        ),
+        name,
+        "status records the backup it was created from"
+    );
     kube.kubectl_with_input(&["apply", "-f", "-"], Some(&client_pod("restored")))
         .expect("client pod");
     kube.kubectl(&[

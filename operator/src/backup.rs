@@ -11,7 +11,9 @@ pub mod job;
 pub mod rollback;
 pub mod schedule;
 
-use crate::crd::{BackupStore, EtcdClusterSpec, RestoreSpec};
+use crate::crd::{
+    BackupPhase, BackupStore, EtcdBackup, EtcdClusterSpec, RestoreSource, RestoreSpec,
+};
 use crate::names::ClusterNames;
 
 /// Where the volume of a `volume` store is mounted in backup pods.
@@ -68,13 +70,129 @@ pub fn client_secret(names: &ClusterNames, spec: &EtcdClusterSpec) -> String {
 /// The sidecar's flags for `spec.restore`: a founding member that bootstraps the new
 /// cluster fetches the backup, checks it, and restores it into its data dir with the new
 /// cluster's identity (each founding member the same backup, as the seeds' runbook does).
-pub fn restore_flags(names: &ClusterNames, restore: &RestoreSpec) -> Vec<String> {
+pub fn restore_flags(
+    names: &ClusterNames,
+    source: &RestoreSource,
+    bump_revision: Option<i64>,
+) -> Vec<String> {
     let mut flags = vec![
-        format!("--restore-from={}", location(names, &restore.store)),
-        format!("--restore-backup={}", restore.backup),
+        format!("--restore-from={}", location(names, &source.store)),
+        format!("--restore-backup={}", source.backup),
     ];
-    if let Some(n) = restore.bump_revision {
+    if let Some(n) = bump_revision {
         flags.push(format!("--restore-bump-revision={n}"));
     }
     flags
+}
+
+/// What `spec.restore` names, when it names the backup itself (store and name).
+pub fn named_source(restore: &RestoreSpec) -> Option<RestoreSource> {
+    Some(RestoreSource {
+        store: restore.store.clone()?,
+        backup: restore.backup.clone()?,
+    })
+}
+
+/// The backup an `EtcdBackup` took: its name from its status, its store from its spec or
+/// else from its cluster's `spec.backup` (`cluster_store`). `Err` says what is missing.
+pub fn etcd_backup_source(
+    name: &str,
+    found: Option<&EtcdBackup>,
+    cluster_store: Option<&BackupStore>,
+) -> Result<RestoreSource, String> {
+    let eb = found.ok_or_else(|| format!("EtcdBackup {name} does not exist"))?;
+    let status = eb.status.clone().unwrap_or_default();
+    match status.phase {
+        BackupPhase::Succeeded => {}
+        BackupPhase::Failed => {
+            return Err(format!(
+                "EtcdBackup {name} failed: {}",
+                status.message.unwrap_or_default()
+            ))
+        }
+        _ => return Err(format!("EtcdBackup {name} has not succeeded yet")),
+    }
+    let backup = status
+        .name
+        .ok_or_else(|| format!("EtcdBackup {name} succeeded but names no backup"))?;
+    let store = eb.spec.store.clone().or(cluster_store.cloned()).ok_or_else(|| {
+        format!(
+            "EtcdBackup {name} has no store, and EtcdCluster {} has no spec.backup.store to say where it went",
+            eb.spec.cluster_name
+        )
+    })?;
+    if store.s3.is_none() {
+        return Err(format!(
+            "EtcdBackup {name} went to a volume: members fetch a backup themselves, from S3 only"
+        ));
+    }
+    Ok(RestoreSource { store, backup })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{EtcdBackupSpec, EtcdBackupStatus, S3Store};
+
+    fn s3(bucket: &str) -> BackupStore {
+        BackupStore {
+            s3: Some(S3Store {
+                bucket: bucket.into(),
+                prefix: None,
+                endpoint: None,
+                region: None,
+                credentials_secret_name: None,
+            }),
+            volume: None,
+        }
+    }
+
+    fn eb(phase: BackupPhase, store: Option<BackupStore>) -> EtcdBackup {
+        let mut b = EtcdBackup::new(
+            "now",
+            EtcdBackupSpec {
+                cluster_name: "src".into(),
+                store,
+                compression: None,
+            },
+        );
+        b.status = Some(EtcdBackupStatus {
+            phase,
+            name: Some("20261203T140000Z-r12.db".into()),
+            message: Some("boom".into()),
+            ..EtcdBackupStatus::default()
+        });
+        b
+    }
+
+    #[test]
+    fn an_etcd_backup_names_its_backup_and_store() {
+        let own = eb(BackupPhase::Succeeded, Some(s3("own")));
+        let got = etcd_backup_source("now", Some(&own), Some(&s3("cluster"))).expect("source");
+        assert_eq!(got.backup, "20261203T140000Z-r12.db");
+        assert_eq!(got.store, s3("own"));
+        let inherits = eb(BackupPhase::Succeeded, None);
+        let got = etcd_backup_source("now", Some(&inherits), Some(&s3("cluster"))).expect("source");
+        assert_eq!(got.store, s3("cluster"));
+
+        let refusals = [
+            (etcd_backup_source("now", None, None), "does not exist"),
+            (
+                etcd_backup_source("now", Some(&eb(BackupPhase::Running, None)), Some(&s3("c"))),
+                "has not succeeded yet",
+            ),
+            (
+                etcd_backup_source("now", Some(&eb(BackupPhase::Failed, None)), Some(&s3("c"))),
+                "failed: boom",
+            ),
+            (
+                etcd_backup_source("now", Some(&inherits), None),
+                "has no store",
+            ),
+        ];
+        for (got, want) in refusals {
+            let e = got.expect_err(want);
+            assert!(e.contains(want), "{e}");
+        }
+    }
 }

@@ -608,11 +608,16 @@ async fn apply(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
     // Pods beyond spec.replicas keep their certificates until they are gone.
     let member_slots = cluster.spec.replicas.max(live.pods.unwrap_or(0));
     // A restored cluster's members wait until its backup has been checked.
-    let gate = if existing.is_none() {
+    let (gate, restored_from) = if existing.is_none() {
         backups::restore_gate(&client, &cluster, &names, &ctx.render).await?
     } else {
-        RestoreGate::Open
+        // Created: the members keep the backup they were created from.
+        let source = backups::restore_source(&client, &cluster, &names)
+            .await?
+            .ok();
+        (RestoreGate::Open, source)
     };
+    live.restore_source = restored_from.clone();
     if let RestoreGate::Failed(message) = &gate {
         problems.push(Problem {
             reason: "RestoreFailed".to_string(),
@@ -889,6 +894,8 @@ async fn apply(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
         backup,
         rollback: rollback.map(|r| r.status),
         defrag,
+        // Recorded once the members may be created from it.
+        restored_from: restored_from.filter(|_| gate == RestoreGate::Open),
     };
     let new_status = status::compute(&cluster, &names, &observed, now);
     if cluster.status.as_ref() != Some(&new_status) {

@@ -22,8 +22,8 @@ mod etcd_backup;
 mod maintenance;
 
 pub use backup::{
-    BackupRecord, BackupSpec, BackupStatus, BackupStore, Compression, RestoreSpec, RollbackPhase,
-    RollbackSpec, RollbackStatus, S3Store, VolumeStore,
+    BackupRecord, BackupSpec, BackupStatus, BackupStore, Compression, RestoreSource, RestoreSpec,
+    RollbackPhase, RollbackSpec, RollbackStatus, S3Store, VolumeStore,
 };
 pub use etcd_backup::{BackupPhase, EtcdBackup, EtcdBackupSpec, EtcdBackupStatus};
 pub use maintenance::{DefragSpec, DefragStatus, MaintenanceSpec};
@@ -570,6 +570,10 @@ pub struct EtcdClusterStatus {
     /// The last scheduled defragmentation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub defrag: Option<DefragStatus>,
+
+    /// The backup `spec.restore` resolved to when the cluster was created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored_from: Option<RestoreSource>,
 }
 
 /// One member, from `MemberList` and `Status`.

@@ -217,7 +217,7 @@ impl TlsLayout {
 }
 
 /// Facts of the live cluster that rendering must respect.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Live {
     /// Storage request of the existing StatefulSet's claim template. Kubernetes forbids
     /// changing claim templates, so growth is applied to the claims instead and the
@@ -233,6 +233,8 @@ pub struct Live {
     /// Voting members as the cluster lists them, which size the PodDisruptionBudget;
     /// `spec.replicas` until the cluster answers.
     pub voters: Option<i32>,
+    /// The backup `spec.restore` resolved to (`status.restoredFrom`).
+    pub restore_source: Option<crate::crd::RestoreSource>,
 }
 
 impl Live {
@@ -259,6 +261,7 @@ impl Live {
             founding_members,
             pods: spec.and_then(|s| s.replicas),
             voters: None,
+            restore_source: None,
         }
     }
 }
@@ -666,6 +669,12 @@ pub fn statefulset(
     let tls = TlsLayout::for_spec(names, spec);
     let image = image(spec, ctx);
     let pull_policy = spec.image_pull_policy.map(|p| p.as_str().to_string());
+    // The backup a restored cluster starts from: as resolved at creation, or as the spec
+    // names it.
+    let restore_source = live
+        .restore_source
+        .clone()
+        .or_else(|| spec.restore.as_ref().and_then(crate::backup::named_source));
     let env = vec![
         env_from_field("POD_NAME", "metadata.name"),
         env_from_field("POD_NAMESPACE", "metadata.namespace"),
@@ -759,8 +768,12 @@ pub fn statefulset(
                     .clone()
                     .unwrap_or_else(|| names.initial_cluster(spec.replicas)),
             );
-            if let Some(restore) = &spec.restore {
-                cmd.extend(crate::backup::restore_flags(names, restore));
+            if let (Some(restore), Some(source)) = (&spec.restore, &restore_source) {
+                cmd.extend(crate::backup::restore_flags(
+                    names,
+                    source,
+                    restore.bump_revision,
+                ));
             }
             cmd
         }),
@@ -768,13 +781,12 @@ pub fn statefulset(
             let mut env = env;
             // The sidecar waits until cluster DNS gives its member's name this address.
             env.push(env_from_field("POD_IP", "status.podIP"));
-            if let Some(restore) = &spec.restore {
-                env.extend(crate::backup::job::s3_env(&restore.store).0);
+            if let Some(source) = &restore_source {
+                env.extend(crate::backup::job::s3_env(&source.store).0);
             }
             env
         }),
-        env_from: spec
-            .restore
+        env_from: restore_source
             .as_ref()
             .map(|r| crate::backup::job::s3_env(&r.store).1)
             .filter(|e| !e.is_empty()),

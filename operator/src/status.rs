@@ -88,6 +88,8 @@ pub struct Observed {
     pub rollback: Option<crate::crd::RollbackStatus>,
     /// The last scheduled defragmentation.
     pub defrag: Option<crate::crd::DefragStatus>,
+    /// The backup the cluster is created from.
+    pub restored_from: Option<crate::crd::RestoreSource>,
 }
 
 /// The status for `cluster` given what was observed at `now`. Conditions whose status did
@@ -409,6 +411,10 @@ pub fn compute(
             .clone()
             .or_else(|| previous.rollback.clone()),
         defrag: observed.defrag.clone(),
+        restored_from: observed
+            .restored_from
+            .clone()
+            .or_else(|| previous.restored_from.clone()),
     }
 }
 

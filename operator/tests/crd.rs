@@ -238,6 +238,33 @@ fn a_rollback_must_name_the_cluster() {
 }
 
 #[test]
+fn a_restore_names_one_backup() {
+    let by_ref = cluster("main", "restore: { etcdBackup: nightly }");
+    assert_eq!(errors(&by_ref), "");
+    let both = cluster(
+        "main",
+        "restore: { etcdBackup: nightly, backup: a.db, store: { s3: { bucket: abc } } }",
+    );
+    assert!(
+        errors(&both).contains("either by store and backup, or by etcdBackup"),
+        "{}",
+        errors(&both)
+    );
+    let neither = cluster("main", "restore: { bumpRevision: 5 }");
+    assert!(
+        errors(&neither).contains("either by store and backup"),
+        "{}",
+        errors(&neither)
+    );
+    let no_store = cluster("main", "restore: { backup: a.db }");
+    assert!(
+        errors(&no_store).contains("restore.backup needs restore.store"),
+        "{}",
+        errors(&no_store)
+    );
+}
+
+#[test]
 fn backup_and_restore_stores_are_checked() {
     let volume = cluster(
         "main",

@@ -57,7 +57,12 @@ fn rendered_objects_and_crd_pass_strict_schema_validation() {
         if let Some(cron) = job::defrag_cron_job(&names, &owner, &c.spec, &ctx) {
             files.push(write_yaml(d, &format!("{label}-defrag.yaml"), &cron));
         }
-        if let Some(restore) = &c.spec.restore {
+        if let Some(restore) = c
+            .spec
+            .restore
+            .as_ref()
+            .and_then(ballast_operator::backup::named_source)
+        {
             let check = job::job(
                 &names,
                 &owner,

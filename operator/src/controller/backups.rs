@@ -15,7 +15,10 @@ use crate::backup::assess::{self, Assessment, JobOutcome};
 use crate::backup::job::{self, Task};
 use crate::backup::rollback::{self, JobState};
 use crate::backup::{location, schedule};
-use crate::crd::{DefragStatus, EtcdCluster, RollbackPhase, RollbackStatus};
+use crate::crd::{
+    BackupPhase, DefragStatus, EtcdBackup, EtcdCluster, RestoreSource, RollbackPhase,
+    RollbackStatus,
+};
 use crate::error::Error;
 use crate::names::{ClusterNames, FIELD_MANAGER};
 use crate::render::{self, RenderContext};
@@ -40,18 +43,87 @@ pub async fn restore_gate(
     cluster: &EtcdCluster,
     names: &ClusterNames,
     ctx: &RenderContext,
-) -> Result<RestoreGate, Error> {
-    let Some(restore) = &cluster.spec.restore else {
-        return Ok(RestoreGate::Open);
+) -> Result<(RestoreGate, Option<RestoreSource>), Error> {
+    if cluster.spec.restore.is_none() {
+        return Ok((RestoreGate::Open, None));
+    }
+    let source = match restore_source(client, cluster, names).await? {
+        Ok(source) => source,
+        Err(gate) => return Ok((gate, None)),
     };
+    let gate = check(client, cluster, names, ctx, &source).await?;
+    Ok((gate, Some(source)))
+}
+
+/// The backup `spec.restore` names: as recorded at creation, as named, or as an
+/// `EtcdBackup` took it. `Err` is the gate while it cannot be known.
+pub async fn restore_source(
+    client: &Client,
+    cluster: &EtcdCluster,
+    names: &ClusterNames,
+) -> Result<Result<RestoreSource, RestoreGate>, Error> {
+    let Some(restore) = &cluster.spec.restore else {
+        return Ok(Err(RestoreGate::Open));
+    };
+    if let Some(recorded) = cluster
+        .status
+        .as_ref()
+        .and_then(|s| s.restored_from.clone())
+    {
+        return Ok(Ok(recorded));
+    }
+    if let Some(named) = crate::backup::named_source(restore) {
+        return Ok(Ok(named));
+    }
+    let Some(eb_name) = &restore.etcd_backup else {
+        return Ok(Err(RestoreGate::Failed(
+            "spec.restore names no backup".into(),
+        )));
+    };
+    let ebs: Api<EtcdBackup> = Api::namespaced(client.clone(), &names.namespace);
+    let found = ebs.get_opt(eb_name).await?;
+    let cluster_store = match &found {
+        Some(eb) if eb.spec.store.is_none() => {
+            let clusters: Api<EtcdCluster> = Api::namespaced(client.clone(), &names.namespace);
+            clusters
+                .get_opt(&eb.spec.cluster_name)
+                .await?
+                .and_then(|c| c.spec.backup.map(|b| b.store))
+        }
+        _ => None,
+    };
+    Ok(
+        crate::backup::etcd_backup_source(eb_name, found.as_ref(), cluster_store.as_ref()).map_err(
+            |why| match found
+                .as_ref()
+                .and_then(|f| f.status.as_ref())
+                .map(|s| s.phase)
+            {
+                // Still running (or not started): wait for it.
+                None | Some(BackupPhase::Pending | BackupPhase::Running) if found.is_some() => {
+                    RestoreGate::Checking(format!("waiting: {why}"))
+                }
+                _ => RestoreGate::Failed(format!("cannot restore: {why}")),
+            },
+        ),
+    )
+}
+
+async fn check(
+    client: &Client,
+    cluster: &EtcdCluster,
+    names: &ClusterNames,
+    ctx: &RenderContext,
+    source: &RestoreSource,
+) -> Result<RestoreGate, Error> {
     let jobs: Api<Job> = Api::namespaced(client.clone(), &names.namespace);
     let name = job::restore_check_name(names);
-    let at = format!("{}/{}", location(names, &restore.store), restore.backup);
+    let at = format!("{}/{}", location(names, &source.store), source.backup);
     let Some(found) = jobs.get_opt(&name).await? else {
         let owner = render::owner_reference(cluster)?;
         let task = Task::Check {
-            store: &restore.store,
-            backup: &restore.backup,
+            store: &source.store,
+            backup: &source.backup,
         };
         let new = job::job(names, &owner, name, &cluster.spec, ctx, &task);
         let params = PostParams {

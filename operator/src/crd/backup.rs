@@ -118,7 +118,8 @@ pub struct VolumeStore {
     pub path: Option<String>,
 }
 
-/// Create the cluster from a backup instead of empty.
+/// Create the cluster from a backup instead of empty: a backup named in a store, or the
+/// one an `EtcdBackup` took.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
@@ -127,19 +128,33 @@ pub struct VolumeStore {
         "message": "restore is immutable"
     },
     {
-        "rule": "has(self.store.s3)",
+        "rule": "has(self.backup) != has(self.etcdBackup)",
+        "message": "restore names a backup either by store and backup, or by etcdBackup"
+    },
+    {
+        "rule": "!has(self.backup) || has(self.store)",
+        "message": "restore.backup needs restore.store (where the backup is)"
+    },
+    {
+        "rule": "!has(self.store) || has(self.store.s3)",
         "message": "restore.store must be s3: member pods fetch the backup themselves, and a volume cannot be mounted by every member"
     }
 ]))]
 pub struct RestoreSpec {
     /// Where the backup is. `prefix` has the same default as `spec.backup` of the cluster
     /// being created, so name the old cluster's prefix here.
-    pub store: BackupStore,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<BackupStore>,
     /// The backup's name, as `ballast backup list` and `status.backup.lastSuccessful.name`
     /// give it (e.g. `20261203T140000Z-r1234.db`). An exact name, never "latest": every
     /// member must restore the same snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
-    pub backup: String,
+    pub backup: Option<String>,
+    /// An `EtcdBackup` in this namespace that succeeded: its backup, from its store (or
+    /// its cluster's `spec.backup.store`). Looked up once, when the cluster is created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd_backup: Option<String>,
     /// Move revisions this far past the backup's newest revision and mark the revisions
     /// before compacted (`etcdutl snapshot restore --bump-revision --mark-compacted`), so
     /// that watchers of the old cluster (kube-apiserver) re-list instead of missing changes.
@@ -149,6 +164,17 @@ pub struct RestoreSpec {
         "message": "restore.bumpRevision must be positive"
     }]))]
     pub bump_revision: Option<i64>,
+}
+
+/// The backup a cluster was created from, as first resolved (kept so that later changes to
+/// an `EtcdBackup` or its cluster never change the members' pods).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreSource {
+    /// Where it is.
+    pub store: BackupStore,
+    /// Its name in the store.
+    pub backup: String,
 }
 
 /// One backup, as `ballast backup save` described it.
