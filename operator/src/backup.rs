@@ -121,9 +121,18 @@ pub fn etcd_backup_source(
             eb.spec.cluster_name
         )
     })?;
-    if store.s3.is_none() {
+    let mut store = store;
+    let Some(s3) = store.s3.as_mut() else {
         return Err(format!(
             "EtcdBackup {name} went to a volume: members fetch a backup themselves, from S3 only"
+        ));
+    };
+    // Its default prefix is the backed-up cluster's, not the one being created.
+    if s3.prefix.is_none() {
+        s3.prefix = Some(format!(
+            "{}/{}",
+            eb.metadata.namespace.as_deref().unwrap_or("default"),
+            eb.spec.cluster_name
         ));
     }
     Ok(RestoreSource { store, backup })
@@ -156,6 +165,7 @@ mod tests {
                 compression: None,
             },
         );
+        b.metadata.namespace = Some("db".into());
         b.status = Some(EtcdBackupStatus {
             phase,
             name: Some("20261203T140000Z-r12.db".into()),
@@ -170,10 +180,18 @@ mod tests {
         let own = eb(BackupPhase::Succeeded, Some(s3("own")));
         let got = etcd_backup_source("now", Some(&own), Some(&s3("cluster"))).expect("source");
         assert_eq!(got.backup, "20261203T140000Z-r12.db");
-        assert_eq!(got.store, s3("own"));
+        assert_eq!(got.store.s3.map(|s| s.bucket), Some("own".to_string()));
         let inherits = eb(BackupPhase::Succeeded, None);
         let got = etcd_backup_source("now", Some(&inherits), Some(&s3("cluster"))).expect("source");
-        assert_eq!(got.store, s3("cluster"));
+        assert_eq!(
+            got.store.s3.as_ref().map(|s| s.bucket.as_str()),
+            Some("cluster")
+        );
+        // Where the backed-up cluster's backups went, not the new cluster's default.
+        assert_eq!(
+            got.store.s3.and_then(|s| s.prefix).as_deref(),
+            Some("db/src")
+        );
 
         let refusals = [
             (etcd_backup_source("now", None, None), "does not exist"),

@@ -213,7 +213,7 @@ fn restore_only_at_creation() {
     let old = cluster("main", "{}");
     let new = cluster(
         "main",
-        "restore: { store: { s3: { bucket: snaps } }, backup: 20261203T140000Z-r12.db }",
+        "restore: { store: { s3: { bucket: snaps, prefix: db/old } }, backup: 20261203T140000Z-r12.db }",
     );
     assert!(update_errors(&new, &old)
         .contains("restore can only be set when the EtcdCluster is created"));
@@ -255,6 +255,15 @@ fn a_restore_names_one_backup() {
         errors(&neither).contains("either by store and backup"),
         "{}",
         errors(&neither)
+    );
+    let no_prefix = cluster(
+        "main",
+        "restore: { backup: a.db, store: { s3: { bucket: abc } } }",
+    );
+    assert!(
+        errors(&no_prefix).contains("prefix is required"),
+        "{}",
+        errors(&no_prefix)
     );
     let no_store = cluster("main", "restore: { backup: a.db }");
     assert!(

@@ -138,11 +138,15 @@ pub struct VolumeStore {
     {
         "rule": "!has(self.store) || has(self.store.s3)",
         "message": "restore.store must be s3: member pods fetch the backup themselves, and a volume cannot be mounted by every member"
+    },
+    {
+        "rule": "!has(self.store) || !has(self.store.s3) || has(self.store.s3.prefix)",
+        "message": "restore.store.s3.prefix is required: the default prefix is the new cluster's own (<namespace>/<name>), where no backups are yet; name the backed-up cluster's"
     }
 ]))]
 pub struct RestoreSpec {
-    /// Where the backup is. `prefix` has the same default as `spec.backup` of the cluster
-    /// being created, so name the old cluster's prefix here.
+    /// Where the backup is; its `prefix` is required (the backed-up cluster's, by default
+    /// `<namespace>/<its name>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store: Option<BackupStore>,
     /// The backup's name, as `ballast backup list` and `status.backup.lastSuccessful.name`
