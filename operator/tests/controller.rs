@@ -1144,3 +1144,137 @@ async fn shared_member_key_secrets_go_once_no_pod_mounts_them() {
     h.reconcile(&h.stored_cluster()).await.unwrap();
     assert!(h.requests("PATCH", "/secrets/main-server-tls").is_empty());
 }
+
+/// Marks Job `name` as ended (`ok`), as the Job controller would.
+fn end_job(h: &Harness, name: &str, ok: bool) {
+    let path = format!("/apis/batch/v1/namespaces/db/jobs/{name}");
+    let mut job = h
+        .api
+        .get(&path)
+        .unwrap_or_else(|| panic!("Job {name} exists"));
+    job["status"] = json!({"conditions": [{
+        "type": if ok { "Complete" } else { "Failed" },
+        "status": "True",
+        "lastTransitionTime": "2026-12-03T14:00:00Z",
+    }]});
+    h.api.put(&path, job);
+}
+
+fn member_pods(h: &Harness, n: usize) {
+    for i in 0..3 {
+        let path = format!("/api/v1/namespaces/db/pods/main-{i}");
+        if i < n {
+            h.api.put(
+                &path,
+                json!({"apiVersion": "v1", "kind": "Pod",
+                       "metadata": {"name": format!("main-{i}"), "namespace": "db",
+                                    "labels": {"controller-revision-hash": "main-1"}},
+                       "status": {"podIP": format!("10.0.0.{i}"),
+                                  "conditions": [{"type": "Ready", "status": "True"}]}}),
+            );
+        } else {
+            h.api.0.lock().unwrap().objects.remove(&path);
+        }
+    }
+}
+
+fn sts_replicas(h: &Harness) -> i64 {
+    h.api.get(STS_PATH).expect("statefulset")["spec"]["replicas"]
+        .as_i64()
+        .expect("replicas")
+}
+
+/// A rollback runs its steps as the Jobs and pods say: check while the members run, stop
+/// them, restore each claim with a Job, start them, and done once they answer.
+#[tokio::test]
+async fn a_rollback_checks_stops_restores_and_starts_the_members() {
+    let h = harness();
+    let c = finalized(common::cluster("main", "{}"));
+    h.reconcile(&c).await.unwrap();
+    h.set_sts_status(3, 3);
+    member_pods(&h, 3);
+    *h.members.answer.lock().unwrap() = Some(Ok(healthy_view(3, &[])));
+    h.reconcile(&h.stored_cluster()).await.unwrap();
+
+    let mut c = h.stored_cluster();
+    c.spec.rollback = Some(
+        serde_yaml::from_str(
+            "{backup: 20261203T140000Z-r12.db, confirm: main, store: {s3: {bucket: snaps}}}",
+        )
+        .unwrap(),
+    );
+    h.reconcile(&c).await.unwrap();
+    let check = h
+        .api
+        .get("/apis/batch/v1/namespaces/db/jobs/main-rollback-check")
+        .expect("the backup is checked first");
+    assert_eq!(
+        check["metadata"]["annotations"]["ballast.dev/backup"],
+        "20261203T140000Z-r12.db"
+    );
+    assert_eq!(sts_replicas(&h), 3, "nothing stops before the check");
+    let stored = h.stored_cluster();
+    assert_eq!(condition(&stored, "Progressing").reason, "RollingBack");
+
+    end_job(&h, "main-rollback-check", true);
+    h.reconcile(&h.stored_cluster()).await.unwrap();
+    assert_eq!(
+        sts_replicas(&h),
+        0,
+        "every member stops: {:?}",
+        h.stored_cluster()
+            .status
+            .map(|s| (s.rollback, s.conditions))
+    );
+    assert!(h.events().iter().any(|e| e.1 == "RollbackStarted"));
+
+    member_pods(&h, 0);
+    *h.members.answer.lock().unwrap() = Some(Err("no member answers".into()));
+    h.reconcile(&h.stored_cluster()).await.unwrap();
+    for i in 0..3 {
+        let job = h
+            .api
+            .get(&format!(
+                "/apis/batch/v1/namespaces/db/jobs/main-rollback-{i}"
+            ))
+            .unwrap_or_else(|| panic!("a restore Job for main-{i}"));
+        let spec = &job["spec"]["template"]["spec"];
+        assert!(spec["containers"][0]["command"]
+            .to_string()
+            .contains(&format!("--member=main-{i}")));
+        assert_eq!(
+            spec["volumes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|v| v["name"] == "data")
+                .unwrap()["persistentVolumeClaim"]["claimName"],
+            format!("data-main-{i}")
+        );
+    }
+    assert_eq!(sts_replicas(&h), 0, "stopped while restoring");
+
+    for i in 0..3 {
+        end_job(&h, &format!("main-rollback-{i}"), true);
+    }
+    h.reconcile(&h.stored_cluster()).await.unwrap();
+    assert_eq!(sts_replicas(&h), 3, "restored members start");
+    assert_eq!(
+        h.stored_cluster().status.unwrap().rollback.unwrap().phase,
+        ballast_operator::crd::RollbackPhase::Starting
+    );
+
+    member_pods(&h, 3);
+    *h.members.answer.lock().unwrap() = Some(Ok(healthy_view(3, &[])));
+    h.reconcile(&h.stored_cluster()).await.unwrap();
+    let done = h.stored_cluster().status.unwrap().rollback.unwrap();
+    assert_eq!(done.phase, ballast_operator::crd::RollbackPhase::Succeeded);
+    assert!(done.writable_since.is_some() && done.stopped_at.is_some());
+    assert!(h.events().iter().any(|e| e.1 == "RolledBack"));
+
+    // Done once: a later reconcile leaves the members alone.
+    h.api.clear_seen();
+    h.reconcile(&h.stored_cluster()).await.unwrap();
+    assert!(h.requests("POST", "/jobs").is_empty());
+    assert_eq!(sts_replicas(&h), 3);
+}
