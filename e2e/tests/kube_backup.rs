@@ -278,6 +278,7 @@ fn backups_to_s3_and_restore_on_kubernetes() {
     a_corrupt_backup_is_refused_before_any_member_starts(&kube, &s3, &name);
     the_source_is_rolled_back_in_place(&kube, &name, &at_backup);
     defragmentation_runs_on_its_schedule(&kube);
+    a_backup_on_a_volume_restores_a_new_cluster(&kube);
 }
 
 fn scheduled_backups_appear_with_metadata_and_retention(kube: &KubeCluster, s3: &S3) {
@@ -711,4 +712,76 @@ fn defragmentation_runs_on_its_schedule(kube: &KubeCluster) {
     let report: Value = serde_json::from_str(message).expect("ballast defrag's JSON line");
     assert_eq!(report["members"][0]["name"], "src-0", "{report}");
     assert!(report["members"][0]["after"].as_i64().is_some(), "{report}");
+}
+
+/// An on-demand backup to a PersistentVolumeClaim, and a new cluster restored from it: the
+/// operator makes the member's claim and restores it with a Job before the member starts.
+fn a_backup_on_a_volume_restores_a_new_cluster(kube: &KubeCluster) {
+    let setup = r#"
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: backups, namespace: default}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Gi}}
+---
+apiVersion: ballast.dev/v1alpha1
+kind: EtcdBackup
+metadata: {name: to-volume, namespace: default}
+spec: {clusterName: src, store: {volume: {claimName: backups}}}
+"#;
+    kube.kubectl_with_input(&["apply", "-f", "-"], Some(setup))
+        .expect("claim and EtcdBackup");
+    wait_for(
+        kube,
+        "etcdbackup",
+        "to-volume",
+        "{.status.phase}",
+        Duration::from_secs(180),
+        |p| p == "Succeeded",
+    );
+    let name = jsonpath(kube, "etcdbackup", "to-volume", "{.status.name}");
+    let location = jsonpath(kube, "etcdbackup", "to-volume", "{.status.location}");
+    assert!(
+        location.starts_with("/var/lib/ballast-backups/default/src/"),
+        "{location}"
+    );
+    let (source, _) = kvs(kube, "src", None);
+
+    let manifest = r#"
+apiVersion: ballast.dev/v1alpha1
+kind: EtcdCluster
+metadata: {name: from-volume, namespace: default}
+spec:
+  replicas: 1
+  storage: {size: 1Gi}
+  restore: {etcdBackup: to-volume}
+"#;
+    kube.kubectl_with_input(&["apply", "-f", "-"], Some(manifest))
+        .expect("EtcdCluster from-volume");
+    wait_serving(kube, "from-volume", "1", Duration::from_secs(300));
+    assert_eq!(
+        jsonpath(
+            kube,
+            "etcdcluster",
+            "from-volume",
+            "{.status.restoredFrom.backup}"
+        ),
+        name
+    );
+    kube.kubectl_with_input(&["apply", "-f", "-"], Some(&client_pod("from-volume")))
+        .expect("client pod");
+    kube.kubectl(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/client-from-volume",
+        "--timeout=120s",
+    ])
+    .expect("client pod ready");
+    let (restored, _) = kvs(kube, "from-volume", None);
+    assert_eq!(
+        restored, source,
+        "the volume's backup holds the source's data"
+    );
+    etcdctl(kube, "from-volume", &["put", "/data/new", "yes"]).expect("writable");
 }

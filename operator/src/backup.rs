@@ -121,19 +121,18 @@ pub fn etcd_backup_source(
             eb.spec.cluster_name
         )
     })?;
+    // Its default prefix (or path) is the backed-up cluster's, not the one being created.
+    let own = format!(
+        "{}/{}",
+        eb.metadata.namespace.as_deref().unwrap_or("default"),
+        eb.spec.cluster_name
+    );
     let mut store = store;
-    let Some(s3) = store.s3.as_mut() else {
-        return Err(format!(
-            "EtcdBackup {name} went to a volume: members fetch a backup themselves, from S3 only"
-        ));
-    };
-    // Its default prefix is the backed-up cluster's, not the one being created.
-    if s3.prefix.is_none() {
-        s3.prefix = Some(format!(
-            "{}/{}",
-            eb.metadata.namespace.as_deref().unwrap_or("default"),
-            eb.spec.cluster_name
-        ));
+    if let Some(s3) = store.s3.as_mut() {
+        s3.prefix.get_or_insert(own.clone());
+    }
+    if let Some(volume) = store.volume.as_mut() {
+        volume.path.get_or_insert(own);
     }
     Ok(RestoreSource { store, backup })
 }

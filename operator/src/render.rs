@@ -670,11 +670,13 @@ pub fn statefulset(
     let image = image(spec, ctx);
     let pull_policy = spec.image_pull_policy.map(|p| p.as_str().to_string());
     // The backup a restored cluster starts from: as resolved at creation, or as the spec
-    // names it.
+    // names it. From S3 only: a volume's backup is restored onto the claims by Jobs before
+    // the members start (see `controller::backups`).
     let restore_source = live
         .restore_source
         .clone()
-        .or_else(|| spec.restore.as_ref().and_then(crate::backup::named_source));
+        .or_else(|| spec.restore.as_ref().and_then(crate::backup::named_source))
+        .filter(|s| s.store.s3.is_some());
     let env = vec![
         env_from_field("POD_NAME", "metadata.name"),
         env_from_field("POD_NAMESPACE", "metadata.namespace"),

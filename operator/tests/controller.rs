@@ -1278,3 +1278,60 @@ async fn a_rollback_checks_stops_restores_and_starts_the_members() {
     assert!(h.requests("POST", "/jobs").is_empty());
     assert_eq!(sts_replicas(&h), 3);
 }
+
+/// From a volume: after the check, the members' claims are made and each restored by a Job;
+/// the StatefulSet comes only then, and its members start from their data (no sidecar
+/// restore flags).
+#[tokio::test]
+async fn a_restore_from_a_volume_restores_each_claim_before_the_members() {
+    let h = harness();
+    let c = finalized(common::cluster(
+        "main",
+        "restore: { store: { volume: { claimName: backups, path: db/old } }, backup: 20261203T140000Z-r12.db }",
+    ));
+    h.reconcile(&c).await.unwrap();
+    end_job(&h, "main-restore-check", true);
+    h.reconcile(&h.stored_cluster()).await.unwrap();
+    assert!(h.requests("PATCH", "/statefulsets").is_empty());
+    for i in 0..3 {
+        assert!(
+            h.api
+                .get(&format!(
+                    "/api/v1/namespaces/db/persistentvolumeclaims/data-main-{i}"
+                ))
+                .is_some(),
+            "claim data-main-{i} made before the StatefulSet"
+        );
+        let job = h
+            .api
+            .get(&format!(
+                "/apis/batch/v1/namespaces/db/jobs/main-restore-{i}"
+            ))
+            .unwrap_or_else(|| panic!("a restore Job for main-{i}"));
+        let command = job["spec"]["template"]["spec"]["containers"][0]["command"].to_string();
+        assert!(
+            command.contains("--from=/var/lib/ballast-backups/db/old"),
+            "{command}"
+        );
+    }
+    assert_eq!(
+        condition(&h.stored_cluster(), "Progressing").reason,
+        "Restoring"
+    );
+
+    for i in 0..3 {
+        end_job(&h, &format!("main-restore-{i}"), true);
+    }
+    h.reconcile(&h.stored_cluster()).await.unwrap();
+    let sts = &h.requests("PATCH", "/statefulsets")[0].body;
+    let sidecar = sts["spec"]["template"]["spec"]["initContainers"][0]["command"].to_string();
+    assert!(!sidecar.contains("--restore-from"), "{sidecar}");
+    assert_eq!(
+        h.stored_cluster()
+            .status
+            .unwrap()
+            .restored_from
+            .map(|r| r.backup),
+        Some("20261203T140000Z-r12.db".to_string())
+    );
+}

@@ -280,10 +280,15 @@ fn backup_and_restore_stores_are_checked() {
         "restore: { store: { volume: { claimName: snaps } }, backup: a.db }",
     );
     assert!(
-        errors(&volume).contains("restore.store must be s3"),
+        errors(&volume).contains("restore.store.volume.path is required"),
         "{}",
         errors(&volume)
     );
+    let volume_path = cluster(
+        "main",
+        "restore: { store: { volume: { claimName: snaps, path: db/old } }, backup: a.db }",
+    );
+    assert_eq!(errors(&volume_path), "");
     let both = cluster(
         "main",
         "backup: { schedule: '* * * * *', store: { s3: { bucket: abc }, volume: { claimName: x } } }",

@@ -67,10 +67,11 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
   resources: ["secrets"]
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
 # Claims grow in place; a removed member's claim is deleted so that no later member
-# starts on stale data.
+# starts on stale data; a cluster restored from a volume gets its claims made and restored
+# before its members start.
 - apiGroups: [""]
   resources: ["persistentvolumeclaims"]
-  verbs: ["get", "list", "patch", "delete"]
+  verbs: ["get", "list", "create", "patch", "delete"]
 # Pods are read to ask their sidecars how their members started and to sign their
 # members' certificates, and deleted only together with a claim being renewed.
 - apiGroups: [""]

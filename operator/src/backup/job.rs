@@ -227,14 +227,14 @@ pub fn pod(
             name: "backups".to_string(),
             persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
                 claim_name: volume.claim_name.clone(),
-                read_only: Some(matches!(task, Task::Check { .. })),
+                read_only: Some(!matches!(task, Task::Save { .. })),
             }),
             ..Volume::default()
         });
         mounts.push(mount(
             "backups",
             VOLUME_MOUNT,
-            matches!(task, Task::Check { .. }),
+            !matches!(task, Task::Save { .. }),
         ));
     }
 

@@ -3,7 +3,7 @@
 //! outcomes mean is decided in [`crate::backup`].
 
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, PostParams};
 use kube::{Client, ResourceExt};
@@ -51,8 +51,92 @@ pub async fn restore_gate(
         Ok(source) => source,
         Err(gate) => return Ok((gate, None)),
     };
-    let gate = check(client, cluster, names, ctx, &source).await?;
+    let mut gate = check(client, cluster, names, ctx, &source).await?;
+    if gate == RestoreGate::Open && source.store.volume.is_some() {
+        gate = restore_claims(client, cluster, names, ctx, &source).await?;
+    }
     Ok((gate, Some(source)))
+}
+
+/// From a volume: the members' claims are made as the StatefulSet would name them (it
+/// adopts them) and each is restored by a Job (`ballast backup restore-member`) before any
+/// member starts; the members then start from their data, like any restart.
+async fn restore_claims(
+    client: &Client,
+    cluster: &EtcdCluster,
+    names: &ClusterNames,
+    ctx: &RenderContext,
+    source: &RestoreSource,
+) -> Result<RestoreGate, Error> {
+    let replicas = cluster.spec.replicas;
+    let rendered = render::render(cluster, ctx, &render::Live::default())?;
+    let template = rendered
+        .statefulset
+        .spec
+        .and_then(|s| s.volume_claim_templates)
+        .and_then(|t| t.into_iter().next())
+        .ok_or(Error::MissingMetadata("volumeClaimTemplates"))?;
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &names.namespace);
+    let jobs: Api<Job> = Api::namespaced(client.clone(), &names.namespace);
+    let params = PostParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PostParams::default()
+    };
+    let owner = render::owner_reference(cluster)?;
+    let pods = job_pods(client, names).await?;
+    let mut waiting = Vec::new();
+    for ordinal in 0..replicas {
+        let member = names.member(ordinal);
+        let claim = format!("data-{member}");
+        if claims.get_opt(&claim).await?.is_none() {
+            let mut new = template.clone();
+            new.metadata.name = Some(claim.clone());
+            new.metadata.namespace = Some(names.namespace.clone());
+            claims.create(&params, &new).await?;
+        }
+        let job_name = format!("{}-restore-{ordinal}", names.name);
+        let Some(found) = jobs.get_opt(&job_name).await? else {
+            let task = Task::RestoreMember {
+                store: &source.store,
+                backup: &source.backup,
+                claim,
+                member: member.clone(),
+                initial_cluster: names.initial_cluster(replicas),
+                token: names.initial_cluster_token(),
+                peer_url: names.member_peer_url(&member),
+                bump_revision: cluster.spec.restore.as_ref().and_then(|r| r.bump_revision),
+            };
+            jobs.create(
+                &params,
+                &job::job(names, &owner, job_name, &cluster.spec, ctx, &task),
+            )
+            .await?;
+            waiting.push(member);
+            continue;
+        };
+        let outcome = assess::outcome(&found, &pods);
+        match outcome.succeeded {
+            Some(true) => {}
+            None => waiting.push(member),
+            Some(false) => {
+                return Ok(RestoreGate::Failed(format!(
+                    "restoring {member}'s claim from backup {} failed: {}. No member was started; delete Job {} to try again",
+                    source.backup,
+                    outcome.message.unwrap_or_default(),
+                    found.name_any()
+                )))
+            }
+        }
+    }
+    Ok(if waiting.is_empty() {
+        RestoreGate::Open
+    } else {
+        RestoreGate::Checking(format!(
+            "restoring backup {} onto the claims of {}",
+            source.backup,
+            waiting.join(", ")
+        ))
+    })
 }
 
 /// The backup `spec.restore` names: as recorded at creation, as named, or as an

@@ -136,8 +136,8 @@ pub struct VolumeStore {
         "message": "restore.backup needs restore.store (where the backup is)"
     },
     {
-        "rule": "!has(self.store) || has(self.store.s3)",
-        "message": "restore.store must be s3: member pods fetch the backup themselves, and a volume cannot be mounted by every member"
+        "rule": "!has(self.store) || !has(self.store.volume) || has(self.store.volume.path)",
+        "message": "restore.store.volume.path is required: the default path is the new cluster's own (<namespace>/<name>), where no backups are yet; name the backed-up cluster's"
     },
     {
         "rule": "!has(self.store) || !has(self.store.s3) || has(self.store.s3.prefix)",
@@ -145,8 +145,10 @@ pub struct VolumeStore {
     }
 ]))]
 pub struct RestoreSpec {
-    /// Where the backup is; its `prefix` is required (the backed-up cluster's, by default
-    /// `<namespace>/<its name>`).
+    /// Where the backup is; its `prefix` (S3) or `path` (volume) is required: the
+    /// backed-up cluster's, by default `<namespace>/<its name>`. From a volume, Jobs restore
+    /// each member's claim before the members start, so the volume must be mountable where
+    /// the members run (ReadWriteMany, or one node).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store: Option<BackupStore>,
     /// The backup's name, as `ballast backup list` and `status.backup.lastSuccessful.name`
