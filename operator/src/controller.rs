@@ -714,12 +714,21 @@ async fn apply(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
     // lifecycle waits for it (and it waits for an operation under way).
     let rollback = match &existing {
         Some(_) => {
+            // Pods that exist, or that the StatefulSet may still make: no claim is
+            // restored until both are none.
+            let pods = (pod_list.len() as i32).max(
+                existing
+                    .as_ref()
+                    .and_then(|s| s.spec.as_ref())
+                    .and_then(|s| s.replicas)
+                    .unwrap_or(0),
+            );
             backups::rollback(
                 &client,
                 &cluster,
                 &names,
                 &ctx.render,
-                pod_list.len() as i32,
+                pods,
                 view.is_some_and(membership::has_quorum),
                 operation.is_some(),
                 (ctx.clock)(),

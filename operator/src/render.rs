@@ -788,9 +788,19 @@ pub fn statefulset(
             }
             env
         }),
+        // Optional here: only a founding member's first start needs the credentials, and a
+        // Secret deleted or renamed later must not keep restarted members from starting.
         env_from: restore_source
             .as_ref()
-            .map(|r| crate::backup::job::s3_env(&r.store).1)
+            .map(|r| {
+                let mut from = crate::backup::job::s3_env(&r.store).1;
+                for f in &mut from {
+                    if let Some(secret) = f.secret_ref.as_mut() {
+                        secret.optional = Some(true);
+                    }
+                }
+                from
+            })
             .filter(|e| !e.is_empty()),
         restart_policy: Some("Always".to_string()),
         ports: Some(vec![ContainerPort {

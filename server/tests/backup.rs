@@ -798,3 +798,83 @@ fn save_from_a_cluster_prefers_a_follower() {
     );
     assert_ne!(meta["endpoint"], leader_url, "{meta}");
 }
+
+/// `restore-member` (what the operator's rollback Jobs run): the data dir is replaced by the
+/// backup with the old data kept beside it; a second run for the same backup and token
+/// does nothing (so it never rolls back over later writes); a run interrupted between its
+/// two renames leaves the kept data alone when run again.
+#[test]
+fn restore_member_replaces_keeps_the_old_data_and_runs_once() {
+    let server = TestServer::start();
+    seed(&server);
+    let root = tempfile::tempdir().expect("tempdir");
+    let dir = root.path().join("backups");
+    let to = dir.to_str().expect("utf-8");
+    let meta = save(&server.client_url(), to, &[], &[]);
+    let name = meta["name"].as_str().expect("name");
+
+    let volume = root.path().join("volume");
+    let data = volume.join("data");
+    let kept = volume.join("data.before-restore");
+    std::fs::create_dir_all(&data).expect("data dir");
+    std::fs::write(data.join("old.txt"), "old").expect("old data");
+    let data_s = data.to_str().expect("utf-8");
+    let restore = |token: &str| {
+        let run = backup(
+            &[
+                "restore-member",
+                "--from",
+                to,
+                "--name",
+                name,
+                "--data-dir",
+                data_s,
+                "--member",
+                "m1",
+                "--initial-cluster",
+                "m1=http://127.0.0.1:2380",
+                "--initial-cluster-token",
+                token,
+                "--initial-advertise-peer-urls",
+                "http://127.0.0.1:2380",
+            ],
+            &[],
+        );
+        let out: Value = serde_json::from_str(run.ok().stdout.trim()).expect("JSON line");
+        out["restored"].as_bool().expect("restored")
+    };
+
+    assert!(restore("t1"), "the first run restores");
+    assert!(
+        data.join("member").join("wal").exists(),
+        "a member with its WAL"
+    );
+    assert_eq!(
+        std::fs::read_to_string(kept.join("old.txt"))
+            .ok()
+            .as_deref(),
+        Some("old"),
+        "the old data is kept beside"
+    );
+
+    // Written after the restore; a repeated Job must not undo it.
+    std::fs::write(data.join("later.txt"), "later").expect("later data");
+    assert!(!restore("t1"), "the same backup and token again: nothing");
+    assert!(data.join("later.txt").exists());
+    assert!(kept.join("old.txt").exists(), "the kept data stays too");
+    assert!(
+        data.join("restored-from.json").exists(),
+        "the marker travels with the data it describes"
+    );
+
+    // A run for another cluster that stopped after moving the data aside: the next run
+    // restores and keeps what was moved aside (not the older copy).
+    std::fs::remove_dir_all(&kept).expect("drop the older copy");
+    std::fs::rename(&data, &kept).expect("as if interrupted");
+    assert!(restore("t2"));
+    assert!(
+        kept.join("later.txt").exists(),
+        "the interrupted run's data is kept"
+    );
+    assert!(data.join("member").join("wal").exists());
+}

@@ -91,6 +91,19 @@ pub fn outcome(job: &Job, pods: &[Pod]) -> JobOutcome {
         })
         .max_by_key(|(at, _)| *at)
         .map(|(_, m)| m.trim().to_string());
+    // No pod said why (deadline, eviction, pod gone): the Job's own condition does.
+    let message = message.or_else(|| {
+        conditions
+            .iter()
+            .find(|c| c.type_ == "Failed" && c.status == "True")
+            .map(|c| {
+                format!(
+                    "{}: {}",
+                    c.reason.as_deref().unwrap_or("Failed"),
+                    c.message.as_deref().unwrap_or("the Job failed")
+                )
+            })
+    });
     JobOutcome {
         job: name,
         succeeded,

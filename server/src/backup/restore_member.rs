@@ -9,9 +9,11 @@
 //! - the data it replaces is kept beside it (`data.before-restore`), so a mistaken rollback
 //!   can be undone by hand; only the previous such copy is dropped, so repeated rollbacks
 //!   do not fill the volume;
-//! - a marker beside the data dir names the backup and the new cluster's token; a second
-//!   run for the same pair finds it and does nothing, so a repeated Job never rolls a member
-//!   back over writes made after the first one.
+//! - a marker inside the restored data dir names the backup and the new cluster's token; it
+//!   is written before the swap, so a second run for the same pair finds it on the data the
+//!   first run put in place and does nothing (a repeated Job never rolls a member back over
+//!   writes made after the first one), and a run interrupted between the two renames finds
+//!   no data dir and leaves the kept data alone.
 
 use std::path::{Path, PathBuf};
 
@@ -30,7 +32,10 @@ pub enum Restored {
     Already,
 }
 
-/// The marker written once a restore is in place.
+/// The marker's file name, inside the restored data dir.
+const MARKER: &str = "restored-from.json";
+
+/// The marker a restore leaves in the data dir it made.
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 struct Marker {
     backup: String,
@@ -57,12 +62,12 @@ pub async fn restore_member(
     cluster: NewCluster,
     bump: RevisionBump,
 ) -> Result<Restored> {
-    let marker_path = beside(data_dir, "restored-from.json");
     let wanted = Marker {
         backup: backup.to_string(),
         token: cluster.token.clone(),
     };
-    if let Ok(text) = std::fs::read_to_string(&marker_path) {
+    // The marker travels inside the data dir: present means this very data is the restore.
+    if let Ok(text) = std::fs::read_to_string(data_dir.join(MARKER)) {
         if serde_json::from_str::<Marker>(&text).ok().as_ref() == Some(&wanted) {
             return Ok(Restored::Already);
         }
@@ -82,8 +87,15 @@ pub async fn restore_member(
     .map_err(|e| Error::Backup(format!("restore task: {e}")))?;
     let _ = std::fs::remove_file(&download);
     restored?;
+    let text = serde_json::to_string(&wanted)
+        .map_err(|e| Error::Backup(format!("cannot encode the restore marker: {e}")))?;
+    let marker = staging.join(MARKER);
+    std::fs::write(&marker, text).map_err(io(format!("write {}", marker.display())))?;
+    crate::mvcc::backend::sync_dir(&marker)?;
 
-    // Swap: the old data (if any) aside, the restored data in.
+    // Swap: the old data aside, the restored data in. Without a data dir (a first start, or
+    // a crash between the two renames) nothing is moved, so the data kept aside by an
+    // interrupted run stays.
     let kept = beside(data_dir, "data.before-restore");
     if data_dir.exists() {
         if kept.exists() {
@@ -100,10 +112,7 @@ pub async fn restore_member(
         staging.display(),
         data_dir.display()
     )))?;
-    let text = serde_json::to_string(&wanted)
-        .map_err(|e| Error::Backup(format!("cannot encode the restore marker: {e}")))?;
-    std::fs::write(&marker_path, text).map_err(io(format!("write {}", marker_path.display())))?;
-    crate::mvcc::backend::sync_dir(&marker_path)?;
+    crate::mvcc::backend::sync_dir(data_dir)?;
     Ok(Restored::Now {
         revision: meta.revision,
     })
