@@ -1230,6 +1230,20 @@ async fn a_rollback_checks_stops_restores_and_starts_the_members() {
 
     member_pods(&h, 0);
     *h.members.answer.lock().unwrap() = Some(Err("no member answers".into()));
+
+    // Taken back while the members are stopped: they stay stopped, and status says why.
+    let mut without = h.stored_cluster();
+    let asked = without.spec.rollback.take();
+    h.reconcile(&without).await.unwrap();
+    let stored = h.stored_cluster();
+    assert_eq!(condition(&stored, "Degraded").reason, "RollbackAbandoned");
+    assert_eq!(sts_replicas(&h), 0, "abandoned half-way, nobody starts");
+    assert!(h.events().iter().any(|e| e.1 == "RollbackAbandoned"));
+    let mut again = h.stored_cluster();
+    again.spec.rollback = asked;
+    h.api
+        .put(CLUSTER_PATH, serde_json::to_value(&again).unwrap());
+
     h.reconcile(&h.stored_cluster()).await.unwrap();
     for i in 0..3 {
         let job = h

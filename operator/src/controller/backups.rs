@@ -344,6 +344,47 @@ pub struct Rollback {
     pub news: Option<(bool, &'static str, String)>,
 }
 
+/// `spec.rollback` removed while the members are stopped for it: they stay stopped (some
+/// claims may hold the backup, others the old data, and starting them would mix the two),
+/// and the user hears why and what to do.
+fn abandoned(previous: &RollbackStatus) -> Option<Rollback> {
+    if !matches!(
+        previous.phase,
+        RollbackPhase::Stopping | RollbackPhase::Restoring
+    ) {
+        return None;
+    }
+    let message = format!(
+        "spec.rollback was removed while the members were stopped for the rollback to {}: they stay stopped, since their claims may hold the backup or the old data. Put spec.rollback back (the same backup) to finish it",
+        previous.backup
+    );
+    // The phase stays as it was, so this holds until the rollback is asked for again.
+    let news = (previous.message.as_deref() != Some(message.as_str())).then(|| {
+        (
+            true,
+            "RollbackAbandoned",
+            format!(
+                "rollback to {} abandoned while the members were stopped",
+                previous.backup
+            ),
+        )
+    });
+    Some(Rollback {
+        step: rollback::Step::Failed(RollbackPhase::Restoring, message.clone()),
+        status: RollbackStatus {
+            message: Some(message.clone()),
+            ..previous.clone()
+        },
+        operation: None,
+        problem: Some(Problem {
+            reason: "RollbackAbandoned".into(),
+            message,
+            blocking: true,
+        }),
+        news,
+    })
+}
+
 /// Annotation on rollback Jobs naming the backup they are for: a Job for another backup is
 /// an earlier rollback's, deleted before this one makes its own.
 const BACKUP_ANNOTATION: &str = "ballast.dev/backup";
@@ -377,7 +418,7 @@ pub async fn rollback(
 ) -> Result<Option<Rollback>, Error> {
     let previous = cluster.status.as_ref().and_then(|s| s.rollback.as_ref());
     let Some(spec) = &cluster.spec.rollback else {
-        return Ok(None);
+        return Ok(previous.and_then(abandoned));
     };
     let store = spec
         .store
