@@ -741,7 +741,7 @@ async fn apply(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
         if rb.step.holds_members() {
             step = None;
         }
-        if let Some(n) = rb.step.pods(cluster.spec.replicas) {
+        if let Some(n) = rb.step.pods(rb.members) {
             live.pods = Some(n);
         }
         if let Some(op) = &rb.operation {

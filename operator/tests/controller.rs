@@ -1241,10 +1241,16 @@ async fn a_rollback_checks_stops_restores_and_starts_the_members() {
     assert!(h.events().iter().any(|e| e.1 == "RollbackAbandoned"));
     let mut again = h.stored_cluster();
     again.spec.rollback = asked;
+    // A scale asked for meanwhile waits: the rollback restores the members it stopped.
+    again.spec.replicas = 5;
     h.api
         .put(CLUSTER_PATH, serde_json::to_value(&again).unwrap());
 
     h.reconcile(&h.stored_cluster()).await.unwrap();
+    assert!(h
+        .api
+        .get("/apis/batch/v1/namespaces/db/jobs/main-rollback-3")
+        .is_none());
     for i in 0..3 {
         let job = h
             .api
@@ -1272,7 +1278,15 @@ async fn a_rollback_checks_stops_restores_and_starts_the_members() {
         end_job(&h, &format!("main-rollback-{i}"), true);
     }
     h.reconcile(&h.stored_cluster()).await.unwrap();
-    assert_eq!(sts_replicas(&h), 3, "restored members start");
+    assert_eq!(
+        sts_replicas(&h),
+        3,
+        "the restored members start, as many as were stopped"
+    );
+    let mut back = h.stored_cluster();
+    back.spec.replicas = 3;
+    h.api
+        .put(CLUSTER_PATH, serde_json::to_value(&back).unwrap());
     assert_eq!(
         h.stored_cluster().status.unwrap().rollback.unwrap().phase,
         ballast_operator::crd::RollbackPhase::Starting

@@ -334,6 +334,8 @@ pub async fn scheduled(
 pub struct Rollback {
     /// What the rollback does now.
     pub step: rollback::Step,
+    /// Members it restores and starts.
+    pub members: i32,
     /// `status.rollback`.
     pub status: RollbackStatus,
     /// `Progressing` while it runs.
@@ -370,6 +372,7 @@ fn abandoned(previous: &RollbackStatus) -> Option<Rollback> {
         )
     });
     Some(Rollback {
+        members: previous.members.unwrap_or(0),
         step: rollback::Step::Failed(RollbackPhase::Restoring, message.clone()),
         status: RollbackStatus {
             message: Some(message.clone()),
@@ -426,6 +429,7 @@ pub async fn rollback(
         .or_else(|| cluster.spec.backup.as_ref().map(|b| b.store.clone()));
     let Some(store) = store else {
         return Ok(Some(Rollback {
+            members: cluster.spec.replicas,
             step: rollback::Step::Failed(RollbackPhase::Checking, String::new()),
             status: RollbackStatus {
                 backup: spec.backup.clone(),
@@ -468,7 +472,12 @@ pub async fn rollback(
     };
     let check = observe(jobs.get_opt(&rollback_check_name(names)).await?).await?;
     let mut restores = Vec::new();
-    for ordinal in 0..cluster.spec.replicas {
+    // Pinned once the members are told to stop.
+    let same = previous.filter(|p| p.backup == spec.backup);
+    let members = same
+        .and_then(|p| p.members)
+        .unwrap_or(cluster.spec.replicas);
+    for ordinal in 0..members {
         restores.push(observe(jobs.get_opt(&rollback_member_job(names, ordinal)).await?).await?);
     }
     let facts = rollback::Facts {
@@ -477,7 +486,7 @@ pub async fn rollback(
         check,
         restores,
         pods,
-        replicas: cluster.spec.replicas,
+        replicas: members,
         available,
         busy,
     };
@@ -515,7 +524,7 @@ pub async fn rollback(
                     backup: &spec.backup,
                     claim: format!("data-{member}"),
                     member: member.clone(),
-                    initial_cluster: names.initial_cluster(cluster.spec.replicas),
+                    initial_cluster: names.initial_cluster(members),
                     token: rollback_token(names, &spec.backup),
                     peer_url: names.member_peer_url(&member),
                     bump_revision: spec.bump_revision,
@@ -533,6 +542,7 @@ pub async fn rollback(
         rollback::Step::Wait(_, m) => (phase, Some(m.clone())),
         rollback::Step::Nothing => {
             return Ok(previous.cloned().map(|status| Rollback {
+                members,
                 step: rollback::Step::Nothing,
                 status,
                 operation: None,
@@ -542,7 +552,6 @@ pub async fn rollback(
         }
         _ => (phase, None),
     };
-    let same = previous.filter(|p| p.backup == spec.backup);
     let stopped_at = same.and_then(|p| p.stopped_at.clone()).or_else(|| {
         matches!(
             phase,
@@ -555,6 +564,7 @@ pub async fn rollback(
         backup: spec.backup.clone(),
         phase,
         message: message.clone(),
+        members: stopped_at.is_some().then_some(members),
         stopped_at,
         writable_since,
     };
@@ -598,6 +608,7 @@ pub async fn rollback(
         )),
     };
     Ok(Some(Rollback {
+        members,
         step,
         status,
         operation,

@@ -277,6 +277,11 @@ pub struct RollbackStatus {
     /// What it waits for, or what went wrong.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// How many members the rollback restores and starts: `spec.replicas` when the members
+    /// were stopped, kept until it ends, so that a change meanwhile cannot give members
+    /// different memberships (the change is carried out after the rollback).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members: Option<i32>,
     /// When the members were told to stop (clients cannot write from then on).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped_at: Option<Time>,
