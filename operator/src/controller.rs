@@ -855,9 +855,17 @@ async fn apply(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
     let workload = workload_state(sts.as_ref());
 
     let now = (ctx.clock)();
+    let hold_schedules = rollback.as_ref().is_some_and(|r| {
+        !matches!(
+            r.step,
+            crate::backup::rollback::Step::Nothing | crate::backup::rollback::Step::Done
+        )
+    });
     // Backups start once the cluster exists; their Jobs' outcomes become status and Events.
     let backup = match &sts {
-        Some(_) => backups::scheduled(&client, &cluster, &names, &ctx.render, now).await?,
+        Some(_) => {
+            backups::scheduled(&client, &cluster, &names, &ctx.render, now, hold_schedules).await?
+        }
         None => None,
     };
     if let Some(b) = &backup {
@@ -866,7 +874,7 @@ async fn apply(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
         }
     }
     let (defrag, defrag_news) = match &sts {
-        Some(_) => backups::defrag(&client, &cluster, &names, &ctx.render).await?,
+        Some(_) => backups::defrag(&client, &cluster, &names, &ctx.render, hold_schedules).await?,
         None => (None, None),
     };
     if let Some((warning, reason, note)) = defrag_news {

@@ -1189,7 +1189,10 @@ fn sts_replicas(h: &Harness) -> i64 {
 #[tokio::test]
 async fn a_rollback_checks_stops_restores_and_starts_the_members() {
     let h = harness();
-    let c = finalized(common::cluster("main", "{}"));
+    let c = finalized(common::cluster(
+        "main",
+        "backup: { schedule: '0 * * * *', store: { s3: { bucket: snaps } } }",
+    ));
     h.reconcile(&c).await.unwrap();
     h.set_sts_status(3, 3);
     member_pods(&h, 3);
@@ -1227,6 +1230,17 @@ async fn a_rollback_checks_stops_restores_and_starts_the_members() {
             .map(|s| (s.rollback, s.conditions))
     );
     assert!(h.events().iter().any(|e| e.1 == "RollbackStarted"));
+    let suspended = |h: &Harness| {
+        h.api
+            .get("/apis/batch/v1/namespaces/db/cronjobs/main-backup")
+            .expect("the backup CronJob")["spec"]["suspend"]
+            .as_bool()
+    };
+    assert_eq!(
+        suspended(&h),
+        Some(true),
+        "no backup or retention meanwhile"
+    );
 
     member_pods(&h, 0);
     *h.members.answer.lock().unwrap() = Some(Err("no member answers".into()));
@@ -1299,6 +1313,7 @@ async fn a_rollback_checks_stops_restores_and_starts_the_members() {
     assert_eq!(done.phase, ballast_operator::crd::RollbackPhase::Succeeded);
     assert!(done.writable_since.is_some() && done.stopped_at.is_some());
     assert!(h.events().iter().any(|e| e.1 == "RolledBack"));
+    assert_eq!(suspended(&h), Some(false), "backups again once done");
 
     // Done once: a later reconcile leaves the members alone.
     h.api.clear_seen();

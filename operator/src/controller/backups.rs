@@ -242,6 +242,15 @@ async fn job_pods(client: &Client, names: &ClusterNames) -> Result<Vec<Pod>, Err
         .items)
 }
 
+/// `cron` suspended while `hold` (a rollback runs: no backup of half-stopped members, and
+/// no retention that could delete the backup being restored).
+fn held(mut cron: CronJob, hold: bool) -> CronJob {
+    if let (true, Some(spec)) = (hold, cron.spec.as_mut()) {
+        spec.suspend = Some(true);
+    }
+    cron
+}
+
 /// Runs of `name`, a CronJob of this cluster.
 async fn runs_of(
     client: &Client,
@@ -272,6 +281,7 @@ pub async fn defrag(
     cluster: &EtcdCluster,
     names: &ClusterNames,
     ctx: &RenderContext,
+    hold: bool,
 ) -> Result<(Option<DefragStatus>, Option<(bool, &'static str, String)>), Error> {
     let cron_jobs: Api<CronJob> = Api::namespaced(client.clone(), &names.namespace);
     let name = job::defrag_cron_job_name(names);
@@ -283,7 +293,7 @@ pub async fn defrag(
         }
         return Ok((previous.cloned(), None));
     };
-    server_side_apply(&cron_jobs, &wanted).await?;
+    server_side_apply(&cron_jobs, &held(wanted, hold)).await?;
     let runs = runs_of(client, names, &name).await?;
     Ok(assess::defrag_status(&runs, previous))
 }
@@ -296,6 +306,7 @@ pub async fn scheduled(
     names: &ClusterNames,
     ctx: &RenderContext,
     now: Timestamp,
+    hold: bool,
 ) -> Result<Option<Assessment>, Error> {
     let cron_jobs: Api<CronJob> = Api::namespaced(client.clone(), &names.namespace);
     let name = job::cron_job_name(names);
@@ -309,7 +320,7 @@ pub async fn scheduled(
     let Some(backup) = &cluster.spec.backup else {
         return Ok(None);
     };
-    let applied = server_side_apply(&cron_jobs, &wanted).await?;
+    let applied = server_side_apply(&cron_jobs, &held(wanted, hold)).await?;
     let since = applied
         .metadata
         .creation_timestamp
