@@ -298,6 +298,15 @@ async fn publish(ctx: &Context, cluster: &EtcdCluster, n: Note) {
     }
 }
 
+/// Create, not apply: if another writer got there first, the create fails and the next
+/// reconcile reads theirs instead of overwriting it.
+fn create_params() -> PostParams {
+    PostParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PostParams::default()
+    }
+}
+
 fn apply_params() -> PatchParams {
     PatchParams::apply(FIELD_MANAGER).force()
 }
@@ -435,12 +444,7 @@ async fn ensure_pki(
                         ("ca.key".to_string(), pem.key.clone()),
                     ]),
                 );
-                // Create, not apply: if another writer got there first, this fails and the
-                // next reconcile uses theirs instead of overwriting it.
-                let params = PostParams {
-                    field_manager: Some(FIELD_MANAGER.to_string()),
-                    ..PostParams::default()
-                };
+                let params = create_params();
                 secrets.create(&params, &secret).await?;
                 notes.push(Note::new(
                     false,
@@ -607,9 +611,11 @@ async fn apply(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
     let mut live = Live::from_statefulset(existing.as_ref());
     // Pods beyond spec.replicas keep their certificates until they are gone.
     let member_slots = cluster.spec.replicas.max(live.pods.unwrap_or(0));
+    // The backup Jobs and their pods, for everything below that follows them.
+    let seen_jobs = backups::Seen::list(&client, &cluster, &names, existing.is_none()).await?;
     // A restored cluster's members wait until its backup has been checked.
     let (gate, restored_from) = if existing.is_none() {
-        backups::restore_gate(&client, &cluster, &names, &ctx.render).await?
+        backups::restore_gate(&client, &cluster, &names, &ctx.render, &seen_jobs).await?
     } else {
         // Created: the members keep the backup they were created from.
         let source = backups::restore_source(&client, &cluster, &names)
@@ -732,6 +738,7 @@ async fn apply(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
                 view.is_some_and(membership::has_quorum),
                 operation.is_some(),
                 (ctx.clock)(),
+                &seen_jobs,
             )
             .await?
         }
@@ -864,7 +871,16 @@ async fn apply(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
     // Backups start once the cluster exists; their Jobs' outcomes become status and Events.
     let backup = match &sts {
         Some(_) => {
-            backups::scheduled(&client, &cluster, &names, &ctx.render, now, hold_schedules).await?
+            backups::scheduled(
+                &client,
+                &cluster,
+                &names,
+                &ctx.render,
+                now,
+                hold_schedules,
+                &seen_jobs,
+            )
+            .await?
         }
         None => None,
     };
@@ -874,7 +890,17 @@ async fn apply(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
         }
     }
     let (defrag, defrag_news) = match &sts {
-        Some(_) => backups::defrag(&client, &cluster, &names, &ctx.render, hold_schedules).await?,
+        Some(_) => {
+            backups::defrag(
+                &client,
+                &cluster,
+                &names,
+                &ctx.render,
+                hold_schedules,
+                &seen_jobs,
+            )
+            .await?
+        }
         None => (None, None),
     };
     if let Some((warning, reason, note)) = defrag_news {

@@ -5,10 +5,10 @@
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 
-use super::server_side_apply;
+use super::{create_params, server_side_apply};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::backup::assess::{self, Assessment, JobOutcome};
@@ -20,7 +20,7 @@ use crate::crd::{
     RollbackStatus,
 };
 use crate::error::Error;
-use crate::names::{ClusterNames, FIELD_MANAGER};
+use crate::names::ClusterNames;
 use crate::render::{self, RenderContext};
 use crate::status::Problem;
 
@@ -43,6 +43,7 @@ pub async fn restore_gate(
     cluster: &EtcdCluster,
     names: &ClusterNames,
     ctx: &RenderContext,
+    seen: &Seen,
 ) -> Result<(RestoreGate, Option<RestoreSource>), Error> {
     if cluster.spec.restore.is_none() {
         return Ok((RestoreGate::Open, None));
@@ -51,9 +52,9 @@ pub async fn restore_gate(
         Ok(source) => source,
         Err(gate) => return Ok((gate, None)),
     };
-    let mut gate = check(client, cluster, names, ctx, &source).await?;
+    let mut gate = check(client, cluster, names, ctx, &source, seen).await?;
     if gate == RestoreGate::Open && source.store.volume.is_some() {
-        gate = restore_claims(client, cluster, names, ctx, &source).await?;
+        gate = restore_claims(client, cluster, names, ctx, &source, seen).await?;
     }
     Ok((gate, Some(source)))
 }
@@ -67,6 +68,7 @@ async fn restore_claims(
     names: &ClusterNames,
     ctx: &RenderContext,
     source: &RestoreSource,
+    seen: &Seen,
 ) -> Result<RestoreGate, Error> {
     let replicas = cluster.spec.replicas;
     let rendered = render::render(cluster, ctx, &render::Live::default())?;
@@ -78,12 +80,8 @@ async fn restore_claims(
         .ok_or(Error::MissingMetadata("volumeClaimTemplates"))?;
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &names.namespace);
     let jobs: Api<Job> = Api::namespaced(client.clone(), &names.namespace);
-    let params = PostParams {
-        field_manager: Some(FIELD_MANAGER.to_string()),
-        ..PostParams::default()
-    };
+    let params = create_params();
     let owner = render::owner_reference(cluster)?;
-    let pods = job_pods(client, names).await?;
     let mut waiting = Vec::new();
     for ordinal in 0..replicas {
         let member = names.member(ordinal);
@@ -95,7 +93,7 @@ async fn restore_claims(
             claims.create(&params, &new).await?;
         }
         let job_name = format!("{}-restore-{ordinal}", names.name);
-        let Some(found) = jobs.get_opt(&job_name).await? else {
+        let Some(found) = seen.job(&job_name) else {
             let task = Task::RestoreMember {
                 store: &source.store,
                 backup: &source.backup,
@@ -114,7 +112,7 @@ async fn restore_claims(
             waiting.push(member);
             continue;
         };
-        let outcome = assess::outcome(&found, &pods);
+        let outcome = seen.outcome(found);
         match outcome.succeeded {
             Some(true) => {}
             None => waiting.push(member),
@@ -199,28 +197,25 @@ async fn check(
     names: &ClusterNames,
     ctx: &RenderContext,
     source: &RestoreSource,
+    seen: &Seen,
 ) -> Result<RestoreGate, Error> {
     let jobs: Api<Job> = Api::namespaced(client.clone(), &names.namespace);
     let name = job::restore_check_name(names);
     let at = format!("{}/{}", location(names, &source.store), source.backup);
-    let Some(found) = jobs.get_opt(&name).await? else {
+    let Some(found) = seen.job(&name) else {
         let owner = render::owner_reference(cluster)?;
         let task = Task::Check {
             store: &source.store,
             backup: &source.backup,
         };
         let new = job::job(names, &owner, name, &cluster.spec, ctx, &task);
-        let params = PostParams {
-            field_manager: Some(FIELD_MANAGER.to_string()),
-            ..PostParams::default()
-        };
+        let params = create_params();
         jobs.create(&params, &new).await?;
         return Ok(RestoreGate::Checking(format!(
             "checking backup {at} before any member starts"
         )));
     };
-    let pods = job_pods(client, names).await?;
-    let outcome = assess::outcome(&found, &pods);
+    let outcome = seen.outcome(found);
     Ok(match outcome.succeeded {
         None => RestoreGate::Checking(format!("checking backup {at} before any member starts")),
         Some(true) => RestoreGate::Open,
@@ -234,12 +229,51 @@ async fn check(
     })
 }
 
-async fn job_pods(client: &Client, names: &ClusterNames) -> Result<Vec<Pod>, Error> {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &names.namespace);
-    Ok(pods
-        .list(&ListParams::default().labels(&job::selector(names)))
-        .await?
-        .items)
+/// The cluster's backup Jobs and their pods, listed once per reconcile: the schedule, the
+/// defragmentation, a restore and a rollback all read them.
+#[derive(Default)]
+pub struct Seen {
+    jobs: Vec<Job>,
+    pods: Vec<Pod>,
+}
+
+impl Seen {
+    /// Lists them, only for a cluster that has Jobs to follow (every other reconcile pays
+    /// nothing).
+    /// `creating`: the StatefulSet does not exist yet (a restore is followed only then).
+    pub async fn list(
+        client: &Client,
+        cluster: &EtcdCluster,
+        names: &ClusterNames,
+        creating: bool,
+    ) -> Result<Seen, Error> {
+        let spec = &cluster.spec;
+        let wanted = spec.backup.is_some()
+            || (creating && spec.restore.is_some())
+            || spec.rollback.is_some()
+            || spec
+                .maintenance
+                .as_ref()
+                .is_some_and(|m| m.defrag.is_some());
+        if !wanted {
+            return Ok(Seen::default());
+        }
+        let selector = ListParams::default().labels(&job::selector(names));
+        let jobs: Api<Job> = Api::namespaced(client.clone(), &names.namespace);
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &names.namespace);
+        Ok(Seen {
+            jobs: jobs.list(&selector).await?.items,
+            pods: pods.list(&selector).await?.items,
+        })
+    }
+
+    fn job(&self, name: &str) -> Option<&Job> {
+        self.jobs.iter().find(|j| j.name_any() == name)
+    }
+
+    fn outcome(&self, job: &Job) -> JobOutcome {
+        assess::outcome(job, &self.pods)
+    }
 }
 
 /// `cron` suspended while `hold` (a rollback runs: no backup of half-stopped members, and
@@ -252,26 +286,16 @@ fn held(mut cron: CronJob, hold: bool) -> CronJob {
 }
 
 /// Runs of `name`, a CronJob of this cluster.
-async fn runs_of(
-    client: &Client,
-    names: &ClusterNames,
-    name: &str,
-) -> Result<Vec<JobOutcome>, Error> {
-    let jobs: Api<Job> = Api::namespaced(client.clone(), &names.namespace);
-    let listed = jobs
-        .list(&ListParams::default().labels(&job::selector(names)))
-        .await?
-        .items;
-    let pods = job_pods(client, names).await?;
-    Ok(listed
+fn runs_of(seen: &Seen, name: &str) -> Vec<JobOutcome> {
+    seen.jobs
         .iter()
         .filter(|j| {
             j.owner_references()
                 .iter()
                 .any(|o| o.kind == "CronJob" && o.name == name)
         })
-        .map(|j| assess::outcome(j, &pods))
-        .collect())
+        .map(|j| seen.outcome(j))
+        .collect()
 }
 
 /// Keeps the CronJob of `spec.maintenance.defrag` (deletes it without one) and reports its
@@ -282,6 +306,7 @@ pub async fn defrag(
     names: &ClusterNames,
     ctx: &RenderContext,
     hold: bool,
+    seen: &Seen,
 ) -> Result<(Option<DefragStatus>, Option<(bool, &'static str, String)>), Error> {
     let cron_jobs: Api<CronJob> = Api::namespaced(client.clone(), &names.namespace);
     let name = job::defrag_cron_job_name(names);
@@ -294,7 +319,7 @@ pub async fn defrag(
         return Ok((previous.cloned(), None));
     };
     server_side_apply(&cron_jobs, &held(wanted, hold)).await?;
-    let runs = runs_of(client, names, &name).await?;
+    let runs = runs_of(seen, &name);
     Ok(assess::defrag_status(&runs, previous))
 }
 
@@ -307,6 +332,7 @@ pub async fn scheduled(
     ctx: &RenderContext,
     now: Timestamp,
     hold: bool,
+    seen: &Seen,
 ) -> Result<Option<Assessment>, Error> {
     let cron_jobs: Api<CronJob> = Api::namespaced(client.clone(), &names.namespace);
     let name = job::cron_job_name(names);
@@ -329,7 +355,7 @@ pub async fn scheduled(
         .unwrap_or(now);
 
     // Only the CronJob's runs: an EtcdBackup or the restore check say nothing of the schedule.
-    let outcomes = runs_of(client, names, &name).await?;
+    let outcomes = runs_of(seen, &name);
     let previous = cluster.status.as_ref().and_then(|s| s.backup.as_ref());
     Ok(Some(assess::assess(
         &outcomes,
@@ -411,6 +437,33 @@ fn rollback_member_job(names: &ClusterNames, ordinal: i32) -> String {
     format!("{}-rollback-{ordinal}", names.name)
 }
 
+/// Job `name` of the rollback to `backup`, or Absent (an earlier rollback's is deleted first).
+async fn rollback_job(
+    jobs: &Api<Job>,
+    seen: &Seen,
+    name: &str,
+    backup: &str,
+) -> Result<JobState, Error> {
+    let Some(job) = seen.job(name) else {
+        return Ok(JobState::Absent);
+    };
+    if job.annotations().get(BACKUP_ANNOTATION).map(String::as_str) != Some(backup) {
+        jobs.delete(name, &kube::api::DeleteParams::background())
+            .await?;
+        return Ok(JobState::Absent);
+    }
+    let outcome = seen.outcome(job);
+    Ok(match outcome.succeeded {
+        None => JobState::Running,
+        Some(true) => JobState::Succeeded,
+        Some(false) => JobState::Failed(
+            outcome
+                .message
+                .unwrap_or_else(|| "the Job failed without a message".into()),
+        ),
+    })
+}
+
 /// The new cluster's token: from the backup's name, so every member (and every retry)
 /// restores into the same new cluster, and a second rollback gets yet another ID.
 pub fn rollback_token(names: &ClusterNames, backup: &str) -> String {
@@ -429,6 +482,7 @@ pub async fn rollback(
     available: bool,
     busy: bool,
     now: Timestamp,
+    seen: &Seen,
 ) -> Result<Option<Rollback>, Error> {
     let previous = cluster.status.as_ref().and_then(|s| s.rollback.as_ref());
     let Some(spec) = &cluster.spec.rollback else {
@@ -459,29 +513,7 @@ pub async fn rollback(
     };
 
     let jobs: Api<Job> = Api::namespaced(client.clone(), &names.namespace);
-    let job_pods = job_pods(client, names).await?;
-    // A Job of this rollback, or Absent (an earlier rollback's is deleted first).
-    let observe = |found: Option<Job>| async {
-        let Some(job) = found else {
-            return Ok::<_, Error>(JobState::Absent);
-        };
-        if job.annotations().get(BACKUP_ANNOTATION) != Some(&spec.backup) {
-            jobs.delete(&job.name_any(), &kube::api::DeleteParams::background())
-                .await?;
-            return Ok(JobState::Absent);
-        }
-        let outcome = assess::outcome(&job, &job_pods);
-        Ok(match outcome.succeeded {
-            None => JobState::Running,
-            Some(true) => JobState::Succeeded,
-            Some(false) => JobState::Failed(
-                outcome
-                    .message
-                    .unwrap_or_else(|| "the Job failed without a message".into()),
-            ),
-        })
-    };
-    let check = observe(jobs.get_opt(&rollback_check_name(names)).await?).await?;
+    let check = rollback_job(&jobs, seen, &rollback_check_name(names), &spec.backup).await?;
     let mut restores = Vec::new();
     // Pinned once the members are told to stop.
     let same = previous.filter(|p| p.backup == spec.backup);
@@ -489,7 +521,8 @@ pub async fn rollback(
         .and_then(|p| p.members)
         .unwrap_or(cluster.spec.replicas);
     for ordinal in 0..members {
-        restores.push(observe(jobs.get_opt(&rollback_member_job(names, ordinal)).await?).await?);
+        let name = rollback_member_job(names, ordinal);
+        restores.push(rollback_job(&jobs, seen, &name, &spec.backup).await?);
     }
     let facts = rollback::Facts {
         spec: Some(spec),
@@ -514,10 +547,7 @@ pub async fn rollback(
         );
         job
     };
-    let params = PostParams {
-        field_manager: Some(FIELD_MANAGER.to_string()),
-        ..PostParams::default()
-    };
+    let params = create_params();
     match &step {
         rollback::Step::Check => {
             let task = Task::Check {

@@ -7,19 +7,18 @@ use std::sync::Arc;
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams, Patch, PostParams};
+use kube::api::{Api, ListParams, Patch};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 
-use super::{apply_params, scoped, Context};
+use super::{apply_params, create_params, scoped, Context};
 use crate::backup::assess;
 use crate::backup::job::{self, Task};
 use crate::backup::location;
 use crate::crd::{BackupPhase, EtcdBackup, EtcdBackupStatus, EtcdCluster};
 use crate::error::Error;
-use crate::names::FIELD_MANAGER;
 use crate::render;
 
 /// Runs the controller until `shutdown` resolves.
@@ -121,10 +120,7 @@ async fn reconcile(backup: Arc<EtcdBackup>, ctx: Arc<Context>) -> Result<Action,
                                 &ctx.render,
                                 &task,
                             );
-                            let params = PostParams {
-                                field_manager: Some(FIELD_MANAGER.to_string()),
-                                ..PostParams::default()
-                            };
+                            let params = create_params();
                             jobs.create(&params, &new).await?;
                             EtcdBackupStatus {
                                 phase: BackupPhase::Running,

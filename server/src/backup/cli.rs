@@ -78,18 +78,8 @@ pub struct RestoreMemberArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct SaveArgs {
-    /// Client URLs of the members, comma-separated.
-    #[arg(long, value_delimiter = ',', required = true)]
-    pub endpoints: Vec<String>,
-    /// CA that signed the members' certificates.
-    #[arg(long)]
-    pub cacert: Option<PathBuf>,
-    /// Client certificate (with --key) for members that require one.
-    #[arg(long)]
-    pub cert: Option<PathBuf>,
-    /// The client certificate's key.
-    #[arg(long)]
-    pub key: Option<PathBuf>,
+    #[command(flatten)]
+    pub endpoints: Endpoints,
     /// s3://BUCKET/PREFIX or a directory (a path or file:///PATH).
     #[arg(long)]
     pub to: String,
@@ -164,12 +154,7 @@ async fn execute(cmd: Command) -> Result<String> {
         Command::Save(args) => {
             let location = Location::parse(&args.to)?;
             let options = SaveOptions {
-                endpoints: Endpoints {
-                    urls: args.endpoints,
-                    cacert: args.cacert,
-                    cert: args.cert,
-                    key: args.key,
-                },
+                endpoints: args.endpoints,
                 compression: args.compress,
                 retention: Retention {
                     keep_last: args.keep_last,

@@ -19,15 +19,21 @@ use tonic::transport::Channel;
 use crate::error::{Error, Result};
 use crate::tls::{PeerDialer, Tls};
 
-/// How to reach the cluster.
-#[derive(Debug, Clone, Default)]
+/// How to reach the cluster; also the etcdctl-like flags of the commands that dial it
+/// (`backup save`, `defrag`).
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct Endpoints {
-    /// Client URLs (`http://` or `https://`).
+    /// Client URLs of the members, comma-separated (`http://` or `https://`).
+    #[arg(long = "endpoints", value_delimiter = ',', required = true)]
     pub urls: Vec<String>,
     /// CA that signed the members' certificates (system roots without one).
+    #[arg(long)]
     pub cacert: Option<PathBuf>,
-    /// Client certificate and key, when the members require one.
+    /// Client certificate (with --key) for members that require one.
+    #[arg(long)]
     pub cert: Option<PathBuf>,
+    /// The client certificate's key.
+    #[arg(long)]
     pub key: Option<PathBuf>,
 }
 

@@ -20,18 +20,9 @@ use crate::backup::Endpoints;
     about = "Defragment every member of a healthy cluster, followers first, the leader last"
 )]
 pub struct Cli {
-    /// Client URLs of the members, comma-separated (all of them).
-    #[arg(long, value_delimiter = ',', required = true)]
-    pub endpoints: Vec<String>,
-    /// CA that signed the members' certificates.
-    #[arg(long)]
-    pub cacert: Option<PathBuf>,
-    /// Client certificate (with --key) for members that require one.
-    #[arg(long)]
-    pub cert: Option<PathBuf>,
-    /// The client certificate's key.
-    #[arg(long)]
-    pub key: Option<PathBuf>,
+    /// Every member's client URL: a member left out would escape the health check.
+    #[command(flatten)]
+    pub endpoints: Endpoints,
     /// Limit for connecting, for each answer and for each member's defragmentation.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
     pub timeout: Duration,
@@ -49,12 +40,7 @@ pub struct Summary {
 
 /// Runs the command; prints its results and failures and returns the exit code.
 pub async fn run(cli: Cli) -> ExitCode {
-    let endpoints = Endpoints {
-        urls: cli.endpoints,
-        cacert: cli.cacert,
-        cert: cli.cert,
-        key: cli.key,
-    };
+    let endpoints = cli.endpoints;
     let result = defrag::run(&endpoints, cli.timeout, |m| {
         eprintln!(
             "defragmented {} ({}): db size {} -> {} bytes (in use {})",
