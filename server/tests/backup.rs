@@ -2,6 +2,10 @@
 //! (`python3 -m moto.server`, installed by scripts/test.sh) on a loopback port, or a local
 //! directory. Every backup is checked the way it will be used: fetched, restored with
 //! `ballast snapshot restore`, started, and read with etcdctl.
+//!
+//! What a store refuses (read-only credentials, a failing metadata write) is played by
+//! [`Refusing`], a proxy in front of moto that answers chosen requests with S3's
+//! `AccessDenied`.
 
 #[allow(dead_code)]
 mod cluster_support;
@@ -10,7 +14,7 @@ mod support;
 mod tls_support;
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -148,6 +152,108 @@ impl Moto {
             ("AWS_ALLOW_HTTP".into(), "true".into()),
         ]
     }
+}
+
+/// A proxy in front of moto refusing the requests `refuse(method, path)` picks as S3 does
+/// for credentials that may not do them (403 `AccessDenied`), and passing the others on,
+/// one request per connection. Its threads end with the test process.
+struct Refusing {
+    port: u16,
+}
+
+impl Refusing {
+    fn start(moto: &Moto, refuse: fn(&str, &str) -> bool) -> Refusing {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+        let port = listener.local_addr().expect("proxy address").port();
+        let upstream = moto.port;
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                std::thread::spawn(move || {
+                    let _ = proxy_one(conn, upstream, refuse);
+                });
+            }
+        });
+        Refusing { port }
+    }
+
+    /// `moto.env()` with the proxy as the endpoint.
+    fn env(&self, moto: &Moto) -> Vec<(String, String)> {
+        let mut env = moto.env();
+        for (key, value) in &mut env {
+            if key == "AWS_ENDPOINT" {
+                *value = format!("http://127.0.0.1:{}", self.port);
+            }
+        }
+        env
+    }
+}
+
+/// Reads one HTTP message head (without its blank line) and the body its Content-Length
+/// announces.
+fn read_message(conn: &mut TcpStream) -> std::io::Result<(String, Vec<u8>)> {
+    let mut data = Vec::new();
+    let mut byte = [0u8; 1];
+    while !data.ends_with(b"\r\n\r\n") {
+        if conn.read(&mut byte)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        data.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&data[..data.len() - 4]).into_owned();
+    let length = head
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .unwrap_or(0usize);
+    let mut body = vec![0u8; length];
+    conn.read_exact(&mut body)?;
+    Ok((head, body))
+}
+
+/// `head` asking to close the connection after this message.
+fn closing(head: &str) -> String {
+    let mut lines: Vec<&str> = head
+        .split("\r\n")
+        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+        .collect();
+    lines.push("Connection: close");
+    format!("{}\r\n\r\n", lines.join("\r\n"))
+}
+
+fn proxy_one(
+    mut client: TcpStream,
+    upstream: u16,
+    refuse: fn(&str, &str) -> bool,
+) -> std::io::Result<()> {
+    client.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let (head, body) = read_message(&mut client)?;
+    let mut words = head.split_whitespace();
+    let method = words.next().unwrap_or_default();
+    let path = words.next().unwrap_or_default().split('?').next();
+    if refuse(method, path.unwrap_or_default()) {
+        let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>AccessDenied</Code>\
+                    <Message>Access Denied</Message><RequestId>test</RequestId></Error>";
+        let answer = format!(
+            "HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
+        );
+        return client.write_all(answer.as_bytes());
+    }
+    let mut server = TcpStream::connect(("127.0.0.1", upstream))?;
+    server.set_read_timeout(Some(Duration::from_secs(30)))?;
+    server.write_all(closing(&head).as_bytes())?;
+    server.write_all(&body)?;
+    let mut answer = Vec::new();
+    server.read_to_end(&mut answer)?;
+    let end = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or(std::io::ErrorKind::InvalidData)?;
+    let answer_head = String::from_utf8_lossy(&answer[..end]).into_owned();
+    client.write_all(closing(&answer_head).as_bytes())?;
+    client.write_all(&answer[end + 4..])
 }
 
 impl Drop for Moto {
@@ -353,7 +459,7 @@ fn assert_restores(snapshot: &Path, keys: &str, revision: i64) {
 fn check_metadata(meta: &Value, server: &TestServer, revision: i64, compression: &str) {
     let name = meta["name"].as_str().expect("name");
     let re = regex::Regex::new(&format!(
-        r"^\d{{8}}T\d{{6}}Z-r{revision}\.db{}$",
+        r"^\d{{8}}T\d{{6}}Z-r{revision}-[0-9a-f]{{8}}\.db{}$",
         if compression == "gzip" { r"\.gz" } else { "" }
     ))
     .expect("regex");
@@ -371,6 +477,7 @@ fn check_metadata(meta: &Value, server: &TestServer, revision: i64, compression:
         .expect("cluster_id");
     assert_eq!(meta["clusterId"], format!("{cluster_id:x}"), "{meta}");
     assert!(meta["dbSize"].as_i64().is_some_and(|s| s > 0), "{meta}");
+    assert_eq!(meta["onDemand"], false, "{meta}");
     assert!(
         humantime::parse_rfc3339(meta["createdAt"].as_str().expect("createdAt")).is_ok(),
         "{meta}"
@@ -877,4 +984,350 @@ fn restore_member_replaces_keeps_the_old_data_and_runs_once() {
         "the interrupted run's data is kept"
     );
     assert!(data.join("member").join("wal").exists());
+}
+
+/// The name a `save` printed.
+fn name_of(meta: &Value) -> String {
+    meta["name"].as_str().expect("name").to_string()
+}
+
+/// The one JSON line a successful run printed, checked to be its termination message too.
+#[track_caller]
+fn json_line(run: &Run) -> Value {
+    let out = run.ok();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "one JSON line: {out:?}");
+    assert_eq!(run.termination, lines[0], "termination message");
+    serde_json::from_str(lines[0]).unwrap_or_else(|e| panic!("bad JSON ({e}): {}", lines[0]))
+}
+
+/// `fetch --hold HOLDER [extra]`, checked to succeed; its JSON line.
+fn fetch_held(
+    from: &str,
+    name: &str,
+    output: &Path,
+    holder: &str,
+    extra: &[&str],
+    env: &[(String, String)],
+) -> Value {
+    let output = output.to_str().expect("utf-8 path");
+    let mut args = vec![
+        "fetch", "--from", from, "--name", name, "--output", output, "--hold", holder,
+    ];
+    args.extend_from_slice(extra);
+    json_line(&backup(&args, env))
+}
+
+fn release(from: &str, name: &str, holder: &str, env: &[(String, String)]) -> Value {
+    json_line(&backup(
+        &[
+            "release", "--from", from, "--backup", name, "--holder", holder,
+        ],
+        env,
+    ))
+}
+
+fn list_json(from: &str, env: &[(String, String)]) -> Vec<Value> {
+    let run = backup(&["list", "--from", from, "-o", "json"], env);
+    match serde_json::from_str(&run.ok().stdout) {
+        Ok(Value::Array(backups)) => backups,
+        other => panic!("list -o json: {other:?}"),
+    }
+}
+
+/// Seconds from now to an RFC 3339 time (negative if past).
+fn seconds_until(t: &Value) -> i64 {
+    let t = humantime::parse_rfc3339(t.as_str().expect("a time")).expect("RFC 3339");
+    match t.duration_since(std::time::SystemTime::now()) {
+        Ok(d) => d.as_secs() as i64,
+        Err(e) => -(e.duration().as_secs() as i64),
+    }
+}
+
+/// A new cluster restoring from a backup holds it (`fetch --hold`); the old cluster's
+/// schedule, sharing the prefix with `--keep-last 1`, keeps it until the hold is released.
+/// Expired holds protect nothing and go with their backup; `list` shows live holds and no
+/// hold object as a backup.
+#[test]
+fn a_held_backup_survives_another_schedules_retention_until_released() {
+    let moto = Moto::start();
+    moto.create_bucket("shared");
+    let server = TestServer::start();
+    let env = moto.env();
+    let at = "s3://shared/prod";
+    let url = server.client_url();
+    server.put("k", "1");
+    let first = name_of(&save(&url, at, &[], &env));
+
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let file = scratch.path().join("check.db");
+    let fetched = fetch_held(at, &first, &file, "ns-new-0a1b2c3d", &[], &env);
+    assert_eq!(fetched["backup"], first.as_str(), "{fetched}");
+    assert_eq!(fetched["hold"]["holder"], "ns-new-0a1b2c3d", "{fetched}");
+    assert_eq!(fetched["hold"]["written"], true, "{fetched}");
+    assert_eq!(fetched["hold"].get("error"), None, "{fetched}");
+    let left = seconds_until(&fetched["hold"]["until"]);
+    assert!(
+        (86400 - 120..=86400).contains(&left),
+        "24h by default: {fetched}"
+    );
+    assert!(file.exists(), "the backup was fetched");
+    let hold_key = format!("prod/{first}.holds/ns-new-0a1b2c3d.json");
+    assert!(moto.keys("shared", "prod/").contains(&hold_key));
+
+    let listed = list_json(at, &env);
+    assert_eq!(listed.len(), 1, "a hold is not a backup: {listed:?}");
+    assert_eq!(listed[0]["name"], first.as_str());
+    assert_eq!(
+        listed[0]["holds"],
+        serde_json::json!([{"holder": "ns-new-0a1b2c3d", "until": fetched["hold"]["until"]}])
+    );
+    let text = backup(&["list", "--from", at], &env);
+    let until = fetched["hold"]["until"].as_str().expect("until");
+    assert!(
+        text.ok()
+            .stdout
+            .trim()
+            .ends_with(&format!("\theld by ns-new-0a1b2c3d until {until}")),
+        "{:?}",
+        text.finished
+    );
+
+    // The old cluster's schedule.
+    server.put("k", "2");
+    let run = backup(
+        &["save", "--endpoints", &url, "--to", at, "--keep-last", "1"],
+        &env,
+    );
+    let second = name_of(&json_line(&run));
+    assert_eq!(
+        run.finished.stderr,
+        format!("kept old backup {first} in {at}: held by ns-new-0a1b2c3d until {until}\n")
+    );
+    let keys = moto.keys("shared", "prod/");
+    for kept in [&first, &second] {
+        assert!(keys.contains(&format!("prod/{kept}")), "{kept}: {keys:?}");
+        assert!(
+            keys.contains(&format!("prod/{kept}.json")),
+            "{kept}: {keys:?}"
+        );
+    }
+
+    // A hold that has expired protects nothing.
+    let expired = fetch_held(at, &second, &file, "gone", &["--hold-for", "0s"], &env);
+    assert_eq!(expired["hold"]["written"], true, "{expired}");
+    assert!(seconds_until(&expired["hold"]["until"]) <= 0, "{expired}");
+
+    let released = release(at, &first, "ns-new-0a1b2c3d", &env);
+    assert_eq!(
+        released,
+        serde_json::json!({"backup": first, "holder": "ns-new-0a1b2c3d", "released": true})
+    );
+    assert!(!moto.keys("shared", "prod/").contains(&hold_key));
+    let again = release(at, &first, "ns-new-0a1b2c3d", &env);
+    assert_eq!(again["released"], false, "releasing twice is fine: {again}");
+
+    server.put("k", "3");
+    let third = name_of(&save(&url, at, &["--keep-last", "1"], &env));
+    assert_eq!(
+        moto.keys("shared", "prod/"),
+        [format!("prod/{third}"), format!("prod/{third}.json")],
+        "the released and the expired-held backups went, with the expired hold"
+    );
+}
+
+/// Read-only credentials (or a read-only volume) cannot write a hold: the fetch still
+/// succeeds and its JSON line says the backup is not held, and why.
+#[test]
+fn a_hold_the_store_refuses_does_not_stop_the_fetch() {
+    let moto = Moto::start();
+    moto.create_bucket("readonly");
+    let server = TestServer::start();
+    seed(&server);
+    let meta = save(&server.client_url(), "s3://readonly/etcd", &[], &moto.env());
+    let name = name_of(&meta);
+    let proxy = Refusing::start(&moto, |method, path| {
+        method == "PUT" && path.contains(".holds/")
+    });
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let file = scratch.path().join("fetched.db");
+    let out = fetch_held(
+        "s3://readonly/etcd",
+        &name,
+        &file,
+        "ns-new",
+        &["--hold-for", "2h"],
+        &proxy.env(&moto),
+    );
+    assert_eq!(out["hold"]["written"], false, "{out}");
+    assert_eq!(out["hold"]["holder"], "ns-new", "{out}");
+    let error = out["hold"]["error"].as_str().expect("why it is not held");
+    assert!(
+        error.starts_with(&format!(
+            "cannot write a hold on {name} to s3://readonly/etcd: access denied"
+        )),
+        "{error}"
+    );
+    assert_eq!(out["revision"], meta["revision"], "{out}");
+    let status = run_ballast(
+        &[
+            "snapshot",
+            "status",
+            file.to_str().expect("utf-8"),
+            "-w",
+            "json",
+        ],
+        RUN_DEADLINE,
+    );
+    assert!(status.status.success(), "the fetched snapshot: {status:?}");
+    assert_eq!(
+        moto.keys("readonly", "etcd/"),
+        [format!("etcd/{name}"), format!("etcd/{name}.json")],
+        "no hold was written"
+    );
+}
+
+/// A snapshot uploaded completely whose metadata cannot be written would be invisible to
+/// listing and retention forever: it is deleted again, and the metadata's error reported.
+#[test]
+fn a_snapshot_whose_metadata_cannot_be_written_is_deleted_again() {
+    let moto = Moto::start();
+    moto.create_bucket("nometa");
+    let server = TestServer::start();
+    seed(&server);
+    let proxy = Refusing::start(&moto, |method, path| {
+        method == "PUT" && path.ends_with(".json")
+    });
+    let run = backup(
+        &[
+            "save",
+            "--endpoints",
+            &server.client_url(),
+            "--to",
+            "s3://nometa/etcd",
+        ],
+        &proxy.env(&moto),
+    );
+    let message = run.failure();
+    assert!(
+        message.starts_with("ballast backup save: cannot write the metadata of ")
+            && message.contains(" to s3://nometa/etcd: access denied"),
+        "{message}"
+    );
+    assert_eq!(
+        moto.keys("nometa", ""),
+        Vec::<String>::new(),
+        "the snapshot was left"
+    );
+}
+
+/// `--on-demand` backups are recorded as such; retention (a schedule's, or an on-demand
+/// save's own flags) never deletes them and keep-last does not count them; the newest
+/// scheduled backup stays too.
+#[test]
+fn on_demand_backups_are_neither_deleted_nor_counted_by_retention() {
+    let server = TestServer::start();
+    let root = tempfile::tempdir().expect("tempdir");
+    let dir = root.path().to_str().expect("utf-8").to_string();
+    let url = server.client_url();
+    server.put("k", "1");
+    let s1 = save(&url, &dir, &[], &[]);
+    assert_eq!(s1["onDemand"], false, "{s1}");
+    server.put("k", "2");
+    let d1 = save(&url, &dir, &["--on-demand"], &[]);
+    assert_eq!(d1["onDemand"], true, "{d1}");
+    server.put("k", "3");
+    let s2 = save(&url, &dir, &["--keep-last", "1"], &[]);
+    server.put("k", "4");
+    let d2 = save(
+        &url,
+        &dir,
+        &["--on-demand", "--keep-last", "1", "--max-age", "0s"],
+        &[],
+    );
+    let listed: Vec<(String, bool)> = list_json(&dir, &[])
+        .iter()
+        .map(|b| (name_of(b), b["onDemand"].as_bool().expect("onDemand")))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (name_of(&d2), true),
+            (name_of(&s2), false),
+            (name_of(&d1), true)
+        ]
+    );
+    assert!(!root.path().join(name_of(&s1)).exists());
+}
+
+/// Two saves in the same second at the same revision (a schedule and an EtcdBackup) make
+/// two backups, each intact, instead of one overwriting the other.
+#[test]
+fn saves_in_the_same_second_at_the_same_revision_make_two_backups() {
+    let server = TestServer::start();
+    seed(&server);
+    let root = tempfile::tempdir().expect("tempdir");
+    let dir = root.path().to_str().expect("utf-8").to_string();
+    let url = server.client_url();
+    for _ in 0..10 {
+        let (a, b) = std::thread::scope(|s| {
+            let a = s.spawn(|| save(&url, &dir, &[], &[]));
+            let b = s.spawn(|| save(&url, &dir, &[], &[]));
+            (
+                a.join().expect("first save"),
+                b.join().expect("second save"),
+            )
+        });
+        let (a, b) = (name_of(&a), name_of(&b));
+        // `<time>-r<revision>`: another second or revision is no test; try again.
+        let same = |n: &str| n.split('-').take(2).collect::<Vec<_>>().join("-");
+        if same(&a) != same(&b) {
+            continue;
+        }
+        assert_ne!(a, b, "two saves, one name");
+        let listed: Vec<String> = list_json(&dir, &[]).iter().map(name_of).collect();
+        assert!(
+            listed.contains(&a) && listed.contains(&b),
+            "{a}, {b}: {listed:?}"
+        );
+        let scratch = tempfile::tempdir().expect("tempdir");
+        for name in [&a, &b] {
+            let file = scratch.path().join("fetched.db");
+            fetch(&dir, name, &file, &[]).ok();
+        }
+        return;
+    }
+    panic!("no two saves fell in the same second in 10 tries");
+}
+
+/// In a directory a hold is a file `<name>.holds/<holder>.json` beside the backup; the folder
+/// is not a backup to `list`, and releasing the last hold removes it.
+#[test]
+fn holds_in_a_directory_are_files_beside_the_backup() {
+    let server = TestServer::start();
+    seed(&server);
+    let root = tempfile::tempdir().expect("tempdir");
+    let dir = root.path().join("backups");
+    let at = dir.to_str().expect("utf-8").to_string();
+    let name = name_of(&save(&server.client_url(), &at, &[], &[]));
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let file = scratch.path().join("fetched.db");
+    let out = fetch_held(&at, &name, &file, "ns-new", &["--hold-for", "7d"], &[]);
+    let left = seconds_until(&out["hold"]["until"]);
+    assert!((7 * 86400 - 120..=7 * 86400).contains(&left), "{out}");
+
+    let folder = dir.join(format!("{name}.holds"));
+    let hold = std::fs::read_to_string(folder.join("ns-new.json")).expect("the hold's file");
+    let hold: Value = serde_json::from_str(&hold).expect("JSON");
+    assert_eq!(
+        hold,
+        serde_json::json!({"holder": "ns-new", "until": out["hold"]["until"]})
+    );
+    let listed = backup(&["list", "--from", &at], &[]);
+    let lines: Vec<String> = listed.ok().stdout.lines().map(str::to_string).collect();
+    assert_eq!(lines.len(), 1, "the holds folder is no backup: {lines:?}");
+    assert!(lines[0].starts_with(&format!("{name}\t")), "{lines:?}");
+
+    assert_eq!(release(&at, &name, "ns-new", &[])["released"], true);
+    assert!(!folder.exists(), "the empty holds folder is removed");
 }

@@ -34,7 +34,7 @@ pub async fn fetch(location: &Location, name: &str, output: &Path) -> Result<Met
 }
 
 /// `name` without the location's prefix, if it was given with it.
-fn relative_name(location: &Location, name: &str) -> String {
+pub(super) fn relative_name(location: &Location, name: &str) -> String {
     let name = name.trim_start_matches('/');
     let prefix = location.prefix().as_ref();
     match name.strip_prefix(prefix) {

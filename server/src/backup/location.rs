@@ -162,6 +162,14 @@ impl Location {
             .collect()
     }
 
+    /// The file system path of `name`, for directory locations (object stores have no
+    /// folders to remove; a directory does, once the files in it are deleted).
+    pub fn local_path(&self, name: &str) -> Option<PathBuf> {
+        self.bucket
+            .is_none()
+            .then(|| PathBuf::from("/").join(self.object(name).as_ref()))
+    }
+
     /// `name` relative to this location, when `key` lies directly under its prefix.
     pub fn relative(&self, key: &ObjectPath) -> Option<String> {
         let mut rest = key.prefix_match(&self.prefix)?;
@@ -259,6 +267,14 @@ mod tests {
         );
         assert_eq!(
             l.relative(&ObjectPath::from("var/backups/etcd/sub/x.db")),
+            None
+        );
+        assert_eq!(
+            l.local_path("x.db.holds"),
+            Some(PathBuf::from("/var/backups/etcd/x.db.holds"))
+        );
+        assert_eq!(
+            Location::parse("s3://b/p").expect("parse").local_path("x"),
             None
         );
         assert!(Location::parse("file://relative").is_err());

@@ -4,12 +4,20 @@
 //! backup complete: listing, fetching and retention look at metadata objects and ignore
 //! anything else (an aborted upload, an operator's notes). It also carries what a restore
 //! needs to know without downloading the snapshot: the cluster, the revision, and the
-//! SHA-256 of the stored bytes, which `fetch` checks.
+//! SHA-256 of the stored bytes, which `fetch` checks, and whether the backup was made on
+//! demand, which retention needs to leave it alone (see [`super::retention`]).
+//!
+//! Only objects directly under the location count: holds (`<name>.holds/<holder>.json`, see
+//! [`super::holds`]) live one level down, so a listing made with a delimiter sees their
+//! folders as common prefixes, never as metadata, and [`scan`] reports those folders so that
+//! their holds are read without a second listing.
 
+use std::collections::BTreeSet;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+use super::holds::HOLDS;
 use super::location::Location;
 use crate::error::{Error, Result};
 
@@ -43,6 +51,10 @@ pub struct Metadata {
     pub etcd_version: String,
     /// The version of the `ballast` that made the backup.
     pub ballast_version: String,
+    /// Made outside the schedule (`save --on-demand`): retention never deletes it and does
+    /// not count it. Metadata written before this field existed reads as `false`.
+    #[serde(default)]
+    pub on_demand: bool,
 }
 
 /// How the snapshot object is stored.
@@ -70,20 +82,41 @@ impl Metadata {
     }
 }
 
+/// What a location holds: its complete backups and the names with a holds folder.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// Every complete backup, newest first.
+    pub backups: Vec<Metadata>,
+    /// Names `X` with a `X.holds/` folder, whether or not backup `X` still exists.
+    pub hold_folders: BTreeSet<String>,
+}
+
 /// Every complete backup under `location`, newest first.
 pub async fn list(location: &Location) -> Result<Vec<Metadata>> {
+    Ok(scan(location).await?.backups)
+}
+
+/// Every complete backup under `location` (newest first) and the names with holds.
+pub async fn scan(location: &Location) -> Result<Listing> {
     // Only the objects directly under the prefix: backups are never nested, and a
     // recursive listing of a directory location could walk a whole file system.
-    let objects = match location
+    let (objects, folders) = match location
         .store()
         .list_with_delimiter(Some(location.prefix()))
         .await
     {
-        Ok(listing) => listing.objects,
+        Ok(listing) => (listing.objects, listing.common_prefixes),
         // A directory no backup was written to yet holds no backups.
-        Err(object_store::Error::NotFound { .. }) if location.bucket().is_none() => Vec::new(),
+        Err(object_store::Error::NotFound { .. }) if location.bucket().is_none() => {
+            (Vec::new(), Vec::new())
+        }
         Err(e) => return Err(location.explain("cannot list backups in", e)),
     };
+    let hold_folders = folders
+        .iter()
+        .filter_map(|folder| location.relative(folder))
+        .filter_map(|name| name.strip_suffix(HOLDS).map(str::to_string))
+        .collect();
     let mut backups = Vec::new();
     for object in objects {
         let Some(name) = location.relative(&object.location) else {
@@ -103,7 +136,10 @@ pub async fn list(location: &Location) -> Result<Vec<Metadata>> {
         }
     }
     sort_newest_first(&mut backups);
-    Ok(backups)
+    Ok(Listing {
+        backups,
+        hold_folders,
+    })
 }
 
 /// Reads and parses the metadata object `name` (with its `.json` suffix).
@@ -139,4 +175,25 @@ pub fn sort_newest_first(backups: &mut [Metadata]) {
             .cmp(&a.created())
             .then_with(|| b.name.cmp(&a.name))
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_without_on_demand_reads_as_scheduled() {
+        let old = r#"{"name":"20260102T030405Z-r42.db","clusterId":"1","memberId":"2",
+            "memberName":"m","endpoint":"http://m:2379","revision":42,"size":1,"dbSize":1,
+            "sha256":"","compression":"none","createdAt":"2026-01-02T03:04:05.000Z",
+            "etcdVersion":"3.5.17","ballastVersion":"0.1.0"}"#;
+        let meta: Metadata = serde_json::from_str(old).expect("old metadata");
+        assert!(!meta.on_demand);
+        let written = serde_json::to_value(Metadata {
+            on_demand: true,
+            ..meta
+        })
+        .expect("encode");
+        assert_eq!(written["onDemand"], true);
+    }
 }

@@ -6,6 +6,13 @@
 //! restore it once decompressed. The trailer is checked against the bytes received before
 //! the upload is completed: a corrupt stream aborts the upload and leaves nothing behind.
 //! The metadata object follows the completed upload, then retention runs.
+//!
+//! Names are `<UTC time>-r<revision>-<8 random hex digits>.db[.gz]`: they sort by time as
+//! before, and two saves in the same second at the same revision (a schedule and an
+//! on-demand backup, say) no longer write the same objects. The metadata is written only if
+//! no object has its name yet (a conditional put), so a backup's metadata is never replaced.
+//! A snapshot whose metadata cannot be written is deleted again (best effort): without
+//! metadata no listing, fetch or retention would ever see it, and it would stay forever.
 
 use std::io::Write;
 use std::time::{Duration, SystemTime};
@@ -13,9 +20,10 @@ use std::time::{Duration, SystemTime};
 use ballast_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use ballast_proto::etcdserverpb::SnapshotRequest;
 use flate2::write::GzEncoder;
-use object_store::WriteMultipart;
+use object_store::{PutMode, PutPayload, WriteMultipart};
 use sha2::{Digest, Sha256};
 
+use super::holds::Hold;
 use super::location::Location;
 use super::member::{self, Endpoints, Member};
 use super::metadata::{Compression, Metadata, SUFFIX};
@@ -39,6 +47,8 @@ pub struct SaveOptions {
     pub timeout: Duration,
     /// Draw a progress line on stderr.
     pub progress: bool,
+    /// Made outside the schedule: recorded in the metadata, so retention leaves it alone.
+    pub on_demand: bool,
 }
 
 /// A finished backup and what retention removed.
@@ -47,6 +57,8 @@ pub struct Saved {
     pub metadata: Metadata,
     /// Names of the backups deleted by retention.
     pub deleted: Vec<String>,
+    /// Backups retention would have deleted but kept for their live holds.
+    pub held: Vec<(String, Vec<Hold>)>,
 }
 
 /// Takes a snapshot of the cluster and stores it (with its metadata) in `location`, then
@@ -55,12 +67,7 @@ pub async fn save(location: &Location, options: &SaveOptions) -> Result<Saved> {
     let member = member::pick(&options.endpoints, options.timeout).await?;
     let now = SystemTime::now();
     let created_at = humantime::format_rfc3339_millis(now).to_string();
-    let name = format!(
-        "{}-r{}{}",
-        object_time(now),
-        member.revision(),
-        options.compression.extension()
-    );
+    let name = backup_name(now, member.revision(), options.compression, rand::random());
     let stored = upload(location, &member, &name, options).await?;
     let metadata = Metadata {
         name: name.clone(),
@@ -76,16 +83,76 @@ pub async fn save(location: &Location, options: &SaveOptions) -> Result<Saved> {
         created_at,
         etcd_version: member.status.version.clone(),
         ballast_version: env!("CARGO_PKG_VERSION").to_string(),
+        on_demand: options.on_demand,
     };
-    let json = serde_json::to_vec_pretty(&metadata)
+    commit(location, &metadata).await?;
+    let applied = retention::apply(location, &options.retention, &name, now).await?;
+    Ok(Saved {
+        metadata,
+        deleted: applied.deleted,
+        held: applied.held,
+    })
+}
+
+/// `<time>-r<revision>-<tag>.db[.gz]`: sorts by time; `tag` (random) tells apart backups of
+/// the same second and revision.
+fn backup_name(t: SystemTime, revision: i64, compression: Compression, tag: u32) -> String {
+    format!(
+        "{}-r{revision}-{tag:08x}{}",
+        object_time(t),
+        compression.extension()
+    )
+}
+
+/// Writes the metadata that makes the uploaded snapshot a backup. If that fails, the
+/// snapshot is deleted (best effort) and the write's error returned.
+async fn commit(location: &Location, metadata: &Metadata) -> Result<()> {
+    let name = &metadata.name;
+    let json = serde_json::to_vec_pretty(metadata)
         .map_err(|e| Error::Backup(format!("cannot encode the metadata of {name}: {e}")))?;
-    location
-        .store()
-        .put(&location.object(&format!("{name}{SUFFIX}")), json.into())
+    let key = location.object(&format!("{name}{SUFFIX}"));
+    let error = match put_new(location, &key, json.into()).await {
+        Ok(()) => return Ok(()),
+        Err(object_store::Error::AlreadyExists { .. }) => {
+            // Ours, when a retried request had landed; otherwise the name is someone else's
+            // and so, possibly, the snapshot object: leave both alone.
+            if super::metadata::get(location, name).await.ok().as_ref() == Some(metadata) {
+                return Ok(());
+            }
+            return Err(Error::Backup(format!(
+                "backup {name} already exists in {location}: another save drew the same \
+                 name; nothing was deleted, run the backup again"
+            )));
+        }
+        Err(e) => location.explain(&format!("cannot write the metadata of {name} to"), e),
+    };
+    for object in [name.clone(), format!("{name}{SUFFIX}")] {
+        match location.store().delete(&location.object(&object)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => tracing::warn!(
+                "cannot delete {object} from {location} after its metadata failed ({e}); \
+                 delete it by hand, no listing or retention will see it"
+            ),
+        }
+    }
+    Err(error)
+}
+
+/// Puts `payload` at `key` unless an object is there; stores that cannot put conditionally
+/// (object_store says so) get a plain put: the name's random tag already makes it new.
+async fn put_new(
+    location: &Location,
+    key: &object_store::path::Path,
+    payload: PutPayload,
+) -> object_store::Result<()> {
+    let store = location.store();
+    match store
+        .put_opts(key, payload.clone(), PutMode::Create.into())
         .await
-        .map_err(|e| location.explain(&format!("cannot write the metadata of {name} to"), e))?;
-    let deleted = retention::apply(location, &options.retention, &name, now).await?;
-    Ok(Saved { metadata, deleted })
+    {
+        Err(object_store::Error::NotImplemented) => store.put(key, payload).await.map(drop),
+        result => result.map(drop),
+    }
 }
 
 /// `YYYYMMDDTHHMMSSZ` in UTC, for object names that sort by time.
@@ -258,5 +325,20 @@ mod tests {
     fn object_times_sort_and_read_as_utc() {
         let t = humantime::parse_rfc3339("2026-01-02T03:04:05.678Z").expect("time");
         assert_eq!(object_time(t), "20260102T030405Z");
+    }
+
+    #[test]
+    fn names_of_one_second_and_revision_differ_and_still_sort_by_time() {
+        let t = humantime::parse_rfc3339("2026-12-03T14:00:00.100Z").expect("time");
+        let later = humantime::parse_rfc3339("2026-12-03T14:00:01Z").expect("time");
+        let a = backup_name(t, 12, Compression::None, 0xffff_ffff);
+        let b = backup_name(t, 12, Compression::None, 0x1a2b);
+        assert_eq!(a, "20261203T140000Z-r12-ffffffff.db");
+        assert_eq!(b, "20261203T140000Z-r12-00001a2b.db");
+        assert_eq!(
+            backup_name(t, 12, Compression::Gzip, 7),
+            "20261203T140000Z-r12-00000007.db.gz"
+        );
+        assert!(a < backup_name(later, 3, Compression::None, 0));
     }
 }
