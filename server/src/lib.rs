@@ -1,14 +1,17 @@
 //! Ballast: an etcd v3 compatible server.
 //!
-//! Request flow: `api` (gRPC handlers) turns a client request into a `raft`
-//! proposal; once the Raft log entry is durable and committed, `apply`
-//! executes it against the `mvcc` store, the `lease` table and the alarm
-//! list, answers the waiting handler and feeds `watch`.
+//! Request flow: `api` (gRPC handlers) validates a client request and calls
+//! the typed method of `server` for it, which turns it into a `raft` proposal;
+//! once the Raft log entry is durable and committed, `apply` executes it
+//! against the `mvcc` store, the `lease` table and the alarm list, answers the
+//! waiting method and feeds `watch`. `bootstrap` opens a member's data before
+//! `server` starts it.
 
 pub mod alarm;
 pub mod api;
 pub mod apply;
 pub mod backup;
+pub mod bootstrap;
 pub mod cluster;
 pub mod compactor;
 pub mod config;

@@ -129,7 +129,7 @@ pub async fn discover(
     cfg: &crate::config::Config,
     dialer: &crate::tls::PeerDialer,
 ) -> Result<JoinInfo> {
-    let local = crate::server::initial_members(cfg);
+    let local = crate::bootstrap::initial_members(cfg);
     for url in other_peer_urls(cfg) {
         let resp = match ask_members(dialer, &url, std::time::Duration::from_secs(5)).await {
             Ok(r) => r,
@@ -163,7 +163,7 @@ pub async fn already_bootstrapped(
     dialer: &crate::tls::PeerDialer,
 ) -> Option<u64> {
     const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-    let me = crate::server::initial_members(cfg)
+    let me = crate::bootstrap::initial_members(cfg)
         .into_iter()
         .find(|m| m.name == cfg.name)?;
     for url in other_peer_urls(cfg) {

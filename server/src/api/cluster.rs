@@ -11,11 +11,9 @@ use ballast_proto::etcdserverpb::{
     MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse,
     MemberUpdateRequest, MemberUpdateResponse,
 };
-use ballast_proto::internal::internal_request::Request as Proposal;
 use raft::prelude::ConfChangeType;
 use tonic::{Request, Response, Status};
 
-use crate::apply::Applied;
 use crate::cluster::{reconfig, Member};
 use crate::error::EtcdError;
 use crate::raft::ids;
@@ -53,6 +51,15 @@ impl ClusterService {
 
 #[tonic::async_trait]
 impl Cluster for ClusterService {
+    #[tracing::instrument(
+        name = "etcdserverpb.Cluster/MemberAdd",
+        level = "debug",
+        skip_all,
+        fields(
+            peer_urls = req.get_ref().peer_ur_ls.len(),
+            learner = req.get_ref().is_learner,
+        )
+    )]
     async fn member_add(
         &self,
         req: Request<MemberAddRequest>,
@@ -110,6 +117,12 @@ impl Cluster for ClusterService {
         }))
     }
 
+    #[tracing::instrument(
+        name = "etcdserverpb.Cluster/MemberRemove",
+        level = "debug",
+        skip_all,
+        fields(member_id = req.get_ref().id)
+    )]
     async fn member_remove(
         &self,
         req: Request<MemberRemoveRequest>,
@@ -139,6 +152,15 @@ impl Cluster for ClusterService {
         }))
     }
 
+    #[tracing::instrument(
+        name = "etcdserverpb.Cluster/MemberUpdate",
+        level = "debug",
+        skip_all,
+        fields(
+            member_id = req.get_ref().id,
+            peer_urls = req.get_ref().peer_ur_ls.len(),
+        )
+    )]
     async fn member_update(
         &self,
         req: Request<MemberUpdateRequest>,
@@ -159,21 +181,19 @@ impl Cluster for ClusterService {
             return Err(EtcdError::PeerUrlExist.into());
         }
         member.peer_urls = url_strings;
-        // Checked again when applied: the member may be gone by then.
-        let after = match self
-            .0
-            .propose(Proposal::MemberUpdate(member.to_pb()))
-            .await?
-        {
-            Applied::Members(after) => after,
-            _ => return Err(EtcdError::Corrupt.into()),
-        };
+        let after = self.0.member_update(member).await?;
         Ok(Response::new(MemberUpdateResponse {
             header: self.header(),
             members: pb(&after),
         }))
     }
 
+    #[tracing::instrument(
+        name = "etcdserverpb.Cluster/MemberList",
+        level = "debug",
+        skip_all,
+        fields(linearizable = req.get_ref().linearizable)
+    )]
     async fn member_list(
         &self,
         req: Request<MemberListRequest>,
@@ -187,6 +207,12 @@ impl Cluster for ClusterService {
         }))
     }
 
+    #[tracing::instrument(
+        name = "etcdserverpb.Cluster/MemberPromote",
+        level = "debug",
+        skip_all,
+        fields(member_id = req.get_ref().id)
+    )]
     async fn member_promote(
         &self,
         req: Request<MemberPromoteRequest>,

@@ -7,104 +7,96 @@ use ballast_proto::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
     PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
 };
-use ballast_proto::internal::internal_request::Request;
 use tonic::{Request as Req, Response, Status};
 
 use super::validate;
-use crate::apply::Applied;
 use crate::server::EtcdServer;
 
 pub struct KvService(pub Arc<EtcdServer>);
 
-fn unexpected(a: Applied) -> Status {
-    Status::internal(format!("unexpected apply result {a:?}"))
-}
-
 #[tonic::async_trait]
 impl Kv for KvService {
+    #[tracing::instrument(
+        name = "etcdserverpb.KV/Range",
+        level = "debug",
+        skip_all,
+        fields(
+            key_len = req.get_ref().key.len(),
+            range_end = !req.get_ref().range_end.is_empty(),
+            revision = req.get_ref().revision,
+            serializable = req.get_ref().serializable,
+        )
+    )]
     async fn range(&self, req: Req<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
         let r = req.into_inner();
         validate::range(&r)?;
-        if !r.serializable {
-            self.0.check_not_learner()?;
-            self.0.linearize().await?;
-        }
-        // A read is counted where it is served (writes: when applied).
-        self.0.metrics.range_total.inc();
-        let mut resp = self.0.store.range(&r)?;
-        self.0.stamp(&mut resp.header);
-        Ok(Response::new(resp))
+        Ok(Response::new(self.0.range(r).await?))
     }
 
+    #[tracing::instrument(
+        name = "etcdserverpb.KV/Put",
+        level = "debug",
+        skip_all,
+        fields(
+            key_len = req.get_ref().key.len(),
+            lease = req.get_ref().lease,
+            prev_kv = req.get_ref().prev_kv,
+        )
+    )]
     async fn put(&self, req: Req<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let r = req.into_inner();
         validate::put(&r)?;
-        self.0.check_not_learner()?;
-        match self.0.propose(Request::Put(r)).await? {
-            Applied::Put(mut resp) => {
-                self.0.stamp(&mut resp.header);
-                Ok(Response::new(resp))
-            }
-            other => Err(unexpected(other)),
-        }
+        Ok(Response::new(self.0.put(r).await?))
     }
 
+    #[tracing::instrument(
+        name = "etcdserverpb.KV/DeleteRange",
+        level = "debug",
+        skip_all,
+        fields(
+            key_len = req.get_ref().key.len(),
+            range_end = !req.get_ref().range_end.is_empty(),
+            prev_kv = req.get_ref().prev_kv,
+        )
+    )]
     async fn delete_range(
         &self,
         req: Req<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
         let r = req.into_inner();
         validate::delete_range(&r)?;
-        self.0.check_not_learner()?;
-        match self.0.propose(Request::DeleteRange(r)).await? {
-            Applied::DeleteRange(mut resp) => {
-                self.0.stamp(&mut resp.header);
-                Ok(Response::new(resp))
-            }
-            other => Err(unexpected(other)),
-        }
+        Ok(Response::new(self.0.delete_range(r).await?))
     }
 
+    #[tracing::instrument(
+        name = "etcdserverpb.KV/Txn",
+        level = "debug",
+        skip_all,
+        fields(
+            compares = req.get_ref().compare.len(),
+            success_ops = req.get_ref().success.len(),
+            failure_ops = req.get_ref().failure.len(),
+        )
+    )]
     async fn txn(&self, req: Req<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         let r = req.into_inner();
         validate::txn(&r, self.0.cfg.max_txn_ops as usize)?;
-        self.0.check_not_learner()?;
-        match self.0.propose(Request::Txn(r)).await? {
-            Applied::Txn(mut resp) => {
-                stamp_txn(&self.0, &mut resp);
-                Ok(Response::new(resp))
-            }
-            other => Err(unexpected(other)),
-        }
+        Ok(Response::new(self.0.txn(r).await?))
     }
 
+    #[tracing::instrument(
+        name = "etcdserverpb.KV/Compact",
+        level = "debug",
+        skip_all,
+        fields(
+            revision = req.get_ref().revision,
+            physical = req.get_ref().physical,
+        )
+    )]
     async fn compact(
         &self,
         req: Req<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
-        let r = req.into_inner();
-        match self.0.propose(Request::Compaction(r)).await {
-            Ok(Applied::Compaction(mut resp)) => {
-                self.0.stamp(&mut resp.header);
-                Ok(Response::new(resp))
-            }
-            Ok(other) => Err(unexpected(other)),
-            Err(e) => Err(e.into()),
-        }
-    }
-}
-
-/// Sub-responses carry headers too; give them the member's identity.
-fn stamp_txn(s: &EtcdServer, resp: &mut TxnResponse) {
-    use ballast_proto::etcdserverpb::response_op::Response as R;
-    s.stamp(&mut resp.header);
-    for op in &mut resp.responses {
-        match &mut op.response {
-            Some(R::ResponseRange(r)) => s.stamp(&mut r.header),
-            Some(R::ResponsePut(r)) => s.stamp(&mut r.header),
-            Some(R::ResponseDeleteRange(r)) => s.stamp(&mut r.header),
-            Some(R::ResponseTxn(t)) => stamp_txn(s, t),
-            None => {}
-        }
+        Ok(Response::new(self.0.compact(req.into_inner()).await?))
     }
 }

@@ -9,67 +9,52 @@ use ballast_proto::etcdserverpb::{
     LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus,
     LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
-use ballast_proto::internal::internal_request::Request;
 use futures::Stream;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request as Req, Response, Status, Streaming};
+use tracing::Instrument;
 
-use crate::apply::Applied;
 use crate::error::EtcdError;
-use crate::lease::MAX_LEASE_TTL;
 use crate::server::EtcdServer;
 
 pub struct LeaseService(pub Arc<EtcdServer>);
 
 #[tonic::async_trait]
 impl Lease for LeaseService {
+    #[tracing::instrument(
+        name = "etcdserverpb.Lease/LeaseGrant",
+        level = "debug",
+        skip_all,
+        fields(
+            lease = req.get_ref().id,
+            ttl = req.get_ref().ttl,
+        )
+    )]
     async fn lease_grant(
         &self,
         req: Req<LeaseGrantRequest>,
     ) -> Result<Response<LeaseGrantResponse>, Status> {
-        let mut r = req.into_inner();
-        self.0.check_not_learner()?;
-        if r.ttl > MAX_LEASE_TTL {
-            return Err(EtcdError::LeaseTtlTooLarge.into());
-        }
-        if r.id == 0 {
-            // Positive IDs only, as etcd hands out.
-            r.id = (self.0.next_id() & (i64::MAX as u64)) as i64;
-        }
-        match self.0.propose(Request::LeaseGrant(r)).await? {
-            Applied::LeaseGrant(mut resp) => {
-                self.0.stamp(&mut resp.header);
-                Ok(Response::new(resp))
-            }
-            other => Err(Status::internal(format!(
-                "unexpected apply result {other:?}"
-            ))),
-        }
+        Ok(Response::new(self.0.lease_grant(req.into_inner()).await?))
     }
 
+    #[tracing::instrument(
+        name = "etcdserverpb.Lease/LeaseRevoke",
+        level = "debug",
+        skip_all,
+        fields(lease = req.get_ref().id)
+    )]
     async fn lease_revoke(
         &self,
         req: Req<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
-        let r = req.into_inner();
-        if !self.0.lessor.exists(r.id) {
-            return Err(EtcdError::LeaseNotFound.into());
-        }
-        match self.0.propose(Request::LeaseRevoke(r)).await? {
-            Applied::LeaseRevoke(mut resp) => {
-                self.0.stamp(&mut resp.header);
-                Ok(Response::new(resp))
-            }
-            other => Err(Status::internal(format!(
-                "unexpected apply result {other:?}"
-            ))),
-        }
+        Ok(Response::new(self.0.lease_revoke(req.into_inner()).await?))
     }
 
     type LeaseKeepAliveStream =
         Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
 
+    #[tracing::instrument(name = "etcdserverpb.Lease/LeaseKeepAlive", level = "debug", skip_all)]
     async fn lease_keep_alive(
         &self,
         req: Req<Streaming<LeaseKeepAliveRequest>>,
@@ -77,7 +62,8 @@ impl Lease for LeaseService {
         let mut inbound = req.into_inner();
         let (tx, rx) = mpsc::channel(64);
         let s = self.0.clone();
-        tokio::spawn(async move {
+        // The stream lives on in its task: in this request's span.
+        let keep_alive = async move {
             while let Ok(Some(r)) = inbound.message().await {
                 let resp = match renew(&s, r.id).await {
                     Ok(resp) => resp,
@@ -90,10 +76,20 @@ impl Lease for LeaseService {
                     break;
                 }
             }
-        });
+        };
+        tokio::spawn(keep_alive.in_current_span());
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
+    #[tracing::instrument(
+        name = "etcdserverpb.Lease/LeaseTimeToLive",
+        level = "debug",
+        skip_all,
+        fields(
+            lease = req.get_ref().id,
+            keys = req.get_ref().keys,
+        )
+    )]
     async fn lease_time_to_live(
         &self,
         req: Req<LeaseTimeToLiveRequest>,
@@ -114,6 +110,7 @@ impl Lease for LeaseService {
         Ok(Response::new(resp))
     }
 
+    #[tracing::instrument(name = "etcdserverpb.Lease/LeaseLeases", level = "debug", skip_all)]
     async fn lease_leases(
         &self,
         _req: Req<LeaseLeasesRequest>,

@@ -4,7 +4,6 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use ballast_proto::etcdserverpb::alarm_request::AlarmAction;
 use ballast_proto::etcdserverpb::maintenance_server::Maintenance;
 use ballast_proto::etcdserverpb::{
     AlarmRequest, AlarmResponse, AlarmType, DefragmentRequest, DefragmentResponse,
@@ -12,13 +11,11 @@ use ballast_proto::etcdserverpb::{
     MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest,
     StatusResponse,
 };
-use ballast_proto::internal::internal_request::Request;
 use futures::Stream;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request as Req, Response, Status};
 
-use crate::apply::Applied;
 use crate::error::EtcdError;
 use crate::server::EtcdServer;
 
@@ -34,26 +31,20 @@ fn alarm_name(a: i32) -> &'static str {
 
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
+    #[tracing::instrument(
+        name = "etcdserverpb.Maintenance/Alarm",
+        level = "debug",
+        skip_all,
+        fields(
+            action = req.get_ref().action,
+            alarm = req.get_ref().alarm,
+        )
+    )]
     async fn alarm(&self, req: Req<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
-        let r = req.into_inner();
-        if r.action == AlarmAction::Get as i32 {
-            let alarms = self.0.alarms.list();
-            return Ok(Response::new(AlarmResponse {
-                header: self.0.header(self.0.store.current_revision()),
-                alarms,
-            }));
-        }
-        match self.0.propose(Request::Alarm(r)).await? {
-            Applied::Alarm(mut resp) => {
-                self.0.stamp(&mut resp.header);
-                Ok(Response::new(resp))
-            }
-            other => Err(Status::internal(format!(
-                "unexpected apply result {other:?}"
-            ))),
-        }
+        Ok(Response::new(self.0.alarm(req.into_inner()).await?))
     }
 
+    #[tracing::instrument(name = "etcdserverpb.Maintenance/Status", level = "debug", skip_all)]
     async fn status(&self, _: Req<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         let s = &self.0;
         let backend = s.store.backend();
@@ -81,6 +72,11 @@ impl Maintenance for MaintenanceService {
         }))
     }
 
+    #[tracing::instrument(
+        name = "etcdserverpb.Maintenance/Defragment",
+        level = "debug",
+        skip_all
+    )]
     async fn defragment(
         &self,
         _: Req<DefragmentRequest>,
@@ -99,6 +95,7 @@ impl Maintenance for MaintenanceService {
         }))
     }
 
+    #[tracing::instrument(name = "etcdserverpb.Maintenance/Hash", level = "debug", skip_all)]
     async fn hash(&self, _: Req<HashRequest>) -> Result<Response<HashResponse>, Status> {
         let s = self.0.clone();
         let hash = tokio::task::spawn_blocking(move || s.store.hash_kv(0))
@@ -110,6 +107,12 @@ impl Maintenance for MaintenanceService {
         }))
     }
 
+    #[tracing::instrument(
+        name = "etcdserverpb.Maintenance/HashKV",
+        level = "debug",
+        skip_all,
+        fields(revision = req.get_ref().revision)
+    )]
     async fn hash_kv(&self, req: Req<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
         let rev = req.into_inner().revision;
         let s = self.0.clone();
@@ -126,6 +129,7 @@ impl Maintenance for MaintenanceService {
 
     type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send>>;
 
+    #[tracing::instrument(name = "etcdserverpb.Maintenance/Snapshot", level = "debug", skip_all)]
     async fn snapshot(
         &self,
         _: Req<SnapshotRequest>,
@@ -140,6 +144,12 @@ impl Maintenance for MaintenanceService {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
+    #[tracing::instrument(
+        name = "etcdserverpb.Maintenance/MoveLeader",
+        level = "debug",
+        skip_all,
+        fields(target = req.get_ref().target_id)
+    )]
     async fn move_leader(
         &self,
         req: Req<MoveLeaderRequest>,
@@ -172,6 +182,7 @@ impl Maintenance for MaintenanceService {
         }))
     }
 
+    #[tracing::instrument(name = "etcdserverpb.Maintenance/Downgrade", level = "debug", skip_all)]
     async fn downgrade(
         &self,
         _: Req<DowngradeRequest>,

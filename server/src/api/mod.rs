@@ -1,5 +1,6 @@
-//! gRPC handlers: validate, then read locally or propose through Raft, and
-//! fill in the response header.
+//! gRPC handlers: validate, then call the server's typed method for the
+//! request (see `server`), or read locally. Each request runs in a debug-level
+//! span named after its gRPC method, with its key facts (never keys or values).
 
 pub mod cluster;
 pub mod kv;

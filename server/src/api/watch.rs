@@ -15,6 +15,7 @@ use prost::Message;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
 
 use crate::server::EtcdServer;
 use crate::watch::{Delivery, StreamId, WatchSpec};
@@ -33,6 +34,7 @@ type Out = mpsc::Sender<Result<WatchResponse, Status>>;
 impl Watch for WatchService {
     type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send>>;
 
+    #[tracing::instrument(name = "etcdserverpb.Watch/Watch", level = "debug", skip_all)]
     async fn watch(
         &self,
         req: Request<Streaming<WatchRequest>>,
@@ -46,7 +48,8 @@ impl Watch for WatchService {
             next_watch_id: 0,
             fragment: HashMap::new(),
         };
-        tokio::spawn(stream.run(inbound));
+        // The stream lives on in its task: in this request's span.
+        tokio::spawn(stream.run(inbound).in_current_span());
         Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
     }
 }

@@ -1,6 +1,7 @@
 //! The state machine: applies committed Raft entries in order, one backend
 //! transaction per batch, then answers the waiting handlers and feeds watchers.
 
+mod kind;
 mod request;
 mod txn;
 
@@ -329,6 +330,7 @@ impl Applier {
             *applied_index = e.index;
             last_term = e.term;
             if e.get_entry_type() == EntryType::EntryConfChange {
+                let _span = kind::apply_span(&e, "conf_change").entered();
                 let conf = st.confs.remove(&e.index);
                 let (id, res) = self.apply_conf_change(&batch, &e, conf)?;
                 results.push((id, res));
@@ -344,6 +346,7 @@ impl Applier {
                     continue;
                 }
             };
+            let _span = kind::apply_span(&e, kind::of(&req)).entered();
             let id = req.id;
             let res = match request::apply(self, &mut batch, req) {
                 Ok(applied) => Ok(applied),
