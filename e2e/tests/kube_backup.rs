@@ -416,56 +416,44 @@ fn scheduled_backups_appear_with_metadata_and_retention(kube: &KubeCluster, s3: 
 }
 
 /// Returns the on-demand backup's name and revision.
-fn an_on_demand_backup_succeeds_and_a_wrong_bucket_fails(kube: &KubeCluster) -> (String, i64) {
-    let now = r#"
-apiVersion: ballast.dev/v1alpha1
-kind: EtcdBackup
-metadata: {name: now, namespace: default}
-spec: {clusterName: src}
-"#;
-    kube.kubectl_with_input(&["apply", "-f", "-"], Some(now))
-        .expect("EtcdBackup now");
+/// Applies EtcdBackup `name` of cluster src (with `store`, a YAML flow mapping, if any) and
+/// waits for its phase to be `phase`.
+fn take_backup(kube: &KubeCluster, name: &str, store: Option<&str>, phase: &str) {
+    let store = store.map(|s| format!(", store: {s}")).unwrap_or_default();
+    let manifest = format!(
+        "apiVersion: ballast.dev/v1alpha1\nkind: EtcdBackup\n\
+         metadata: {{name: {name}, namespace: default}}\nspec: {{clusterName: src{store}}}\n"
+    );
+    kube.kubectl_with_input(&["apply", "-f", "-"], Some(&manifest))
+        .unwrap_or_else(|e| panic!("EtcdBackup {name}: {e}"));
     wait_for(
         kube,
         "etcdbackup",
-        "now",
+        name,
         "{.status.phase}",
         Duration::from_secs(180),
-        |p| p == "Succeeded",
+        |p| p == phase,
     );
+}
+
+fn an_on_demand_backup_succeeds_and_a_wrong_bucket_fails(kube: &KubeCluster) -> (String, i64) {
+    take_backup(kube, "now", None, "Succeeded");
     let name = jsonpath(kube, "etcdbackup", "now", "{.status.name}");
     let revision: i64 = jsonpath(kube, "etcdbackup", "now", "{.status.revision}")
         .parse()
         .expect("a revision in status");
     assert!(!name.is_empty());
 
-    let wrong = r#"
-apiVersion: ballast.dev/v1alpha1
-kind: EtcdBackup
-metadata: {name: wrong-bucket, namespace: default}
-spec:
-  clusterName: src
-  store: {s3: {bucket: no-such-bucket, endpoint: ENDPOINT, credentialsSecretName: s3-creds}}
-"#
-    .replace(
-        "ENDPOINT",
-        &jsonpath(
-            kube,
-            "etcdcluster",
-            "src",
-            "{.spec.backup.store.s3.endpoint}",
-        ),
-    );
-    kube.kubectl_with_input(&["apply", "-f", "-"], Some(&wrong))
-        .expect("EtcdBackup wrong-bucket");
-    wait_for(
+    let endpoint = jsonpath(
         kube,
-        "etcdbackup",
-        "wrong-bucket",
-        "{.status.phase}",
-        Duration::from_secs(180),
-        |p| p == "Failed",
+        "etcdcluster",
+        "src",
+        "{.spec.backup.store.s3.endpoint}",
     );
+    let wrong = format!(
+        "{{s3: {{bucket: no-such-bucket, endpoint: '{endpoint}', credentialsSecretName: s3-creds}}}}"
+    );
+    take_backup(kube, "wrong-bucket", Some(&wrong), "Failed");
     let why = jsonpath(kube, "etcdbackup", "wrong-bucket", "{.status.message}");
     assert!(
         why.contains("no-such-bucket"),
@@ -542,6 +530,15 @@ fn a_new_cluster_is_restored_from_the_backup(
     );
     // Writable.
     etcdctl(kube, "restored", &["put", "/data/new", "yes"]).expect("write to the restored cluster");
+    // The check held the backup against retention while the members restored it; the
+    // schedule's retention (keep one) never deletes an on-demand backup.
+    let keys = s3.keys("default/src/");
+    assert!(
+        keys.iter()
+            .any(|k| k.starts_with(&format!("default/src/{name}.holds/default-restored-"))),
+        "{keys:?}"
+    );
+    assert!(keys.contains(&format!("default/src/{name}")), "{keys:?}");
 }
 
 fn a_corrupt_backup_is_refused_before_any_member_starts(kube: &KubeCluster, s3: &S3, name: &str) {
@@ -623,15 +620,31 @@ fn the_source_is_rolled_back_in_place(kube: &KubeCluster, name: &str, at_backup:
             .is_some_and(|e| e.to_string().contains("must repeat the cluster's name")),
         "{unconfirmed:?}"
     );
-    kube.kubectl(&[
-        "patch",
+    // First to a backup that has the later write, changed to `name` while the members are
+    // stopped for it: they stay stopped and end with `name`'s data only.
+    take_backup(kube, "later", None, "Succeeded");
+    let later = jsonpath(kube, "etcdbackup", "later", "{.status.name}");
+    let rollback_to = |backup: &str| {
+        kube.kubectl(&[
+            "patch",
+            "etcdcluster",
+            "src",
+            "--type=merge",
+            "-p",
+            &format!(r#"{{"spec":{{"rollback":{{"backup":"{backup}","confirm":"src"}}}}}}"#),
+        ])
+        .unwrap_or_else(|e| panic!("ask for the rollback to {backup}: {e}"))
+    };
+    rollback_to(&later);
+    wait_for(
+        kube,
         "etcdcluster",
         "src",
-        "--type=merge",
-        "-p",
-        &format!(r#"{{"spec":{{"rollback":{{"backup":"{name}","confirm":"src"}}}}}}"#),
-    ])
-    .expect("ask for the rollback");
+        "{.status.rollback.phase}",
+        Duration::from_secs(180),
+        |p| p == "Stopping" || p == "Restoring",
+    );
+    rollback_to(name);
     wait_for(
         kube,
         "etcdcluster",
@@ -680,7 +693,7 @@ fn the_source_is_rolled_back_in_place(kube: &KubeCluster, name: &str, at_backup:
         |id| !id.is_empty() && id != old_id,
     );
     etcdctl(kube, "src", &["put", "/data/after-rollback", "yes"]).expect("writable again");
-    for reason in ["RollbackStarted", "RolledBack"] {
+    for reason in ["RollbackStarted", "RollbackChanged", "RolledBack"] {
         let events = kube
             .kubectl(&[
                 "get",
@@ -717,28 +730,21 @@ fn defragmentation_runs_on_its_schedule(kube: &KubeCluster) {
 /// An on-demand backup to a PersistentVolumeClaim, and a new cluster restored from it: the
 /// operator makes the member's claim and restores it with a Job before the member starts.
 fn a_backup_on_a_volume_restores_a_new_cluster(kube: &KubeCluster) {
-    let setup = r#"
+    let claim = r#"
 apiVersion: v1
 kind: PersistentVolumeClaim
 metadata: {name: backups, namespace: default}
 spec:
   accessModes: [ReadWriteOnce]
   resources: {requests: {storage: 1Gi}}
----
-apiVersion: ballast.dev/v1alpha1
-kind: EtcdBackup
-metadata: {name: to-volume, namespace: default}
-spec: {clusterName: src, store: {volume: {claimName: backups}}}
 "#;
-    kube.kubectl_with_input(&["apply", "-f", "-"], Some(setup))
-        .expect("claim and EtcdBackup");
-    wait_for(
+    kube.kubectl_with_input(&["apply", "-f", "-"], Some(claim))
+        .expect("backup claim");
+    take_backup(
         kube,
-        "etcdbackup",
         "to-volume",
-        "{.status.phase}",
-        Duration::from_secs(180),
-        |p| p == "Succeeded",
+        Some("{volume: {claimName: backups}}"),
+        "Succeeded",
     );
     let name = jsonpath(kube, "etcdbackup", "to-volume", "{.status.name}");
     let location = jsonpath(kube, "etcdbackup", "to-volume", "{.status.location}");

@@ -59,6 +59,27 @@ pub fn location(names: &ClusterNames, store: &BackupStore) -> String {
     }
 }
 
+/// `store` with its prefix (or path) spelled out, `prefix` where it names none: what an
+/// `EtcdBackup` records of where its backup went, so that a later change of its cluster's
+/// store or name cannot send a restore somewhere else.
+pub fn with_prefix(prefix: &str, mut store: BackupStore) -> BackupStore {
+    if let Some(s3) = store.s3.as_mut() {
+        s3.prefix.get_or_insert_with(|| prefix.to_string());
+    }
+    if let Some(volume) = store.volume.as_mut() {
+        volume.path.get_or_insert_with(|| prefix.to_string());
+    }
+    store
+}
+
+/// Who holds a backup while this cluster restores from it (`ballast backup fetch --hold`):
+/// namespace, name and UID, so that a cluster re-created under the same name is another
+/// holder.
+pub fn holder(names: &ClusterNames, uid: &str) -> String {
+    let uid: String = uid.chars().filter(|c| *c != '-').take(8).collect();
+    format!("{}-{}-{uid}", names.namespace, names.name)
+}
+
 /// The Secret holding the operator's client certificate (`ca.crt`, `tls.crt`, `tls.key`).
 pub fn client_secret(names: &ClusterNames, spec: &EtcdClusterSpec) -> String {
     match &spec.tls.existing {
@@ -115,25 +136,22 @@ pub fn etcd_backup_source(
     let backup = status
         .name
         .ok_or_else(|| format!("EtcdBackup {name} succeeded but names no backup"))?;
-    let store = eb.spec.store.clone().or(cluster_store.cloned()).ok_or_else(|| {
-        format!(
-            "EtcdBackup {name} has no store, and EtcdCluster {} has no spec.backup.store to say where it went",
-            eb.spec.cluster_name
-        )
-    })?;
-    // Its default prefix (or path) is the backed-up cluster's, not the one being created.
-    let own = format!(
-        "{}/{}",
-        eb.metadata.namespace.as_deref().unwrap_or("default"),
-        eb.spec.cluster_name
-    );
-    let mut store = store;
-    if let Some(s3) = store.s3.as_mut() {
-        s3.prefix.get_or_insert(own.clone());
-    }
-    if let Some(volume) = store.volume.as_mut() {
-        volume.path.get_or_insert(own);
-    }
+    // Recorded when it was taken; else (an object from before that was recorded) from its
+    // spec, or its cluster's, with the backed-up cluster's default prefix, not the one being
+    // created.
+    let store = match status.store {
+        Some(store) => store,
+        None => {
+            let store = eb.spec.store.clone().or(cluster_store.cloned()).ok_or_else(|| {
+                format!(
+                    "EtcdBackup {name} has no store, and EtcdCluster {} has no spec.backup.store to say where it went",
+                    eb.spec.cluster_name
+                )
+            })?;
+            let namespace = eb.metadata.namespace.as_deref().unwrap_or("default");
+            with_prefix(&format!("{namespace}/{}", eb.spec.cluster_name), store)
+        }
+    };
     Ok(RestoreSource { store, backup })
 }
 

@@ -745,10 +745,10 @@ async fn apply(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
         None => None,
     };
     if let Some(rb) = &rollback {
-        if rb.step.holds_members() {
+        if rb.step.holds_members(rb.stopped) {
             step = None;
         }
-        if let Some(n) = rb.step.pods(rb.members) {
+        if let Some(n) = rb.step.pods(rb.members, rb.stopped) {
             live.pods = Some(n);
         }
         if let Some(op) = &rb.operation {
@@ -937,8 +937,8 @@ async fn apply(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, E
         backup,
         rollback: rollback.map(|r| r.status),
         defrag,
-        // Recorded once the members may be created from it.
-        restored_from: restored_from.filter(|_| gate == RestoreGate::Open),
+        // Recorded as soon as it is known (see backups::restore_gate).
+        restored_from,
     };
     let new_status = status::compute(&cluster, &names, &observed, now);
     if cluster.status.as_ref() != Some(&new_status) {

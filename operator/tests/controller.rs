@@ -1328,6 +1328,13 @@ async fn a_rollback_checks_stops_restores_and_starts_the_members() {
 #[tokio::test]
 async fn a_restore_from_a_volume_restores_each_claim_before_the_members() {
     let h = harness();
+    // Mountable on every node at once: every claim is restored together.
+    h.api.put(
+        "/api/v1/namespaces/db/persistentvolumeclaims/backups",
+        json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+               "metadata": {"name": "backups", "namespace": "db"},
+               "spec": {"accessModes": ["ReadWriteMany"]}}),
+    );
     let c = finalized(common::cluster(
         "main",
         "restore: { store: { volume: { claimName: backups, path: db/old } }, backup: 20261203T140000Z-r12.db }",
@@ -1377,4 +1384,268 @@ async fn a_restore_from_a_volume_restores_each_claim_before_the_members() {
             .map(|r| r.backup),
         Some("20261203T140000Z-r12.db".to_string())
     );
+}
+
+/// A Job as an earlier cluster or an earlier rollback left it: ended, maybe being deleted.
+fn leftover_job(h: &Harness, name: &str, owner_uid: &str, backup: Option<&str>, deleting: bool) {
+    let mut meta = json!({"name": name, "namespace": "db",
+        "labels": {"ballast.dev/cluster": "main", "app.kubernetes.io/component": "backup",
+                   "app.kubernetes.io/managed-by": "ballast-operator"},
+        "ownerReferences": [{"apiVersion": "ballast.dev/v1alpha1", "kind": "EtcdCluster",
+                             "name": "main", "uid": owner_uid, "controller": true}]});
+    if let Some(b) = backup {
+        meta["annotations"] = json!({"ballast.dev/backup": b});
+    }
+    if deleting {
+        meta["deletionTimestamp"] = json!("2026-12-03T14:00:00Z");
+    }
+    h.api.put(
+        &format!("/apis/batch/v1/namespaces/db/jobs/{name}"),
+        json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": {"template": {}},
+               "status": {"conditions": [{"type": "Complete", "status": "True",
+                                          "lastTransitionTime": "2026-12-03T14:00:00Z"}]}}),
+    );
+}
+
+/// `spec.rollback.backup` changed while the members are stopped and half restored: the
+/// earlier backup's Jobs are deleted in the foreground and waited for, the members stay
+/// stopped through the new backup's check and restore, and start only once every claim
+/// holds the new backup.
+#[tokio::test]
+async fn a_rollback_changed_mid_way_keeps_the_members_stopped_and_never_overlaps_restores() {
+    let h = harness();
+    let c = finalized(common::cluster(
+        "main",
+        "backup: { schedule: '0 * * * *', store: { s3: { bucket: snaps } } }",
+    ));
+    h.reconcile(&c).await.unwrap();
+    h.set_sts_status(3, 3);
+    member_pods(&h, 3);
+    *h.members.answer.lock().unwrap() = Some(Ok(healthy_view(3, &[])));
+    h.reconcile(&h.stored_cluster()).await.unwrap();
+    let rollback_to = |backup: &str| -> Option<ballast_operator::crd::RollbackSpec> {
+        Some(serde_yaml::from_str(&format!("{{backup: {backup}, confirm: main}}")).unwrap())
+    };
+    let mut c = h.stored_cluster();
+    c.spec.rollback = rollback_to("a.db");
+    h.reconcile(&c).await.unwrap();
+    end_job(&h, "main-rollback-check", true);
+    h.reconcile(&h.stored_cluster()).await.unwrap();
+    assert_eq!(sts_replicas(&h), 0);
+    member_pods(&h, 0);
+    *h.members.answer.lock().unwrap() = Some(Err("no member answers".into()));
+    h.reconcile(&h.stored_cluster()).await.unwrap();
+    end_job(&h, "main-rollback-0", true);
+
+    // Changed to b.db while main-rollback-1 and -2 still restore a.db.
+    let mut c = h.stored_cluster();
+    c.spec.rollback = rollback_to("b.db");
+    h.api.clear_seen();
+    h.reconcile(&c).await.unwrap();
+    let deleted: Vec<String> = h
+        .requests("DELETE", "/jobs/")
+        .iter()
+        .map(|s| {
+            assert_eq!(s.body["propagationPolicy"], "Foreground", "{:?}", s.body);
+            s.path.rsplit('/').next().unwrap_or_default().to_string()
+        })
+        .collect();
+    for name in [
+        "main-rollback-check",
+        "main-rollback-0",
+        "main-rollback-1",
+        "main-rollback-2",
+    ] {
+        assert!(deleted.contains(&name.to_string()), "{name}: {deleted:?}");
+    }
+    assert!(h.requests("POST", "/jobs").is_empty(), "nothing new yet");
+    assert_eq!(sts_replicas(&h), 0, "the members stay stopped");
+    assert!(h.events().iter().any(|e| e.1 == "RollbackChanged"));
+
+    // A foreground deletion keeps the Job until its pod is gone: still waiting.
+    let uid = "6f1c2a9e-0000-4000-8000-000000000001";
+    leftover_job(&h, "main-rollback-1", uid, Some("a.db"), true);
+    h.api.clear_seen();
+    h.reconcile(&h.stored_cluster()).await.unwrap();
+    assert!(
+        h.requests("POST", "/jobs").is_empty(),
+        "waits for the old Job"
+    );
+    assert_eq!(sts_replicas(&h), 0);
+    let status = h.stored_cluster().status.unwrap().rollback.unwrap();
+    assert!(
+        status
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("earlier rollback"),
+        "{status:?}"
+    );
+    assert!(
+        status.stopped_at.is_some(),
+        "still stopped since the first rollback"
+    );
+
+    // Gone: the new backup is checked, the members still stopped.
+    h.api
+        .0
+        .lock()
+        .unwrap()
+        .objects
+        .remove("/apis/batch/v1/namespaces/db/jobs/main-rollback-1");
+    h.reconcile(&h.stored_cluster()).await.unwrap();
+    let check = h
+        .api
+        .get("/apis/batch/v1/namespaces/db/jobs/main-rollback-check")
+        .expect("the new backup is checked");
+    assert_eq!(
+        check["metadata"]["annotations"]["ballast.dev/backup"],
+        "b.db"
+    );
+    assert_eq!(
+        sts_replicas(&h),
+        0,
+        "stopped while the new backup is checked"
+    );
+
+    end_job(&h, "main-rollback-check", true);
+    h.reconcile(&h.stored_cluster()).await.unwrap();
+    for i in 0..3 {
+        let job = h
+            .api
+            .get(&format!(
+                "/apis/batch/v1/namespaces/db/jobs/main-rollback-{i}"
+            ))
+            .unwrap_or_else(|| panic!("a restore Job of b.db for main-{i}"));
+        assert_eq!(job["metadata"]["annotations"]["ballast.dev/backup"], "b.db");
+    }
+    assert_eq!(sts_replicas(&h), 0);
+    for i in 0..3 {
+        end_job(&h, &format!("main-rollback-{i}"), true);
+    }
+    h.reconcile(&h.stored_cluster()).await.unwrap();
+    assert_eq!(sts_replicas(&h), 3, "started once every claim holds b.db");
+}
+
+/// A cluster re-created under the name of a deleted one finds its retained claims: a
+/// restore never starts a member on them (it would serve the old data, not the backup) and
+/// never writes over them, and a Job of the same name that another owner left is not
+/// taken for this cluster's check.
+#[tokio::test]
+async fn a_restore_refuses_claims_and_jobs_it_did_not_make() {
+    let h = harness();
+    h.api.put(
+        "/api/v1/namespaces/db/persistentvolumeclaims/data-main-1",
+        json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+               "metadata": {"name": "data-main-1", "namespace": "db"}}),
+    );
+    let c = finalized(common::cluster("main", RESTORE));
+    h.reconcile(&c).await.unwrap();
+    assert!(h.api.get(CHECK_JOB).is_none(), "nothing is checked or made");
+    assert!(h.requests("PATCH", "/statefulsets").is_empty());
+    let stored = h.stored_cluster();
+    let degraded = condition(&stored, "Degraded");
+    assert_eq!(degraded.reason, "RestoreFailed");
+    assert!(
+        degraded.message.contains("data-main-1") && degraded.message.contains("earlier cluster"),
+        "{}",
+        degraded.message
+    );
+
+    // The claim is deleted; a check Job with this name, owned by something else and
+    // complete, is left over: it does not open the gate.
+    h.api
+        .0
+        .lock()
+        .unwrap()
+        .objects
+        .remove("/api/v1/namespaces/db/persistentvolumeclaims/data-main-1");
+    leftover_job(&h, "main-restore-check", "another-uid", None, false);
+    let _ = h.reconcile(&h.stored_cluster()).await;
+    assert!(h.requests("PATCH", "/statefulsets").is_empty());
+}
+
+/// `status.restoredFrom` is written when the backup is resolved, before any member
+/// exists: the `EtcdBackup` named may go away, and the members are still created from
+/// the backup it named.
+#[tokio::test]
+async fn the_restore_source_is_recorded_before_the_members_exist() {
+    let h = harness();
+    h.api.put(
+        "/apis/ballast.dev/v1alpha1/namespaces/db/etcdbackups/nightly",
+        json!({"apiVersion": "ballast.dev/v1alpha1", "kind": "EtcdBackup",
+               "metadata": {"name": "nightly", "namespace": "db"},
+               "spec": {"clusterName": "old"},
+               "status": {"phase": "Succeeded", "name": "20261203T140000Z-r12.db",
+                          "store": {"s3": {"bucket": "snaps", "prefix": "db/old"}}}}),
+    );
+    let c = finalized(common::cluster("main", "restore: { etcdBackup: nightly }"));
+    h.reconcile(&c).await.unwrap();
+    let recorded = h.stored_cluster().status.unwrap().restored_from;
+    assert_eq!(
+        recorded.as_ref().map(|r| r.backup.as_str()),
+        Some("20261203T140000Z-r12.db"),
+        "recorded while the check runs"
+    );
+    assert!(h.requests("PATCH", "/statefulsets").is_empty());
+
+    h.api
+        .0
+        .lock()
+        .unwrap()
+        .objects
+        .remove("/apis/ballast.dev/v1alpha1/namespaces/db/etcdbackups/nightly");
+    finish_check(&h, true, r#"{"name":"20261203T140000Z-r12.db"}"#);
+    h.reconcile(&h.stored_cluster()).await.unwrap();
+    let sts = &h.requests("PATCH", "/statefulsets")[0].body;
+    let command = sts["spec"]["template"]["spec"]["initContainers"][0]["command"].to_string();
+    assert!(
+        command.contains("--restore-from=s3://snaps/db/old")
+            && command.contains("--restore-backup=20261203T140000Z-r12.db"),
+        "{command}"
+    );
+}
+
+/// A backup claim that one node mounts at a time: the members' claims are restored one
+/// after another.
+#[tokio::test]
+async fn a_restore_from_a_single_node_volume_restores_one_claim_at_a_time() {
+    let h = harness();
+    h.api.put(
+        "/api/v1/namespaces/db/persistentvolumeclaims/backups",
+        json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+               "metadata": {"name": "backups", "namespace": "db"},
+               "spec": {"accessModes": ["ReadWriteOnce"]}}),
+    );
+    let c = finalized(common::cluster(
+        "main",
+        "restore: { store: { volume: { claimName: backups, path: db/old } }, backup: 20261203T140000Z-r12.db }",
+    ));
+    h.reconcile(&c).await.unwrap();
+    end_job(&h, "main-restore-check", true);
+    let job = |i: i32| {
+        h.api.get(&format!(
+            "/apis/batch/v1/namespaces/db/jobs/main-restore-{i}"
+        ))
+    };
+    for i in 0..3 {
+        h.reconcile(&h.stored_cluster()).await.unwrap();
+        for later in i + 1..3 {
+            assert!(job(later).is_none(), "main-restore-{later} waits for {i}");
+        }
+        let claim = h
+            .api
+            .get(&format!(
+                "/api/v1/namespaces/db/persistentvolumeclaims/data-main-{i}"
+            ))
+            .expect("claim made");
+        assert_eq!(
+            claim["metadata"]["annotations"]["ballast.dev/restored-for"],
+            "6f1c2a9e-0000-4000-8000-000000000001"
+        );
+        assert!(job(i).is_some());
+        end_job(&h, &format!("main-restore-{i}"), true);
+    }
+    h.reconcile(&h.stored_cluster()).await.unwrap();
+    assert!(!h.requests("PATCH", "/statefulsets").is_empty());
 }

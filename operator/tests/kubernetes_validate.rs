@@ -72,6 +72,7 @@ fn rendered_objects_and_crd_pass_strict_schema_validation() {
                 &job::Task::Check {
                     store: &restore.store,
                     backup: &restore.backup,
+                    holder: "ns-restored-0123abcd".to_string(),
                 },
             );
             files.push(write_yaml(

@@ -73,6 +73,8 @@ pub enum Task<'a> {
         keep_last: Option<i32>,
         /// `--max-age`.
         max_age: Option<std::time::Duration>,
+        /// `--on-demand`: an `EtcdBackup`'s, which no schedule's retention deletes.
+        on_demand: bool,
     },
     /// `ballast backup fetch` of `backup` from `store` into scratch space: checks that the
     /// backup exists and that its checksums hold, before any member restores it.
@@ -81,6 +83,10 @@ pub enum Task<'a> {
         store: &'a BackupStore,
         /// The backup's name in the store.
         backup: &'a str,
+        /// `--hold`: who restores from it. The hold keeps any schedule's retention (this
+        /// cluster's or another's sharing the prefix) from deleting the backup while the
+        /// members restore it.
+        holder: String,
     },
     /// `ballast backup restore-member` on a stopped member's claim: its data replaced by
     /// `backup` as member `member` of a new cluster (a rollback).
@@ -121,6 +127,26 @@ impl Task<'_> {
     fn dials_members(&self) -> bool {
         matches!(self, Task::Save { .. } | Task::Defrag)
     }
+
+    /// Attempts before the Job fails. A save or a defragmentation runs once: what it
+    /// reports is one attempt (a retry would hide a flaky store behind a success, and the
+    /// next scheduled run is the retry). A check or a member restore is safe to repeat
+    /// (`restore-member` does nothing a second time) and blocks a restore or a rollback
+    /// until it succeeds, so a passing fault (a node drained, a store hiccup) gets retries.
+    fn attempts(&self) -> i32 {
+        match self {
+            Task::Save { .. } | Task::Defrag => 1,
+            Task::Check { .. } | Task::RestoreMember { .. } => 3,
+        }
+    }
+}
+
+/// Whether a claim with these access modes can be mounted on several nodes at once
+/// (ReadWriteMany or ReadOnlyMany): restore Jobs of several members then run together.
+pub fn shared_access(modes: &[String]) -> bool {
+    modes
+        .iter()
+        .any(|m| m == "ReadWriteMany" || m == "ReadOnlyMany")
 }
 
 /// `--endpoints` and the client certificate flags of a command that dials the members.
@@ -157,6 +183,7 @@ pub fn pod(
             compression,
             keep_last,
             max_age,
+            on_demand,
             ..
         } => {
             command.push("save".to_string());
@@ -171,12 +198,16 @@ pub fn pod(
             if let Some(age) = max_age {
                 command.push(format!("--max-age={}s", age.as_secs()));
             }
+            if *on_demand {
+                command.push("--on-demand".to_string());
+            }
         }
-        Task::Check { backup, .. } => command.extend([
+        Task::Check { backup, holder, .. } => command.extend([
             "fetch".to_string(),
             format!("--from={at}"),
             format!("--name={backup}"),
             "--output=/tmp/backup.db".to_string(),
+            format!("--hold={holder}"),
         ]),
         Task::RestoreMember {
             backup,
@@ -328,11 +359,10 @@ fn meta(names: &ClusterNames, name: String, owner: &OwnerReference) -> ObjectMet
     }
 }
 
-/// One run, never retried: what it reports is one attempt (a retry would hide a flaky
-/// store behind a success, and the next scheduled run is the retry).
-fn job_spec(template: PodTemplateSpec) -> JobSpec {
+/// `attempts` runs at most ([`Task::attempts`]), within an hour in all.
+fn job_spec(template: PodTemplateSpec, attempts: i32) -> JobSpec {
     JobSpec {
-        backoff_limit: Some(0),
+        backoff_limit: Some(attempts - 1),
         active_deadline_seconds: Some(3600),
         template,
         ..JobSpec::default()
@@ -352,6 +382,7 @@ pub fn cron_job(
         compression: backup.compression,
         keep_last: backup.keep_last,
         max_age: backup.max_age.map(Into::into),
+        on_demand: false,
     };
     let template = pod(names, spec, ctx, &task);
     Some(scheduled(
@@ -414,7 +445,7 @@ fn scheduled(
                     labels: Some(labels(names)),
                     ..ObjectMeta::default()
                 }),
-                spec: Some(job_spec(template)),
+                spec: Some(job_spec(template, 1)),
             },
         }),
         status: None,
@@ -432,7 +463,7 @@ pub fn job(
 ) -> Job {
     Job {
         metadata: meta(names, name, owner),
-        spec: Some(job_spec(pod(names, spec, ctx, task))),
+        spec: Some(job_spec(pod(names, spec, ctx, task), task.attempts())),
         status: None,
     }
 }

@@ -8,6 +8,11 @@
 //! Job keeps the old data beside the new and does nothing a second time, see
 //! `ballast backup restore-member`); start them all; done once they form the new cluster.
 //! Progress needs no memory: a Job that exists for this backup says its step was reached.
+//!
+//! Changing `spec.rollback.backup` mid-way is allowed and safe: the earlier backup's Jobs
+//! are deleted and waited for until gone (no two restores ever write one claim), and members
+//! already stopped stay stopped through the new backup's check and restore, since their
+//! claims may hold a mix of the earlier backup and the old data.
 
 use crate::crd::{RollbackPhase, RollbackSpec, RollbackStatus};
 
@@ -22,6 +27,8 @@ pub enum JobState {
     Succeeded,
     /// Ended badly, with the container's message.
     Failed(String),
+    /// A Job of an earlier rollback (another backup) still there, being deleted.
+    Leaving,
 }
 
 /// What is observed, for [`next`].
@@ -43,6 +50,19 @@ pub struct Facts<'a> {
     pub available: bool,
     /// A member lifecycle operation (scaling, replacement, rolling update) is under way.
     pub busy: bool,
+    /// The members were stopped for a rollback that has not ended, this one or one to
+    /// another backup ([`stopped_for`]): they stay stopped until a rollback starts them.
+    pub stopped: bool,
+    /// The backup's volume can be mounted by one node at a time (not ReadWriteMany or
+    /// ReadOnlyMany), so the members are restored one after another.
+    pub one_at_a_time: bool,
+}
+
+/// Whether `status` says the members were stopped for a rollback that has not ended.
+pub fn stopped_for(status: Option<&RollbackStatus>) -> bool {
+    status.is_some_and(|s| {
+        s.stopped_at.is_some() && s.writable_since.is_none() && s.phase != RollbackPhase::Succeeded
+    })
 }
 
 /// The next thing to do.
@@ -68,29 +88,34 @@ pub enum Step {
 
 impl Step {
     /// Whether the lifecycle must keep its hands off the members (they are being stopped,
-    /// restored or started on purpose).
-    pub fn holds_members(&self) -> bool {
-        matches!(
-            self,
-            Step::Stop
-                | Step::Restore(_)
-                | Step::Start
-                | Step::Failed(RollbackPhase::Restoring, _)
-                | Step::Wait(
-                    RollbackPhase::Stopping | RollbackPhase::Restoring | RollbackPhase::Starting,
-                    _
-                )
-        )
+    /// restored or started on purpose). `stopped`: as [`Facts::stopped`].
+    pub fn holds_members(&self, stopped: bool) -> bool {
+        (stopped && !matches!(self, Step::Nothing | Step::Done))
+            || matches!(
+                self,
+                Step::Stop
+                    | Step::Restore(_)
+                    | Step::Start
+                    | Step::Failed(RollbackPhase::Restoring, _)
+                    | Step::Wait(
+                        RollbackPhase::Stopping
+                            | RollbackPhase::Restoring
+                            | RollbackPhase::Starting,
+                        _
+                    )
+            )
     }
 
     /// The member pods the StatefulSet should have during this step, if the rollback
-    /// decides it.
-    pub fn pods(&self, replicas: i32) -> Option<i32> {
+    /// decides it. Members stopped for a rollback stay stopped until one starts them.
+    pub fn pods(&self, replicas: i32, stopped: bool) -> Option<i32> {
         match self {
+            Step::Start | Step::Wait(RollbackPhase::Starting, _) => Some(replicas),
+            Step::Nothing | Step::Done => None,
+            _ if stopped => Some(0),
             Step::Stop | Step::Restore(_) => Some(0),
             Step::Failed(RollbackPhase::Restoring, _) => Some(0),
             Step::Wait(RollbackPhase::Stopping | RollbackPhase::Restoring, _) => Some(0),
-            Step::Start | Step::Wait(RollbackPhase::Starting, _) => Some(replicas),
             _ => None,
         }
     }
@@ -117,6 +142,18 @@ pub fn next(facts: &Facts) -> Step {
     let same = facts.status.filter(|s| s.backup == spec.backup);
     if same.is_some_and(|s| s.phase == RollbackPhase::Succeeded) {
         return Step::Nothing;
+    }
+    // An earlier rollback's Jobs go first: two restores must never write one claim.
+    if facts.check == JobState::Leaving || facts.restores.contains(&JobState::Leaving) {
+        let phase = if facts.stopped {
+            RollbackPhase::Restoring
+        } else {
+            RollbackPhase::Checking
+        };
+        return Step::Wait(
+            phase,
+            "waiting for the Jobs of the earlier rollback (another backup) to be gone".into(),
+        );
     }
     let restores_started = facts.restores.iter().any(|r| *r != JobState::Absent);
     let all_restored =
@@ -169,21 +206,38 @@ pub fn next(facts: &Facts) -> Step {
             .filter(|(_, r)| **r == JobState::Absent)
             .map(|(i, _)| i as i32)
             .collect();
-        return if missing.is_empty() {
-            Step::Wait(
+        let running = facts.restores.contains(&JobState::Running);
+        return match missing.first() {
+            Some(first) if facts.one_at_a_time && !running => Step::Restore(vec![*first]),
+            Some(_) if !facts.one_at_a_time => Step::Restore(missing),
+            _ => Step::Wait(
                 RollbackPhase::Restoring,
                 "restoring every member's data from the backup".into(),
-            )
-        } else {
-            Step::Restore(missing)
+            ),
         };
     }
 
     match &facts.check {
         JobState::Absent => Step::Check,
-        JobState::Running => Step::Wait(
+        JobState::Running | JobState::Leaving => Step::Wait(
             RollbackPhase::Checking,
-            format!("checking backup {} before stopping anything", spec.backup),
+            if facts.stopped {
+                format!(
+                    "checking backup {}; the members stay stopped meanwhile",
+                    spec.backup
+                )
+            } else {
+                format!("checking backup {} before stopping anything", spec.backup)
+            },
+        ),
+        JobState::Failed(why) if facts.stopped => Step::Failed(
+            RollbackPhase::Restoring,
+            format!(
+                "backup {} cannot be used: {why}. The members stay stopped: they were stopped \
+                 for an earlier rollback and their data may be partly restored. Set \
+                 spec.rollback.backup to a good backup to finish",
+                spec.backup
+            ),
         ),
         JobState::Failed(why) => Step::Failed(
             RollbackPhase::Checking,
@@ -197,6 +251,7 @@ pub fn next(facts: &Facts) -> Step {
             "waiting for the member operation under way to finish".into(),
         ),
         JobState::Succeeded if facts.pods > 0 => Step::Stop,
+        JobState::Succeeded if facts.one_at_a_time => Step::Restore(vec![0]),
         JobState::Succeeded => Step::Restore((0..facts.replicas).collect()),
     }
 }

@@ -14,7 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use crate::backup::assess::{self, Assessment, JobOutcome};
 use crate::backup::job::{self, Task};
 use crate::backup::rollback::{self, JobState};
-use crate::backup::{location, schedule};
+use crate::backup::{holder, location, schedule};
 use crate::crd::{
     BackupPhase, DefragStatus, EtcdBackup, EtcdCluster, RestoreSource, RollbackPhase,
     RollbackStatus,
@@ -52,16 +52,84 @@ pub async fn restore_gate(
         Ok(source) => source,
         Err(gate) => return Ok((gate, None)),
     };
+    record_source(client, cluster, names, &source).await?;
+    if let Some(why) = foreign_claims(client, cluster, names).await? {
+        return Ok((RestoreGate::Failed(why), Some(source)));
+    }
     let mut gate = check(client, cluster, names, ctx, &source, seen).await?;
-    if gate == RestoreGate::Open && source.store.volume.is_some() {
+    if gate == RestoreGate::Open {
         gate = restore_claims(client, cluster, names, ctx, &source, seen).await?;
     }
     Ok((gate, Some(source)))
 }
 
-/// From a volume: the members' claims are made as the StatefulSet would name them (it
-/// adopts them) and each is restored by a Job (`ballast backup restore-member`) before any
-/// member starts; the members then start from their data, like any restart.
+/// Annotation on the claims a restore makes: the UID of the `EtcdCluster` they were made
+/// for. A claim without it (or with another UID) holds data this cluster did not restore,
+/// e.g. of an earlier cluster of the same name whose claims were retained.
+pub const CLAIM_OWNER_ANNOTATION: &str = "ballast.dev/restored-for";
+
+/// Why the members' claims cannot be restored into: one exists that this cluster did not
+/// make. A member would start from that data instead of the backup (the restore happens
+/// only into an empty data dir), so it is never used, and never overwritten either.
+async fn foreign_claims(
+    client: &Client,
+    cluster: &EtcdCluster,
+    names: &ClusterNames,
+) -> Result<Option<String>, Error> {
+    let uid = cluster.uid().ok_or(Error::MissingMetadata("uid"))?;
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &names.namespace);
+    let mut foreign = Vec::new();
+    for ordinal in 0..cluster.spec.replicas {
+        let claim = format!("data-{}", names.member(ordinal));
+        if let Some(found) = claims.get_opt(&claim).await? {
+            if found.annotations().get(CLAIM_OWNER_ANNOTATION) != Some(&uid) {
+                foreign.push(claim);
+            }
+        }
+    }
+    Ok((!foreign.is_empty()).then(|| {
+        format!(
+            "cannot restore: claims {} already exist and hold data of an earlier cluster named {} \
+             (they were not made for this one). Nothing was created. Delete them (after saving \
+             what you need) or restore under another name",
+            foreign.join(", "),
+            names.name
+        )
+    }))
+}
+
+/// Writes `status.restoredFrom` as soon as the backup is known, before any member exists:
+/// a member created from it must never find it resolved differently later (an
+/// `EtcdBackup` deleted or changed meanwhile), even after a crash right after creating it.
+async fn record_source(
+    client: &Client,
+    cluster: &EtcdCluster,
+    names: &ClusterNames,
+    source: &RestoreSource,
+) -> Result<(), Error> {
+    let recorded = cluster
+        .status
+        .as_ref()
+        .and_then(|s| s.restored_from.as_ref());
+    if recorded == Some(source) {
+        return Ok(());
+    }
+    let api: Api<EtcdCluster> = Api::namespaced(client.clone(), &names.namespace);
+    let patch = serde_json::json!({ "status": { "restoredFrom": source } });
+    api.patch_status(
+        &names.name,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+/// The members' claims are made as the StatefulSet would name them (it adopts them),
+/// marked as this cluster's ([`CLAIM_OWNER_ANNOTATION`]). From a volume, each is then
+/// restored by a Job (`ballast backup restore-member`) before any member starts, and the
+/// members start from their data like any restart; from S3, each founding member's sidecar
+/// restores into its empty claim.
 async fn restore_claims(
     client: &Client,
     cluster: &EtcdCluster,
@@ -82,6 +150,11 @@ async fn restore_claims(
     let jobs: Api<Job> = Api::namespaced(client.clone(), &names.namespace);
     let params = create_params();
     let owner = render::owner_reference(cluster)?;
+    let uid = cluster.uid().ok_or(Error::MissingMetadata("uid"))?;
+    let one_at_a_time = match &source.store.volume {
+        Some(volume) => one_node_at_a_time(client, names, &volume.claim_name).await?,
+        None => false,
+    };
     let mut waiting = Vec::new();
     for ordinal in 0..replicas {
         let member = names.member(ordinal);
@@ -90,10 +163,22 @@ async fn restore_claims(
             let mut new = template.clone();
             new.metadata.name = Some(claim.clone());
             new.metadata.namespace = Some(names.namespace.clone());
+            new.metadata
+                .annotations
+                .get_or_insert_with(Default::default)
+                .insert(CLAIM_OWNER_ANNOTATION.to_string(), uid.clone());
             claims.create(&params, &new).await?;
+        }
+        if source.store.volume.is_none() {
+            continue;
         }
         let job_name = format!("{}-restore-{ordinal}", names.name);
         let Some(found) = seen.job(&job_name) else {
+            // A volume one node mounts at a time: one restore after another.
+            if one_at_a_time && !waiting.is_empty() {
+                waiting.push(member);
+                continue;
+            }
             let task = Task::RestoreMember {
                 store: &source.store,
                 backup: &source.backup,
@@ -207,6 +292,7 @@ async fn check(
         let task = Task::Check {
             store: &source.store,
             backup: &source.backup,
+            holder: holder(names, &cluster.uid().unwrap_or_default()),
         };
         let new = job::job(names, &owner, name, &cluster.spec, ctx, &task);
         let params = create_params();
@@ -235,6 +321,10 @@ async fn check(
 pub struct Seen {
     jobs: Vec<Job>,
     pods: Vec<Pod>,
+    /// The cluster's UID: a Job is this cluster's only if it owns it. Names alone are not
+    /// trusted (an earlier cluster of the same name, or an `EtcdBackup` whose Job name
+    /// happens to match, may have left one).
+    uid: String,
 }
 
 impl Seen {
@@ -264,11 +354,15 @@ impl Seen {
         Ok(Seen {
             jobs: jobs.list(&selector).await?.items,
             pods: pods.list(&selector).await?.items,
+            uid: cluster.uid().unwrap_or_default(),
         })
     }
 
+    /// The Job `name` this cluster owns.
     fn job(&self, name: &str) -> Option<&Job> {
-        self.jobs.iter().find(|j| j.name_any() == name)
+        self.jobs.iter().find(|j| {
+            j.name_any() == name && j.owner_references().iter().any(|o| o.uid == self.uid)
+        })
     }
 
     fn outcome(&self, job: &Job) -> JobOutcome {
@@ -373,6 +467,9 @@ pub struct Rollback {
     pub step: rollback::Step,
     /// Members it restores and starts.
     pub members: i32,
+    /// The members were stopped for a rollback that has not ended: they stay stopped
+    /// until one starts them ([`rollback::Facts::stopped`]).
+    pub stopped: bool,
     /// `status.rollback`.
     pub status: RollbackStatus,
     /// `Progressing` while it runs.
@@ -387,10 +484,7 @@ pub struct Rollback {
 /// claims may hold the backup, others the old data, and starting them would mix the two),
 /// and the user hears why and what to do.
 fn abandoned(previous: &RollbackStatus) -> Option<Rollback> {
-    if !matches!(
-        previous.phase,
-        RollbackPhase::Stopping | RollbackPhase::Restoring
-    ) {
+    if !rollback::stopped_for(Some(previous)) {
         return None;
     }
     let message = format!(
@@ -410,6 +504,7 @@ fn abandoned(previous: &RollbackStatus) -> Option<Rollback> {
     });
     Some(Rollback {
         members: previous.members.unwrap_or(0),
+        stopped: true,
         step: rollback::Step::Failed(RollbackPhase::Restoring, message.clone()),
         status: RollbackStatus {
             message: Some(message.clone()),
@@ -437,7 +532,9 @@ fn rollback_member_job(names: &ClusterNames, ordinal: i32) -> String {
     format!("{}-rollback-{ordinal}", names.name)
 }
 
-/// Job `name` of the rollback to `backup`, or Absent (an earlier rollback's is deleted first).
+/// Job `name` of the rollback to `backup`. An earlier rollback's Job (another backup) is
+/// deleted in the foreground, so it stays visible (Leaving) until its pods are gone: its
+/// restore may still be writing a claim.
 async fn rollback_job(
     jobs: &Api<Job>,
     seen: &Seen,
@@ -448,9 +545,11 @@ async fn rollback_job(
         return Ok(JobState::Absent);
     };
     if job.annotations().get(BACKUP_ANNOTATION).map(String::as_str) != Some(backup) {
-        jobs.delete(name, &kube::api::DeleteParams::background())
-            .await?;
-        return Ok(JobState::Absent);
+        if job.metadata.deletion_timestamp.is_none() {
+            jobs.delete(name, &kube::api::DeleteParams::foreground())
+                .await?;
+        }
+        return Ok(JobState::Leaving);
     }
     let outcome = seen.outcome(job);
     Ok(match outcome.succeeded {
@@ -462,6 +561,24 @@ async fn rollback_job(
                 .unwrap_or_else(|| "the Job failed without a message".into()),
         ),
     })
+}
+
+/// Whether the backup claim `name` can be mounted on one node at a time only (not
+/// ReadWriteMany or ReadOnlyMany): then members are restored one after another, since each
+/// restore Job may run on another node. A claim not found counts as one node at a time.
+async fn one_node_at_a_time(
+    client: &Client,
+    names: &ClusterNames,
+    name: &str,
+) -> Result<bool, Error> {
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &names.namespace);
+    let modes = claims
+        .get_opt(name)
+        .await?
+        .and_then(|c| c.spec)
+        .and_then(|s| s.access_modes)
+        .unwrap_or_default();
+    Ok(!job::shared_access(&modes))
 }
 
 /// The new cluster's token: from the backup's name, so every member (and every retry)
@@ -495,6 +612,7 @@ pub async fn rollback(
     let Some(store) = store else {
         return Ok(Some(Rollback {
             members: cluster.spec.replicas,
+            stopped: false,
             step: rollback::Step::Failed(RollbackPhase::Checking, String::new()),
             status: RollbackStatus {
                 backup: spec.backup.clone(),
@@ -515,9 +633,12 @@ pub async fn rollback(
     let jobs: Api<Job> = Api::namespaced(client.clone(), &names.namespace);
     let check = rollback_job(&jobs, seen, &rollback_check_name(names), &spec.backup).await?;
     let mut restores = Vec::new();
-    // Pinned once the members are told to stop.
     let same = previous.filter(|p| p.backup == spec.backup);
-    let members = same
+    // Members stopped for this rollback, or for one to another backup that this one
+    // replaces: they stay stopped, and their number stays pinned, until they are started.
+    let stopped = rollback::stopped_for(previous);
+    let members = previous
+        .filter(|_| stopped)
         .and_then(|p| p.members)
         .unwrap_or(cluster.spec.replicas);
     for ordinal in 0..members {
@@ -533,6 +654,11 @@ pub async fn rollback(
         replicas: members,
         available,
         busy,
+        stopped,
+        one_at_a_time: match &store.volume {
+            Some(volume) => one_node_at_a_time(client, names, &volume.claim_name).await?,
+            None => false,
+        },
     };
     let step = rollback::next(&facts);
     tracing::info!(cluster = %names.name, ?step, "rollback");
@@ -553,6 +679,7 @@ pub async fn rollback(
             let task = Task::Check {
                 store: &store,
                 backup: &spec.backup,
+                holder: holder(names, &cluster.uid().unwrap_or_default()),
             };
             jobs.create(&params, &create(rollback_check_name(names), task))
                 .await?;
@@ -584,6 +711,7 @@ pub async fn rollback(
         rollback::Step::Nothing => {
             return Ok(previous.cloned().map(|status| Rollback {
                 members,
+                stopped,
                 step: rollback::Step::Nothing,
                 status,
                 operation: None,
@@ -593,13 +721,17 @@ pub async fn rollback(
         }
         _ => (phase, None),
     };
-    let stopped_at = same.and_then(|p| p.stopped_at.clone()).or_else(|| {
-        matches!(
-            phase,
-            RollbackPhase::Stopping | RollbackPhase::Restoring | RollbackPhase::Starting
-        )
-        .then_some(Time(now))
-    });
+    let stopped_at = previous
+        .filter(|_| stopped)
+        .or(same)
+        .and_then(|p| p.stopped_at.clone())
+        .or_else(|| {
+            matches!(
+                phase,
+                RollbackPhase::Stopping | RollbackPhase::Restoring | RollbackPhase::Starting
+            )
+            .then_some(Time(now))
+        });
     let writable_since = (phase == RollbackPhase::Succeeded).then_some(Time(now));
     let status = RollbackStatus {
         backup: spec.backup.clone(),
@@ -611,6 +743,16 @@ pub async fn rollback(
     };
     let changed = same.map(|p| p.phase) != Some(phase);
     let news = match phase {
+        _ if stopped && same.is_none() => Some((
+            true,
+            "RollbackChanged",
+            format!(
+                "rollback changed to backup {} while the members were stopped for backup {}: \
+                 they stay stopped until the new backup is restored",
+                spec.backup,
+                previous.map(|p| p.backup.as_str()).unwrap_or_default()
+            ),
+        )),
         RollbackPhase::Stopping if changed => Some((
             true,
             "RollbackStarted",
@@ -637,7 +779,7 @@ pub async fn rollback(
             reason: "RollbackFailed".into(),
             message: m.clone(),
             // Once members are stopped, nothing else may touch them.
-            blocking: *at == RollbackPhase::Restoring,
+            blocking: *at == RollbackPhase::Restoring || stopped,
         }),
         _ => None,
     };
@@ -650,6 +792,7 @@ pub async fn rollback(
     };
     Ok(Some(Rollback {
         members,
+        stopped,
         step,
         status,
         operation,

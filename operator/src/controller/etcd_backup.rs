@@ -16,7 +16,7 @@ use kube::{Resource, ResourceExt};
 use super::{apply_params, create_params, scoped, Context};
 use crate::backup::assess;
 use crate::backup::job::{self, Task};
-use crate::backup::location;
+use crate::backup::{default_prefix, location, with_prefix};
 use crate::crd::{BackupPhase, EtcdBackup, EtcdBackupStatus, EtcdCluster};
 use crate::error::Error;
 use crate::render;
@@ -94,6 +94,7 @@ async fn reconcile(backup: Arc<EtcdBackup>, ctx: Arc<Context>) -> Result<Action,
                     ..EtcdBackupStatus::default()
                 },
                 Some(store) => {
+                    let store = with_prefix(&default_prefix(&names), store);
                     let at = location(&names, &store);
                     match jobs.get_opt(&name).await? {
                         None => {
@@ -108,9 +109,11 @@ async fn reconcile(backup: Arc<EtcdBackup>, ctx: Arc<Context>) -> Result<Action,
                             let task = Task::Save {
                                 store: &store,
                                 compression,
-                                // One backup on demand never deletes others.
+                                // One backup on demand never deletes others, and no
+                                // schedule's retention deletes it.
                                 keep_last: None,
                                 max_age: None,
+                                on_demand: true,
                             };
                             let new = job::job(
                                 &names,
@@ -125,6 +128,7 @@ async fn reconcile(backup: Arc<EtcdBackup>, ctx: Arc<Context>) -> Result<Action,
                             EtcdBackupStatus {
                                 phase: BackupPhase::Running,
                                 job: Some(name.clone()),
+                                store: Some(store.clone()),
                                 message: Some(format!("backing up to {at}")),
                                 ..EtcdBackupStatus::default()
                             }
@@ -146,6 +150,8 @@ async fn reconcile(backup: Arc<EtcdBackup>, ctx: Arc<Context>) -> Result<Action,
                                 job: Some(name.clone()),
                                 name: record.name,
                                 location: record.location,
+                                // As recorded when the Job was made (where it writes).
+                                store: previous.store.clone().or(Some(store.clone())),
                                 revision: record.revision,
                                 size: record.size,
                                 message: record

@@ -102,6 +102,10 @@ pub struct EtcdBackupStatus {
     /// Where it is, e.g. `s3://bucket/prefix/name`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
+    /// The store it went to, with its prefix (or path) spelled out: a restore from this
+    /// object reads it from here, whatever later becomes of the cluster's `spec.backup`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<BackupStore>,
     /// Revision of the cluster in the snapshot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<i64>,

@@ -20,6 +20,8 @@ fn facts<'a>(spec: &'a RollbackSpec) -> Facts<'a> {
         replicas: 3,
         available: true,
         busy: false,
+        stopped: false,
+        one_at_a_time: false,
     }
 }
 
@@ -127,6 +129,75 @@ fn situations() {
             |f| f.restores = vec![Succeeded; 3],
             Step::Done,
         ),
+        (
+            "an earlier backup's check Job is being deleted: wait for it",
+            |f| f.check = Leaving,
+            Step::Wait(RollbackPhase::Checking, String::new()),
+        ),
+        (
+            "changed mid-way: an earlier backup's restore Job still runs, members stay stopped",
+            |f| {
+                f.stopped = true;
+                f.pods = 0;
+                f.check = Succeeded;
+                f.restores = vec![Absent, Leaving, Absent]
+            },
+            Step::Wait(RollbackPhase::Restoring, String::new()),
+        ),
+        (
+            "changed mid-way, earlier Jobs gone: check the new backup",
+            |f| {
+                f.stopped = true;
+                f.pods = 0;
+                f.available = false
+            },
+            Step::Check,
+        ),
+        (
+            "changed mid-way, the new backup is bad: members stay stopped",
+            |f| {
+                f.stopped = true;
+                f.pods = 0;
+                f.check = Failed("corrupt".into())
+            },
+            Step::Failed(RollbackPhase::Restoring, String::new()),
+        ),
+        (
+            "changed mid-way, the new backup checked: restore all",
+            |f| {
+                f.stopped = true;
+                f.pods = 0;
+                f.check = Succeeded
+            },
+            Step::Restore(vec![0, 1, 2]),
+        ),
+        (
+            "a volume one node mounts at a time: the first member alone",
+            |f| {
+                f.one_at_a_time = true;
+                f.pods = 0;
+                f.check = Succeeded
+            },
+            Step::Restore(vec![0]),
+        ),
+        (
+            "one at a time, one running: wait",
+            |f| {
+                f.one_at_a_time = true;
+                f.pods = 0;
+                f.restores = vec![Succeeded, Running, Absent]
+            },
+            Step::Wait(RollbackPhase::Restoring, String::new()),
+        ),
+        (
+            "one at a time, the previous done: the next",
+            |f| {
+                f.one_at_a_time = true;
+                f.pods = 0;
+                f.restores = vec![Succeeded, Succeeded, Absent]
+            },
+            Step::Restore(vec![2]),
+        ),
     ];
     for (what, edit, want) in cases {
         let mut f = facts(&s);
@@ -154,21 +225,63 @@ fn situations() {
 
 #[test]
 fn the_members_are_held_while_stopped_restored_or_started() {
-    assert_eq!(Step::Stop.pods(3), Some(0));
-    assert_eq!(Step::Restore(vec![0]).pods(3), Some(0));
+    assert_eq!(Step::Stop.pods(3, false), Some(0));
+    assert_eq!(Step::Restore(vec![0]).pods(3, false), Some(0));
     assert_eq!(
-        Step::Failed(RollbackPhase::Restoring, String::new()).pods(3),
+        Step::Failed(RollbackPhase::Restoring, String::new()).pods(3, false),
         Some(0)
     );
-    assert_eq!(Step::Start.pods(3), Some(3));
-    assert_eq!(Step::Check.pods(3), None);
+    assert_eq!(Step::Start.pods(3, false), Some(3));
+    assert_eq!(Step::Check.pods(3, false), None);
     assert_eq!(
-        Step::Failed(RollbackPhase::Checking, String::new()).pods(3),
+        Step::Failed(RollbackPhase::Checking, String::new()).pods(3, false),
         None
     );
-    assert!(Step::Stop.holds_members());
-    assert!(!Step::Check.holds_members());
-    assert!(!Step::Done.holds_members());
+    assert!(Step::Stop.holds_members(false));
+    assert!(!Step::Check.holds_members(false));
+    assert!(!Step::Done.holds_members(false));
+
+    // Stopped for a rollback whose backup was changed: every step but starting keeps
+    // them stopped, and the lifecycle away.
+    let waiting = Step::Wait(RollbackPhase::Checking, String::new());
+    let bad = Step::Failed(RollbackPhase::Checking, String::new());
+    for step in [Step::Check, waiting, bad] {
+        assert_eq!(step.pods(3, true), Some(0), "{step:?}");
+        assert!(step.holds_members(true), "{step:?}");
+    }
+    assert_eq!(Step::Start.pods(3, true), Some(3));
+    assert!(!Step::Done.holds_members(true));
+}
+
+#[test]
+fn stopped_means_stopped_for_a_rollback_that_has_not_ended() {
+    let stopped = RollbackStatus {
+        backup: "a.db".into(),
+        phase: RollbackPhase::Restoring,
+        stopped_at: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+        )),
+        ..RollbackStatus::default()
+    };
+    assert!(stopped_for(Some(&stopped)));
+    let failed = RollbackStatus {
+        phase: RollbackPhase::Failed,
+        ..stopped.clone()
+    };
+    assert!(stopped_for(Some(&failed)), "a failure while stopped");
+    let done = RollbackStatus {
+        phase: RollbackPhase::Succeeded,
+        writable_since: stopped.stopped_at.clone(),
+        ..stopped.clone()
+    };
+    assert!(!stopped_for(Some(&done)));
+    let checking = RollbackStatus {
+        phase: RollbackPhase::Checking,
+        stopped_at: None,
+        ..stopped
+    };
+    assert!(!stopped_for(Some(&checking)), "nothing stopped yet");
+    assert!(!stopped_for(None));
 }
 
 #[test]
