@@ -1730,3 +1730,35 @@ async fn defragment_shrinks_the_database_to_its_live_data() {
         "db size {before} -> {after} after defragment, for {live} bytes of live values"
     );
 }
+
+/// Defragment and MoveLeader answer without a response header, as etcd 3.4 to 3.6 do
+/// (every other maintenance answer carries one); runs against etcd too.
+#[tokio::test]
+async fn defragment_and_move_leader_answer_without_a_header() {
+    let s = TestServer::start();
+    let mut raw = pb::maintenance_client::MaintenanceClient::new(channel(&s).await);
+    let defrag = raw
+        .defragment(pb::DefragmentRequest {})
+        .await
+        .expect("defragment")
+        .into_inner();
+    assert_eq!(defrag.header, None, "defragment: {defrag:?}");
+    let status = raw
+        .status(pb::StatusRequest {})
+        .await
+        .expect("status")
+        .into_inner();
+    let me = status
+        .header
+        .as_ref()
+        .expect("status has a header")
+        .member_id;
+    assert_ne!(me, 0);
+    // A single member moving leadership to itself succeeds at once.
+    let moved = raw
+        .move_leader(pb::MoveLeaderRequest { target_id: me })
+        .await
+        .expect("move leader")
+        .into_inner();
+    assert_eq!(moved.header, None, "move leader: {moved:?}");
+}
