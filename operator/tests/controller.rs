@@ -1322,6 +1322,16 @@ async fn a_rollback_checks_stops_restores_and_starts_the_members() {
     assert_eq!(sts_replicas(&h), 3);
 }
 
+/// The claim `backups` that volume backups are on, with access mode `mode`.
+fn backup_claim(h: &Harness, mode: &str) {
+    h.api.put(
+        "/api/v1/namespaces/db/persistentvolumeclaims/backups",
+        json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+               "metadata": {"name": "backups", "namespace": "db"},
+               "spec": {"accessModes": [mode]}}),
+    );
+}
+
 /// From a volume: after the check, the members' claims are made and each restored by a Job;
 /// the StatefulSet comes only then, and its members start from their data (no sidecar
 /// restore flags).
@@ -1329,12 +1339,7 @@ async fn a_rollback_checks_stops_restores_and_starts_the_members() {
 async fn a_restore_from_a_volume_restores_each_claim_before_the_members() {
     let h = harness();
     // Mountable on every node at once: every claim is restored together.
-    h.api.put(
-        "/api/v1/namespaces/db/persistentvolumeclaims/backups",
-        json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-               "metadata": {"name": "backups", "namespace": "db"},
-               "spec": {"accessModes": ["ReadWriteMany"]}}),
-    );
+    backup_claim(&h, "ReadWriteMany");
     let c = finalized(common::cluster(
         "main",
         "restore: { store: { volume: { claimName: backups, path: db/old } }, backup: 20261203T140000Z-r12.db }",
@@ -1611,12 +1616,7 @@ async fn the_restore_source_is_recorded_before_the_members_exist() {
 #[tokio::test]
 async fn a_restore_from_a_single_node_volume_restores_one_claim_at_a_time() {
     let h = harness();
-    h.api.put(
-        "/api/v1/namespaces/db/persistentvolumeclaims/backups",
-        json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-               "metadata": {"name": "backups", "namespace": "db"},
-               "spec": {"accessModes": ["ReadWriteOnce"]}}),
-    );
+    backup_claim(&h, "ReadWriteOnce");
     let c = finalized(common::cluster(
         "main",
         "restore: { store: { volume: { claimName: backups, path: db/old } }, backup: 20261203T140000Z-r12.db }",

@@ -986,6 +986,103 @@ fn restore_member_replaces_keeps_the_old_data_and_runs_once() {
     assert!(data.join("member").join("wal").exists());
 }
 
+/// The restore marker means "restored, never started": a member that starts on the data
+/// renames it, so a later `restore-member` of the same backup and token restores again
+/// (the cluster has written since: a rollback back to that backup must not keep it), while
+/// a restore that never started and is replaced by another (a rollback changed mid-way) is
+/// dropped, so the data kept aside stays the data from before the rollback.
+#[test]
+fn restore_member_restores_again_once_a_member_has_started_on_the_data() {
+    let src = TestServer::start();
+    seed(&src);
+    let root = tempfile::tempdir().expect("tempdir");
+    let dir = root.path().join("backups");
+    let to = dir.to_str().expect("utf-8");
+    let name = name_of(&save(&src.client_url(), to, &[], &[]));
+
+    let mut dst = TestServer::start();
+    dst.put("dst-own", "before the rollback");
+    dst.stop();
+    let data = dst.data_dir();
+    let kept = data
+        .parent()
+        .expect("the data dir has a parent")
+        .join("data.before-restore");
+    let data_s = data.to_str().expect("utf-8").to_string();
+    let (member, peer) = (dst.name().to_string(), dst.peer_url());
+    let restore = |token: &str| {
+        let initial = format!("{member}={peer}");
+        let run = backup(
+            &[
+                "restore-member",
+                "--from",
+                to,
+                "--name",
+                &name,
+                "--data-dir",
+                &data_s,
+                "--member",
+                &member,
+                "--initial-cluster",
+                &initial,
+                "--initial-cluster-token",
+                token,
+                "--initial-advertise-peer-urls",
+                &peer,
+            ],
+            &[],
+        );
+        let out: Value = serde_json::from_str(run.ok().stdout.trim()).expect("JSON line");
+        out["restored"].as_bool().expect("restored")
+    };
+    let marker = |dir: &Path, file: &str| -> Option<Value> {
+        let text = std::fs::read_to_string(dir.join(file)).ok()?;
+        serde_json::from_str(&text).ok()
+    };
+
+    assert!(restore("t1"));
+    assert!(!restore("t1"), "not started yet: nothing to do");
+    dst.restart();
+    assert_eq!(dst.etcdctl_ok(&["get", "dst-own"]), "", "the backup's data");
+    dst.put("after", "written after the rollback");
+    dst.stop();
+    assert!(
+        marker(&data, "restored-from.json").is_none(),
+        "renamed on start"
+    );
+    assert_eq!(
+        marker(&data, "restored-from.started.json").map(|m| m["token"].clone()),
+        Some(Value::from("t1"))
+    );
+
+    // The same backup and token again: the data moved on since, so it is restored again
+    // (and what it held is kept aside).
+    assert!(restore("t1"), "started since: restored again");
+    dst.restart();
+    assert_eq!(dst.etcdctl_ok(&["get", "after"]), "", "rolled back again");
+    dst.stop();
+    let started_aside = || marker(&kept, "restored-from.started.json");
+    assert!(
+        started_aside().is_some(),
+        "the data written to is kept aside"
+    );
+
+    // Started once more, then a restore replaced by another before any start: the untouched
+    // one is dropped and the copy kept aside stays the one from before.
+    dst.restart();
+    dst.stop();
+    assert!(restore("t2"));
+    assert!(restore("t3"), "t2 replaced before it started");
+    assert!(
+        started_aside().is_some(),
+        "the data from before is still kept"
+    );
+    assert_eq!(
+        marker(&data, "restored-from.json").map(|m| m["token"].clone()),
+        Some(Value::from("t3"))
+    );
+}
+
 /// The name a `save` printed.
 fn name_of(meta: &Value) -> String {
     meta["name"].as_str().expect("name").to_string()

@@ -44,8 +44,10 @@ fn pb(members: &[Member]) -> Vec<PbMember> {
 }
 
 impl ClusterService {
+    /// etcd's `ClusterServer.header`: cluster and member IDs and the term, but no
+    /// revision (membership is not part of the key space).
     fn header(&self) -> Option<ballast_proto::etcdserverpb::ResponseHeader> {
-        self.0.header(self.0.store.current_revision())
+        self.0.header(0)
     }
 }
 

@@ -201,16 +201,15 @@ fn send_snapshot(
     use crate::error::Error;
     let file = tempfile::tempfile_in(s.cfg.member_dir().join("snap"))
         .map_err(|e| Error::io("create snapshot file", e))?;
-    let revision = s.store.current_revision();
     let txn = s.store.backend().read()?;
     let cluster_version = crate::snapshot::layout::cluster_version(&s.cfg.emulated_etcd_version);
     let (file, size) = crate::snapshot::export::write_db(&txn, file, &cluster_version)?;
     drop(txn);
     tracing::info!(size, "sending database snapshot to client");
-    let header = s.header(revision);
     crate::snapshot::stream(file, |blob, remaining_bytes| {
+        // No header, as etcd (3.4 to 3.6) sends none on this stream.
         let msg = SnapshotResponse {
-            header,
+            header: None,
             remaining_bytes,
             blob,
             version: String::new(),

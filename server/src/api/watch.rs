@@ -144,6 +144,12 @@ impl StreamTask {
         c: WatchCreateRequest,
         ev_tx: &mpsc::Sender<Delivery>,
     ) -> Result<(), ()> {
+        // etcd refuses a range that holds no key (an empty key is "\0", a range
+        // end of "\0" means every key from the key on), before taking an ID.
+        let key: &[u8] = if c.key.is_empty() { &[0] } else { &c.key };
+        if !c.range_end.is_empty() && c.range_end != [0] && key >= c.range_end.as_slice() {
+            return self.refuse_create("mvcc: watcher range is empty").await;
+        }
         let watch_id = if c.watch_id == 0 {
             while self.s.hub.exists(self.id, self.next_watch_id) {
                 self.next_watch_id += 1;
@@ -154,18 +160,12 @@ impl StreamTask {
         } else {
             c.watch_id
         };
-        let rev = self.s.store.current_revision();
         if c.watch_id != 0 && self.s.hub.exists(self.id, watch_id) {
-            let resp = WatchResponse {
-                header: self.s.header(rev),
-                watch_id,
-                created: true,
-                canceled: true,
-                cancel_reason: "mvcc: duplicate watch ID provided on the WatchStream".into(),
-                ..Default::default()
-            };
-            return self.send(resp).await;
+            return self
+                .refuse_create("mvcc: duplicate watch ID provided on the WatchStream")
+                .await;
         }
+        let rev = self.s.store.current_revision();
         let spec = WatchSpec {
             key: c.key,
             range_end: c.range_end,
@@ -194,8 +194,9 @@ impl StreamTask {
                     ..Default::default()
                 })
                 .await?;
+                // etcd's watcher reports compaction without a revision.
                 self.send(WatchResponse {
-                    header: self.s.header(rev),
+                    header: self.s.header(0),
                     watch_id,
                     canceled: true,
                     compact_revision,
@@ -204,6 +205,21 @@ impl StreamTask {
                 .await
             }
         }
+    }
+
+    /// A watch that could not be created: created and canceled at once, for
+    /// watch ID -1 (what etcd's watch stream returns on failure), with the reason.
+    async fn refuse_create(&self, reason: &str) -> Result<(), ()> {
+        let rev = self.s.store.current_revision();
+        self.send(WatchResponse {
+            header: self.s.header(rev),
+            watch_id: -1,
+            created: true,
+            canceled: true,
+            cancel_reason: reason.into(),
+            ..Default::default()
+        })
+        .await
     }
 
     async fn deliver(&mut self, d: Delivery) -> Result<(), ()> {
@@ -229,9 +245,9 @@ impl StreamTask {
                 compact_revision,
             } => {
                 self.fragment.remove(&watch_id);
-                let rev = self.s.store.current_revision();
+                // etcd's watcher reports compaction without a revision.
                 self.send(WatchResponse {
-                    header: self.s.header(rev),
+                    header: self.s.header(0),
                     watch_id,
                     canceled: true,
                     compact_revision,

@@ -5,7 +5,7 @@ use ballast_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetU
 use ballast_proto::etcdserverpb::request_op::Request as Op;
 use ballast_proto::etcdserverpb::response_op::Response as OpResponse;
 use ballast_proto::etcdserverpb::{
-    Compare, RangeRequest, RequestOp, ResponseOp, TxnRequest, TxnResponse,
+    Compare, RangeRequest, RequestOp, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
 };
 use ballast_proto::mvccpb::KeyValue;
 
@@ -211,7 +211,11 @@ fn execute(
                 OpResponse::ResponseDeleteRange(delete_range(b, d, counts)?)
             }
             Some(Op::RequestTxn(inner)) => {
-                OpResponse::ResponseTxn(execute(b, inner, plan, next, counts)?)
+                let mut resp = execute(b, inner, plan, next, counts)?;
+                // etcd sets the revision of the outermost txn's header only; a
+                // nested one keeps the empty header it was created with.
+                resp.header = Some(ResponseHeader::default());
+                OpResponse::ResponseTxn(resp)
             }
             None => continue,
         };

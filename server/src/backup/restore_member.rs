@@ -11,9 +11,15 @@
 //!   do not fill the volume;
 //! - a marker inside the restored data dir names the backup and the new cluster's token; it
 //!   is written before the swap, so a second run for the same pair finds it on the data the
-//!   first run put in place and does nothing (a repeated Job never rolls a member back over
-//!   writes made after the first one), and a run interrupted between the two renames finds
-//!   no data dir and leaves the kept data alone.
+//!   first run put in place and does nothing (a repeated Job is harmless), and a run
+//!   interrupted between the two renames finds no data dir and leaves the kept data alone;
+//! - the marker means "restored and never started": the member renames it when it first
+//!   starts on that data ([`mark_started`]). So a later run for the same pair (a rollback
+//!   to a backup the cluster was rolled back to before, and has written to since) restores
+//!   again instead of keeping data that has moved on, and a restore that never started
+//!   (a rollback changed to another backup mid-way) holds nothing the backup does not: it
+//!   is dropped rather than kept aside, so the data kept aside stays the data from before
+//!   the rollback.
 
 use std::path::{Path, PathBuf};
 
@@ -34,6 +40,33 @@ pub enum Restored {
 
 /// The marker's file name, inside the restored data dir.
 const MARKER: &str = "restored-from.json";
+
+/// What the marker becomes once a member has started on the data (kept to say where the
+/// data came from).
+const STARTED: &str = "restored-from.started.json";
+
+/// Called when a member starts on `data_dir`: a restore marker there now describes data
+/// that a member has served (and may have written to), so it no longer means "untouched
+/// restore". Failing to rename it stops the start: the next restore would otherwise keep
+/// this data as if it had never been used.
+pub fn mark_started(data_dir: &Path) -> Result<()> {
+    let marker = data_dir.join(MARKER);
+    if !marker.exists() {
+        return Ok(());
+    }
+    let started = data_dir.join(STARTED);
+    std::fs::rename(&marker, &started).map_err(io(format!(
+        "rename the restore marker {} to {}",
+        marker.display(),
+        started.display()
+    )))?;
+    crate::mvcc::backend::sync_dir(&started)
+}
+
+/// Whether `data_dir` is a restore no member has started on.
+fn untouched_restore(data_dir: &Path) -> bool {
+    data_dir.join(MARKER).exists()
+}
 
 /// The marker a restore leaves in the data dir it made.
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -97,7 +130,11 @@ pub async fn restore_member(
     // a crash between the two renames) nothing is moved, so the data kept aside by an
     // interrupted run stays.
     let kept = beside(data_dir, "data.before-restore");
-    if data_dir.exists() {
+    if data_dir.exists() && untouched_restore(data_dir) && kept.exists() {
+        // Another backup's restore that never ran: the backup still has all of it, and the
+        // copy kept aside is the data from before the rollback, which stays.
+        std::fs::remove_dir_all(data_dir).map_err(io(format!("remove {}", data_dir.display())))?;
+    } else if data_dir.exists() {
         if kept.exists() {
             std::fs::remove_dir_all(&kept).map_err(io(format!("remove {}", kept.display())))?;
         }

@@ -65,6 +65,8 @@ pub fn bootstrap(cfg: &Config, join: Option<JoinInfo>) -> Result<Bootstrapped> {
     std::fs::create_dir_all(&snap_dir)
         .map_err(|e| Error::io(format!("create {}", snap_dir.display()), e))?;
     let lock = lock_data_dir(&member_dir)?;
+    // Restored data, once served, is no longer an untouched restore (see restore_member).
+    crate::backup::restore_member::mark_started(&cfg.data_dir)?;
     let backend = Arc::new(Backend::open(&snap_dir.join("db"))?);
     let members = Arc::new(Members::load(&backend)?);
     let data = DataDir {

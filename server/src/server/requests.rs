@@ -52,7 +52,9 @@ impl EtcdServer {
     pub async fn txn(&self, r: TxnRequest) -> Result<TxnResponse, Status> {
         self.check_not_learner()?;
         let mut resp: TxnResponse = self.propose_for(Request::Txn(r)).await?;
-        self.stamp_txn(&mut resp);
+        // Only the outer header gets the member's identity: as in etcd, the
+        // responses nested in it keep the revision their operation gave them.
+        self.stamp(&mut resp.header);
         Ok(resp)
     }
 
@@ -112,21 +114,6 @@ impl EtcdServer {
     /// Proposes `request` and takes the answer of type `T` out of its result.
     async fn propose_for<T: FromApplied>(&self, request: Request) -> Result<T, Status> {
         T::from_applied(self.propose(request).await?).map_err(unexpected)
-    }
-
-    /// Sub-responses carry headers too; give them the member's identity.
-    fn stamp_txn(&self, resp: &mut TxnResponse) {
-        use ballast_proto::etcdserverpb::response_op::Response as R;
-        self.stamp(&mut resp.header);
-        for op in &mut resp.responses {
-            match &mut op.response {
-                Some(R::ResponseRange(r)) => self.stamp(&mut r.header),
-                Some(R::ResponsePut(r)) => self.stamp(&mut r.header),
-                Some(R::ResponseDeleteRange(r)) => self.stamp(&mut r.header),
-                Some(R::ResponseTxn(t)) => self.stamp_txn(t),
-                None => {}
-            }
-        }
     }
 }
 
