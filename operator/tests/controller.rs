@@ -1491,13 +1491,17 @@ async fn a_rollback_changed_mid_way_keeps_the_members_stopped_and_never_overlaps
         "still stopped since the first rollback"
     );
 
-    // Gone: the new backup is checked, the members still stopped.
+    // Gone: the new backup is checked, the members still stopped, even if someone scaled
+    // the StatefulSet up meanwhile.
     h.api
         .0
         .lock()
         .unwrap()
         .objects
         .remove("/apis/batch/v1/namespaces/db/jobs/main-rollback-1");
+    let mut sts = h.api.get(STS_PATH).expect("statefulset");
+    sts["spec"]["replicas"] = json!(3);
+    h.api.put(STS_PATH, sts);
     h.reconcile(&h.stored_cluster()).await.unwrap();
     let check = h
         .api
@@ -1566,8 +1570,55 @@ async fn a_restore_refuses_claims_and_jobs_it_did_not_make() {
         .objects
         .remove("/api/v1/namespaces/db/persistentvolumeclaims/data-main-1");
     leftover_job(&h, "main-restore-check", "another-uid", None, false);
-    let _ = h.reconcile(&h.stored_cluster()).await;
+    h.reconcile(&h.stored_cluster()).await.unwrap();
     assert!(h.requests("PATCH", "/statefulsets").is_empty());
+    let stored = h.stored_cluster();
+    let degraded = condition(&stored, "Degraded");
+    assert!(
+        degraded.message.contains("main-restore-check")
+            && degraded.message.contains("does not belong"),
+        "{}",
+        degraded.message
+    );
+}
+
+/// A claim made since the EtcdCluster exists is its own (its StatefulSet made it, e.g. one
+/// deleted and now made again); one older than the cluster is an earlier cluster's.
+#[tokio::test]
+async fn claims_older_than_the_cluster_are_an_earlier_clusters() {
+    let claim = |name: &str, made: &str| {
+        json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+               "metadata": {"name": name, "namespace": "db", "creationTimestamp": made}})
+    };
+    let mut c = finalized(common::cluster("main", RESTORE));
+    c.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        "2026-12-03T12:00:00Z".parse().unwrap(),
+    ));
+    let h = harness();
+    for i in 0..3 {
+        let name = format!("data-main-{i}");
+        h.api.put(
+            &format!("/api/v1/namespaces/db/persistentvolumeclaims/{name}"),
+            claim(&name, "2026-12-03T13:00:00Z"),
+        );
+    }
+    h.reconcile(&c).await.unwrap();
+    assert!(
+        h.api.get(CHECK_JOB).is_some(),
+        "its own claims: the check runs"
+    );
+
+    let h = harness();
+    h.api.put(
+        "/api/v1/namespaces/db/persistentvolumeclaims/data-main-2",
+        claim("data-main-2", "2026-12-03T11:59:59Z"),
+    );
+    h.reconcile(&c).await.unwrap();
+    assert!(h.api.get(CHECK_JOB).is_none(), "an earlier cluster's claim");
+    assert_eq!(
+        condition(&h.stored_cluster(), "Degraded").reason,
+        "RestoreFailed"
+    );
 }
 
 /// `status.restoredFrom` is written when the backup is resolved, before any member

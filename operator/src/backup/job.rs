@@ -208,6 +208,9 @@ pub fn pod(
             format!("--name={backup}"),
             "--output=/tmp/backup.db".to_string(),
             format!("--hold={holder}"),
+            // Long enough for a restore whose pods wait, or a rollback left failed, to be
+            // looked at; it lapses by itself.
+            "--hold-for=168h".to_string(),
         ]),
         Task::RestoreMember {
             backup,
@@ -359,10 +362,13 @@ fn meta(names: &ClusterNames, name: String, owner: &OwnerReference) -> ObjectMet
     }
 }
 
-/// `attempts` runs at most ([`Task::attempts`]), within an hour in all.
+/// `attempts` runs at most ([`Task::attempts`]), within an hour in all. A retry starts only
+/// once the failed pod is gone (`podReplacementPolicy: Failed`): two restores must never
+/// write one claim, even while a pod of a lost node is still terminating.
 fn job_spec(template: PodTemplateSpec, attempts: i32) -> JobSpec {
     JobSpec {
         backoff_limit: Some(attempts - 1),
+        pod_replacement_policy: (attempts > 1).then(|| "Failed".to_string()),
         active_deadline_seconds: Some(3600),
         template,
         ..JobSpec::default()

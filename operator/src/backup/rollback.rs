@@ -189,7 +189,7 @@ pub fn next(facts: &Facts) -> Step {
                 format!(
                     "restoring member {ordinal} failed: {why}. Every member stays stopped; their \
                      data is unchanged or kept beside the new as data.before-restore. Delete the \
-                     failed Job to try again, or remove spec.rollback and restore by hand"
+                     failed Job to try again, or set spec.rollback.backup to another backup"
                 ),
             );
         }

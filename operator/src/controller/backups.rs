@@ -77,25 +77,47 @@ async fn foreign_claims(
     names: &ClusterNames,
 ) -> Result<Option<String>, Error> {
     let uid = cluster.uid().ok_or(Error::MissingMetadata("uid"))?;
+    let born = cluster.metadata.creation_timestamp.as_ref().map(|t| t.0);
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &names.namespace);
     let mut foreign = Vec::new();
     for ordinal in 0..cluster.spec.replicas {
         let claim = format!("data-{}", names.member(ordinal));
         if let Some(found) = claims.get_opt(&claim).await? {
-            if found.annotations().get(CLAIM_OWNER_ANNOTATION) != Some(&uid) {
+            // Ours: marked by the restore, or made since this EtcdCluster exists (by its
+            // StatefulSet, e.g. before the StatefulSet was deleted and is now re-made).
+            let marked = found.annotations().get(CLAIM_OWNER_ANNOTATION) == Some(&uid);
+            let made = found.metadata.creation_timestamp.as_ref().map(|t| t.0);
+            let since = matches!((made, born), (Some(m), Some(b)) if m >= b);
+            if !marked && !since {
                 foreign.push(claim);
             }
         }
     }
     Ok((!foreign.is_empty()).then(|| {
         format!(
-            "cannot restore: claims {} already exist and hold data of an earlier cluster named {} \
-             (they were not made for this one). Nothing was created. Delete them (after saving \
-             what you need) or restore under another name",
+            "cannot restore: claims {} are older than this EtcdCluster and hold data of an \
+             earlier cluster named {}. Nothing was created or changed. If that data is not \
+             needed, delete the claims (the restore then goes on); else restore under another \
+             name",
             foreign.join(", "),
             names.name
         )
     }))
+}
+
+/// Creates `job`. `Some` says why it cannot be: a Job of that name exists that this
+/// cluster does not own (an earlier cluster of the same name, or another object, left it);
+/// it is reported rather than retried blindly.
+async fn create_job(jobs: &Api<Job>, job: &Job) -> Result<Option<String>, Error> {
+    match jobs.create(&create_params(), job).await {
+        Ok(_) => Ok(None),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(Some(format!(
+            "Job {} exists and does not belong to this EtcdCluster (an earlier cluster of the \
+             same name, or another object, left it): delete it to go on",
+            job.name_any()
+        ))),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Writes `status.restoredFrom` as soon as the backup is known, before any member exists:
@@ -174,6 +196,11 @@ async fn restore_claims(
         }
         let job_name = format!("{}-restore-{ordinal}", names.name);
         let Some(found) = seen.job(&job_name) else {
+            if seen.pods_remain(&job_name) {
+                // A deleted Job's pod may still write this claim.
+                waiting.push(member);
+                continue;
+            }
             // A volume one node mounts at a time: one restore after another.
             if one_at_a_time && !waiting.is_empty() {
                 waiting.push(member);
@@ -189,11 +216,10 @@ async fn restore_claims(
                 peer_url: names.member_peer_url(&member),
                 bump_revision: cluster.spec.restore.as_ref().and_then(|r| r.bump_revision),
             };
-            jobs.create(
-                &params,
-                &job::job(names, &owner, job_name, &cluster.spec, ctx, &task),
-            )
-            .await?;
+            let new = job::job(names, &owner, job_name, &cluster.spec, ctx, &task);
+            if let Some(taken) = create_job(&jobs, &new).await? {
+                return Ok(RestoreGate::Failed(taken));
+            }
             waiting.push(member);
             continue;
         };
@@ -295,8 +321,9 @@ async fn check(
             holder: holder(names, &cluster.uid().unwrap_or_default()),
         };
         let new = job::job(names, &owner, name, &cluster.spec, ctx, &task);
-        let params = create_params();
-        jobs.create(&params, &new).await?;
+        if let Some(taken) = create_job(&jobs, &new).await? {
+            return Ok(RestoreGate::Failed(taken));
+        }
         return Ok(RestoreGate::Checking(format!(
             "checking backup {at} before any member starts"
         )));
@@ -355,6 +382,18 @@ impl Seen {
             jobs: jobs.list(&selector).await?.items,
             pods: pods.list(&selector).await?.items,
             uid: cluster.uid().unwrap_or_default(),
+        })
+    }
+
+    /// Whether a pod of Job `name` still runs (or terminates): a Job deleted without waiting
+    /// for its pods may leave one writing a claim.
+    fn pods_remain(&self, name: &str) -> bool {
+        self.pods.iter().any(|p| {
+            p.labels().get("job-name").map(String::as_str) == Some(name)
+                && !matches!(
+                    p.status.as_ref().and_then(|s| s.phase.as_deref()),
+                    Some("Succeeded" | "Failed")
+                )
         })
     }
 
@@ -484,11 +523,12 @@ pub struct Rollback {
 /// claims may hold the backup, others the old data, and starting them would mix the two),
 /// and the user hears why and what to do.
 fn abandoned(previous: &RollbackStatus) -> Option<Rollback> {
-    if !rollback::stopped_for(Some(previous)) {
+    // Starting: every claim holds the backup already, so the members may go on starting.
+    if !rollback::stopped_for(Some(previous)) || previous.phase == RollbackPhase::Starting {
         return None;
     }
     let message = format!(
-        "spec.rollback was removed while the members were stopped for the rollback to {}: they stay stopped, since their claims may hold the backup or the old data. Put spec.rollback back (the same backup) to finish it",
+        "spec.rollback was removed while the members were stopped for the rollback to {}: they stay stopped, since their claims may hold the backup or the old data. Put spec.rollback back (that backup, or another good one) to finish it",
         previous.backup
     );
     // The phase stays as it was, so this holds until the rollback is asked for again.
@@ -542,8 +582,15 @@ async fn rollback_job(
     backup: &str,
 ) -> Result<JobState, Error> {
     let Some(job) = seen.job(name) else {
-        return Ok(JobState::Absent);
+        return Ok(if seen.pods_remain(name) {
+            JobState::Leaving
+        } else {
+            JobState::Absent
+        });
     };
+    if job.metadata.deletion_timestamp.is_some() {
+        return Ok(JobState::Leaving);
+    }
     if job.annotations().get(BACKUP_ANNOTATION).map(String::as_str) != Some(backup) {
         if job.metadata.deletion_timestamp.is_none() {
             jobs.delete(name, &kube::api::DeleteParams::foreground())
@@ -610,21 +657,28 @@ pub async fn rollback(
         .clone()
         .or_else(|| cluster.spec.backup.as_ref().map(|b| b.store.clone()));
     let Some(store) = store else {
+        // Members stopped for a rollback stay stopped, and the record of it stays.
+        let stopped = rollback::stopped_for(previous);
+        let held = previous.filter(|_| stopped);
         return Ok(Some(Rollback {
-            members: cluster.spec.replicas,
-            stopped: false,
+            members: held
+                .and_then(|p| p.members)
+                .unwrap_or(cluster.spec.replicas),
+            stopped,
             step: rollback::Step::Failed(RollbackPhase::Checking, String::new()),
             status: RollbackStatus {
                 backup: spec.backup.clone(),
                 phase: RollbackPhase::Failed,
                 message: Some("no store: set spec.rollback.store or spec.backup.store".into()),
-                ..RollbackStatus::default()
+                members: held.and_then(|p| p.members),
+                stopped_at: held.and_then(|p| p.stopped_at.clone()),
+                writable_since: None,
             },
             operation: None,
             problem: Some(Problem {
                 reason: "RollbackFailed".into(),
                 message: "spec.rollback names no store and spec.backup has none".into(),
-                blocking: false,
+                blocking: stopped,
             }),
             news: None,
         }));
@@ -673,7 +727,7 @@ pub async fn rollback(
         );
         job
     };
-    let params = create_params();
+    let mut taken = None;
     match &step {
         rollback::Step::Check => {
             let task = Task::Check {
@@ -681,8 +735,7 @@ pub async fn rollback(
                 backup: &spec.backup,
                 holder: holder(names, &cluster.uid().unwrap_or_default()),
             };
-            jobs.create(&params, &create(rollback_check_name(names), task))
-                .await?;
+            taken = create_job(&jobs, &create(rollback_check_name(names), task)).await?;
         }
         rollback::Step::Restore(ordinals) => {
             for ordinal in ordinals {
@@ -697,13 +750,21 @@ pub async fn rollback(
                     peer_url: names.member_peer_url(&member),
                     bump_revision: spec.bump_revision,
                 };
-                jobs.create(&params, &create(rollback_member_job(names, *ordinal), task))
-                    .await?;
+                if let Some(t) =
+                    create_job(&jobs, &create(rollback_member_job(names, *ordinal), task)).await?
+                {
+                    taken = Some(t);
+                }
             }
         }
         _ => {}
     }
 
+    // A Job name taken by something this cluster does not own: said, never worked around.
+    let step = match taken {
+        Some(t) => rollback::Step::Failed(step.phase().unwrap_or(RollbackPhase::Checking), t),
+        None => step,
+    };
     let phase = step.phase().unwrap_or(RollbackPhase::Succeeded);
     let (phase, message) = match &step {
         rollback::Step::Failed(_, m) => (RollbackPhase::Failed, Some(m.clone())),

@@ -51,6 +51,9 @@ fn error_policy(_: Arc<EtcdBackup>, _: &Error, _: Arc<Context>) -> Action {
     Action::requeue(std::time::Duration::from_secs(15))
 }
 
+/// Annotation on an `EtcdBackup`'s Job: the store it writes to, as JSON.
+const STORE_ANNOTATION: &str = "ballast.dev/store";
+
 /// The Job's name: one per `EtcdBackup`.
 pub fn job_name(backup: &EtcdBackup) -> String {
     format!("etcdbackup-{}", backup.name_any())
@@ -115,13 +118,19 @@ async fn reconcile(backup: Arc<EtcdBackup>, ctx: Arc<Context>) -> Result<Action,
                                 max_age: None,
                                 on_demand: true,
                             };
-                            let new = job::job(
+                            let mut new = job::job(
                                 &names,
                                 &owner,
                                 name.clone(),
                                 &cluster.spec,
                                 &ctx.render,
                                 &task,
+                            );
+                            // Where it writes, read back from the Job itself later (the
+                            // cluster's store may change while it runs).
+                            new.annotations_mut().insert(
+                                STORE_ANNOTATION.to_string(),
+                                serde_json::to_string(&store)?,
                             );
                             let params = create_params();
                             jobs.create(&params, &new).await?;
@@ -150,8 +159,13 @@ async fn reconcile(backup: Arc<EtcdBackup>, ctx: Arc<Context>) -> Result<Action,
                                 job: Some(name.clone()),
                                 name: record.name,
                                 location: record.location,
-                                // As recorded when the Job was made (where it writes).
-                                store: previous.store.clone().or(Some(store.clone())),
+                                // Where the Job writes, as recorded on it.
+                                store: found
+                                    .annotations()
+                                    .get(STORE_ANNOTATION)
+                                    .and_then(|s| serde_json::from_str(s).ok())
+                                    .or(previous.store.clone())
+                                    .or(Some(store.clone())),
                                 revision: record.revision,
                                 size: record.size,
                                 message: record
