@@ -201,7 +201,13 @@ fn key(cluster: &EtcdCluster) -> String {
     )
 }
 
-/// Reconciles one cluster (kube-runtime calls this).
+/// Reconciles one cluster (kube-runtime calls this). One span per reconcile, so every log
+/// line of it (membership steps, Jobs, status) can be followed by cluster.
+#[tracing::instrument(
+    name = "reconcile",
+    skip_all,
+    fields(cluster = %key(&cluster), generation = cluster.metadata.generation.unwrap_or_default())
+)]
 pub async fn reconcile(cluster: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     let namespace = cluster

@@ -220,6 +220,7 @@ pub enum Outcome {
 /// Carries out a membership or volume step. `SetPods` is carried out by rendering the
 /// StatefulSet with that many pods, not here.
 #[allow(clippy::too_many_arguments)]
+#[tracing::instrument(name = "carry_out", skip_all, fields(step = ?step))]
 pub async fn carry_out(
     client: &kube::Client,
     source: &dyn MemberStatusSource,

@@ -38,6 +38,7 @@ pub enum RestoreGate {
 /// Before a restored cluster's first member exists: one Job fetches the backup and checks
 /// its checksums, so that a missing or corrupt backup stops the creation (a condition and
 /// an Event) instead of leaving members that cannot start, or an empty cluster.
+#[tracing::instrument(name = "restore_gate", skip_all)]
 pub async fn restore_gate(
     client: &Client,
     cluster: &EtcdCluster,
@@ -637,6 +638,7 @@ pub fn rollback_token(names: &ClusterNames, backup: &str) -> String {
 /// Observes the rollback's Jobs, decides its next step ([`rollback::next`]) and creates the
 /// Jobs that step needs. `None` without `spec.rollback` and with nothing to report.
 #[allow(clippy::too_many_arguments)]
+#[tracing::instrument(name = "rollback", skip_all)]
 pub async fn rollback(
     client: &Client,
     cluster: &EtcdCluster,
