@@ -134,8 +134,16 @@ impl From<EtcdError> for Status {
 pub enum Error {
     #[error(transparent)]
     Etcd(#[from] EtcdError),
+    /// The storage engine (redb) failed; its error is kept as the source.
     #[error("storage: {0}")]
-    Storage(String),
+    Storage(#[source] redb::Error),
+    /// The storage engine failed at a step worth naming (which file, doing what).
+    #[error("{context}: {source}")]
+    StorageAt {
+        context: String,
+        #[source]
+        source: redb::Error,
+    },
     #[error(transparent)]
     Wal(#[from] crate::raft::wal::WalError),
     #[error("{context}: {source}")]
@@ -171,16 +179,22 @@ impl Error {
     }
 }
 
-/// redb has one error type per operation; all of them mean the backend failed.
+impl From<redb::Error> for Error {
+    fn from(e: redb::Error) -> Self {
+        Error::Storage(e)
+    }
+}
+
+/// redb has one error type per operation; all of them mean the backend failed, and each
+/// converts into `redb::Error` without losing anything.
 macro_rules! storage_error {
     ($($t:ty),*) => {$(
         impl From<$t> for Error {
-            fn from(e: $t) -> Self { Error::Storage(e.to_string()) }
+            fn from(e: $t) -> Self { Error::Storage(redb::Error::from(e)) }
         }
     )*};
 }
 storage_error!(
-    redb::Error,
     redb::DatabaseError,
     redb::TransactionError,
     redb::TableError,

@@ -113,10 +113,10 @@ impl Backend {
                 return Err(corrupt(e.to_string()))
             }
             Ok(Err(e)) => {
-                return Err(Error::Storage(format!(
-                    "cannot open the database {}: {e}",
-                    path.display()
-                )))
+                return Err(Error::StorageAt {
+                    context: format!("cannot open the database {}", path.display()),
+                    source: e.into(),
+                })
             }
             Err(panic) => return Err(corrupt(panic_text(panic.as_ref()))),
         };
@@ -294,8 +294,10 @@ const CACHE_BYTES: usize = 128 << 20;
 /// is checked against.
 pub fn trim_file(path: &Path) -> Result<()> {
     let mut db = open_database(path)?;
-    db.compact()
-        .map_err(|e| Error::Storage(format!("compacting {}: {e}", path.display())))?;
+    db.compact().map_err(|e| Error::StorageAt {
+        context: format!("compacting {}", path.display()),
+        source: e.into(),
+    })?;
     Ok(())
 }
 
