@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
 
 const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/ballast");
 
@@ -86,7 +86,7 @@ fn render(dir: &Path, values: Option<&str>) -> Vec<Value> {
     }
     let (ok, out) = run_helm(&args);
     assert!(ok, "helm template:\n{out}");
-    serde_yaml::Deserializer::from_str(&out)
+    serde_yaml_ng::Deserializer::from_str(&out)
         .map(|d| Value::deserialize(d).expect("YAML document"))
         .filter(|v| !v.is_null())
         .collect()
@@ -115,7 +115,7 @@ fn validate(dir: &Path, docs: &[Value]) {
     let mut files = Vec::new();
     for (i, doc) in builtin.iter().enumerate() {
         let path = dir.join(format!("doc-{i}.yaml"));
-        std::fs::write(&path, serde_yaml::to_string(doc).expect("YAML")).expect("write");
+        std::fs::write(&path, serde_yaml_ng::to_string(doc).expect("YAML")).expect("write");
         files.push(path.to_string_lossy().into_owned());
     }
     for version in common::KUBERNETES_VERSIONS {
@@ -210,14 +210,14 @@ fn every_option_renders_as_documented() {
     );
     let deployment = find(&docs, "Deployment")[0];
     let env =
-        serde_yaml::to_string(&deployment["spec"]["template"]["spec"]["containers"][0]["env"])
+        serde_yaml_ng::to_string(&deployment["spec"]["template"]["spec"]["containers"][0]["env"])
             .expect("env");
     assert!(env.contains("value: team-a,team-b"), "{env}");
     assert!(env.contains("value: debug,kube=warn"), "{env}");
 
     // The members' monitoring: the rules are files/alerts.yaml as is.
     let rule = find(&docs, "PrometheusRule")[0];
-    let alerts: Value = serde_yaml::from_str(
+    let alerts: Value = serde_yaml_ng::from_str(
         &std::fs::read_to_string(format!("{CHART}/files/alerts.yaml")).expect("alerts.yaml"),
     )
     .expect("alerts YAML");
@@ -226,7 +226,7 @@ fn every_option_renders_as_documented() {
     assert_eq!(monitor["metadata"]["labels"]["release"], "prom");
     assert_eq!(
         monitor["spec"]["namespaceSelector"]["matchNames"],
-        serde_yaml::from_str::<Value>("[team-a, team-b]").expect("list")
+        serde_yaml_ng::from_str::<Value>("[team-a, team-b]").expect("list")
     );
     let dashboard = find(&docs, "ConfigMap")[0];
     let json = dashboard["data"]["ballast-etcd.json"]
@@ -247,7 +247,7 @@ fn every_option_renders_as_documented() {
         "keep"
     );
     let typed: ballast_operator::crd::EtcdCluster =
-        serde_yaml::from_value(cluster.clone()).expect("an EtcdCluster");
+        serde_yaml_ng::from_value(cluster.clone()).expect("an EtcdCluster");
     assert_eq!(typed.spec.replicas, 5);
 }
 

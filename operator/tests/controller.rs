@@ -1201,7 +1201,7 @@ async fn a_rollback_checks_stops_restores_and_starts_the_members() {
 
     let mut c = h.stored_cluster();
     c.spec.rollback = Some(
-        serde_yaml::from_str(
+        serde_yaml_ng::from_str(
             "{backup: 20261203T140000Z-r12.db, confirm: main, store: {s3: {bucket: snaps}}}",
         )
         .unwrap(),
@@ -1429,7 +1429,7 @@ async fn a_rollback_changed_mid_way_keeps_the_members_stopped_and_never_overlaps
     *h.members.answer.lock().unwrap() = Some(Ok(healthy_view(3, &[])));
     h.reconcile(&h.stored_cluster()).await.unwrap();
     let rollback_to = |backup: &str| -> Option<ballast_operator::crd::RollbackSpec> {
-        Some(serde_yaml::from_str(&format!("{{backup: {backup}, confirm: main}}")).unwrap())
+        Some(serde_yaml_ng::from_str(&format!("{{backup: {backup}, confirm: main}}")).unwrap())
     };
     let mut c = h.stored_cluster();
     c.spec.rollback = rollback_to("a.db");

@@ -27,7 +27,7 @@ fn committed_crds_are_up_to_date() {
 }
 
 fn spec(yaml: &str) -> EtcdClusterSpec {
-    serde_yaml::from_str(yaml).unwrap()
+    serde_yaml_ng::from_str(yaml).unwrap()
 }
 
 fn cluster(name: &str, yaml: &str) -> EtcdCluster {
@@ -328,7 +328,7 @@ fn example_is_a_valid_cluster() {
         "/../examples/etcdcluster.yaml"
     ))
     .unwrap();
-    let raw: serde_json::Value = serde_yaml::from_str(&text).unwrap();
+    let raw: serde_json::Value = serde_yaml_ng::from_str(&text).unwrap();
     let parsed: EtcdCluster = serde_json::from_value(raw.clone()).unwrap();
     assert_eq!(errors(&parsed), "");
     // Every field in the example exists in the types (serde would drop unknown ones).

@@ -21,7 +21,7 @@ fn validate(files: &[String], version: &str) -> (bool, String) {
 
 fn write_yaml<T: Serialize>(dir: &Path, name: &str, obj: &T) -> String {
     let path = dir.join(name);
-    std::fs::write(&path, serde_yaml::to_string(obj).unwrap()).unwrap();
+    std::fs::write(&path, serde_yaml_ng::to_string(obj).unwrap()).unwrap();
     path.to_string_lossy().into_owned()
 }
 

@@ -20,7 +20,7 @@ fn names() -> ClusterNames {
 }
 
 fn spec() -> EtcdClusterSpec {
-    serde_yaml::from_str("replicas: 3").unwrap()
+    serde_yaml_ng::from_str("replicas: 3").unwrap()
 }
 
 fn owner() -> OwnerReference {
@@ -293,7 +293,7 @@ fn renewal_keeps_the_ca_and_reissues_only_when_due() {
     assert!(verify(&ca_file, &new_cert, "sslserver", Some(after_old)).0);
 
     // Scaling to 5 issues only the new members' certificates.
-    let five: EtcdClusterSpec = serde_yaml::from_str("replicas: 5").unwrap();
+    let five: EtcdClusterSpec = serde_yaml_ng::from_str("replicas: 5").unwrap();
     let grown = tls::plan(&names(), &five, Some(0), &ca, &stored, &owner(), next_day).unwrap();
     let mut what: Vec<_> = grown.issued.iter().map(|n| n.what.clone()).collect();
     what.sort();

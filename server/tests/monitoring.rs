@@ -59,8 +59,8 @@ fn is_operator_metric(name: &str) -> bool {
     name.starts_with("ballast_operator_")
 }
 
-fn alerts_file() -> serde_yaml::Value {
-    serde_yaml::from_str(&read_chart_file("alerts.yaml")).expect("alerts.yaml is YAML")
+fn alerts_file() -> serde_yaml_ng::Value {
+    serde_yaml_ng::from_str(&read_chart_file("alerts.yaml")).expect("alerts.yaml is YAML")
 }
 
 fn dashboard_file() -> Value {
@@ -132,8 +132,8 @@ fn alert_rules_pass_promtool_and_every_alert_fires_and_stays_quiet_in_its_tests(
     // Each alert fires in a test case and stays quiet in one: promtool only
     // compares what a case expects, so an alert without cases, or a case for
     // a misspelt alert, would pass unnoticed.
-    let tests: serde_yaml::Value =
-        serde_yaml::from_str(&read_chart_file("alerts.test.yaml")).expect("alerts.test.yaml");
+    let tests: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&read_chart_file("alerts.test.yaml")).expect("alerts.test.yaml");
     let mut firing = BTreeSet::new();
     let mut quiet = BTreeSet::new();
     for case in tests["tests"].as_sequence().expect("`tests`") {
@@ -328,7 +328,7 @@ fn dashboard_follows_its_datasource_namespace_and_cluster_variables() {
 /// expressions match what a live cluster exports, and the durations are
 /// covered by alerts.test.yaml.
 fn rules_without_for(text: &str) -> String {
-    let mut rules: serde_yaml::Value = serde_yaml::from_str(text).expect("alerts.yaml");
+    let mut rules: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).expect("alerts.yaml");
     for group in rules["groups"].as_sequence_mut().expect("groups") {
         for rule in group["rules"].as_sequence_mut().expect("rules") {
             let rule = rule.as_mapping_mut().expect("a rule is a mapping");
@@ -337,7 +337,7 @@ fn rules_without_for(text: &str) -> String {
             }
         }
     }
-    serde_yaml::to_string(&rules).expect("serialize rules")
+    serde_yaml_ng::to_string(&rules).expect("serialize rules")
 }
 
 /// Prometheus's config: every member's metrics URL as a target of job
@@ -512,7 +512,7 @@ fn prometheus_scrapes_a_live_cluster_and_fires_member_alerts() {
     leader(&eps, 3);
 
     let rules_text = read_chart_file("alerts.yaml");
-    let rules = alert_rules(&serde_yaml::from_str(&rules_text).expect("alerts.yaml"));
+    let rules = alert_rules(&serde_yaml_ng::from_str(&rules_text).expect("alerts.yaml"));
     let mut prom = Prometheus::start(
         &root.path().join("prometheus"),
         common::free_port(),

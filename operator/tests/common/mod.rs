@@ -6,7 +6,7 @@ use ballast_operator::crd::EtcdCluster;
 /// A cluster as the API server would hand it to the operator: namespaced, with a UID and a
 /// generation, spec from YAML (defaults filled by serde as the schema defaults would).
 pub fn cluster(name: &str, spec_yaml: &str) -> EtcdCluster {
-    let mut c = EtcdCluster::new(name, serde_yaml::from_str(spec_yaml).unwrap());
+    let mut c = EtcdCluster::new(name, serde_yaml_ng::from_str(spec_yaml).unwrap());
     c.metadata.namespace = Some("db".into());
     c.metadata.uid = Some("6f1c2a9e-0000-4000-8000-000000000001".into());
     c.metadata.generation = Some(1);

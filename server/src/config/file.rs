@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use serde_yaml::Value as Yaml;
+use serde_yaml_ng::Value as Yaml;
 
 use super::entry::{parse_entry, Entry, Source, Values};
 use super::error::ConfigError;
@@ -37,7 +37,7 @@ pub(crate) fn from_yaml(
         path: path.to_string(),
         reason,
     };
-    let doc: Yaml = serde_yaml::from_str(text).map_err(|e| file_err(e.to_string()))?;
+    let doc: Yaml = serde_yaml_ng::from_str(text).map_err(|e| file_err(e.to_string()))?;
     let top = match doc {
         Yaml::Null => return Ok(Values::new()),
         Yaml::Mapping(m) => m,

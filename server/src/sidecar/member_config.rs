@@ -94,7 +94,7 @@ pub fn set_aside_leftovers(args: &Args) -> Result<(), Error> {
 
 /// Writes the member's configuration for the server (`ballast member --membership-file`).
 pub fn write(args: &Args, config: &MemberConfig) -> Result<(), Error> {
-    let yaml = serde_yaml::to_string(config)
+    let yaml = serde_yaml_ng::to_string(config)
         .map_err(|e| Error::Other(format!("encoding the member configuration: {e}")))?;
     write_atomically(&args.config_out, yaml.as_bytes())
 }

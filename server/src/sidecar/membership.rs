@@ -55,7 +55,7 @@ pub fn server_args(args: Vec<OsString>) -> Result<Vec<OsString>, Error> {
 fn read(path: &Path) -> Result<Vec<(&'static str, String)>, Error> {
     let text =
         std::fs::read_to_string(path).map_err(|e| Error::io(path.display().to_string(), e))?;
-    let doc: serde_yaml::Mapping = serde_yaml::from_str(&text)
+    let doc: serde_yaml_ng::Mapping = serde_yaml_ng::from_str(&text)
         .map_err(|e| Error::Other(format!("{}: not a membership file: {e}", path.display())))?;
     let mut flags: Vec<(&'static str, String)> = KEYS
         .iter()

@@ -53,7 +53,7 @@ pub fn promtool(args: &[&str]) -> Output {
 }
 
 /// The alerting rules of a Prometheus rules file, as (name, rule).
-pub fn alert_rules(rules: &serde_yaml::Value) -> Vec<(String, serde_yaml::Value)> {
+pub fn alert_rules(rules: &serde_yaml_ng::Value) -> Vec<(String, serde_yaml_ng::Value)> {
     rules["groups"]
         .as_sequence()
         .expect("a rules file has `groups`")
