@@ -141,6 +141,11 @@ fn etcdctl(kube: &KubeCluster, cluster: &str, args: &[&str]) -> Result<String, b
     kube.kubectl(&all)
 }
 
+/// A JSON merge patch of EtcdCluster src.
+fn patch_src(kube: &KubeCluster, patch: &str) -> Result<String, ballast_e2e::Error> {
+    kube.kubectl(&["patch", "etcdcluster", "src", "--type=merge", "-p", patch])
+}
+
 fn jsonpath(kube: &KubeCluster, kind: &str, name: &str, path: &str) -> String {
     kube.kubectl(&["get", kind, name, "-o", &format!("jsonpath={path}")])
         .unwrap_or_default()
@@ -322,15 +327,7 @@ fn scheduled_backups_appear_with_metadata_and_retention(kube: &KubeCluster, s3: 
         std::thread::sleep(Duration::from_secs(2));
     }
     // Suspended, so that no run is half-way while the store is listed.
-    kube.kubectl(&[
-        "patch",
-        "etcdcluster",
-        "src",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"backup":{"suspend":true}}}"#,
-    ])
-    .expect("suspend the schedule");
+    patch_src(kube, r#"{"spec":{"backup":{"suspend":true}}}"#).expect("suspend the schedule");
     wait_for(
         kube,
         "cronjob",
@@ -605,14 +602,10 @@ fn the_source_is_rolled_back_in_place(kube: &KubeCluster, name: &str, at_backup:
         "after the backup\n"
     );
     let old_id = jsonpath(kube, "etcdcluster", "src", "{.status.clusterId}");
-    let unconfirmed = kube.kubectl(&[
-        "patch",
-        "etcdcluster",
-        "src",
-        "--type=merge",
-        "-p",
+    let unconfirmed = patch_src(
+        kube,
         &format!(r#"{{"spec":{{"rollback":{{"backup":"{name}","confirm":"other"}}}}}}"#),
-    ]);
+    );
     assert!(
         unconfirmed
             .as_ref()
@@ -625,14 +618,10 @@ fn the_source_is_rolled_back_in_place(kube: &KubeCluster, name: &str, at_backup:
     take_backup(kube, "later", None, "Succeeded");
     let later = jsonpath(kube, "etcdbackup", "later", "{.status.name}");
     let rollback_to = |backup: &str| {
-        kube.kubectl(&[
-            "patch",
-            "etcdcluster",
-            "src",
-            "--type=merge",
-            "-p",
+        patch_src(
+            kube,
             &format!(r#"{{"spec":{{"rollback":{{"backup":"{backup}","confirm":"src"}}}}}}"#),
-        ])
+        )
         .unwrap_or_else(|e| panic!("ask for the rollback to {backup}: {e}"))
     };
     rollback_to(&later);

@@ -1184,10 +1184,9 @@ fn sts_replicas(h: &Harness) -> i64 {
         .expect("replicas")
 }
 
-/// A rollback runs its steps as the Jobs and pods say: check while the members run, stop
-/// them, restore each claim with a Job, start them, and done once they answer.
-#[tokio::test]
-async fn a_rollback_checks_stops_restores_and_starts_the_members() {
+/// Three members running and answering, with an hourly backup schedule to S3: where a
+/// rollback starts.
+async fn running_with_a_schedule() -> Harness {
     let h = harness();
     let c = finalized(common::cluster(
         "main",
@@ -1198,6 +1197,14 @@ async fn a_rollback_checks_stops_restores_and_starts_the_members() {
     member_pods(&h, 3);
     *h.members.answer.lock().unwrap() = Some(Ok(healthy_view(3, &[])));
     h.reconcile(&h.stored_cluster()).await.unwrap();
+    h
+}
+
+/// A rollback runs its steps as the Jobs and pods say: check while the members run, stop
+/// them, restore each claim with a Job, start them, and done once they answer.
+#[tokio::test]
+async fn a_rollback_checks_stops_restores_and_starts_the_members() {
+    let h = running_with_a_schedule().await;
 
     let mut c = h.stored_cluster();
     c.spec.rollback = Some(
@@ -1418,16 +1425,7 @@ fn leftover_job(h: &Harness, name: &str, owner_uid: &str, backup: Option<&str>, 
 /// holds the new backup.
 #[tokio::test]
 async fn a_rollback_changed_mid_way_keeps_the_members_stopped_and_never_overlaps_restores() {
-    let h = harness();
-    let c = finalized(common::cluster(
-        "main",
-        "backup: { schedule: '0 * * * *', store: { s3: { bucket: snaps } } }",
-    ));
-    h.reconcile(&c).await.unwrap();
-    h.set_sts_status(3, 3);
-    member_pods(&h, 3);
-    *h.members.answer.lock().unwrap() = Some(Ok(healthy_view(3, &[])));
-    h.reconcile(&h.stored_cluster()).await.unwrap();
+    let h = running_with_a_schedule().await;
     let rollback_to = |backup: &str| -> Option<ballast_operator::crd::RollbackSpec> {
         Some(serde_yaml_ng::from_str(&format!("{{backup: {backup}, confirm: main}}")).unwrap())
     };

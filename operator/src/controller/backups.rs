@@ -711,9 +711,11 @@ pub async fn rollback(
         available,
         busy,
         stopped,
-        one_at_a_time: match &store.volume {
-            Some(volume) => one_node_at_a_time(client, names, &volume.claim_name).await?,
-            None => false,
+        // Asked only while there is something to restore (a done rollback may stay in the
+        // spec for good, and this is a request per reconcile).
+        one_at_a_time: match (&store.volume, same.map(|p| p.phase)) {
+            (_, Some(RollbackPhase::Succeeded)) | (None, _) => false,
+            (Some(volume), _) => one_node_at_a_time(client, names, &volume.claim_name).await?,
         },
     };
     let step = rollback::next(&facts);
