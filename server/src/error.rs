@@ -54,6 +54,38 @@ pub enum EtcdError {
     LearnerNotReady,
     #[error("etcdserver: too many learner members in cluster")]
     TooManyLearners,
+    #[error("etcdserver: root user does not exist")]
+    RootUserNotExist,
+    #[error("etcdserver: root user does not have root role")]
+    RootRoleNotExist,
+    #[error("etcdserver: user name already exists")]
+    UserAlreadyExist,
+    #[error("etcdserver: user name is empty")]
+    UserEmpty,
+    #[error("etcdserver: user name not found")]
+    UserNotFound,
+    #[error("etcdserver: role name already exists")]
+    RoleAlreadyExist,
+    #[error("etcdserver: role name not found")]
+    RoleNotFound,
+    #[error("etcdserver: role name is empty")]
+    RoleEmpty,
+    #[error("etcdserver: authentication failed, invalid user ID or password")]
+    AuthFailed,
+    /// Not one of etcd's gRPC errors: etcd passes its auth store's text through
+    /// with code Unknown, and clients see exactly that.
+    #[error("auth: authentication failed, password was given for no password user")]
+    NoPasswordUser,
+    #[error("etcdserver: permission not given")]
+    PermissionNotGiven,
+    #[error("etcdserver: role is not granted to the user")]
+    RoleNotGranted,
+    #[error("etcdserver: permission is not granted to the role")]
+    PermissionNotGranted,
+    #[error("etcdserver: invalid auth management")]
+    InvalidAuthMgmt,
+    #[error("etcdserver: revision of auth store is old")]
+    AuthOldRevision,
     #[error("etcdserver: authentication is not enabled")]
     AuthNotEnabled,
     #[error("etcdserver: permission denied")]
@@ -92,7 +124,8 @@ impl EtcdError {
         use EtcdError::*;
         match self {
             EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey
-            | RequestTooLarge | MemberBadUrls => Code::InvalidArgument,
+            | RequestTooLarge | MemberBadUrls | UserEmpty | RoleEmpty | AuthFailed
+            | PermissionNotGiven | InvalidAuthMgmt | AuthOldRevision => Code::InvalidArgument,
             Compacted | FutureRev | LeaseTtlTooLarge => Code::OutOfRange,
             NoSpace | TooManyRequests => Code::ResourceExhausted,
             LeaseNotFound | MemberNotFound => Code::NotFound,
@@ -103,6 +136,14 @@ impl EtcdError {
             | MemberNotLearner
             | LearnerNotReady
             | TooManyLearners
+            | RootUserNotExist
+            | RootRoleNotExist
+            | UserAlreadyExist
+            | UserNotFound
+            | RoleAlreadyExist
+            | RoleNotFound
+            | RoleNotGranted
+            | PermissionNotGranted
             | AuthNotEnabled
             | NotLeader
             | BadLeaderTransferee => Code::FailedPrecondition,
@@ -119,6 +160,7 @@ impl EtcdError {
             | UnhealthyCluster
             | NotSupportedForLearner => Code::Unavailable,
             Corrupt => Code::DataLoss,
+            NoPasswordUser => Code::Unknown,
         }
     }
 }

@@ -7,6 +7,8 @@
 //! [`bootstrap`]: crate::bootstrap
 
 mod applied;
+pub mod auth;
+pub use applied::FromApplied;
 mod background;
 mod replicate;
 mod requests;
@@ -42,6 +44,7 @@ pub struct EtcdServer {
     pub lessor: Arc<Lessor>,
     pub hub: Arc<WatchHub>,
     pub alarms: Arc<Alarms>,
+    pub auth: Arc<crate::auth::AuthStore>,
     pub members: Arc<Members>,
     pub raft: RaftHandle,
     pub wait: Arc<Wait>,
@@ -185,6 +188,9 @@ pub fn start(
     tls: Arc<crate::tls::Tls>,
 ) -> Result<Running> {
     let cfg = Arc::new(cfg);
+    // A bad --auth-token stops the member before it touches its data.
+    let tokens = crate::auth::Tokens::from_option(&cfg.auth_token, cfg.auth_token_ttl)
+        .map_err(|e| Error::Other(e.to_string()))?;
     let Bootstrapped {
         member_id,
         cluster_id,
@@ -206,6 +212,11 @@ pub fn start(
         mvcc_backend::get_u64(&m, meta::APPLIED_INDEX)?
     };
     let alarms = Arc::new(Alarms::load(&backend)?);
+    let auth = Arc::new(crate::auth::AuthStore::load(
+        &backend,
+        tokens,
+        cfg.bcrypt_cost,
+    )?);
     let hub = WatchHub::new(store.clone());
     let metrics = Arc::new(Metrics::default());
     let durable_applied = Arc::new(AtomicU64::new(applied_at_start));
@@ -247,6 +258,7 @@ pub fn start(
         lessor,
         hub,
         alarms,
+        auth,
         members,
         raft,
         wait: Arc::new(Wait::default()),

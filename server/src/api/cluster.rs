@@ -66,6 +66,8 @@ impl Cluster for ClusterService {
         &self,
         req: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
+        // Membership changes are for holders of the root role (etcd 3.5).
+        self.0.check_admin(&self.0.caller(&req).await?)?;
         let r = req.into_inner();
         let urls = parse_urls(&r.peer_ur_ls)?;
         let url_strings: Vec<String> = urls.iter().map(ids::url_string).collect();
@@ -129,6 +131,8 @@ impl Cluster for ClusterService {
         &self,
         req: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
+        // Membership changes are for holders of the root role (etcd 3.5).
+        self.0.check_admin(&self.0.caller(&req).await?)?;
         let id = req.into_inner().id;
         let members = self.0.members.list();
         let Some(member) = members.iter().find(|m| m.id == id).cloned() else {
@@ -167,6 +171,8 @@ impl Cluster for ClusterService {
         &self,
         req: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
+        // Checked for the root role when applied (etcd 3.5 checks membership changes).
+        let who = self.0.caller(&req).await?;
         let r = req.into_inner();
         let urls = parse_urls(&r.peer_ur_ls)?;
         let Some(mut member) = self.0.members.get(r.id) else {
@@ -183,7 +189,7 @@ impl Cluster for ClusterService {
             return Err(EtcdError::PeerUrlExist.into());
         }
         member.peer_urls = url_strings;
-        let after = self.0.member_update(member).await?;
+        let after = self.0.member_update(&who, member).await?;
         Ok(Response::new(MemberUpdateResponse {
             header: self.header(),
             members: pb(&after),
@@ -219,6 +225,8 @@ impl Cluster for ClusterService {
         &self,
         req: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
+        // Membership changes are for holders of the root role (etcd 3.5).
+        self.0.check_admin(&self.0.caller(&req).await?)?;
         let id = req.into_inner().id;
         let members = match promote_here(&self.0, id).await {
             Err(EtcdError::NotLeader) => forward_promote(&self.0, id).await?,

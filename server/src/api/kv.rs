@@ -28,9 +28,10 @@ impl Kv for KvService {
         )
     )]
     async fn range(&self, req: Req<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
+        let who = self.0.caller(&req).await?;
         let r = req.into_inner();
         validate::range(&r)?;
-        Ok(Response::new(self.0.range(r).await?))
+        Ok(Response::new(self.0.range(&who, r).await?))
     }
 
     #[tracing::instrument(
@@ -44,9 +45,10 @@ impl Kv for KvService {
         )
     )]
     async fn put(&self, req: Req<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        let who = self.0.caller(&req).await?;
         let r = req.into_inner();
         validate::put(&r)?;
-        Ok(Response::new(self.0.put(r).await?))
+        Ok(Response::new(self.0.put(&who, r).await?))
     }
 
     #[tracing::instrument(
@@ -63,9 +65,10 @@ impl Kv for KvService {
         &self,
         req: Req<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
+        let who = self.0.caller(&req).await?;
         let r = req.into_inner();
         validate::delete_range(&r)?;
-        Ok(Response::new(self.0.delete_range(r).await?))
+        Ok(Response::new(self.0.delete_range(&who, r).await?))
     }
 
     #[tracing::instrument(
@@ -79,9 +82,10 @@ impl Kv for KvService {
         )
     )]
     async fn txn(&self, req: Req<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        let who = self.0.caller(&req).await?;
         let r = req.into_inner();
         validate::txn(&r, self.0.cfg.max_txn_ops as usize)?;
-        Ok(Response::new(self.0.txn(r).await?))
+        Ok(Response::new(self.0.txn(&who, r).await?))
     }
 
     #[tracing::instrument(
@@ -97,6 +101,7 @@ impl Kv for KvService {
         &self,
         req: Req<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
-        Ok(Response::new(self.0.compact(req.into_inner()).await?))
+        let who = self.0.caller(&req).await?;
+        Ok(Response::new(self.0.compact(&who, req.into_inner()).await?))
     }
 }

@@ -35,7 +35,10 @@ impl Lease for LeaseService {
         &self,
         req: Req<LeaseGrantRequest>,
     ) -> Result<Response<LeaseGrantResponse>, Status> {
-        Ok(Response::new(self.0.lease_grant(req.into_inner()).await?))
+        let who = self.0.caller(&req).await?;
+        Ok(Response::new(
+            self.0.lease_grant(&who, req.into_inner()).await?,
+        ))
     }
 
     #[tracing::instrument(
@@ -48,7 +51,10 @@ impl Lease for LeaseService {
         &self,
         req: Req<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
-        Ok(Response::new(self.0.lease_revoke(req.into_inner()).await?))
+        let who = self.0.caller(&req).await?;
+        Ok(Response::new(
+            self.0.lease_revoke(&who, req.into_inner()).await?,
+        ))
     }
 
     type LeaseKeepAliveStream =
@@ -94,7 +100,12 @@ impl Lease for LeaseService {
         &self,
         req: Req<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        let who = self.0.caller(&req).await?;
         let r = req.into_inner();
+        if r.keys {
+            // The keys are named in the answer: the caller must be able to read them.
+            self.0.check_lease_keys_readable(&who, r.id)?;
+        }
         if self.0.lessor.is_primary() {
             return Ok(Response::new(time_to_live_here(&self.0, r)));
         }

@@ -29,6 +29,15 @@ fn alarm_name(a: i32) -> &'static str {
     }
 }
 
+impl MaintenanceService {
+    /// etcd's authMaintenanceServer: defragment, hashes, snapshots and leader
+    /// moves are for holders of the root role while auth is enabled.
+    async fn admin<T>(&self, req: &Req<T>) -> Result<(), Status> {
+        let who = self.0.caller(req).await?;
+        self.0.check_admin(&who)
+    }
+}
+
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
     #[tracing::instrument(
@@ -41,7 +50,8 @@ impl Maintenance for MaintenanceService {
         )
     )]
     async fn alarm(&self, req: Req<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
-        Ok(Response::new(self.0.alarm(req.into_inner()).await?))
+        let who = self.0.caller(&req).await?;
+        Ok(Response::new(self.0.alarm(&who, req.into_inner()).await?))
     }
 
     #[tracing::instrument(name = "etcdserverpb.Maintenance/Status", level = "debug", skip_all)]
@@ -79,8 +89,9 @@ impl Maintenance for MaintenanceService {
     )]
     async fn defragment(
         &self,
-        _: Req<DefragmentRequest>,
+        req: Req<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
+        self.admin(&req).await?;
         tracing::info!(path = %self.0.db_path().display(), "starting defragmentation");
         let before = self.0.store.backend().size();
         self.0.defragment().await.map_err(Status::internal)?;
@@ -95,7 +106,8 @@ impl Maintenance for MaintenanceService {
     }
 
     #[tracing::instrument(name = "etcdserverpb.Maintenance/Hash", level = "debug", skip_all)]
-    async fn hash(&self, _: Req<HashRequest>) -> Result<Response<HashResponse>, Status> {
+    async fn hash(&self, req: Req<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        self.admin(&req).await?;
         let s = self.0.clone();
         let hash = tokio::task::spawn_blocking(move || s.store.hash_kv(0))
             .await
@@ -113,6 +125,7 @@ impl Maintenance for MaintenanceService {
         fields(revision = req.get_ref().revision)
     )]
     async fn hash_kv(&self, req: Req<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
+        self.admin(&req).await?;
         let rev = req.into_inner().revision;
         let s = self.0.clone();
         let hash = tokio::task::spawn_blocking(move || s.store.hash_kv(rev))
@@ -131,8 +144,9 @@ impl Maintenance for MaintenanceService {
     #[tracing::instrument(name = "etcdserverpb.Maintenance/Snapshot", level = "debug", skip_all)]
     async fn snapshot(
         &self,
-        _: Req<SnapshotRequest>,
+        req: Req<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
+        self.admin(&req).await?;
         let s = self.0.clone();
         let (tx, rx) = mpsc::channel(4);
         tokio::task::spawn_blocking(move || {
@@ -153,6 +167,7 @@ impl Maintenance for MaintenanceService {
         &self,
         req: Req<MoveLeaderRequest>,
     ) -> Result<Response<MoveLeaderResponse>, Status> {
+        self.admin(&req).await?;
         let target = req.into_inner().target_id;
         if self.0.raft.leader() != self.0.member_id {
             return Err(EtcdError::NotLeader.into());

@@ -2,6 +2,7 @@
 //! request (see `server`), or read locally. Each request runs in a debug-level
 //! span named after its gRPC method, with its key facts (never keys or values).
 
+pub mod auth;
 pub mod cluster;
 pub mod kv;
 pub mod lease;
@@ -12,8 +13,8 @@ pub mod watch;
 use std::sync::Arc;
 
 use ballast_proto::etcdserverpb::{
-    cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
-    maintenance_server::MaintenanceServer, watch_server::WatchServer,
+    auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer,
+    lease_server::LeaseServer, maintenance_server::MaintenanceServer, watch_server::WatchServer,
 };
 
 use crate::metrics::grpc::GrpcMetricsLayer;
@@ -37,7 +38,8 @@ pub fn routes(s: &Arc<EtcdServer>) -> tonic::service::Routes {
     .add_service(
         MaintenanceServer::new(maintenance::MaintenanceService(s.clone()))
             .max_decoding_message_size(max),
-    );
+    )
+    .add_service(AuthServer::new(auth::AuthService(s.clone())).max_decoding_message_size(max));
     let layer = GrpcMetricsLayer(s.metrics.clone());
     tonic::service::Routes::from(routes.into_axum_router().layer(layer))
 }

@@ -39,12 +39,16 @@ impl Watch for WatchService {
         &self,
         req: Request<Streaming<WatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        // Credentials are checked at each watch's creation, as etcd does: a
+        // token may expire while the stream lives.
+        let credentials = Request::from_parts(req.metadata().clone(), req.extensions().clone(), ());
         let inbound = req.into_inner();
         let (out_tx, out_rx) = mpsc::channel(STREAM_BUFFER);
         let stream = StreamTask {
             s: self.0.clone(),
             id: NEXT_STREAM.fetch_add(1, Ordering::Relaxed),
             out: out_tx,
+            credentials,
             next_watch_id: 0,
             fragment: HashMap::new(),
         };
@@ -58,6 +62,7 @@ struct StreamTask {
     s: Arc<EtcdServer>,
     id: StreamId,
     out: Out,
+    credentials: Request<()>,
     next_watch_id: i64,
     /// Watchers that accept fragmented responses.
     fragment: HashMap<i64, bool>,
@@ -150,6 +155,9 @@ impl StreamTask {
         if !c.range_end.is_empty() && c.range_end != [0] && key >= c.range_end.as_slice() {
             return self.refuse_create("mvcc: watcher range is empty").await;
         }
+        if let Err(refused) = self.permitted(&c).await {
+            return self.refuse_create(refused.message()).await;
+        }
         let watch_id = if c.watch_id == 0 {
             while self.s.hub.exists(self.id, self.next_watch_id) {
                 self.next_watch_id += 1;
@@ -205,6 +213,18 @@ impl StreamTask {
                 .await
             }
         }
+    }
+
+    /// Whether the stream's caller may read the watched range. etcd 3.5 checks
+    /// a from-key watch (range end "\0") as if it named one key; Ballast
+    /// checks the whole open range.
+    async fn permitted(&self, c: &WatchCreateRequest) -> Result<(), Status> {
+        let who = self.s.caller(&self.credentials).await?;
+        let key: &[u8] = if c.key.is_empty() { &[0] } else { &c.key };
+        self.s
+            .auth
+            .check(Some(&who), crate::auth::Access::Read, key, &c.range_end)?;
+        Ok(())
     }
 
     /// A watch that could not be created: created and canceled at once, for

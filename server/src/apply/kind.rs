@@ -24,6 +24,7 @@ pub(super) fn of(req: &InternalRequest) -> &'static str {
         Request::Alarm(_) => "alarm",
         Request::LeaseCheckpoint(_) => "lease_checkpoint",
         Request::AuthEnable(_) => "auth_enable",
+        Request::Authenticate(_) => "authenticate",
         Request::AuthDisable(_) => "auth_disable",
         Request::UserAdd(_) => "user_add",
         Request::UserDelete(_) => "user_delete",

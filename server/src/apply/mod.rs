@@ -1,6 +1,7 @@
 //! The state machine: applies committed Raft entries in order, one backend
 //! transaction per batch, then answers the waiting handlers and feeds watchers.
 
+mod auth;
 mod kind;
 mod request;
 mod txn;
@@ -105,6 +106,7 @@ pub struct Applier {
     pub lessor: Arc<Lessor>,
     pub hub: Arc<WatchHub>,
     pub alarms: Arc<Alarms>,
+    pub auth: Arc<crate::auth::AuthStore>,
     pub members: Arc<Members>,
     pub wait: Arc<Wait>,
     pub metrics: Arc<Metrics>,
@@ -223,6 +225,7 @@ impl Applier {
         self.lessor.load(&backend, leased)?;
         self.members.reload(&backend)?;
         self.alarms.reload(&backend)?;
+        self.auth.reload(&backend)?;
         for m in self.members.list() {
             (self.on_member_change)(MemberChange::Added(&m));
         }
@@ -348,7 +351,7 @@ impl Applier {
             };
             let _span = kind::apply_span(&e, kind::of(&req)).entered();
             let id = req.id;
-            let res = match request::apply(self, &mut batch, req) {
+            let res = match request::apply(self, &mut batch, req, e.index) {
                 Ok(applied) => Ok(applied),
                 Err(crate::error::Error::Etcd(e)) => Err(e),
                 // The backend failed: this batch is never committed, and the

@@ -8,7 +8,8 @@ use ballast_proto::etcdserverpb::{
 };
 use ballast_proto::internal::{internal_request::Request, InternalRequest};
 
-use super::{txn, Applier};
+use super::{auth, txn, Applier};
+use crate::auth::AuthInfo;
 use crate::error::{Error, EtcdError};
 use crate::metrics::mvcc::OpCounts;
 use crate::mvcc::backend::LEASES;
@@ -24,6 +25,7 @@ pub enum Applied {
     LeaseGrant(LeaseGrantResponse),
     LeaseRevoke(LeaseRevokeResponse),
     Alarm(AlarmResponse),
+    Auth(crate::auth::AuthAnswer),
     /// A membership change: the members after it.
     Members(Vec<crate::cluster::Member>),
     /// Requests with nothing to report beyond success.
@@ -44,16 +46,27 @@ pub(super) fn apply(
     a: &Applier,
     b: &mut WriteBatch<'_>,
     req: InternalRequest,
+    index: u64,
 ) -> Result<Applied, Error> {
     let id = req.id;
+    let who = req.auth.map(|h| AuthInfo {
+        username: h.username,
+        revision: h.revision,
+    });
+    let who = who.as_ref();
     let Some(req) = req.request else {
         return Ok(Applied::Done);
+    };
+    let req = match a.auth.apply(b.txn(), who, req, index) {
+        Ok(answer) => return answer.map(Applied::Auth),
+        Err(other) => other,
     };
     match req {
         Request::Put(p) => {
             if a.alarms.nospace() {
                 return Err(EtcdError::NoSpace.into());
             }
+            auth::put(a, who, &p)?;
             check_put(a, b, &p)?;
             let mut ops = OpCounts::default();
             let resp = put(b, p, &mut ops)?;
@@ -61,13 +74,19 @@ pub(super) fn apply(
             Ok(Applied::Put(resp))
         }
         Request::DeleteRange(d) => {
+            auth::delete_range(a, who, &d)?;
             let mut ops = OpCounts::default();
             let resp = delete_range(b, &d, &mut ops)?;
             ops.record(&a.metrics);
             Ok(Applied::DeleteRange(resp))
         }
-        Request::Txn(t) => txn::apply(a, b, &t, id).map(Applied::Txn),
+        Request::Txn(t) => {
+            auth::txn(a, who, &t)?;
+            txn::apply(a, b, &t, id).map(Applied::Txn)
+        }
         Request::Compaction(c) => {
+            // etcd 3.6.16 refuses compaction to all but admins (3.4 allowed anyone).
+            a.auth.check_admin(who)?;
             b.compact(c.revision)?;
             // etcd reads a key for the response's revision after compacting.
             OpCounts {
@@ -81,7 +100,10 @@ pub(super) fn apply(
             }))
         }
         Request::LeaseGrant(g) => lease_grant(a, b, &g).map(Applied::LeaseGrant),
-        Request::LeaseRevoke(r) => lease_revoke(a, b, r.id).map(Applied::LeaseRevoke),
+        Request::LeaseRevoke(r) => {
+            auth::lease_keys(a, who, r.id)?;
+            lease_revoke(a, b, r.id).map(Applied::LeaseRevoke)
+        }
         Request::Alarm(r) => alarm(a, b, &r).map(Applied::Alarm),
         Request::MemberAttributes(m) => {
             a.members

@@ -20,6 +20,7 @@ fn entry(index: u64, id: u64, request: Request) -> Entry {
         term: 1,
         data: InternalRequest {
             id,
+            auth: None,
             request: Some(request),
         }
         .encode_to_vec(),
@@ -37,6 +38,15 @@ fn applier(dir: &std::path::Path) -> (Applier, Arc<Backend>) {
         lessor: Arc::new(Lessor::new(std::time::Duration::from_secs(1))),
         hub: WatchHub::new(store),
         alarms: Arc::new(Alarms::load(&backend).expect("alarms")),
+        auth: Arc::new(
+            crate::auth::AuthStore::load(
+                &backend,
+                crate::auth::Tokens::from_option("simple", std::time::Duration::from_secs(300))
+                    .expect("tokens"),
+                4,
+            )
+            .expect("auth"),
+        ),
         members: Arc::new(Members::load(&backend).expect("members")),
         wait: Arc::new(Wait::default()),
         metrics: Arc::new(Metrics::default()),

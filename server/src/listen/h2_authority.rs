@@ -335,6 +335,10 @@ impl<S> AuthorityFix<S> {
             out_pos: 0,
         }
     }
+
+    pub(crate) fn inner(&self) -> &S {
+        &self.inner
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for AuthorityFix<S> {

@@ -10,6 +10,7 @@ use tokio::net::{TcpListener, TcpStream};
 use url::Url;
 
 use crate::error::{Error, Result};
+use crate::server::auth::ClientCommonName;
 use crate::server::EtcdServer;
 use crate::tls::TlsConn;
 
@@ -87,6 +88,15 @@ impl axum::serve::Listener for ClientListener {
     }
 }
 
+/// Each request over TLS carries its connection's client certificate CN.
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsClientListener>>
+    for ClientCommonName
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsClientListener>) -> Self {
+        ClientCommonName(stream.io().inner().client_common_name())
+    }
+}
+
 /// Serves `app` over TLS with the client certificate settings, which etcd also uses for
 /// https --listen-metrics-urls.
 fn spawn_tls(
@@ -104,6 +114,7 @@ fn spawn_tls(
         .local_addr()
         .map_err(|e| Error::io(format!("listen on {u}"), e))?;
     let ready = acceptor.spawn(listener);
+    let app = app.into_make_service_with_connect_info::<ClientCommonName>();
     Ok(tokio::spawn(async move {
         axum::serve(TlsClientListener { ready, local }, app).await
     }))

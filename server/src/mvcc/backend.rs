@@ -29,6 +29,10 @@ pub const LEASES: TableDefinition<i64, i64> = TableDefinition::new("lease");
 pub const ALARMS: TableDefinition<(u64, i32), ()> = TableDefinition::new("alarm");
 /// Member ID → JSON-encoded member record.
 pub const MEMBERS: TableDefinition<u64, &[u8]> = TableDefinition::new("members");
+/// Auth settings (enabled, revision), and users and roles by name (authpb records).
+pub const AUTH: TableDefinition<&str, &[u8]> = TableDefinition::new("auth");
+pub const AUTH_USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("auth_users");
+pub const AUTH_ROLES: TableDefinition<&str, &[u8]> = TableDefinition::new("auth_roles");
 
 pub mod meta {
     //! Keys of the META table.
@@ -55,6 +59,9 @@ pub fn copy_tables(from: &ReadTransaction, to: &WriteTransaction) -> Result<()> 
     copy(from, to, LEASES)?;
     copy(from, to, ALARMS)?;
     copy(from, to, MEMBERS)?;
+    copy(from, to, AUTH)?;
+    copy(from, to, AUTH_USERS)?;
+    copy(from, to, AUTH_ROLES)?;
     Ok(())
 }
 
@@ -255,6 +262,9 @@ fn prepare_tables(db: &Database) -> Result<()> {
     txn.open_table(LEASES)?;
     txn.open_table(ALARMS)?;
     txn.open_table(MEMBERS)?;
+    txn.open_table(AUTH)?;
+    txn.open_table(AUTH_USERS)?;
+    txn.open_table(AUTH_ROLES)?;
     txn.commit()?;
     Ok(())
 }

@@ -2,15 +2,21 @@
 //! thread's [`Applied`] back into a typed response.
 
 use ballast_proto::etcdserverpb::{
-    AlarmResponse, CompactionResponse, DeleteRangeResponse, LeaseGrantResponse,
-    LeaseRevokeResponse, PutResponse, TxnResponse,
+    AlarmResponse, AuthDisableResponse, AuthEnableResponse, AuthRoleAddResponse,
+    AuthRoleDeleteResponse, AuthRoleGetResponse, AuthRoleGrantPermissionResponse,
+    AuthRoleListResponse, AuthRoleRevokePermissionResponse, AuthStatusResponse,
+    AuthUserAddResponse, AuthUserChangePasswordResponse, AuthUserDeleteResponse,
+    AuthUserGetResponse, AuthUserGrantRoleResponse, AuthUserListResponse,
+    AuthUserRevokeRoleResponse, AuthenticateResponse, CompactionResponse, DeleteRangeResponse,
+    LeaseGrantResponse, LeaseRevokeResponse, PutResponse, TxnResponse,
 };
 
 use crate::apply::Applied;
+use crate::auth::AuthAnswer;
 use crate::cluster::Member;
 
 /// A typed answer to a proposal, taken out of what applying it produced.
-pub(super) trait FromApplied: Sized {
+pub trait FromApplied: Sized {
     /// The answer, or the applied result back if it is of another kind (the
     /// caller decides which error that is).
     fn from_applied(applied: Applied) -> Result<Self, Applied>;
@@ -38,6 +44,40 @@ from_applied!(
     LeaseRevoke => LeaseRevokeResponse,
     Alarm => AlarmResponse,
     Members => Vec<Member>,
+);
+
+/// Auth answers come wrapped in [`AuthAnswer`].
+macro_rules! from_auth_answer {
+    ($($variant:ident => $answer:ty),* $(,)?) => {$(
+        impl FromApplied for $answer {
+            fn from_applied(applied: Applied) -> Result<Self, Applied> {
+                match applied {
+                    Applied::Auth(AuthAnswer::$variant(answer)) => Ok(answer),
+                    other => Err(other),
+                }
+            }
+        }
+    )*};
+}
+
+from_auth_answer!(
+    Enable => AuthEnableResponse,
+    Disable => AuthDisableResponse,
+    Status => AuthStatusResponse,
+    Authenticate => AuthenticateResponse,
+    UserAdd => AuthUserAddResponse,
+    UserGet => AuthUserGetResponse,
+    UserList => AuthUserListResponse,
+    UserDelete => AuthUserDeleteResponse,
+    UserChangePassword => AuthUserChangePasswordResponse,
+    UserGrantRole => AuthUserGrantRoleResponse,
+    UserRevokeRole => AuthUserRevokeRoleResponse,
+    RoleAdd => AuthRoleAddResponse,
+    RoleGet => AuthRoleGetResponse,
+    RoleList => AuthRoleListResponse,
+    RoleDelete => AuthRoleDeleteResponse,
+    RoleGrantPermission => AuthRoleGrantPermissionResponse,
+    RoleRevokePermission => AuthRoleRevokePermissionResponse,
 );
 
 #[cfg(test)]

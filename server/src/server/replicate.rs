@@ -3,11 +3,12 @@
 
 use std::time::Duration;
 
-use ballast_proto::internal::{internal_request::Request, InternalRequest};
+use ballast_proto::internal::{internal_request::Request, InternalRequest, RequestAuth};
 use prost::Message;
 
 use super::{applied::FromApplied, request_timeout, EtcdServer};
 use crate::apply::Applied;
+use crate::auth::AuthInfo;
 use crate::cluster::Member;
 use crate::error::EtcdError;
 
@@ -15,11 +16,32 @@ use crate::error::EtcdError;
 const READ_INDEX_RETRY: Duration = Duration::from_millis(500);
 
 impl EtcdServer {
-    /// Replicates a request through Raft and waits until it is applied.
+    /// Replicates a request of the member's own (lease expiry, alarms,
+    /// compaction) through Raft and waits until it is applied. Such requests
+    /// carry no caller and pass every permission check.
     pub async fn propose(&self, request: Request) -> Result<Applied, EtcdError> {
+        self.propose_request(None, request).await
+    }
+
+    /// Replicates a client's request; the apply checks its permissions as
+    /// `who`, with the roles of that point of the log.
+    pub async fn propose_as(&self, who: &AuthInfo, request: Request) -> Result<Applied, EtcdError> {
+        let auth = RequestAuth {
+            username: who.username.clone(),
+            revision: who.revision,
+        };
+        self.propose_request(Some(auth), request).await
+    }
+
+    async fn propose_request(
+        &self,
+        auth: Option<RequestAuth>,
+        request: Request,
+    ) -> Result<Applied, EtcdError> {
         let id = self.next_id();
         let data = InternalRequest {
             id,
+            auth,
             request: Some(request),
         }
         .encode_to_vec();

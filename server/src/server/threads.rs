@@ -108,6 +108,7 @@ pub(super) fn applier(
         lessor: server.lessor.clone(),
         hub: server.hub.clone(),
         alarms: server.alarms.clone(),
+        auth: server.auth.clone(),
         members: server.members.clone(),
         wait: server.wait.clone(),
         metrics: server.metrics.clone(),

@@ -140,6 +140,15 @@ impl AsyncWrite for TlsConn {
     }
 }
 
+impl TlsConn {
+    /// The subject CN of the client's verified certificate, if it sent one:
+    /// with --client-cert-auth, the user a request without a token runs as.
+    pub fn client_common_name(&self) -> Option<String> {
+        let leaf = self.0.get_ref().1.peer_certificates()?.first()?;
+        super::identity::common_names(leaf).into_iter().next()
+    }
+}
+
 /// Lets tonic serve it (the peer port); request extensions get the TCP addresses.
 impl tonic::transport::server::Connected for TlsConn {
     type ConnectInfo = tonic::transport::server::TcpConnectInfo;

@@ -86,7 +86,7 @@ impl std::fmt::Display for NotAllowed {
 
 impl std::error::Error for NotAllowed {}
 
-fn common_names(leaf: &CertificateDer<'_>) -> Vec<String> {
+pub(super) fn common_names(leaf: &CertificateDer<'_>) -> Vec<String> {
     let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf) else {
         return Vec::new();
     };
