@@ -99,6 +99,23 @@ struct Written {
 /// History with overwrites, a delete, a leased key, a compaction, enough
 /// keys for several pages and a value bigger than a page.
 fn populate(endpoint: &str) -> Written {
+    // Users and roles travel with the snapshot (auth stays off so the rest
+    // of the test needs no credentials; `assert_logins` turns it on last).
+    ctl(endpoint, &["user", "add", "root:root"]);
+    ctl(endpoint, &["user", "add", "app:pw"]);
+    ctl(endpoint, &["role", "add", "app"]);
+    ctl(
+        endpoint,
+        &[
+            "role",
+            "grant-permission",
+            "--prefix=true",
+            "app",
+            "readwrite",
+            "/app/",
+        ],
+    );
+    ctl(endpoint, &["user", "grant-role", "app", "app"]);
     ctl(endpoint, &["put", "a", "1"]);
     ctl(endpoint, &["put", "b", "2"]);
     let granted = ctl(endpoint, &["lease", "grant", LEASE_TTL]);
@@ -147,9 +164,40 @@ fn state(endpoint: &str) -> (Value, Value) {
     (v["kvs"].clone(), v["header"]["revision"].clone())
 }
 
+/// The users, roles and password hashes came along: with auth turned on, the
+/// restored member logs `app` in with its password and applies its role.
+fn assert_logins(restored: &str) {
+    assert_eq!(ctl(restored, &["user", "list"]), "app\nroot\n");
+    assert_eq!(
+        ctl(restored, &["user", "get", "app"]),
+        "User: app\nRoles: app\n"
+    );
+    ctl(restored, &["user", "grant-role", "root", "root"]);
+    ctl(restored, &["auth", "enable"]);
+    ctl(restored, &["--user=app:pw", "put", "/app/k", "v"]);
+    let mut denied = Command::new(etcdctl_binary());
+    denied.env("ETCDCTL_API", "3").args([
+        "--endpoints",
+        restored,
+        "--user=app:pw",
+        "put",
+        "elsewhere",
+        "v",
+    ]);
+    let out = denied.output().expect("run etcdctl put");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Error: etcdserver: permission denied"),
+        "the restored role still limits app: {out:?}"
+    );
+}
+
 /// Checks a restored member against the source's state and history.
 fn assert_same_data(restored: &str, want: &(Value, Value), written: &Written) {
     assert_eq!(&state(restored), want, "restored keys and revision");
+    assert_eq!(
+        ctl(restored, &["role", "get", "app"]),
+        "Role app\nKV Read:\n\t[/app/, /app0) (prefix /app/)\nKV Write:\n\t[/app/, /app0) (prefix /app/)\n"
+    );
     let ttl = ctl(restored, &["lease", "timetolive", &written.lease]);
     assert!(
         ttl.contains(&format!("granted with TTL({LEASE_TTL}s)")),
@@ -333,6 +381,7 @@ fn ballast_snapshot_restores_into_real_etcd() {
     // The restored member takes writes after the snapshot's revision.
     ctl(&etcd.client, &["put", "after", "restore"]);
     assert_eq!(revision(&etcd.client), revision(&url) + 1);
+    assert_logins(&etcd.client);
 }
 
 #[test]
@@ -370,4 +419,5 @@ fn etcd_snapshot_restores_into_ballast() {
         revision(&dst.client_url()),
         want.1.as_i64().expect("revision") + 1
     );
+    assert_logins(&dst.client_url());
 }

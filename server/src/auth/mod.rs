@@ -28,10 +28,12 @@ pub use token::Tokens;
 pub const ROOT_USER: &str = "root";
 pub use perms::ROOT_ROLE;
 
-mod key {
+/// Keys of the `auth` table.
+pub mod stored {
     pub const ENABLED: &str = "enabled";
     pub const REVISION: &str = "revision";
 }
+use stored as key;
 
 /// Who sends a request, once their token (or certificate) was checked.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

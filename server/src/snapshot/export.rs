@@ -34,11 +34,7 @@ pub fn write_db<W: Write + Seek>(
         w.put(k, b"")?;
     }
 
-    // Ballast has no auth: what a fresh etcd member has.
-    w.start_bucket(etcd::AUTH)?;
-    w.put(etcd::AUTH_REVISION, &1u64.to_be_bytes())?;
-    w.start_bucket(etcd::AUTH_ROLES)?;
-    w.start_bucket(etcd::AUTH_USERS)?;
+    super::auth::export(txn, &mut w)?;
 
     w.start_bucket(etcd::CLUSTER)?;
     w.put(etcd::CLUSTER_VERSION, cluster_version.as_bytes())?;

@@ -9,6 +9,7 @@
 //! Ballast writes the bbolt file itself from its redb tables ([`export`])
 //! and reads snapshots from Ballast or etcd alike ([`restore`], [`status`]).
 
+mod auth;
 pub mod bbolt;
 pub mod export;
 pub mod identity;

@@ -264,6 +264,7 @@ fn load(db: &Reader, file: &Path, member_dir: &Path, bump: RevisionBump) -> Resu
                 leases.insert(lease.id, lease.ttl)?;
             }
         }
+        super::auth::import(db, &txn, &bad)?;
         let mut m = txn.open_table(META)?;
         if finished > 0 {
             backend::put_u64(&mut m, meta::COMPACT_REV, finished as u64)?;
