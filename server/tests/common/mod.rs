@@ -1117,6 +1117,29 @@ pub fn endpoint_status_json_extras() -> serde_json::Map<String, Value> {
     extras
 }
 
+/// The name under which `txn -w json` shows one operation's response inside
+/// `responses[i].Response`, for `op` "Put", "Range", "DeleteRange" or "Txn": etcdctl 3.4
+/// names the Go oneof field ("ResponsePut"), etcdctl 3.6 its JSON tag ("response_put").
+pub fn txn_json_response_key(op: &str) -> String {
+    assert!(
+        ["Put", "Range", "DeleteRange", "Txn"].contains(&op),
+        "no txn response kind {op:?}"
+    );
+    match etcdctl_version() {
+        CtlVersion::V34 => format!("Response{op}"),
+        CtlVersion::V36 => {
+            let mut snake = String::from("response");
+            for c in op.chars() {
+                if c.is_ascii_uppercase() {
+                    snake.push('_');
+                }
+                snake.push(c.to_ascii_lowercase());
+            }
+            snake
+        }
+    }
+}
+
 /// `snapshot save`'s stdout: etcdctl 3.6 adds the server's version when the snapshot
 /// stream carries one (see [`Server::snapshot_stream_version`]).
 pub fn snapshot_saved_output(path: &str) -> String {
