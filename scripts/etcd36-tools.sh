@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Builds real etcd, etcdctl and etcdutl of the 3.6 series from the Go module proxy, for the
-# tests that compare Ballast with etcd 3.6 (server/tests/seed_restore.rs: `etcdutl snapshot
-# restore --bump-revision --mark-compacted`, which etcd 3.4 does not have).
+# tests that compare Ballast with etcd 3.6: server/tests/seed_restore.rs (`etcdutl snapshot
+# restore --bump-revision --mark-compacted`, which etcd 3.4 does not have), etcdutl36.rs
+# (etcdutl's status and restore of Ballast's snapshots), and the etcdctl tests run with
+# etcdctl 3.6 (`BALLAST_TEST_ETCDCTL=3.6`) against Ballast and etcd 3.6
+# (`BALLAST_TEST_SERVER=etcd36`).
 #
 # The binaries are cached under ~/.cache/ballast-tools/etcd-<version>/, so a warm run builds
 # nothing. Prints that directory. Needs Go (and network access to the module proxy on a cold run).

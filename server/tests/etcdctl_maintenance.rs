@@ -1,26 +1,19 @@
 //! Maintenance and cluster commands: compact, defrag, alarm, endpoint
 //! status/health/hashkv, member list, snapshot save/status.
+//!
+//! Where etcdctl 3.4 and 3.6 print differently (defrag, endpoint health/hashkv/status,
+//! snapshot save/status), the expected text comes from `common`'s "etcdctl 3.4 and 3.6"
+//! section.
 
 mod common;
 
-use common::{assert_matches, file_size, single_row, TestServer};
-
-/// Ballast reports an emulated 3.5.x version; etcd 3.4 reports 3.4.23.
-const VERSION_PATTERN: &str = r"^3\.[45]\.\d+$";
-/// go-humanize's byte sizes, e.g. "20 kB", "1.2 MB", "512 B".
-const HUMAN_SIZE_PATTERN: &str = r"^\d+(\.\d+)? [kMGT]?B$";
-const ENDPOINT_STATUS_COLUMNS: [&str; 10] = [
-    "ENDPOINT",
-    "ID",
-    "VERSION",
-    "DB SIZE",
-    "IS LEADER",
-    "IS LEARNER",
-    "RAFT TERM",
-    "RAFT INDEX",
-    "RAFT APPLIED INDEX",
-    "ERRORS",
-];
+use common::{
+    assert_matches, defrag_output_pattern, endpoint_health_text, endpoint_status_columns,
+    endpoint_status_json_extras, etcdctl_version, expected_hash_revision, file_size,
+    hashkv_table_columns, parse_hashkv_line, server, single_row, snapshot_saved_output,
+    snapshot_status, snapshot_status_columns, snapshot_total_keys, CtlVersion, TestServer,
+    GO_DURATION, HUMAN_SIZE,
+};
 const MEMBER_LIST_COLUMNS: [&str; 6] = [
     "ID",
     "STATUS",
@@ -35,16 +28,19 @@ fn number(cell: &str) -> u64 {
         .unwrap_or_else(|e| panic!("{cell:?} is not a number: {e}"))
 }
 
-/// The hash from `endpoint hashkv` ("<endpoint>, <hash>").
+/// The hash from `endpoint hashkv` ("<endpoint>, <hash>", and with etcdctl 3.6 the hash
+/// revision, which must be the store's revision).
 fn hashkv(s: &TestServer) -> String {
     let out = s.etcdctl_ok(&["endpoint", "hashkv"]);
-    let prefix = format!("{}, ", s.client_url());
-    let hash = out
-        .strip_suffix('\n')
-        .and_then(|l| l.strip_prefix(&prefix))
-        .unwrap_or_else(|| panic!("unexpected hashkv output {out:?}"));
-    assert_matches(hash, r"^\d+$");
-    hash.to_string()
+    let (hash, hash_revision) = parse_hashkv_line(&out, &s.client_url());
+    if etcdctl_version() == CtlVersion::V36 {
+        assert_eq!(
+            hash_revision,
+            Some(expected_hash_revision(s.revision())),
+            "hash revision in {out:?}"
+        );
+    }
+    hash
 }
 
 #[test]
@@ -78,9 +74,9 @@ fn compact_removes_old_revisions_only() {
 fn defrag_reports_the_member_and_keeps_data() {
     let s = TestServer::start();
     s.put("k", "v");
-    assert_eq!(
-        s.etcdctl_ok(&["defrag"]),
-        format!("Finished defragmenting etcd member[{}]\n", s.client_url())
+    assert_matches(
+        &s.etcdctl_ok(&["defrag"]),
+        &defrag_output_pattern(&s.client_url()),
     );
     assert_eq!(s.etcdctl_ok(&["get", "k"]), "k\nv\n");
 }
@@ -97,17 +93,31 @@ fn endpoint_status_table() {
     let s = TestServer::start();
     s.put("k", "v");
     let out = s.etcdctl_ok(&["endpoint", "status", "-w", "table"]);
-    let row = single_row(&out, &ENDPOINT_STATUS_COLUMNS);
+    let row = single_row(&out, endpoint_status_columns());
     assert_eq!(row["ENDPOINT"], s.client_url());
     assert_eq!(row["ID"], s.member_id_hex());
-    assert_matches(&row["VERSION"], VERSION_PATTERN);
-    assert_matches(&row["DB SIZE"], HUMAN_SIZE_PATTERN);
+    assert_matches(&row["VERSION"], server().version_pattern());
+    assert_matches(&row["DB SIZE"], HUMAN_SIZE);
     assert_eq!(row["IS LEADER"], "true", "a single member is the leader");
     assert_eq!(row["IS LEARNER"], "false");
     assert!(number(&row["RAFT TERM"]) >= 1);
     assert!(number(&row["RAFT APPLIED INDEX"]) >= 1);
     assert!(number(&row["RAFT INDEX"]) >= number(&row["RAFT APPLIED INDEX"]));
     assert_eq!(row["ERRORS"], "");
+    if etcdctl_version() == CtlVersion::V36 {
+        // The columns etcdctl 3.6 adds; etcd 3.5 (so Ballast) leaves the storage version
+        // and quota unset, which etcdctl 3.6 shows as "" and "0 B".
+        assert_eq!(row["STORAGE VERSION"], server().storage_version());
+        assert_matches(&row["IN USE"], HUMAN_SIZE);
+        assert_matches(&row["PERCENTAGE NOT IN USE"], r"^\d+%$");
+        let quota = match server().status_quota() {
+            Some(_) => "2.1 GB",
+            None => "0 B",
+        };
+        assert_eq!(row["QUOTA"], quota);
+        assert_eq!(row["DOWNGRADE TARGET VERSION"], "");
+        assert_eq!(row["DOWNGRADE ENABLED"], "false");
+    }
 }
 
 #[test]
@@ -137,7 +147,7 @@ fn endpoint_status_json() {
     );
     assert_matches(
         status["version"].as_str().expect("version string"),
-        VERSION_PATTERN,
+        server().version_pattern(),
     );
     let db_size = status["dbSize"].as_i64().expect("dbSize");
     let in_use = status["dbSizeInUse"].as_i64().expect("dbSizeInUse");
@@ -154,19 +164,46 @@ fn endpoint_status_json() {
         "raftIndex {raft_index}, raftAppliedIndex {applied}"
     );
     assert_eq!(status["raftTerm"], header["raft_term"]);
+    // Exactly etcd 3.5's fields, plus the ones etcd 3.6 fills when etcdctl 3.6 shows them.
+    let base = [
+        "header",
+        "version",
+        "dbSize",
+        "leader",
+        "raftIndex",
+        "raftTerm",
+        "raftAppliedIndex",
+        "dbSizeInUse",
+    ];
+    let extras = endpoint_status_json_extras();
+    let mut fields: Vec<&str> = status
+        .as_object()
+        .expect("Status is an object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    fields.sort_unstable();
+    let mut want: Vec<&str> = base
+        .into_iter()
+        .chain(extras.keys().map(String::as_str))
+        .collect();
+    want.sort_unstable();
+    assert_eq!(fields, want, "Status fields in {status}");
+    for (field, value) in &extras {
+        assert_eq!(&status[field], value, "Status.{field}");
+    }
 }
 
 #[test]
-fn endpoint_health_prints_on_stderr() {
+fn endpoint_health_prints_one_line_per_endpoint() {
     let s = TestServer::start();
     let out = s.etcdctl(&["endpoint", "health"]);
     assert_eq!(out.code(), 0, "stderr: {}", out.stderr);
-    // etcdctl 3.4 prints the health line on stderr, not stdout.
-    assert_eq!(out.stdout, "");
+    // etcdctl 3.4 prints the health line on stderr, etcdctl 3.6 on stdout.
     assert_matches(
-        &out.stderr,
+        endpoint_health_text(&out),
         &format!(
-            r"(?m)^{} is healthy: successfully committed proposal: took = \d+(\.\d+)?(ns|µs|ms|s)$",
+            r"^{} is healthy: successfully committed proposal: took = {GO_DURATION}\n$",
             regex::escape(&s.client_url())
         ),
     );
@@ -189,8 +226,15 @@ fn endpoint_hashkv_is_stable_until_a_write() {
     assert_ne!(second, first, "a write changes the hash");
 
     let table = s.etcdctl_ok(&["endpoint", "hashkv", "-w", "table"]);
-    let row = single_row(&table, &["ENDPOINT", "HASH"]);
+    let row = single_row(&table, hashkv_table_columns());
+    assert_eq!(row["ENDPOINT"], s.client_url());
     assert_eq!(row["HASH"], second);
+    if etcdctl_version() == CtlVersion::V36 {
+        assert_eq!(
+            row["HASH REVISION"],
+            expected_hash_revision(s.revision()).to_string()
+        );
+    }
 }
 
 #[test]
@@ -204,6 +248,15 @@ fn endpoint_hashkv_json_reports_compact_revision() {
     assert_eq!(compact_rev(&s), -1, "never compacted");
     s.etcdctl_ok(&["compact", "2"]);
     assert_eq!(compact_rev(&s), 2);
+    // etcdctl 3.6 also shows the revision the hash covers (JSON omits it when unset).
+    let hash_kv = &s.etcdctl_json(&["endpoint", "hashkv"])[0]["HashKV"];
+    let rev = s.revision();
+    match etcdctl_version() {
+        CtlVersion::V36 if server().sends_hash_revision() => {
+            assert_eq!(hash_kv["hash_revision"], expected_hash_revision(rev))
+        }
+        _ => assert!(hash_kv.get("hash_revision").is_none(), "{hash_kv}"),
+    }
 }
 
 #[test]
@@ -306,7 +359,7 @@ fn snapshot_save_writes_a_db_file_with_hash_trailer() {
     let path = s.scratch_dir().join("backup.db");
     let path_str = path.to_str().expect("utf-8 temp path");
     let out = s.etcdctl_ok(&["snapshot", "save", path_str]);
-    assert_eq!(out, format!("Snapshot saved at {path_str}\n"));
+    assert_eq!(out, snapshot_saved_output(path_str));
     // A bbolt file is whole pages (multiples of 4096, so of 512) followed by a 32-byte SHA-256.
     let size = file_size(&path);
     assert_eq!(size % 512, 32, "snapshot size {size}");
@@ -326,21 +379,29 @@ fn snapshot_status_reads_the_saved_file() {
     let path_str = path.to_str().expect("utf-8 temp path");
     s.etcdctl_ok(&["snapshot", "save", path_str]);
 
-    // `snapshot status` is computed by etcdctl from the file alone: the
-    // snapshot must be a bbolt database in etcd's layout.
-    let status = s.etcdctl_json(&["snapshot", "status", path_str]);
+    // `snapshot status` is computed by etcdctl 3.4 (etcdutl 3.6) from the file alone:
+    // the snapshot must be a bbolt database in etcd's layout.
+    let json = snapshot_status(path_str, &["-w", "json"]);
+    let status: serde_json::Value = serde_json::from_str(json.trim())
+        .unwrap_or_else(|e| panic!("snapshot status -w json printed invalid JSON ({e}): {json}"));
     assert_eq!(status["revision"], rev);
     assert_eq!(status["totalSize"], file_size(&path) - 32);
-    assert!(
-        status["totalKey"].as_u64().is_some_and(|n| n >= 2),
-        "totalKey in {status}"
-    );
+    let total_keys = status["totalKey"].as_u64().expect("totalKey");
+    assert!(total_keys >= 2, "totalKey in {status}");
+    if let Some(live) = snapshot_total_keys(2) {
+        assert_eq!(total_keys, live, "totalKey in {status}");
+    }
 
-    let table = s.etcdctl_ok(&["snapshot", "status", path_str, "-w", "table"]);
-    let row = single_row(&table, &["HASH", "REVISION", "TOTAL KEYS", "TOTAL SIZE"]);
+    let table = snapshot_status(path_str, &["-w", "table"]);
+    let row = single_row(&table, snapshot_status_columns());
     assert_eq!(row["REVISION"], rev.to_string());
     // The hash is printed with %x: 1 to 8 hex digits, not zero-padded.
     let hash = u64::from_str_radix(&row["HASH"], 16).expect("hex HASH cell");
     assert_eq!(status["hash"], hash);
-    assert_matches(&row["TOTAL SIZE"], HUMAN_SIZE_PATTERN);
+    assert_matches(&row["TOTAL SIZE"], HUMAN_SIZE);
+    if etcdctl_version() == CtlVersion::V36 {
+        // The storage version etcd 3.6 records in the file; none in etcd 3.5's (Ballast's).
+        assert_eq!(row["VERSION"], server().storage_version());
+        assert_eq!(status["version"], server().storage_version());
+    }
 }

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{b64, TestServer};
+use common::{b64, txn_json_response_key, TestServer};
 
 /// The prompts `txn -i` prints on stdout, in order, before the result.
 const INTERACTIVE_PROMPTS: &str =
@@ -119,7 +119,11 @@ fn txn_with_empty_branch_prints_only_the_verdict() {
 #[test]
 fn txn_json_output() {
     let s = seeded();
-    let input = txn_input(&[r#"version("a") = "1""#], &["put x ok", "get a"], &[]);
+    let input = txn_input(
+        &[r#"version("a") = "1""#],
+        &["put x ok", "get a", "del a"],
+        &[],
+    );
     let out = s.etcdctl_stdin(&["-w", "json", "txn"], &input).ok();
     let resp: serde_json::Value =
         serde_json::from_str(out.trim()).expect("txn -w json prints JSON");
@@ -128,15 +132,18 @@ fn txn_json_output() {
         .as_i64()
         .expect("header.revision");
     let responses = resp["responses"].as_array().expect("responses array");
-    assert_eq!(responses.len(), 2);
+    assert_eq!(responses.len(), 3);
+    // etcdctl 3.4 and 3.6 name the response kinds differently (see common).
     assert_eq!(
-        responses[0]["Response"]["ResponsePut"]["header"]["revision"],
+        responses[0]["Response"][txn_json_response_key("Put")]["header"]["revision"],
         rev
     );
-    let range = &responses[1]["Response"]["ResponseRange"];
+    let range = &responses[1]["Response"][txn_json_response_key("Range")];
     assert_eq!(range["count"], 1);
     assert_eq!(range["kvs"][0]["key"], b64("a"));
     assert_eq!(range["kvs"][0]["value"], b64("3"));
+    let deleted = &responses[2]["Response"][txn_json_response_key("DeleteRange")];
+    assert_eq!(deleted["deleted"], 1, "{resp}");
 }
 
 #[test]
