@@ -138,6 +138,11 @@ pub fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
         .into_response()
 }
 
+/// Go's `http.NotFound`, etcd's answer for paths nothing serves.
+pub fn go_not_found() -> Response {
+    plain_text(StatusCode::NOT_FOUND, "404 page not found\n")
+}
+
 /// Go's `http.Error`.
 fn plain_text(status: StatusCode, text: &'static str) -> Response {
     (

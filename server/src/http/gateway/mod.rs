@@ -74,11 +74,15 @@ fn auth_service(_s: &Arc<EtcdServer>) -> Option<Arc<dyn Auth>> {
     None
 }
 
-/// The gateway's routes, for merging into the client port's HTTP router; empty
-/// with `--enable-grpc-gateway=false`.
+/// The gateway's routes, for merging into the client port's HTTP router. With
+/// `--enable-grpc-gateway=false`, every `/v3/` path is Go's plain 404, as etcd
+/// answers then (rather than the gRPC fallback's empty 200).
 pub fn router(s: &Arc<EtcdServer>) -> Router {
     if !s.cfg.enable_grpc_gateway {
-        return Router::new();
+        let not_found = any(|| async { dialect::go_not_found() });
+        return Router::new()
+            .route("/v3/{*rest}", not_found.clone())
+            .route("/v3beta/{*rest}", not_found);
     }
     let gw = Gw {
         dialect: Dialect::for_version(&s.cfg.emulated_etcd_version),
