@@ -10,7 +10,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
@@ -47,8 +47,29 @@ fn etcd_binary() -> PathBuf {
     on_path.unwrap_or_else(|| PathBuf::from("/usr/bin/etcd"))
 }
 
+/// The directory with etcd 3.6: `BALLAST_TEST_ETCD36_DIR`, or what
+/// `scripts/etcd36-tools.sh` prints (it builds etcd 3.6 once and caches it).
+fn etcd36_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("BALLAST_TEST_ETCD36_DIR") {
+        return PathBuf::from(d);
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/etcd36-tools.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", script.display()));
+    assert!(out.status.success(), "{} failed", script.display());
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
 impl Reference {
+    /// etcd 3.4 (Debian's, or `BALLAST_TEST_ETCD_BIN`).
     fn start() -> Reference {
+        Reference::start_binary(etcd_binary())
+    }
+
+    fn start_binary(bin: PathBuf) -> Reference {
         let (client, peer) = (free_port(), free_port());
         let dir = tempfile::Builder::new()
             .prefix("ballast-gateway-ref-")
@@ -56,7 +77,6 @@ impl Reference {
             .expect("temp dir for the reference etcd");
         let url = format!("http://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
-        let bin = etcd_binary();
         let child = Command::new(&bin)
             .args(["--name", "itest", "--data-dir"])
             .arg(dir.path().join("data"))
@@ -800,4 +820,78 @@ fn auth_flow(r: &str) {
     );
     let got = curl("POST", r, "/v3/auth/disable", "{}", &[&auth]);
     assert_eq!(got.status, 200, "{got:?}");
+}
+
+/// With `--emulated-etcd-version` 3.6, errors and refusals take etcd 3.6's
+/// shapes (grpc-gateway v2): compared with a real etcd 3.6.
+#[test]
+fn etcd36_error_shapes() {
+    if server_kind() != ServerKind::Ballast {
+        return; // The reference run (etcd 3.4) has no 3.6 dialect to compare.
+    }
+    let subject = TestServer::start_with(&["--emulated-etcd-version", "3.6.16"]);
+    wait_ready(&subject.client_url());
+    let reference = Reference::start_binary(etcd36_dir().join("etcd"));
+    let (s, r) = (&subject.client_url(), &reference.url);
+    // etcd 3.6 writes a few revisions of its own at start: revisions are masked.
+    let revs = ["revision", "create_revision", "mod_revision"];
+    same(
+        s,
+        r,
+        "/v3/kv/put",
+        &json!({"key": b64("k"), "value": b64("v")}).to_string(),
+        &revs,
+    );
+    let got = same(
+        s,
+        r,
+        "/v3/kv/range",
+        &json!({"key": b64("k")}).to_string(),
+        &revs,
+    );
+    assert_eq!(got["kvs"][0]["value"], b64("v"));
+    let got = same(s, r, "/v3/kv/compaction", r#"{"revision":"100000"}"#, &[]);
+    assert_eq!(
+        got,
+        json!({"code": 11, "message": "etcdserver: mvcc: required revision is a future revision"})
+    );
+    same(s, r, "/v3/kv/put", "{}", &[]);
+    same(s, r, "/v3/lease/revoke", r#"{"ID":"77"}"#, &[]);
+    assert_eq!(
+        same_error_code(s, r, "/v3/kv/range", "{bad"),
+        (400, json!(3))
+    );
+    // In v2 a streamed message that is not JSON ends the requests, as the end of
+    // the body does: a keep-alive stream answers what came before.
+    for body in ["{bad", r#"{"ID":"77"} {bad"#] {
+        let got = post(s, "/v3/lease/keepalive", body);
+        let want = post(r, "/v3/lease/keepalive", body);
+        let lines = |reply: &Reply| -> Vec<Value> {
+            reply
+                .body
+                .lines()
+                .map(|l| mask(&serde_json::from_str(l).unwrap(), &revs))
+                .collect()
+        };
+        assert_eq!(
+            (got.status, lines(&got)),
+            (want.status, lines(&want)),
+            "{body}"
+        );
+    }
+    for (method, path) in [("POST", "/v3/kv/nothere"), ("GET", "/v3/kv/range")] {
+        let got = curl(method, s, path, "{}", &[]);
+        let want = curl(method, r, path, "{}", &[]);
+        assert_eq!(
+            (got.status, got.json()),
+            (want.status, want.json()),
+            "{method} {path}"
+        );
+    }
+    assert_eq!(curl("GET", s, "/v3/kv/range", "", &[]).status, 501);
+    // Keep-alive of a lease that does not exist: TTL 0 (left out), no error.
+    let got = post(s, "/v3/lease/keepalive", r#"{"ID":"77"}"#);
+    let want = post(r, "/v3/lease/keepalive", r#"{"ID":"77"}"#);
+    let line = |reply: &Reply| mask(&serde_json::from_str(reply.body.trim()).unwrap(), &revs);
+    assert_eq!((got.status, line(&got)), (want.status, line(&want)));
 }

@@ -97,7 +97,8 @@ impl MessageReader {
                     self.buf.advance(used);
                     return Ok(Some(msg));
                 }
-                Some(Err(e)) if !(e.is_eof() && !self.ended) => return Err(e.into()),
+                // A truncated value only counts as an error once the body ended.
+                Some(Err(e)) if !e.is_eof() || self.ended => return Err(e.into()),
                 None if self.ended => return Ok(None),
                 // Incomplete (or only whitespace so far): wait for more.
                 _ => {}

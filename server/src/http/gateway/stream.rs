@@ -60,11 +60,19 @@ where
     Fut: Future<Output = Result<tonic::Response<S>, Status>>,
 {
     let mut reader = MessageReader::new(body, body_limit(gw));
-    // As etcd's gateway, the first message is read before the call: if it is
-    // not valid JSON the request fails as a whole.
-    let first = match reader.next::<Q>().await {
-        Ok(first) => first,
-        Err(e) => return gw.dialect.error(&first_read_error(gw.dialect, e)),
+    // grpc-gateway v1 reads the first message before the call: if it is not
+    // valid JSON the request fails as a whole (Unknown, HTTP 500). v2 reads all
+    // messages beside the call, and one that does not decode just ends the
+    // sending side, as the end of the body does.
+    let first = match (reader.next::<Q>().await, gw.dialect) {
+        (Ok(first), _) => first,
+        (Err(ReadError::TooLarge(max)), _) => {
+            return gw.dialect.error(&Status::resource_exhausted(format!(
+                "grpc: received message larger than max (more than {max} bytes of JSON)"
+            )))
+        }
+        (Err(e), Dialect::V1) => return gw.dialect.error(&Status::unknown(e.to_string())),
+        (Err(_), Dialect::V2) => None,
     };
     if let Some(msg) = &first {
         if let Err(st) = unary::check_size(gw, msg) {
@@ -108,18 +116,6 @@ where
 /// room for base64 of the largest gRPC message.
 fn body_limit(gw: Gw) -> usize {
     gw.max_message.saturating_mul(2) + 64 * 1024
-}
-
-/// grpc-gateway v1 passes the decoder's error on as it is (Unknown, HTTP 500);
-/// v2 wraps it in InvalidArgument.
-fn first_read_error(dialect: Dialect, e: ReadError) -> Status {
-    match (dialect, e) {
-        (_, ReadError::TooLarge(max)) => Status::resource_exhausted(format!(
-            "grpc: received message larger than max (more than {max} bytes of JSON)"
-        )),
-        (Dialect::V1, e) => Status::unknown(e.to_string()),
-        (Dialect::V2, e) => Status::invalid_argument(e.to_string()),
-    }
 }
 
 /// Sends each message of the body, gRPC-framed, into the request stream.
