@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -174,18 +174,30 @@ fn curl(method: &str, url: &str, path: &str, body: &str, headers: &[&str]) -> Re
     for h in headers {
         cmd.args(["-H", h]);
     }
+    // The body goes through stdin: a command-line argument is limited to 128 KiB.
     if method == "POST" {
         cmd.args([
             "-H",
             "Content-Type: application/json",
             "--data-binary",
-            body,
+            "@-",
         ]);
     }
-    let out = cmd
+    let mut child = cmd
         .arg(format!("{url}{path}"))
-        .output()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("run curl (apt-get install curl)");
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let input = body.as_bytes().to_vec();
+    let writer = thread::spawn(move || stdin.write_all(&input));
+    let out = child.wait_with_output().expect("wait for curl");
+    writer
+        .join()
+        .expect("stdin writer")
+        .expect("write the body to curl");
     assert!(
         out.status.success(),
         "curl {method} {path} failed: {}",
@@ -472,6 +484,12 @@ fn kv_range_put_txn_delete_and_compaction_errors() {
         &json!({"key": b64("foo"), "revision": 2}).to_string(),
         &[],
     );
+    // Over --max-request-bytes (1.5 MiB), then over what the gRPC server takes at all.
+    for size in [1700 << 10, 3000 << 10] {
+        let big = json!({"key": b64("big"), "value": b64(&"x".repeat(size))}).to_string();
+        let got = same(s, r, "/v3/kv/put", &big, &[]);
+        assert!(got["code"] == 3 || got["code"] == 8, "{got}");
+    }
     // Bad JSON: InvalidArgument (the parser's text differs between Go and Rust).
     assert_eq!(
         same_error_code(s, r, "/v3/kv/range", "{bad"),
@@ -676,6 +694,45 @@ fn watch_streams_events_as_newline_delimited_results() {
     assert_eq!(ev["prev_kv"]["value"], b64("1"));
     // A PUT event has no "type" (the enum's default is left out).
     assert!(ev.get("type").is_none(), "{ev}");
+
+    // Create, cancel, and a watcher from an old revision that sees the history
+    // (a DELETE among it), all in one body.
+    assert_eq!(
+        post(
+            s,
+            "/v3/kv/deleterange",
+            &json!({"key": b64("w/a")}).to_string()
+        )
+        .status,
+        200
+    );
+    assert_eq!(
+        post(
+            r,
+            "/v3/kv/deleterange",
+            &json!({"key": b64("w/a")}).to_string()
+        )
+        .status,
+        200
+    );
+    let body = [
+        json!({"create_request": {"key": b64("w/a")}}),
+        json!({"cancel_request": {"watch_id": "0"}}),
+        json!({"create_request": {"key": b64("w/a"), "start_revision": "2", "filters": ["NOPUT"]}}),
+    ]
+    .map(|v| v.to_string())
+    .join("\n");
+    let mut answers = Vec::new();
+    for url in [s, r] {
+        let watch = Stream::open(url, "/v3/watch", &body);
+        answers.push((0..4).map(|_| mask(&watch.next(), &[])).collect::<Vec<_>>());
+    }
+    assert_eq!(
+        answers[0], answers[1],
+        "subject (left) and reference (right) watch streams differ"
+    );
+    assert_eq!(answers[0][1]["result"]["canceled"], true);
+    assert_eq!(answers[0][3]["result"]["events"][0]["type"], "DELETE");
 
     // A body that is not JSON fails the request (grpc-gateway v1: Unknown, 500).
     let (status, code) = same_error_code(s, r, "/v3/watch", "{bad");
