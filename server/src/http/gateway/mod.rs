@@ -63,6 +63,14 @@ pub(crate) struct Gw {
     pub max_message: usize,
 }
 
+impl Gw {
+    /// The most one JSON request may take: base64 of the largest gRPC message
+    /// plus JSON's own syntax. The decoded message's size is checked exactly.
+    pub fn json_limit(self) -> usize {
+        self.max_message.saturating_mul(2) + 64 * 1024
+    }
+}
+
 /// The Auth service the `/v3/auth/*` routes call.
 ///
 /// MERGE POINT: when `crate::api::auth::AuthService` (written concurrently in
@@ -110,9 +118,5 @@ fn with_table(gw: Gw, table: Vec<(&'static str, MethodRouter)>) -> Router {
     router
         .route("/v3/{*rest}", not_found.clone())
         .route("/v3beta/{*rest}", not_found)
-        // A JSON body is base64 of at most the largest gRPC request plus JSON's
-        // own syntax; the size of the decoded message is checked exactly later.
-        .layer(DefaultBodyLimit::max(
-            gw.max_message.saturating_mul(2) + 64 * 1024,
-        ))
+        .layer(DefaultBodyLimit::max(gw.json_limit()))
 }

@@ -59,7 +59,7 @@ where
     F: FnOnce(tonic::Request<Streaming<Q>>) -> Fut,
     Fut: Future<Output = Result<tonic::Response<S>, Status>>,
 {
-    let mut reader = MessageReader::new(body, body_limit(gw));
+    let mut reader = MessageReader::new(body, gw.json_limit());
     // grpc-gateway v1 reads the first message before the call: if it is not
     // valid JSON the request fails as a whole (Unknown, HTTP 500). v2 reads all
     // messages beside the call, and one that does not decode just ends the
@@ -112,12 +112,6 @@ where
     }
 }
 
-/// The most one JSON message of a streamed body may take before it is refused:
-/// room for base64 of the largest gRPC message.
-fn body_limit(gw: Gw) -> usize {
-    gw.max_message.saturating_mul(2) + 64 * 1024
-}
-
 /// Sends each message of the body, gRPC-framed, into the request stream.
 async fn feed<Q: DeserializeOwned + prost::Message>(
     mut reader: MessageReader,
@@ -145,7 +139,8 @@ fn grpc_frame<Q: prost::Message>(msg: &Q) -> Bytes {
     let encoded = msg.encode_to_vec();
     let mut frame = Vec::with_capacity(5 + encoded.len());
     frame.push(0);
-    // Messages over the limit were refused before (check_size), so this fits.
+    // A message comes from at most `Gw::json_limit` bytes of JSON, so its length
+    // fits; tonic's decoder refuses one over the gRPC limit.
     frame.extend_from_slice(&(encoded.len() as u32).to_be_bytes());
     frame.extend_from_slice(&encoded);
     Bytes::from(frame)
