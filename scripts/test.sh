@@ -10,6 +10,8 @@ cd "$(dirname "$0")/.."
 need=()
 command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
+# The JSON gateway tests (server/tests/gateway.rs) speak HTTP with curl.
+command -v curl >/dev/null 2>&1 || need+=(curl)
 # The etcd-client crate (an independent client used by the tests) builds its protos with protoc.
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 # ...and imports protobuf's well-known types, which protoc finds under /usr/include.

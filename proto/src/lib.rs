@@ -7,6 +7,10 @@
 //! the generated code in its own crate means the (slow) code generation runs
 //! only when a `.proto` file changes.
 //!
+//! The etcd packages' messages also implement serde's `Serialize` and
+//! `Deserialize` in the proto3 JSON mapping with the .proto field names (see
+//! `build.rs`), which is what etcd's gRPC JSON gateway speaks.
+//!
 //! The modules mirror the protobuf packages and sit side by side at the crate
 //! root, because prost refers across packages with relative paths such as
 //! `super::mvccpb::KeyValue`.
@@ -15,12 +19,14 @@
 pub mod mvccpb {
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("mvccpb");
+    include!(concat!(env!("OUT_DIR"), "/mvccpb.serde.rs"));
 }
 
 /// Stored auth records: users, roles, permissions (package `authpb`).
 pub mod authpb {
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("authpb");
+    include!(concat!(env!("OUT_DIR"), "/authpb.serde.rs"));
 }
 
 /// The client API: KV, Watch, Lease, Cluster, Maintenance and Auth services
@@ -28,6 +34,7 @@ pub mod authpb {
 pub mod etcdserverpb {
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("etcdserverpb");
+    include!(concat!(env!("OUT_DIR"), "/etcdserverpb.serde.rs"));
 }
 
 /// The Lock service (package `v3lockpb`).

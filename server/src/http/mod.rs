@@ -1,5 +1,7 @@
-//! Plain HTTP on the client port beside gRPC: /health, /version, /metrics.
+//! Plain HTTP on the client port beside gRPC: /health, /version, /metrics, and
+//! etcd's gRPC JSON gateway under /v3/ (see [`gateway`]).
 
+mod gateway;
 mod health;
 mod metrics;
 
@@ -18,7 +20,8 @@ pub fn router(s: Arc<EtcdServer>) -> Router {
         .route("/health", get(health::health))
         .route("/version", get(version))
         .route("/metrics", get(metrics::metrics))
-        .with_state(s)
+        .with_state(s.clone())
+        .merge(gateway::router(&s))
 }
 
 /// Only /health and /metrics, for --listen-metrics-urls.
