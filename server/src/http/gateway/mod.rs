@@ -71,15 +71,10 @@ impl Gw {
     }
 }
 
-/// The Auth service the `/v3/auth/*` routes call.
-///
-/// MERGE POINT: when `crate::api::auth::AuthService` (written concurrently in
-/// main) lands, return `Some(Arc::new(AuthService(s.clone())))` (or however that
-/// service is built) here. Until then there is no Auth service, and the auth
-/// routes answer as etcd's gateway does when its gRPC server lacks one:
-/// `Unimplemented`, HTTP 501.
-fn auth_service(_s: &Arc<EtcdServer>) -> Option<Arc<dyn Auth>> {
-    None
+/// The Auth service the `/v3/auth/*` routes call: the gRPC one, so tokens and
+/// permissions are checked exactly as for gRPC clients.
+fn auth_service(s: &Arc<EtcdServer>) -> Option<Arc<dyn Auth>> {
+    Some(Arc::new(crate::api::auth::AuthService(s.clone())))
 }
 
 /// The gateway's routes, for merging into the client port's HTTP router. With
