@@ -509,6 +509,87 @@ async fn grpc_lock_expiry_and_canceled_waiters() {
     );
 }
 
+/// Without a lease, Lock and Campaign bind their key to a fresh 60 s lease
+/// that nobody keeps alive, as etcd's server-side sessions do.
+#[tokio::test]
+async fn grpc_lock_and_campaign_without_a_lease_get_a_fresh_one() {
+    let s = TestServer::start();
+    let c = connect(&s).await;
+    let locked = ok(
+        "lock",
+        within("lock", c.lock_client().lock("nolease", None)).await,
+    );
+    let key = text(locked.key());
+    let lease = lease_of(&key);
+    assert_eq!(key, contender_key("nolease", lease));
+    let ttl = ok(
+        "time to live",
+        c.lease_client().time_to_live(lease, None).await,
+    );
+    assert_eq!(ttl.granted_ttl(), 60);
+
+    let won = ok(
+        "campaign",
+        within(
+            "campaign",
+            c.election_client().campaign("nolease-e", "v", 0),
+        )
+        .await,
+    );
+    let leader = won.leader().expect("leader");
+    assert!(leader.lease() != 0 && leader.lease() != lease);
+    assert_eq!(
+        text(leader.key()),
+        contender_key("nolease-e", leader.lease())
+    );
+    let ttl = ok(
+        "time to live",
+        c.lease_client().time_to_live(leader.lease(), None).await,
+    );
+    assert_eq!(ttl.granted_ttl(), 60);
+}
+
+/// A waiter whose own lease expires while it waits does not get the lock
+/// when its turn comes: etcd 3.6 answers "mutex: session is expired" (as
+/// Ballast does); etcd 3.4 did not check and answered with the vanished key.
+#[tokio::test]
+async fn grpc_lock_waiter_whose_lease_expired_is_refused() {
+    let s = TestServer::start();
+    let c = connect(&s).await;
+    let (holder, short) = (grant(&c, 60).await, grant(&c, 2).await);
+    let held = ok(
+        "lock holder",
+        c.lock_client()
+            .lock("late", Some(LockOptions::new().with_lease(holder)))
+            .await,
+    );
+    let mut lc = c.lock_client();
+    let waiter = tokio::spawn(async move {
+        lc.lock("late", Some(LockOptions::new().with_lease(short)))
+            .await
+    });
+    await_keys_async(&c, "late/", 2).await;
+    // The waiter's key goes with its lease; the holder's stays.
+    await_keys_async(&c, "late/", 1).await;
+    ok("unlock holder", c.lock_client().unlock(held.key()).await);
+    let res = finish("lock short", support::RPC_DEADLINE, waiter).await;
+    let version = ok("status", c.maintenance_client().status().await)
+        .version()
+        .to_string();
+    if support::against_etcd() && version.starts_with("3.4.") {
+        let got = ok("lock short on etcd 3.4", res);
+        assert_eq!(text(got.key()), contender_key("late", short));
+    } else {
+        assert_grpc_err(
+            "lock short",
+            res,
+            Code::Unknown,
+            "mutex: session is expired",
+        );
+    }
+    assert!(keys_async(&c, "late/").await.is_empty());
+}
+
 /// Errors come from the requests the lock is made of, with etcd's texts,
 /// as gRPC code Unknown (etcd's server turns them into plain errors).
 #[tokio::test]
