@@ -4,6 +4,9 @@
 //! the server) through the `etcd-client` crate. Every test passes against
 //! real etcd 3.4 too (`BALLAST_TEST_SERVER=etcd`).
 
+// Only its start-up helpers are used here.
+#[allow(dead_code)]
+mod cluster_support;
 mod common;
 mod metrics_support;
 mod support;
@@ -945,4 +948,97 @@ async fn etcdctl_and_grpc_share_locks_and_calls_are_counted() {
         ),
         Some(1.0)
     );
+}
+
+// ---------------------------------------------------------------------------
+// Three members
+// ---------------------------------------------------------------------------
+
+async fn connect_to(url: &str) -> Client {
+    within(&format!("connect to {url}"), Client::connect([url], None))
+        .await
+        .unwrap_or_else(|e| panic!("connect to {url}: {e}"))
+}
+
+/// Contenders on different members: a lock waited for on one follower
+/// passes to it when the holder's lease (on another member) expires on the
+/// leader, and an observer on a third member follows an election decided
+/// elsewhere. Ballast only: the cluster harness starts Ballast members.
+#[tokio::test]
+async fn lock_and_election_across_members() {
+    if common::server_kind() != common::ServerKind::Ballast {
+        return;
+    }
+    let _serial = cluster_support::one_at_a_time();
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut nodes: Vec<cluster_support::Node> = ["m1", "m2", "m3"]
+        .iter()
+        .map(|n| cluster_support::Node::new(n, root.path()))
+        .collect();
+    let ic = cluster_support::initial_cluster(&nodes.iter().collect::<Vec<_>>());
+    for n in &mut nodes {
+        n.start(&ic, "new");
+    }
+    for n in &nodes {
+        cluster_support::wait_for(&format!("{} healthy", n.name), || n.healthy());
+    }
+    let mut clients = Vec::new();
+    for n in &nodes {
+        clients.push(connect_to(&n.client_url()).await);
+    }
+    let (c1, c2, c3) = (&clients[0], &clients[1], &clients[2]);
+
+    let short = grant(c1, 2).await;
+    let held = ok(
+        "lock on m1",
+        c1.lock_client()
+            .lock("span", Some(LockOptions::new().with_lease(short)))
+            .await,
+    );
+    let long = grant(c2, 60).await;
+    let mut lc = c2.lock_client();
+    let mut waiter = tokio::spawn(async move {
+        lc.lock("span", Some(LockOptions::new().with_lease(long)))
+            .await
+    });
+    assert_eq!(
+        await_keys_async(c3, "span/", 2).await[0],
+        text(held.key()),
+        "the holder's key is the oldest on every member"
+    );
+    assert_pending("lock on m2", &mut waiter).await;
+    let got = ok(
+        "lock on m2",
+        finish("lock on m2", EXPIRY_DEADLINE, waiter).await,
+    );
+    assert_eq!(text(got.key()), contender_key("span", long));
+
+    let mut observe = ok("observe on m3", c3.election_client().observe("vote").await);
+    let won = ok(
+        "campaign on m1",
+        c1.election_client().campaign("vote", "m1", long).await,
+    );
+    let seen = within("observe", observe.message())
+        .await
+        .expect("stream")
+        .expect("msg");
+    let kv = seen.kv().expect("kv");
+    assert_eq!(kv.key(), won.leader().expect("leader").key());
+    assert_eq!(kv.value(), b"m1");
+    ok(
+        "proclaim on m2",
+        c2.election_client()
+            .proclaim(
+                "from m2",
+                Some(ProclaimOptions::new().with_leader(won.leader().expect("leader").clone())),
+            )
+            .await,
+    );
+    let seen = within("observe", observe.message())
+        .await
+        .expect("stream")
+        .expect("msg");
+    assert_eq!(seen.kv().expect("kv").value(), b"from m2");
+    let now = ok("leader on m3", c3.election_client().leader("vote").await);
+    assert_eq!(now.kv().expect("kv").value(), b"from m2");
 }
