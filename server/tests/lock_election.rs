@@ -201,6 +201,49 @@ async fn grant(c: &Client, ttl: i64) -> i64 {
     ok("lease grant", c.lease_client().grant(ttl, None).await).id()
 }
 
+/// A lease of TTL 2 kept alive as a live client keeps its session's, until
+/// [`LiveLease::stop`], after which it expires within 2 s: a contender whose
+/// process died, without waiting races against a running TTL.
+struct LiveLease {
+    id: i64,
+    renewing: tokio::task::JoinHandle<()>,
+}
+
+async fn live_lease(c: &Client) -> LiveLease {
+    let id = grant(c, 2).await;
+    let (mut keeper, mut acks) = ok("keep alive", c.lease_client().keep_alive(id).await);
+    let renewing = tokio::spawn(async move {
+        while keeper.keep_alive().await.is_ok() {
+            if !matches!(acks.message().await, Ok(Some(_))) {
+                return;
+            }
+            // A third of the TTL, as etcd's clients renew.
+            tokio::time::sleep(Duration::from_millis(650)).await;
+        }
+    });
+    LiveLease { id, renewing }
+}
+
+impl LiveLease {
+    fn stop(&self) {
+        self.renewing.abort();
+    }
+}
+
+/// Asserts `key` did not exist at revision `rev`.
+async fn absent_at(c: &Client, key: &str, rev: i64) {
+    let resp = ok(
+        &format!("get {key} at {rev}"),
+        c.kv_client()
+            .get(key, Some(GetOptions::new().with_revision(rev)))
+            .await,
+    );
+    assert!(
+        resp.kvs().is_empty(),
+        "{key} still existed at revision {rev}"
+    );
+}
+
 async fn keys_async(c: &Client, prefix: &str) -> Vec<String> {
     let opts = GetOptions::new().with_prefix().with_sort(
         etcd_client::SortTarget::Create,
@@ -472,15 +515,16 @@ async fn grpc_lock_waits_for_unlock() {
 async fn grpc_lock_expiry_and_canceled_waiters() {
     let s = TestServer::start();
     let c = connect(&s).await;
-    let short = grant(&c, 2).await;
+    let short = live_lease(&c).await;
     let (quitter, patient) = (grant(&c, 60).await, grant(&c, 60).await);
     let held = ok(
         "lock short",
         c.lock_client()
-            .lock("gate", Some(LockOptions::new().with_lease(short)))
+            .lock("gate", Some(LockOptions::new().with_lease(short.id)))
             .await,
     );
-    assert_eq!(text(held.key()), contender_key("gate", short));
+    let held_key = contender_key("gate", short.id);
+    assert_eq!(text(held.key()), held_key);
 
     // A waiter whose client stops waiting (the call is dropped once it is
     // queued): its key goes with the call.
@@ -492,7 +536,7 @@ async fn grpc_lock_expiry_and_canceled_waiters() {
     await_keys_async(&c, "gate/", 2).await;
     quitting.abort();
     let left = await_keys_async(&c, "gate/", 1).await;
-    assert_eq!(left, vec![contender_key("gate", short)]);
+    assert_eq!(left, vec![held_key.clone()]);
 
     let mut lc = c.lock_client();
     let mut waiter = tokio::spawn(async move {
@@ -501,11 +545,13 @@ async fn grpc_lock_expiry_and_canceled_waiters() {
     });
     await_keys_async(&c, "gate/", 2).await;
     assert_pending("lock patient", &mut waiter).await;
+    short.stop();
     let got = ok(
         "lock patient",
         finish("lock patient", EXPIRY_DEADLINE, waiter).await,
     );
     assert_eq!(text(got.key()), contender_key("gate", patient));
+    absent_at(&c, &held_key, header_rev(got.header())).await;
     assert_eq!(
         keys_async(&c, "gate/").await,
         vec![contender_key("gate", patient)]
@@ -559,19 +605,21 @@ async fn grpc_lock_and_campaign_without_a_lease_get_a_fresh_one() {
 async fn grpc_lock_waiter_whose_lease_expired_is_refused() {
     let s = TestServer::start();
     let c = connect(&s).await;
-    let (holder, short) = (grant(&c, 60).await, grant(&c, 2).await);
+    let (holder, short) = (grant(&c, 60).await, live_lease(&c).await);
     let held = ok(
         "lock holder",
         c.lock_client()
             .lock("late", Some(LockOptions::new().with_lease(holder)))
             .await,
     );
+    let short_id = short.id;
     let mut lc = c.lock_client();
     let waiter = tokio::spawn(async move {
-        lc.lock("late", Some(LockOptions::new().with_lease(short)))
+        lc.lock("late", Some(LockOptions::new().with_lease(short_id)))
             .await
     });
     await_keys_async(&c, "late/", 2).await;
+    short.stop();
     // The waiter's key goes with its lease; the holder's stays.
     await_keys_async(&c, "late/", 1).await;
     ok("unlock holder", c.lock_client().unlock(held.key()).await);
@@ -581,7 +629,7 @@ async fn grpc_lock_waiter_whose_lease_expired_is_refused() {
         .to_string();
     if support::against_etcd() && version.starts_with("3.4.") {
         let got = ok("lock short on etcd 3.4", res);
-        assert_eq!(text(got.key()), contender_key("late", short));
+        assert_eq!(text(got.key()), contender_key("late", short_id));
     } else {
         assert_grpc_err(
             "lock short",
@@ -756,10 +804,12 @@ async fn grpc_election_campaign_proclaim_resign_observe() {
 async fn grpc_election_leader_lease_expiry() {
     let s = TestServer::start();
     let c = connect(&s).await;
-    let (short, long) = (grant(&c, 2).await, grant(&c, 60).await);
+    let (short, long) = (live_lease(&c).await, grant(&c, 60).await);
     let won = ok(
         "campaign short",
-        c.election_client().campaign("seat", "first", short).await,
+        c.election_client()
+            .campaign("seat", "first", short.id)
+            .await,
     );
     let first = won.leader().expect("leader").clone();
     let mut observe = ok("observe", c.election_client().observe("seat").await);
@@ -773,6 +823,7 @@ async fn grpc_election_leader_lease_expiry() {
     let mut next = tokio::spawn(async move { ec.campaign("seat", "next", long).await });
     await_keys_async(&c, "seat/", 2).await;
     assert_pending("campaign long", &mut next).await;
+    short.stop();
 
     let won = ok(
         "campaign long",
@@ -799,6 +850,25 @@ async fn grpc_election_leader_lease_expiry() {
         Code::Unknown,
         "election: not leader",
     );
+}
+
+/// A candidate whose client stops waiting (the call is dropped once it is
+/// in the race) withdraws.
+#[tokio::test]
+async fn grpc_campaign_given_up_withdraws() {
+    let s = TestServer::start();
+    let c = connect(&s).await;
+    let (lead, quitter) = (grant(&c, 60).await, grant(&c, 60).await);
+    ok(
+        "campaign lead",
+        c.election_client().campaign("bench", "lead", lead).await,
+    );
+    let mut ec = c.election_client();
+    let quitting = tokio::spawn(async move { ec.campaign("bench", "quit", quitter).await });
+    await_keys_async(&c, "bench/", 2).await;
+    quitting.abort();
+    let left = await_keys_async(&c, "bench/", 1).await;
+    assert_eq!(left, vec![contender_key("bench", lead)]);
 }
 
 /// An observer started before any candidate waits for the first one.
@@ -988,11 +1058,11 @@ async fn lock_and_election_across_members() {
     }
     let (c1, c2, c3) = (&clients[0], &clients[1], &clients[2]);
 
-    let short = grant(c1, 2).await;
+    let short = live_lease(c1).await;
     let held = ok(
         "lock on m1",
         c1.lock_client()
-            .lock("span", Some(LockOptions::new().with_lease(short)))
+            .lock("span", Some(LockOptions::new().with_lease(short.id)))
             .await,
     );
     let long = grant(c2, 60).await;
@@ -1007,6 +1077,7 @@ async fn lock_and_election_across_members() {
         "the holder's key is the oldest on every member"
     );
     assert_pending("lock on m2", &mut waiter).await;
+    short.stop();
     let got = ok(
         "lock on m2",
         finish("lock on m2", EXPIRY_DEADLINE, waiter).await,
