@@ -1039,7 +1039,6 @@ async fn lock_and_election_across_members() {
     if common::server_kind() != common::ServerKind::Ballast {
         return;
     }
-    let _serial = cluster_support::one_at_a_time();
     let root = tempfile::tempdir().expect("tempdir");
     let mut nodes: Vec<cluster_support::Node> = ["m1", "m2", "m3"]
         .iter()

@@ -54,7 +54,9 @@ static NEXT_STREAM: AtomicU64 = AtomicU64::new(1 << 63);
 /// The member's KV, Lease and Watch, used as etcd's in-process client uses
 /// them: every request is checked as its gRPC handler checks it, then goes
 /// to the server's typed method, so a lock or an election behaves as the same
-/// calls made by a remote client would.
+/// calls made by a remote client would. Whatever those methods come to need
+/// about the caller (its identity, for permission checks) belongs here, taken
+/// by the handlers from the lock or election request.
 #[derive(Clone)]
 pub struct Client {
     s: Arc<EtcdServer>,
