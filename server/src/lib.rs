@@ -15,6 +15,7 @@ pub mod backup;
 pub mod bootstrap;
 pub mod cluster;
 pub mod compactor;
+pub mod concurrency;
 pub mod config;
 pub mod error;
 pub mod http;

@@ -4,8 +4,10 @@
 
 pub mod auth;
 pub mod cluster;
+pub mod election;
 pub mod kv;
 pub mod lease;
+pub mod lock;
 pub mod maintenance;
 pub mod validate;
 pub mod watch;
@@ -16,6 +18,8 @@ use ballast_proto::etcdserverpb::{
     auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer,
     lease_server::LeaseServer, maintenance_server::MaintenanceServer, watch_server::WatchServer,
 };
+use ballast_proto::v3electionpb::election_server::ElectionServer;
+use ballast_proto::v3lockpb::lock_server::LockServer;
 
 use crate::metrics::grpc::GrpcMetricsLayer;
 use crate::server::EtcdServer;
@@ -39,7 +43,11 @@ pub fn routes(s: &Arc<EtcdServer>) -> tonic::service::Routes {
         MaintenanceServer::new(maintenance::MaintenanceService(s.clone()))
             .max_decoding_message_size(max),
     )
-    .add_service(AuthServer::new(auth::AuthService(s.clone())).max_decoding_message_size(max));
+    .add_service(AuthServer::new(auth::AuthService(s.clone())).max_decoding_message_size(max))
+    .add_service(LockServer::new(lock::LockService(s.clone())).max_decoding_message_size(max))
+    .add_service(
+        ElectionServer::new(election::ElectionService(s.clone())).max_decoding_message_size(max),
+    );
     let layer = GrpcMetricsLayer(s.metrics.clone());
     tonic::service::Routes::from(routes.into_axum_router().layer(layer))
 }
