@@ -44,13 +44,14 @@ async fn get_with_token(url: &str, token: &str, key: &str) -> Result<usize, toni
     kv.range(req).await.map(|r| r.into_inner().kvs.len())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn auth_holds_on_every_member_and_travels_in_raft_snapshots() {
+#[test]
+fn auth_holds_on_every_member_and_travels_in_raft_snapshots() {
     if common::server_kind() != common::ServerKind::Ballast {
         // Needs Ballast's knob for short catch-up logs (the snapshot part).
         return;
     }
     let _serial = one_at_a_time();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
     let root = tempfile::tempdir().expect("tempdir");
     let mut nodes: Vec<Node> = ["m1", "m2", "m3"]
         .iter()
@@ -95,11 +96,14 @@ async fn auth_holds_on_every_member_and_travels_in_raft_snapshots() {
         "v\n"
     );
     // A token handed out by m1 works at m3 (every member applied the login).
-    let token = login(&m1, "app", "pw").await;
-    assert_eq!(get_with_token(&m3, &token, "/app/k").await.ok(), Some(1));
+    let token = rt.block_on(login(&m1, "app", "pw"));
+    assert_eq!(
+        rt.block_on(get_with_token(&m3, &token, "/app/k")).ok(),
+        Some(1)
+    );
     // A role revoked through m2 is gone at m3 at once, for the same token.
     ctl_ok(&m2, &[root_user, "user", "revoke-role", "app", "app"]);
-    let denied = get_with_token(&m3, &token, "/app/k").await;
+    let denied = rt.block_on(get_with_token(&m3, &token, "/app/k"));
     assert_eq!(
         denied.map_err(|e| e.message().to_string()),
         Err("etcdserver: permission denied".to_string())

@@ -10,7 +10,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
@@ -45,22 +45,6 @@ fn etcd_binary() -> PathBuf {
             .find(|p| p.is_file())
     });
     on_path.unwrap_or_else(|| PathBuf::from("/usr/bin/etcd"))
-}
-
-/// The directory with etcd 3.6: `BALLAST_TEST_ETCD36_DIR`, or what
-/// `scripts/etcd36-tools.sh` prints (it builds etcd 3.6 once and caches it).
-fn etcd36_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("BALLAST_TEST_ETCD36_DIR") {
-        return PathBuf::from(d);
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/etcd36-tools.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap_or_else(|e| panic!("run {}: {e}", script.display()));
-    assert!(out.status.success(), "{} failed", script.display());
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
 impl Reference {
@@ -945,7 +929,7 @@ fn etcd36_error_shapes() {
     }
     let subject = TestServer::start_with(&["--emulated-etcd-version", "3.6.16"]);
     wait_ready(&subject.client_url());
-    let reference = Reference::start_binary(etcd36_dir().join("etcd"));
+    let reference = Reference::start_binary(common::etcd36_dir().join("etcd"));
     let (s, r) = (&subject.client_url(), &reference.url);
     // etcd 3.6 writes a few revisions of its own at start: revisions are masked.
     let revs = ["revision", "create_revision", "mod_revision"];

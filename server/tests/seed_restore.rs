@@ -26,7 +26,6 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use cluster_support::{ctl, ctl_ok, endpoints, initial_cluster, leader, wait_for, Node};
@@ -44,36 +43,8 @@ const FUTURE: &str = "etcdserver: mvcc: required revision is a future revision";
 // Real etcd 3.6
 // ---------------------------------------------------------------------------
 
-/// The directory with etcd, etcdctl and etcdutl 3.6: `BALLAST_TEST_ETCD36_DIR`, or what
-/// `scripts/etcd36-tools.sh` prints (it builds them on the first run and caches them).
-fn etcd36_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        if let Some(d) = std::env::var_os("BALLAST_TEST_ETCD36_DIR") {
-            return PathBuf::from(d);
-        }
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/etcd36-tools.sh");
-        let out = Command::new("bash")
-            .arg(&script)
-            .stderr(Stdio::inherit())
-            .output()
-            .unwrap_or_else(|e| panic!("run {}: {e}", script.display()));
-        assert!(
-            out.status.success(),
-            "{} failed (it builds etcd 3.6 from the Go module proxy)",
-            script.display()
-        );
-        let text = String::from_utf8_lossy(&out.stdout);
-        PathBuf::from(
-            text.lines()
-                .last()
-                .expect("the script prints the directory"),
-        )
-    })
-}
-
 fn etcdutl(args: &[&str]) -> Finished {
-    let bin = etcd36_dir().join("etcdutl");
+    let bin = common::etcd36_dir().join("etcdutl");
     let out = Command::new(&bin)
         .args(args)
         .stdin(Stdio::null())
@@ -100,7 +71,7 @@ impl Etcd36 {
         let client = format!("http://127.0.0.1:{client_port}");
         let log = data_dir.with_extension("log");
         let log_file = std::fs::File::create(&log).expect("create etcd log");
-        let child = Command::new(etcd36_dir().join("etcd"))
+        let child = Command::new(common::etcd36_dir().join("etcd"))
             .arg("--data-dir")
             .arg(data_dir)
             .args([

@@ -18,9 +18,11 @@ const AUTH_ENABLED: &[u8] = b"authEnabled";
 pub(super) fn export<W: Write + Seek>(txn: &ReadTransaction, w: &mut Writer<W>) -> Result<()> {
     let settings = txn.open_table(AUTH)?;
     w.start_bucket(etcd::AUTH)?;
-    // In key order: "authEnabled" < "authRevision".
-    let enabled = get_u64(&settings, stored::ENABLED)? == 1;
-    w.put(AUTH_ENABLED, &[u8::from(enabled)])?;
+    // In key order: "authEnabled" < "authRevision". A store where auth was
+    // never turned on has no authEnabled in etcd; absent reads as off.
+    if get_u64(&settings, stored::ENABLED)? == 1 {
+        w.put(AUTH_ENABLED, &[1])?;
+    }
     let revision = get_u64(&settings, stored::REVISION)?.max(1);
     w.put(etcd::AUTH_REVISION, &revision.to_be_bytes())?;
     // redb orders names as bbolt does: by their bytes.
