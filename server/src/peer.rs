@@ -4,13 +4,12 @@ use std::sync::Arc;
 
 use ballast_proto::internal::raft_peer_server::{RaftPeer, RaftPeerServer};
 use ballast_proto::internal::{MembersRequest, MembersResponse, RaftBatch, SendAck};
-use tokio::net::TcpListener;
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tokio_stream::StreamExt as _;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::{Error, Result};
-use crate::listen::socket_addr;
+use crate::listen::Bound;
 use crate::raft::transport;
 use crate::server::EtcdServer;
 
@@ -210,19 +209,27 @@ async fn ask_members(
         .map_err(|_| format!("no answer within {timeout:?}"))?
 }
 
-/// Binds every --listen-peer-urls address and serves Raft traffic on it.
+/// Binds every --listen-peer-urls address (a TCP port, or a unix socket for `unix` URLs)
+/// and serves Raft traffic on it.
 pub async fn serve_peers(s: Arc<EtcdServer>) -> Result<()> {
     let mut tasks = Vec::new();
     for u in &s.cfg.listen_peer_urls {
-        let addr = socket_addr(u)?;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|e| Error::io(format!("listen on peer URL {u}"), e))?;
-        tracing::info!(address = %addr, "serving peer traffic");
+        let bound = crate::listen::bind(u).await?;
         let svc = RaftPeerServer::new(PeerService(s.clone())).max_decoding_message_size(usize::MAX);
         let server = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .add_service(svc);
+        let listener = match bound {
+            Bound::Tcp(addr, listener) => {
+                tracing::info!(address = %addr, "serving peer traffic");
+                listener
+            }
+            Bound::Unix(socket) => {
+                tracing::info!(address = %socket.path().display(), "serving peer traffic");
+                tasks.push(tokio::spawn(server.serve_with_incoming(socket)));
+                continue;
+            }
+        };
         if u.scheme() == "https" {
             let acceptor = s.tls.peer.as_ref().ok_or_else(|| {
                 Error::Other(format!(

@@ -1,7 +1,8 @@
 //! Client listeners: gRPC and HTTP/1.1 on the same port, as etcd serves them, over plain TCP
-//! for `http` URLs and TLS for `https` ones.
+//! for `http` URLs, TLS for `https` ones and a unix socket for `unix` ones.
 
 mod h2_authority;
+pub mod unix;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,12 +36,28 @@ pub fn socket_addr(u: &Url) -> Result<SocketAddr> {
     Ok(SocketAddr::new(ip, port))
 }
 
-async fn bind(u: &Url) -> Result<(SocketAddr, TcpListener)> {
-    let addr = socket_addr(u)?;
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|e| Error::io(format!("listen on {u}"), e))?;
-    Ok((addr, listener))
+/// A bound listen URL.
+pub enum Bound {
+    Tcp(SocketAddr, TcpListener),
+    Unix(unix::UnixSocket),
+}
+
+/// Binds a listen URL: a TCP port for `http`/`https`, a unix socket for `unix`.
+pub async fn bind(u: &Url) -> Result<Bound> {
+    match u.scheme() {
+        "unix" => Ok(Bound::Unix(unix::UnixSocket::bind(u, &unix::socket_path(u))?)),
+        // etcd serves TLS over the socket; Ballast's TLS acceptor takes TCP connections only.
+        "unixs" => Err(Error::Other(format!(
+            "listen on {u}: TLS over a unix socket (unixs) is not supported by Ballast; use unix or https"
+        ))),
+        _ => {
+            let addr = socket_addr(u)?;
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|e| Error::io(format!("listen on {u}"), e))?;
+            Ok(Bound::Tcp(addr, listener))
+        }
+    }
 }
 
 /// The client port's listener: every accepted connection gets TCP_NODELAY and goes through
@@ -87,6 +104,38 @@ impl axum::serve::Listener for ClientListener {
     }
 }
 
+/// A `unix` client URL: the same service over a unix socket. Its connections have no
+/// address of their own; logs name the socket.
+struct UnixClientListener(unix::UnixSocket);
+
+/// Pause after a failed accept (out of file descriptors, say) before trying again.
+const ACCEPT_ERROR_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+
+impl axum::serve::Listener for UnixClientListener {
+    type Io = h2_authority::AuthorityFix<tokio::net::UnixStream>;
+    type Addr = std::path::PathBuf;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            match self.0.accept().await {
+                Ok(stream) => {
+                    let path = self.0.path().to_path_buf();
+                    let label = format!("unix:{}", path.display());
+                    return (h2_authority::AuthorityFix::new(stream, label), path);
+                }
+                Err(e) => {
+                    tracing::warn!(path = %self.0.path().display(), "accepting a connection failed: {e}");
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.0.path().to_path_buf())
+    }
+}
+
 /// Serves `app` over TLS with the client certificate settings, which etcd also uses for
 /// https --listen-metrics-urls.
 fn spawn_tls(
@@ -123,24 +172,47 @@ pub async fn serve_clients(
     }
     let mut tasks = Vec::new();
     for u in &s.cfg.listen_metrics_urls {
-        let (addr, listener) = bind(u).await?;
-        tracing::info!(address = %addr, "serving metrics");
         let app = crate::http::metrics_router(s.clone());
-        if u.scheme() == "https" {
-            tasks.push(spawn_tls(&s, u, listener, app)?);
-        } else {
-            tasks.push(tokio::spawn(
-                async move { axum::serve(listener, app).await },
-            ));
+        match bind(u).await? {
+            Bound::Tcp(addr, listener) => {
+                tracing::info!(address = %addr, "serving metrics");
+                if u.scheme() == "https" {
+                    tasks.push(spawn_tls(&s, u, listener, app)?);
+                } else {
+                    tasks.push(tokio::spawn(
+                        async move { axum::serve(listener, app).await },
+                    ));
+                }
+            }
+            Bound::Unix(socket) => {
+                tracing::info!(address = %socket.path().display(), "serving metrics");
+                tasks.push(tokio::spawn(async move {
+                    axum::serve(UnixClientListener(socket), app).await
+                }));
+            }
         }
     }
     published.await;
     let app = crate::api::routes(&s)
         .into_axum_router()
         .merge(crate::http::router(s.clone()));
-    for (u, (addr, listener)) in client_listeners {
-        tracing::info!(address = %addr, "ready to serve client requests");
+    for (u, bound) in client_listeners {
         let app = app.clone();
+        let (addr, listener) = match bound {
+            Bound::Tcp(addr, listener) => (addr, listener),
+            Bound::Unix(socket) => {
+                let path = socket.path().display().to_string();
+                tracing::info!(address = %path, "ready to serve client requests");
+                tracing::warn!(
+                    "serving insecure client requests on {path}, this is strongly discouraged!"
+                );
+                tasks.push(tokio::spawn(async move {
+                    axum::serve(UnixClientListener(socket), app).await
+                }));
+                continue;
+            }
+        };
+        tracing::info!(address = %addr, "ready to serve client requests");
         if u.scheme() == "https" {
             tasks.push(spawn_tls(&s, u, listener, app)?);
             tracing::info!(address = %addr, "serving client traffic securely");

@@ -15,7 +15,7 @@ use std::time::Duration;
 use http::Uri;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 use tonic::transport::{Channel, Endpoint};
 
 /// Opens channels to peers; shared by everything that dials the peer port.
@@ -25,8 +25,11 @@ pub struct PeerDialer {
 }
 
 impl PeerDialer {
-    /// A connected channel to a peer URL (`http://` or `https://`).
+    /// A connected channel to a peer URL (`http://`, `https://` or `unix://`).
     pub async fn connect(&self, url: &str, timeout: Duration) -> Result<Channel, String> {
+        if url.starts_with("unix:") || url.starts_with("unixs:") {
+            return connect_unix(url, timeout).await;
+        }
         let uri: Uri = url
             .parse()
             .map_err(|e| format!("bad peer URL {url}: {e}"))?;
@@ -64,6 +67,33 @@ impl PeerDialer {
                 .map_err(|e| error_chain(&e)),
         }
     }
+}
+
+/// A `unix://` URL: gRPC over the unix socket etcd derives from it (host, port and path, so
+/// `unix://localhost:2380` is the socket `localhost:2380` in the working directory).
+async fn connect_unix(url: &str, timeout: Duration) -> Result<Channel, String> {
+    let parsed = url::Url::parse(url).map_err(|e| format!("bad peer URL {url}: {e}"))?;
+    if parsed.scheme() != "unix" {
+        return Err(format!(
+            "{url}: TLS over a unix socket (unixs) is not supported by Ballast"
+        ));
+    }
+    let path = crate::listen::unix::socket_path(&parsed);
+    // Only the :authority header comes from this; the connector ignores it.
+    let authority = match &parsed[url::Position::BeforeHost..url::Position::AfterPort] {
+        "" => "localhost",
+        a => a,
+    };
+    let connector = tower::service_fn(move |_: Uri| {
+        let path = path.clone();
+        async move { UnixStream::connect(path).await.map(TokioIo::new) }
+    });
+    Endpoint::from_shared(format!("http://{authority}"))
+        .map_err(|e| format!("bad peer URL {url}: {e}"))?
+        .connect_timeout(timeout)
+        .connect_with_connector(connector)
+        .await
+        .map_err(|e| error_chain(&e))
 }
 
 /// tonic's transport errors say only "transport error"; the cause (a refused certificate,
