@@ -8,6 +8,7 @@
 
 mod applied;
 mod background;
+mod quota;
 mod replicate;
 mod requests;
 mod threads;

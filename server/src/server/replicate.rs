@@ -17,6 +17,7 @@ const READ_INDEX_RETRY: Duration = Duration::from_millis(500);
 impl EtcdServer {
     /// Replicates a request through Raft and waits until it is applied.
     pub async fn propose(&self, request: Request) -> Result<Applied, EtcdError> {
+        self.check_quota(&request).await?;
         let id = self.next_id();
         let data = InternalRequest {
             id,
