@@ -196,15 +196,18 @@ impl Drop for Member {
 
 /// `GET /health` over the socket answers healthy.
 fn health_ok(socket: &Path) -> bool {
-    let ask = || -> std::io::Result<String> {
-        let mut s = UnixStream::connect(socket)?;
-        s.set_read_timeout(Some(Duration::from_secs(2)))?;
-        s.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
-        let mut text = String::new();
-        s.read_to_string(&mut text)?;
-        Ok(text)
-    };
-    ask().is_ok_and(|t| t.contains(r#""health":"true""#))
+    http_get(socket, "/health").is_ok_and(|t| t.contains(r#""health":"true""#))
+}
+
+/// An HTTP/1.1 GET over a unix socket: the whole response.
+fn http_get(socket: &Path, path: &str) -> std::io::Result<String> {
+    let mut s = UnixStream::connect(socket)?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes())?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    Ok(text)
 }
 
 /// Runs an etcdctl binary in `dir` against `endpoints`.
@@ -257,10 +260,16 @@ fn scratch() -> tempfile::TempDir {
 fn etcdctl_34_and_36_over_a_unix_client_socket() {
     let dir = scratch();
     let mut m = Member::new(dir.path(), "u1", "localhost:2379", "localhost:2380");
+    m.args = vec![
+        "--listen-metrics-urls".into(),
+        "unix://localhost:2381".into(),
+    ];
     m.start("u1=unix://localhost:2380");
     // The sockets are the URLs' host:port, in the working directory.
     assert!(is_socket(&dir.path().join("localhost:2379")));
     assert!(is_socket(&dir.path().join("localhost:2380")));
+    let metrics = http_get(&dir.path().join("localhost:2381"), "/metrics").expect("GET /metrics");
+    assert!(metrics.contains("\netcd_server_has_leader 1"), "{metrics}");
 
     let ep = m.client_url();
     assert_eq!(
