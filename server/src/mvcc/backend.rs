@@ -182,12 +182,24 @@ impl Backend {
     /// file stays bounded by redb's growth of the pages in use. `size` (etcd's dbSize) is
     /// still the file's length, and `size_in_use` the pages in use.
     pub fn quota_size(&self) -> u64 {
+        // The file holds every page in use: it bounds the estimate.
+        self.quota_estimate().min(self.size())
+    }
+
+    /// etcd's `Available`: whether `cost` more bytes keep [`Backend::quota_size`] below
+    /// `quota`. Checked on every write, so the file's length (a system call) is looked at
+    /// only when the estimate alone does not fit.
+    pub fn quota_fits(&self, cost: u64, quota: u64) -> bool {
+        let fits = |size: u64| size.saturating_add(cost) < quota;
+        fits(self.quota_estimate()) || fits(self.quota_size())
+    }
+
+    /// [`Backend::quota_size`] without the file's length as a bound.
+    fn quota_estimate(&self) -> u64 {
         self.in_use
             .load(Ordering::Relaxed)
             .saturating_sub(EMPTY_MEMBER_EXTRA_BYTES)
             .saturating_add(self.written_since_refresh.load(Ordering::Relaxed))
-            // The file holds every page in use: it bounds the estimate.
-            .min(self.size())
     }
 
     /// Counts `bytes` of applied requests towards [`Backend::quota_size`] until the next
@@ -469,6 +481,12 @@ mod tests {
         assert!((100 * 1024..200 * 1024).contains(&grown), "{grown}");
         assert_eq!(backend.quota_size(), in_use() - EMPTY_MEMBER_EXTRA_BYTES);
         assert!(backend.quota_size() <= backend.size());
+        let size = backend.quota_size();
+        assert!(backend.quota_fits(10, size + 11));
+        assert!(!backend.quota_fits(10, size + 10));
+        // A stale estimate far beyond the file is bounded by the file's length.
+        backend.note_written(u64::MAX / 2);
+        assert!(backend.quota_fits(10, backend.size() + 11));
     }
 
     #[test]

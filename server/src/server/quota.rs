@@ -29,8 +29,7 @@ impl EtcdServer {
             return Ok(());
         };
         let quota = self.cfg.effective_quota_bytes();
-        // etcd's `Available`: the size plus the cost must stay below the quota.
-        if self.store.backend().quota_size().saturating_add(cost) < quota {
+        if self.store.backend().quota_fits(cost, quota) {
             return Ok(());
         }
         if !self.alarms.nospace() {
