@@ -219,31 +219,34 @@ pub async fn serve_peers(s: Arc<EtcdServer>) -> Result<()> {
         let server = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .add_service(svc);
-        let listener = match bound {
-            Bound::Tcp(addr, listener) => {
-                tracing::info!(address = %addr, "serving peer traffic");
-                listener
-            }
-            Bound::Unix(socket) => {
-                tracing::info!(address = %socket.path().display(), "serving peer traffic");
-                tasks.push(tokio::spawn(server.serve_with_incoming(socket)));
-                continue;
-            }
-        };
-        if u.scheme() == "https" {
+        if matches!(u.scheme(), "https" | "unixs") {
             let acceptor = s.tls.peer.as_ref().ok_or_else(|| {
                 Error::Other(format!(
                     "{u}: no peer TLS configured (--peer-cert-file, --peer-key-file or --peer-auto-tls)"
                 ))
             })?;
+            tracing::info!(address = %bound.label(), "serving peer traffic");
             // Handshakes (and etcd's certificate checks) happen before tonic sees a connection.
-            let ready = ReceiverStream::new(acceptor.spawn(listener))
-                .map(|(conn, _addr)| Ok::<_, std::io::Error>(conn));
+            let ready = match bound {
+                Bound::Tcp(_, listener) => acceptor.spawn(listener),
+                Bound::Unix(socket) => acceptor.spawn_unix(socket),
+            };
+            let ready =
+                ReceiverStream::new(ready).map(|(conn, _addr)| Ok::<_, std::io::Error>(conn));
             tasks.push(tokio::spawn(server.serve_with_incoming(ready)));
-        } else {
-            tasks.push(tokio::spawn(
-                server.serve_with_incoming(TcpListenerStream::new(listener)),
-            ));
+            continue;
+        }
+        match bound {
+            Bound::Tcp(addr, listener) => {
+                tracing::info!(address = %addr, "serving peer traffic");
+                tasks.push(tokio::spawn(
+                    server.serve_with_incoming(TcpListenerStream::new(listener)),
+                ));
+            }
+            Bound::Unix(socket) => {
+                tracing::info!(address = %socket.path().display(), "serving peer traffic");
+                tasks.push(tokio::spawn(server.serve_with_incoming(socket)));
+            }
         }
     }
     for t in tasks {

@@ -105,8 +105,6 @@ pub(crate) fn build(
         "peer",
         "--peer-cert-file, --peer-key-file",
     )?;
-    refuse_unixs(&listen_client_urls, "--listen-client-urls")?;
-    refuse_unixs(&listen_peer_urls, "--listen-peer-urls")?;
     let cipher_suites = get.list("cipher-suites")?;
     let (tls_min_version, tls_max_version) = tls_versions(&get, &cipher_suites)?;
 
@@ -392,18 +390,6 @@ fn go_split_host_port(hostport: &str) -> Result<&str, &'static str> {
         0 => Err("missing port in address"),
         1 => Ok(&hostport[..hostport.find(':').unwrap_or(0)]),
         _ => Err("too many colons in address"),
-    }
-}
-
-/// TLS over a unix socket: etcd serves it, Ballast's TLS acceptor takes TCP connections
-/// only. Refused here, before anything starts, rather than when the listener is bound.
-fn refuse_unixs(urls: &[Url], flag: &str) -> Result<(), ConfigError> {
-    match urls.iter().find(|u| u.scheme() == "unixs") {
-        Some(u) => Err(ConfigError::Unsupported {
-            setting: format!("{flag}={}", display_url(u)),
-            reason: "TLS over a unix socket (unixs) is not implemented; use unix or https".into(),
-        }),
-        None => Ok(()),
     }
 }
 

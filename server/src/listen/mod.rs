@@ -1,5 +1,6 @@
 //! Client listeners: gRPC and HTTP/1.1 on the same port, as etcd serves them, over plain TCP
-//! for `http` URLs, TLS for `https` ones and a unix socket for `unix` ones.
+//! for `http` URLs, TLS for `https` ones, a unix socket for `unix` ones and TLS over a unix
+//! socket for `unixs` ones.
 
 mod h2_authority;
 pub mod unix;
@@ -42,14 +43,23 @@ pub enum Bound {
     Unix(unix::UnixSocket),
 }
 
-/// Binds a listen URL: a TCP port for `http`/`https`, a unix socket for `unix`.
+impl Bound {
+    /// The address for logs: `host:port`, or the socket's path.
+    pub fn label(&self) -> String {
+        match self {
+            Bound::Tcp(addr, _) => addr.to_string(),
+            Bound::Unix(socket) => socket.path().display().to_string(),
+        }
+    }
+}
+
+/// Binds a listen URL: a TCP port for `http`/`https`, a unix socket for `unix`/`unixs`.
 pub async fn bind(u: &Url) -> Result<Bound> {
     match u.scheme() {
-        "unix" => Ok(Bound::Unix(unix::UnixSocket::bind(u, &unix::socket_path(u))?)),
-        // etcd serves TLS over the socket; Ballast's TLS acceptor takes TCP connections only.
-        "unixs" => Err(Error::Other(format!(
-            "listen on {u}: TLS over a unix socket (unixs) is not supported by Ballast; use unix or https"
-        ))),
+        "unix" | "unixs" => Ok(Bound::Unix(unix::UnixSocket::bind(
+            u,
+            &unix::socket_path(u),
+        )?)),
         _ => {
             let addr = socket_addr(u)?;
             let listener = TcpListener::bind(addr)
@@ -141,7 +151,7 @@ impl axum::serve::Listener for UnixClientListener {
 fn spawn_tls(
     s: &EtcdServer,
     u: &url::Url,
-    listener: TcpListener,
+    bound: Bound,
     app: axum::Router,
 ) -> Result<tokio::task::JoinHandle<std::io::Result<()>>> {
     let acceptor = s.tls.client.as_ref().ok_or_else(|| {
@@ -149,10 +159,14 @@ fn spawn_tls(
             "{u}: no client TLS configured (--cert-file, --key-file or --auto-tls)"
         ))
     })?;
-    let local = listener
-        .local_addr()
-        .map_err(|e| Error::io(format!("listen on {u}"), e))?;
-    let ready = acceptor.spawn(listener);
+    let (ready, local) = match bound {
+        Bound::Tcp(local, listener) => (acceptor.spawn(listener), local),
+        // A unixs socket: connections have no address of their own.
+        Bound::Unix(socket) => (
+            acceptor.spawn_unix(socket),
+            SocketAddr::from(([0, 0, 0, 0], 0)),
+        ),
+    };
     Ok(tokio::spawn(async move {
         axum::serve(TlsClientListener { ready, local }, app).await
     }))
@@ -173,19 +187,19 @@ pub async fn serve_clients(
     let mut tasks = Vec::new();
     for u in &s.cfg.listen_metrics_urls {
         let app = crate::http::metrics_router(s.clone());
-        match bind(u).await? {
-            Bound::Tcp(addr, listener) => {
-                tracing::info!(address = %addr, "serving metrics");
-                if u.scheme() == "https" {
-                    tasks.push(spawn_tls(&s, u, listener, app)?);
-                } else {
-                    tasks.push(tokio::spawn(
-                        async move { axum::serve(listener, app).await },
-                    ));
-                }
+        let bound = bind(u).await?;
+        tracing::info!(address = %bound.label(), "serving metrics");
+        if matches!(u.scheme(), "https" | "unixs") {
+            tasks.push(spawn_tls(&s, u, bound, app)?);
+            continue;
+        }
+        match bound {
+            Bound::Tcp(_, listener) => {
+                tasks.push(tokio::spawn(
+                    async move { axum::serve(listener, app).await },
+                ));
             }
             Bound::Unix(socket) => {
-                tracing::info!(address = %socket.path().display(), "serving metrics");
                 tasks.push(tokio::spawn(async move {
                     axum::serve(UnixClientListener(socket), app).await
                 }));
@@ -198,6 +212,13 @@ pub async fn serve_clients(
         .merge(crate::http::router(s.clone()));
     for (u, bound) in client_listeners {
         let app = app.clone();
+        if u.scheme() == "unixs" {
+            let path = bound.label();
+            tracing::info!(address = %path, "ready to serve client requests");
+            tasks.push(spawn_tls(&s, u, bound, app)?);
+            tracing::info!(address = %path, "serving client traffic securely");
+            continue;
+        }
         let (addr, listener) = match bound {
             Bound::Tcp(addr, listener) => (addr, listener),
             Bound::Unix(socket) => {
@@ -214,7 +235,7 @@ pub async fn serve_clients(
         };
         tracing::info!(address = %addr, "ready to serve client requests");
         if u.scheme() == "https" {
-            tasks.push(spawn_tls(&s, u, listener, app)?);
+            tasks.push(spawn_tls(&s, u, Bound::Tcp(addr, listener), app)?);
             tracing::info!(address = %addr, "serving client traffic securely");
         } else {
             tracing::warn!(

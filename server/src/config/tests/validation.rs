@@ -240,20 +240,3 @@ fn advertised_unix_urls_need_host_and_port() {
         vec![("default".to_string(), url("unix://localhost:2380"))]
     );
 }
-
-#[test]
-fn unixs_listen_urls_are_refused_up_front() {
-    // etcd serves TLS over a unix socket; Ballast does not (its TLS acceptor is TCP only).
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cert = write_file(&dir, "cert");
-    let args = [
-        "--listen-client-urls=unixs://localhost:2379",
-        "--advertise-client-urls=unixs://localhost:2379",
-        &format!("--cert-file={cert}"),
-        &format!("--key-file={cert}"),
-    ];
-    assert_eq!(
-        error(&args),
-        "--listen-client-urls=unixs://localhost:2379 is not supported by Ballast: TLS over a unix socket (unixs) is not implemented; use unix or https"
-    );
-}
