@@ -4,13 +4,12 @@ use std::sync::Arc;
 
 use ballast_proto::internal::raft_peer_server::{RaftPeer, RaftPeerServer};
 use ballast_proto::internal::{MembersRequest, MembersResponse, RaftBatch, SendAck};
-use tokio::net::TcpListener;
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tokio_stream::StreamExt as _;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::{Error, Result};
-use crate::listen::socket_addr;
+use crate::listen::Bound;
 use crate::raft::transport;
 use crate::server::EtcdServer;
 
@@ -210,33 +209,44 @@ async fn ask_members(
         .map_err(|_| format!("no answer within {timeout:?}"))?
 }
 
-/// Binds every --listen-peer-urls address and serves Raft traffic on it.
+/// Binds every --listen-peer-urls address (a TCP port, or a unix socket for `unix` URLs)
+/// and serves Raft traffic on it.
 pub async fn serve_peers(s: Arc<EtcdServer>) -> Result<()> {
     let mut tasks = Vec::new();
     for u in &s.cfg.listen_peer_urls {
-        let addr = socket_addr(u)?;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|e| Error::io(format!("listen on peer URL {u}"), e))?;
-        tracing::info!(address = %addr, "serving peer traffic");
+        let bound = crate::listen::bind(u).await?;
         let svc = RaftPeerServer::new(PeerService(s.clone())).max_decoding_message_size(usize::MAX);
         let server = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .add_service(svc);
-        if u.scheme() == "https" {
+        if matches!(u.scheme(), "https" | "unixs") {
             let acceptor = s.tls.peer.as_ref().ok_or_else(|| {
                 Error::Other(format!(
                     "{u}: no peer TLS configured (--peer-cert-file, --peer-key-file or --peer-auto-tls)"
                 ))
             })?;
+            tracing::info!(address = %bound.label(), "serving peer traffic");
             // Handshakes (and etcd's certificate checks) happen before tonic sees a connection.
-            let ready = ReceiverStream::new(acceptor.spawn(listener))
-                .map(|(conn, _addr)| Ok::<_, std::io::Error>(conn));
+            let ready = match bound {
+                Bound::Tcp(_, listener) => acceptor.spawn(listener),
+                Bound::Unix(socket) => acceptor.spawn_unix(socket),
+            };
+            let ready =
+                ReceiverStream::new(ready).map(|(conn, _addr)| Ok::<_, std::io::Error>(conn));
             tasks.push(tokio::spawn(server.serve_with_incoming(ready)));
-        } else {
-            tasks.push(tokio::spawn(
-                server.serve_with_incoming(TcpListenerStream::new(listener)),
-            ));
+            continue;
+        }
+        match bound {
+            Bound::Tcp(addr, listener) => {
+                tracing::info!(address = %addr, "serving peer traffic");
+                tasks.push(tokio::spawn(
+                    server.serve_with_incoming(TcpListenerStream::new(listener)),
+                ));
+            }
+            Bound::Unix(socket) => {
+                tracing::info!(address = %socket.path().display(), "serving peer traffic");
+                tasks.push(tokio::spawn(server.serve_with_incoming(socket)));
+            }
         }
     }
     for t in tasks {

@@ -10,6 +10,7 @@ mod applied;
 pub mod auth;
 pub use applied::FromApplied;
 mod background;
+mod quota;
 mod replicate;
 mod requests;
 mod threads;

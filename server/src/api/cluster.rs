@@ -31,7 +31,8 @@ fn parse_urls(urls: &[String]) -> Result<Vec<url::Url>, EtcdError> {
     urls.iter()
         .map(|u| {
             let parsed = url::Url::parse(u).map_err(|_| EtcdError::MemberBadUrls)?;
-            let ok = matches!(parsed.scheme(), "http" | "https")
+            // unix peer URLs name their socket by host and port (see listen::unix).
+            let ok = matches!(parsed.scheme(), "http" | "https" | "unix" | "unixs")
                 && parsed.host().is_some()
                 && parsed.port().is_some();
             ok.then_some(parsed).ok_or(EtcdError::MemberBadUrls)

@@ -326,6 +326,11 @@ impl Applier {
         let mut batch = txn.batch()?;
         let mut results = Vec::new();
         let mut last_term = 0;
+        let written = entries
+            .iter()
+            .filter(|e| e.index > *applied_index)
+            .map(|e| e.data.len() as u64)
+            .sum();
         for e in entries.drain(..) {
             if e.index <= *applied_index {
                 continue;
@@ -369,6 +374,7 @@ impl Applier {
         }
         let finished = batch.finish(*applied_index, last_term)?;
         let (revision, events) = txn.commit(finished)?;
+        self.store.backend().note_written(written);
         if durable {
             self.durable_applied
                 .store(*applied_index, Ordering::Release);
@@ -385,7 +391,7 @@ impl Applier {
             self.wait.trigger(id, res);
         }
         if self.quota_bytes > 0
-            && self.store.backend().size() > self.quota_bytes
+            && self.store.backend().quota_size() > self.quota_bytes
             && !self.alarms.nospace()
         {
             (self.on_quota_exceeded)();

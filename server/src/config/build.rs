@@ -48,6 +48,11 @@ pub(crate) fn build(
     let listen_peer_urls = get.urls("listen-peer-urls")?;
     let initial_advertise_peer_urls = get.urls("initial-advertise-peer-urls")?;
     let initial_cluster = initial_cluster(&get, &name, &initial_advertise_peer_urls)?;
+    check_host_urls(
+        &initial_advertise_peer_urls,
+        "--initial-advertise-peer-urls",
+    )?;
+    check_host_urls(&advertise_client_urls, "--advertise-client-urls")?;
 
     let heartbeat_ms = get.uint("heartbeat-interval")?;
     let election_ms = get.uint("election-timeout")?;
@@ -345,6 +350,47 @@ fn tls(get: &Get, prefix: &str) -> Result<TlsConfig, ConfigError> {
         )));
     }
     Ok(cfg)
+}
+
+/// etcd's `checkHostURLs`: advertised URLs must be `host:port`. For http(s) URLs the
+/// flag's own parsing already checked that; this catches `unix` ones such as
+/// `unix:///run/etcd.sock`, which etcd 3.5 serves on but cannot advertise (a peer or
+/// client dials the socket named by host and port, see [`crate::listen::unix`]).
+fn check_host_urls(urls: &[Url], flag: &str) -> Result<(), ConfigError> {
+    for u in urls {
+        let authority = &u[url::Position::BeforeHost..url::Position::AfterPort];
+        let problem = match go_split_host_port(authority) {
+            Err(e) if authority.is_empty() => e.to_string(),
+            Err(e) => format!("address {authority}: {e}"),
+            Ok("") => format!("unexpected empty host ({})", display_url(u)),
+            Ok(_) => continue,
+        };
+        let all: Vec<String> = urls.iter().map(display_url).collect();
+        return Err(ConfigError::Invalid(format!(
+            "{flag} {:?} must be \"host:port\" ({problem})",
+            all.join(",")
+        )));
+    }
+    Ok(())
+}
+
+/// Go's `net.SplitHostPort`, for the host: the error texts are Go's.
+fn go_split_host_port(hostport: &str) -> Result<&str, &'static str> {
+    if let Some(rest) = hostport.strip_prefix('[') {
+        let Some(close) = rest.find(']') else {
+            return Err("missing ']' in address");
+        };
+        return match &rest[close + 1..] {
+            "" => Err("missing port in address"),
+            tail if tail.starts_with(':') && !tail[1..].contains(':') => Ok(&rest[..close]),
+            _ => Err("too many colons in address"),
+        };
+    }
+    match hostport.matches(':').count() {
+        0 => Err("missing port in address"),
+        1 => Ok(&hostport[..hostport.find(':').unwrap_or(0)]),
+        _ => Err("too many colons in address"),
+    }
 }
 
 /// etcd refuses an https (or unixs) listener without a certificate.

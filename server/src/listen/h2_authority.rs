@@ -16,7 +16,6 @@
 //! connections are never touched.
 
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
@@ -262,7 +261,7 @@ impl Rewriter {
                     } else {
                         &value
                     };
-                    repaired |= fixed.len() != value.len();
+                    repaired |= fixed != &*value;
                     encode_literal(&name, fixed, &mut encoded);
                 }
             })
@@ -296,13 +295,19 @@ fn headers_fragment(flags: u8, payload: &[u8]) -> io::Result<&[u8]> {
     Ok(&p[..len])
 }
 
-/// `http://host:port/path` → `host:port`; a value without a scheme is left alone.
+/// `http://host:port/path` → `host:port`; a value without a scheme is left alone, except a
+/// unix socket's path (etcdctl 3.4 dialing `unix:///run/etcd.sock` sends `/run/etcd.sock`),
+/// which has no host and becomes `localhost`.
 fn strip_scheme(authority: &[u8]) -> &[u8] {
-    let Some(i) = authority.windows(3).position(|w| w == b"://") else {
-        return authority;
+    let rest = match authority.windows(3).position(|w| w == b"://") {
+        Some(i) => &authority[i + 3..],
+        None if authority.starts_with(b"/") => return b"localhost",
+        None => return authority,
     };
-    let rest = &authority[i + 3..];
-    &rest[..rest.iter().position(|&b| b == b'/').unwrap_or(rest.len())]
+    match &rest[..rest.iter().position(|&b| b == b'/').unwrap_or(rest.len())] {
+        b"" => b"localhost",
+        host => host,
+    }
 }
 
 /// "Literal Header Field without Indexing — New Name" (RFC 7541 §6.2.2), without Huffman: it
@@ -318,7 +323,8 @@ fn encode_literal(name: &[u8], value: &[u8], out: &mut Vec<u8>) {
 /// A client connection whose reads go through a [`Rewriter`]; writes go straight to `inner`.
 pub(crate) struct AuthorityFix<S> {
     inner: S,
-    peer: SocketAddr,
+    /// The client, for logs: its address, or the socket it came in on.
+    peer: String,
     rewriter: Rewriter,
     /// Rewritten bytes not yet handed to hyper, from `out_pos` on.
     out: Vec<u8>,
@@ -326,10 +332,10 @@ pub(crate) struct AuthorityFix<S> {
 }
 
 impl<S> AuthorityFix<S> {
-    pub(crate) fn new(inner: S, peer: SocketAddr) -> Self {
+    pub(crate) fn new(inner: S, peer: impl std::fmt::Display) -> Self {
         AuthorityFix {
             inner,
-            peer,
+            peer: peer.to_string(),
             rewriter: Rewriter::new(),
             out: Vec::new(),
             out_pos: 0,
@@ -719,6 +725,27 @@ mod tests {
     }
 
     #[test]
+    fn authorities_etcd_clients_send() {
+        let cases: [(&[u8], &[u8]); 6] = [
+            (b"127.0.0.1:2379", b"127.0.0.1:2379"),
+            (b"http://127.0.0.1:2379", b"127.0.0.1:2379"),
+            (b"unix://localhost:2379", b"localhost:2379"),
+            // etcdctl 3.4 dialing unix:///tmp/etcd.sock.
+            (b"/tmp/etcd.sock", b"localhost"),
+            (b"unix:///tmp/etcd.sock", b"localhost"),
+            (b"localhost", b"localhost"),
+        ];
+        for (sent, served) in cases {
+            assert_eq!(
+                strip_scheme(sent),
+                served,
+                "{}",
+                String::from_utf8_lossy(sent)
+            );
+        }
+    }
+
+    #[test]
     fn http1_and_other_frames_pass_through() {
         for input in [
             &b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"[..],
@@ -745,7 +772,7 @@ mod tests {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let (input, first, second) = two_requests();
         let (mut client, server) = tokio::io::duplex(7);
-        let mut fix = AuthorityFix::new(server, "127.0.0.1:1".parse().unwrap());
+        let mut fix = AuthorityFix::new(server, "127.0.0.1:1");
         let writer = tokio::spawn(async move {
             client.write_all(&input).await.unwrap();
             client.shutdown().await.unwrap();

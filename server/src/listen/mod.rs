@@ -1,7 +1,9 @@
 //! Client listeners: gRPC and HTTP/1.1 on the same port, as etcd serves them, over plain TCP
-//! for `http` URLs and TLS for `https` ones.
+//! for `http` URLs, TLS for `https` ones, a unix socket for `unix` ones and TLS over a unix
+//! socket for `unixs` ones.
 
 mod h2_authority;
+pub mod unix;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,12 +38,37 @@ pub fn socket_addr(u: &Url) -> Result<SocketAddr> {
     Ok(SocketAddr::new(ip, port))
 }
 
-async fn bind(u: &Url) -> Result<(SocketAddr, TcpListener)> {
-    let addr = socket_addr(u)?;
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|e| Error::io(format!("listen on {u}"), e))?;
-    Ok((addr, listener))
+/// A bound listen URL.
+pub enum Bound {
+    Tcp(SocketAddr, TcpListener),
+    Unix(unix::UnixSocket),
+}
+
+impl Bound {
+    /// The address for logs: `host:port`, or the socket's path.
+    pub fn label(&self) -> String {
+        match self {
+            Bound::Tcp(addr, _) => addr.to_string(),
+            Bound::Unix(socket) => socket.path().display().to_string(),
+        }
+    }
+}
+
+/// Binds a listen URL: a TCP port for `http`/`https`, a unix socket for `unix`/`unixs`.
+pub async fn bind(u: &Url) -> Result<Bound> {
+    match u.scheme() {
+        "unix" | "unixs" => Ok(Bound::Unix(unix::UnixSocket::bind(
+            u,
+            &unix::socket_path(u),
+        )?)),
+        _ => {
+            let addr = socket_addr(u)?;
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|e| Error::io(format!("listen on {u}"), e))?;
+            Ok(Bound::Tcp(addr, listener))
+        }
+    }
 }
 
 /// The client port's listener: every accepted connection gets TCP_NODELAY and goes through
@@ -97,12 +124,44 @@ impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsC
     }
 }
 
+/// A `unix` client URL: the same service over a unix socket. Its connections have no
+/// address of their own; logs name the socket.
+struct UnixClientListener(unix::UnixSocket);
+
+/// Pause after a failed accept (out of file descriptors, say) before trying again.
+const ACCEPT_ERROR_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+
+impl axum::serve::Listener for UnixClientListener {
+    type Io = h2_authority::AuthorityFix<tokio::net::UnixStream>;
+    type Addr = std::path::PathBuf;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            match self.0.accept().await {
+                Ok(stream) => {
+                    let path = self.0.path().to_path_buf();
+                    let label = format!("unix:{}", path.display());
+                    return (h2_authority::AuthorityFix::new(stream, label), path);
+                }
+                Err(e) => {
+                    tracing::warn!(path = %self.0.path().display(), "accepting a connection failed: {e}");
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.0.path().to_path_buf())
+    }
+}
+
 /// Serves `app` over TLS with the client certificate settings, which etcd also uses for
 /// https --listen-metrics-urls.
 fn spawn_tls(
     s: &EtcdServer,
     u: &url::Url,
-    listener: TcpListener,
+    bound: Bound,
     app: axum::Router,
 ) -> Result<tokio::task::JoinHandle<std::io::Result<()>>> {
     let acceptor = s.tls.client.as_ref().ok_or_else(|| {
@@ -110,10 +169,14 @@ fn spawn_tls(
             "{u}: no client TLS configured (--cert-file, --key-file or --auto-tls)"
         ))
     })?;
-    let local = listener
-        .local_addr()
-        .map_err(|e| Error::io(format!("listen on {u}"), e))?;
-    let ready = acceptor.spawn(listener);
+    let (ready, local) = match bound {
+        Bound::Tcp(local, listener) => (acceptor.spawn(listener), local),
+        // A unixs socket: connections have no address of their own.
+        Bound::Unix(socket) => (
+            acceptor.spawn_unix(socket),
+            SocketAddr::from(([0, 0, 0, 0], 0)),
+        ),
+    };
     let app = app.into_make_service_with_connect_info::<ClientCommonName>();
     Ok(tokio::spawn(async move {
         axum::serve(TlsClientListener { ready, local }, app).await
@@ -134,26 +197,56 @@ pub async fn serve_clients(
     }
     let mut tasks = Vec::new();
     for u in &s.cfg.listen_metrics_urls {
-        let (addr, listener) = bind(u).await?;
-        tracing::info!(address = %addr, "serving metrics");
         let app = crate::http::metrics_router(s.clone());
-        if u.scheme() == "https" {
-            tasks.push(spawn_tls(&s, u, listener, app)?);
-        } else {
-            tasks.push(tokio::spawn(
-                async move { axum::serve(listener, app).await },
-            ));
+        let bound = bind(u).await?;
+        tracing::info!(address = %bound.label(), "serving metrics");
+        if matches!(u.scheme(), "https" | "unixs") {
+            tasks.push(spawn_tls(&s, u, bound, app)?);
+            continue;
+        }
+        match bound {
+            Bound::Tcp(_, listener) => {
+                tasks.push(tokio::spawn(
+                    async move { axum::serve(listener, app).await },
+                ));
+            }
+            Bound::Unix(socket) => {
+                tasks.push(tokio::spawn(async move {
+                    axum::serve(UnixClientListener(socket), app).await
+                }));
+            }
         }
     }
     published.await;
     let app = crate::api::routes(&s)
         .into_axum_router()
         .merge(crate::http::router(s.clone()));
-    for (u, (addr, listener)) in client_listeners {
-        tracing::info!(address = %addr, "ready to serve client requests");
+    for (u, bound) in client_listeners {
         let app = app.clone();
+        if u.scheme() == "unixs" {
+            let path = bound.label();
+            tracing::info!(address = %path, "ready to serve client requests");
+            tasks.push(spawn_tls(&s, u, bound, app)?);
+            tracing::info!(address = %path, "serving client traffic securely");
+            continue;
+        }
+        let (addr, listener) = match bound {
+            Bound::Tcp(addr, listener) => (addr, listener),
+            Bound::Unix(socket) => {
+                let path = socket.path().display().to_string();
+                tracing::info!(address = %path, "ready to serve client requests");
+                tracing::warn!(
+                    "serving insecure client requests on {path}, this is strongly discouraged!"
+                );
+                tasks.push(tokio::spawn(async move {
+                    axum::serve(UnixClientListener(socket), app).await
+                }));
+                continue;
+            }
+        };
+        tracing::info!(address = %addr, "ready to serve client requests");
         if u.scheme() == "https" {
-            tasks.push(spawn_tls(&s, u, listener, app)?);
+            tasks.push(spawn_tls(&s, u, Bound::Tcp(addr, listener), app)?);
             tracing::info!(address = %addr, "serving client traffic securely");
         } else {
             tracing::warn!(

@@ -38,6 +38,7 @@ impl EtcdServer {
         auth: Option<RequestAuth>,
         request: Request,
     ) -> Result<Applied, EtcdError> {
+        self.check_quota(&request).await?;
         let id = self.next_id();
         let data = InternalRequest {
             id,

@@ -10,9 +10,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UnixStream};
 use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
+use tokio_stream::{Stream, StreamExt as _};
 
 /// How long a client may take to complete its handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -54,9 +55,51 @@ impl Acceptor {
                 tokio::spawn(async move {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, this.handshake(tcp, addr)).await {
                         Ok(Ok(conn)) => {
-                            let _ = tx.send((TlsConn(conn), addr)).await;
+                            let _ = tx.send((TlsConn(Transport::Tcp(conn)), addr)).await;
                         }
                         Ok(Err((server_name, e))) => reject(addr, &server_name, &e),
+                        Err(_) => reject(addr, "", "TLS handshake timed out"),
+                    }
+                });
+            }
+        });
+        rx
+    }
+
+    /// Accepts unix socket connections from `incoming` (a `unixs` URL's socket, kept open
+    /// until the returned receiver is dropped). Their address is unspecified (0.0.0.0:0):
+    /// a unix peer has none, so etcd's peer check that the certificate names the remote
+    /// address is not made; the chain, CN and hostname checks are.
+    pub fn spawn_unix<S>(&self, mut incoming: S) -> mpsc::Receiver<(TlsConn, SocketAddr)>
+    where
+        S: Stream<Item = io::Result<UnixStream>> + Send + Unpin + 'static,
+    {
+        let (tx, rx) = mpsc::channel(READY_QUEUE);
+        let acceptor = self.acceptor.clone();
+        let addr = SocketAddr::from(([0, 0, 0, 0], 0));
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    a = incoming.next() => a,
+                    () = tx.closed() => return,
+                };
+                let stream = match accepted {
+                    Some(Ok(s)) => s,
+                    Some(Err(e)) => {
+                        tracing::warn!("accepting a connection failed: {e}");
+                        tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                        continue;
+                    }
+                    None => return,
+                };
+                let acceptor = acceptor.clone();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(conn)) => {
+                            let _ = tx.send((TlsConn(Transport::Unix(conn)), addr)).await;
+                        }
+                        Ok(Err(e)) => reject(addr, "", &e.to_string()),
                         Err(_) => reject(addr, "", "TLS handshake timed out"),
                     }
                 });
@@ -97,8 +140,23 @@ fn reject(addr: SocketAddr, server_name: &str, error: &str) {
     );
 }
 
-/// An established server-side TLS connection.
-pub struct TlsConn(TlsStream<TcpStream>);
+/// An established server-side TLS connection, over TCP or a unix socket.
+pub struct TlsConn(Transport);
+
+enum Transport {
+    Tcp(TlsStream<TcpStream>),
+    Unix(TlsStream<UnixStream>),
+}
+
+/// Calls `$f` on the TLS stream, whichever transport is under it.
+macro_rules! on_stream {
+    ($self:expr, $s:ident => $f:expr) => {
+        match &mut $self.get_mut().0 {
+            Transport::Tcp($s) => $f,
+            Transport::Unix($s) => $f,
+        }
+    };
+}
 
 impl AsyncRead for TlsConn {
     fn poll_read(
@@ -106,7 +164,7 @@ impl AsyncRead for TlsConn {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
+        on_stream!(self, s => Pin::new(s).poll_read(cx, buf))
     }
 }
 
@@ -116,15 +174,15 @@ impl AsyncWrite for TlsConn {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
+        on_stream!(self, s => Pin::new(s).poll_write(cx, buf))
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_flush(cx)
+        on_stream!(self, s => Pin::new(s).poll_flush(cx))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
+        on_stream!(self, s => Pin::new(s).poll_shutdown(cx))
     }
 
     fn poll_write_vectored(
@@ -132,11 +190,14 @@ impl AsyncWrite for TlsConn {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().0).poll_write_vectored(cx, bufs)
+        on_stream!(self, s => Pin::new(s).poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.0.is_write_vectored()
+        match &self.0 {
+            Transport::Tcp(s) => s.is_write_vectored(),
+            Transport::Unix(s) => s.is_write_vectored(),
+        }
     }
 }
 
@@ -144,17 +205,28 @@ impl TlsConn {
     /// The subject CN of the client's verified certificate, if it sent one:
     /// with --client-cert-auth, the user a request without a token runs as.
     pub fn client_common_name(&self) -> Option<String> {
-        let leaf = self.0.get_ref().1.peer_certificates()?.first()?;
+        let certs = match &self.0 {
+            Transport::Tcp(s) => s.get_ref().1.peer_certificates(),
+            Transport::Unix(s) => s.get_ref().1.peer_certificates(),
+        };
+        let leaf = certs?.first()?;
         super::identity::common_names(leaf).into_iter().next()
     }
 }
 
-/// Lets tonic serve it (the peer port); request extensions get the TCP addresses.
+/// Lets tonic serve it (the peer port); request extensions get the TCP addresses (none
+/// over a unix socket).
 impl tonic::transport::server::Connected for TlsConn {
     type ConnectInfo = tonic::transport::server::TcpConnectInfo;
 
     fn connect_info(&self) -> Self::ConnectInfo {
-        self.0.get_ref().0.connect_info()
+        match &self.0 {
+            Transport::Tcp(s) => s.get_ref().0.connect_info(),
+            Transport::Unix(_) => tonic::transport::server::TcpConnectInfo {
+                local_addr: None,
+                remote_addr: None,
+            },
+        }
     }
 }
 

@@ -55,8 +55,11 @@ pub(super) fn build(cfg: &Config) -> Result<Tls, String> {
         .listen_client_urls
         .iter()
         .chain(&cfg.listen_metrics_urls)
-        .any(|u| u.scheme() == "https");
-    let peer_https = cfg.listen_peer_urls.iter().any(|u| u.scheme() == "https");
+        .any(|u| matches!(u.scheme(), "https" | "unixs"));
+    let peer_https = cfg
+        .listen_peer_urls
+        .iter()
+        .any(|u| matches!(u.scheme(), "https" | "unixs"));
     let client_pair = pair(cfg, &cfg.client_tls, Side::Client, &cfg.listen_client_urls)?;
     let peer_pair = pair(cfg, &cfg.peer_tls, Side::Peer, &cfg.listen_peer_urls)?;
 

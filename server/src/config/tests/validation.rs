@@ -199,3 +199,44 @@ fn go_integer_parser() {
     );
     assert_eq!(parse_int("-0x10"), Ok(-16));
 }
+
+#[test]
+fn advertised_unix_urls_need_host_and_port() {
+    // etcd 3.6.16 (its checkHostURLs, unchanged since 3.5).
+    let base = [
+        "--listen-client-urls=http://127.0.0.1:32379",
+        "--advertise-client-urls=http://127.0.0.1:32379",
+    ];
+    let with = |extra: &str| {
+        let mut args = base.to_vec();
+        args.push(extra);
+        error(&args)
+    };
+    assert_eq!(
+        with("--advertise-client-urls=unix:///tmp/a.sock"),
+        r#"--advertise-client-urls "unix:///tmp/a.sock" must be "host:port" (missing port in address)"#
+    );
+    assert_eq!(
+        with("--advertise-client-urls=unix://localhost"),
+        r#"--advertise-client-urls "unix://localhost" must be "host:port" (address localhost: missing port in address)"#
+    );
+    // etcd says "unexpected empty host" of unix://:2379; the url crate refuses it earlier
+    // ("parse ...: empty host"), so Ballast refuses it too, in other words.
+    assert!(with("--advertise-client-urls=unix://:2379").contains("empty host"));
+    assert_eq!(
+        with("--initial-advertise-peer-urls=unix:///tmp/p.sock"),
+        r#"--initial-advertise-peer-urls "unix:///tmp/p.sock" must be "host:port" (missing port in address)"#
+    );
+    // etcd 3.5+ listens on a socket path; it advertises host:port.
+    let cfg = config(&[
+        "--listen-client-urls=unix:///tmp/c.sock",
+        "--advertise-client-urls=unix://localhost:2379",
+        "--listen-peer-urls=unix://localhost:2380",
+        "--initial-advertise-peer-urls=unix://localhost:2380",
+    ]);
+    assert_eq!(cfg.listen_client_urls, vec![url("unix:///tmp/c.sock")]);
+    assert_eq!(
+        cfg.initial_cluster,
+        vec![("default".to_string(), url("unix://localhost:2380"))]
+    );
+}
