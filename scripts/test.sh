@@ -56,8 +56,9 @@ cargo test --workspace
 # crate's CI sets up etcd (one member on localhost:2379, a 2 s token TTL, user root/rootpwd);
 # `scripts/etcd-client-tests.sh --etcd` runs them against etcd 3.6. Uses the Ballast binary
 # the line above built; builds the crate in ~/.cache/ballast-tools/etcd-client-target, kept
-# between runs. Measured on 2 shared cores (load 3-4): cold 2 min 40 s to build the crate
-# plus the run; warm 45 s, of which 35 s are the tests' waits for tokens to expire.
+# between runs (360 MB). Measured on 2 shared cores (load 4-7): cold 3 min 22 s, of which
+# about 2 min 40 s build the crate; warm 42-45 s, of which 35 s are the tests' waits for
+# tokens to expire.
 scripts/etcd-client-tests.sh
 
 # The etcdctl tests again with etcdctl 3.6 (server/tests/common/mod.rs keeps the outputs that
