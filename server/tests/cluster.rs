@@ -615,6 +615,28 @@ fn strict_reconfig_check_guards_the_active_quorum_and_followers_forward_promote(
         tail(&err)
     );
 
+    // A voter added but never started is refused promotion as not in sync,
+    // not as "not a learner": etcd asks whether a member has caught up before
+    // it asks whether it is a learner (the etcd-client crate's `cluster`
+    // example meets this). Removing it is allowed: it never was active.
+    let out = ctl_reconfig(
+        &m1,
+        &["member", "add", "m6", "--peer-urls=http://127.0.0.1:1"],
+    );
+    let m6_id = out
+        .split_whitespace()
+        .nth(1)
+        .expect("`member add` names the member")
+        .to_string();
+    let (ok, _, err) = ctl(&m1, &["member", "promote", &m6_id]);
+    assert!(
+        !ok && err
+            .contains("etcdserver: can only promote a learner member which is in sync with leader"),
+        "{}",
+        tail(&err)
+    );
+    ctl_ok(&m1, &["member", "remove", &m6_id]);
+
     // m3 goes down too: removing m2 would leave m1 alone of two active voters.
     let m3_id = id_of("m3");
     let from = nodes[0].log().len();

@@ -242,13 +242,15 @@ impl Cluster for ClusterService {
 
 /// Promotes a learner if this member leads (only the leader knows whether
 /// the learner has caught up); `NotLeader` otherwise.
+///
+/// The checks come in etcd's order: whether the member has caught up comes
+/// before whether it is a learner at all (etcd looks at the latter only when
+/// applying), so a voter that lags, e.g. one added but never started, is
+/// refused as "not in sync", as etcd refuses it.
 pub async fn promote_here(s: &EtcdServer, id: u64) -> Result<Vec<Member>, EtcdError> {
     let Some(member) = s.members.get(id) else {
         return Err(EtcdError::MemberNotFound);
     };
-    if !member.is_learner {
-        return Err(EtcdError::MemberNotLearner);
-    }
     // etcd: the learner's log must match at least 90% of the leader's.
     match s.raft.progress(id).await {
         None => return Err(EtcdError::NotLeader),
@@ -259,6 +261,9 @@ pub async fn promote_here(s: &EtcdServer, id: u64) -> Result<Vec<Member>, EtcdEr
         }
         // Not tracked by Raft: the check when applied answers.
         Some(_) => {}
+    }
+    if !member.is_learner {
+        return Err(EtcdError::MemberNotLearner);
     }
     if s.cfg.strict_reconfig_check {
         reconfig::may_promote(&s.members.list())?;
