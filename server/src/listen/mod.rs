@@ -146,9 +146,8 @@ pub async fn serve_clients(
         }
     }
     published.await;
-    let app = crate::api::routes(&s)
-        .into_axum_router()
-        .merge(crate::http::router(s.clone()));
+    let grpc = crate::api::routes(&s).into_axum_router();
+    let app = crate::http::client_router(s.clone(), grpc);
     for (u, (addr, listener)) in client_listeners {
         tracing::info!(address = %addr, "ready to serve client requests");
         let app = app.clone();
