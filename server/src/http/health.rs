@@ -37,12 +37,13 @@ pub fn routes(mut r: HealthRouter, emulated_version: &str) -> HealthRouter {
     }
     for probe in [Probe::Livez, Probe::Readyz] {
         let checks = probe.checks(release);
-        r = r.route(
-            probe.path(),
-            any(move |State(s), m, RawQuery(q)| async move {
-                probe_all(s, m, q, probe, checks).await
-            }),
-        );
+        r =
+            r.route(
+                probe.path(),
+                any(move |State(s), m, RawQuery(q)| async move {
+                    probe_all(s, m, q, probe, checks).await
+                }),
+            );
         for &check in checks {
             let path = format!("{}/{}", probe.path(), check.name());
             r = r.route(
@@ -204,7 +205,12 @@ impl Probe {
             Probe::Readyz if release < (3, 6, 0) => {
                 &[DataCorruption, SerializableRead, LinearizableRead]
             }
-            Probe::Readyz => &[DataCorruption, SerializableRead, LinearizableRead, NonLearner],
+            Probe::Readyz => &[
+                DataCorruption,
+                SerializableRead,
+                LinearizableRead,
+                NonLearner,
+            ],
         }
     }
 }
@@ -370,7 +376,11 @@ fn probe_response(path: &str, verbose: bool, (ok, listing): (bool, String)) -> R
         return go_error(StatusCode::SERVICE_UNAVAILABLE, listing);
     }
     tracing::debug!(path, reason = %listing, status_code = 200, "Health check OK");
-    let body = if verbose { listing + "ok\n" } else { "ok\n".into() };
+    let body = if verbose {
+        listing + "ok\n"
+    } else {
+        "ok\n".into()
+    };
     let headers = [
         (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
@@ -399,7 +409,10 @@ mod tests {
             ["data_corruption", "serializable_read", "linearizable_read"]
         );
         assert_eq!(names(release("3.6.16")).last(), Some(&"non_learner"));
-        assert_eq!(Probe::Livez.checks(release("3.6.16")), [Check::SerializableRead]);
+        assert_eq!(
+            Probe::Livez.checks(release("3.6.16")),
+            [Check::SerializableRead]
+        );
     }
 
     #[test]
