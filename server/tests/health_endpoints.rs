@@ -438,3 +438,55 @@ fn without_quorum_livez_stays_ok_and_readyz_fails_its_linearizable_read() {
     let path = "/readyz?exclude=linearizable_read";
     assert_probe(&must_get(p, path), path, 200, "ok\n");
 }
+
+/// A learner is alive and, for etcd 3.5, ready: its reads work (the leader
+/// confirms the read index). etcd 3.6 adds `non_learner`, which it fails.
+/// Ballast only (the cluster harness runs Ballast); the texts are etcd 3.6's.
+#[test]
+fn a_learner_is_ready_until_etcd_3_6_which_checks_non_learner() {
+    use cluster_support::{ctl_reconfig, initial_cluster, one_at_a_time, wait_for, Node};
+    if server() != Server::Ballast {
+        return;
+    }
+    let _one = one_at_a_time();
+    let root = tempfile::tempdir().expect("temp dir");
+    for (release, readyz_status, readyz_body) in [
+        (
+            "3.5.17",
+            200,
+            all_ok(&["data_corruption", "serializable_read", "linearizable_read"]),
+        ),
+        (
+            "3.6.16",
+            503,
+            "[+]data_corruption ok\n[+]serializable_read ok\n[+]linearizable_read ok\n\
+             [-]non_learner failed: not supported for learner\n\n"
+                .to_string(),
+        ),
+    ] {
+        let flags = ["--emulated-etcd-version", release];
+        let mut a = Node::new(&format!("a{}", &release[2..3]), root.path());
+        a.start_with(&initial_cluster(&[&a]), "new", &flags);
+        wait_for(&format!("{} healthy", a.name), || a.healthy());
+        let mut b = Node::new(&format!("b{}", &release[2..3]), root.path());
+        let out = ctl_reconfig(
+            &a.client_url(),
+            &[
+                "member",
+                "add",
+                &b.name,
+                "--learner",
+                &format!("--peer-urls={}", b.peer_url()),
+            ],
+        );
+        assert!(out.contains("added to cluster"), "member add:\n{out}");
+        b.start_with(&initial_cluster(&[&a, &b]), "existing", &flags);
+        wait_for(&format!("learner {} healthy", b.name), || b.healthy());
+        let p = b.client_port;
+        assert_probe(&must_get(p, "/livez"), "/livez", 200, "ok\n");
+        let path = "/readyz?verbose";
+        assert_probe(&must_get(p, path), path, readyz_status, &readyz_body);
+        // The voting member is ready in both releases.
+        assert_eq!(must_get(a.client_port, "/readyz").status, 200, "{release}");
+    }
+}
