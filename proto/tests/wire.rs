@@ -280,6 +280,7 @@ fn lease_and_member_upper_case_fields() {
 fn internal_request() {
     let req = internal::InternalRequest {
         id: 7,
+        auth: None,
         request: Some(internal::internal_request::Request::Put(PutRequest {
             key: b"a".to_vec(),
             ..Default::default()
@@ -289,6 +290,7 @@ fn internal_request() {
 
     let enable = internal::InternalRequest {
         id: 0,
+        auth: None,
         request: Some(internal::internal_request::Request::AuthEnable(
             ballast_proto::etcdserverpb::AuthEnableRequest {},
         )),

@@ -218,9 +218,8 @@ pub async fn serve_clients(
         }
     }
     published.await;
-    let app = crate::api::routes(&s)
-        .into_axum_router()
-        .merge(crate::http::router(s.clone()));
+    let grpc = crate::api::routes(&s).into_axum_router();
+    let app = crate::http::client_router(s.clone(), grpc);
     for (u, bound) in client_listeners {
         let app = app.clone();
         if u.scheme() == "unixs" {
