@@ -11,14 +11,10 @@ mod common;
 mod metrics_support;
 mod support;
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver};
-use std::sync::{Arc, Mutex};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::process::ExitStatus;
+use std::time::Duration;
 
-use common::{etcdctl_binary, TestServer};
+use common::TestServer;
 use etcd_client::{Client, GetOptions, LeaderKey, LockOptions, ProclaimOptions, ResignOptions};
 use support::{assert_grpc_err, connect, eventually, ok, within};
 use tonic::Code;
@@ -36,70 +32,18 @@ const STILL_WAITING: Duration = Duration::from_millis(700);
 
 /// `etcdctl lock`/`elect` run until signalled: SIGTERM makes them unlock or
 /// resign, SIGKILL leaves their key to its lease.
-struct Ctl {
-    what: String,
-    child: Child,
-    lines: Receiver<String>,
-    stderr: Arc<Mutex<String>>,
-    seen: Vec<String>,
-}
+struct Ctl(common::Spawned);
 
 impl Ctl {
     fn spawn(s: &TestServer, args: &[&str]) -> Ctl {
-        let mut child = Command::new(etcdctl_binary())
-            .env("ETCDCTL_API", "3")
-            .arg("--endpoints")
-            .arg(s.client_url())
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn etcdctl");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut err_pipe = child.stderr.take().expect("piped stderr");
-        let (tx, lines) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let sink = stderr.clone();
-        thread::spawn(move || {
-            let mut text = String::new();
-            let _ = err_pipe.read_to_string(&mut text);
-            sink.lock().expect("stderr buffer").push_str(&text);
-        });
-        Ctl {
-            what: format!("etcdctl {args:?}"),
-            child,
-            lines,
-            stderr,
-            seen: Vec::new(),
-        }
-    }
-
-    fn describe(&self) -> String {
-        format!(
-            "{}\n--- stdout so far ---\n{}\n--- stderr ---\n{}",
-            self.what,
-            self.seen.join("\n"),
-            self.stderr.lock().expect("stderr buffer")
-        )
+        Ctl(s.spawn_etcdctl(args))
     }
 
     /// The next stdout line, within `deadline`.
     fn line_within(&mut self, deadline: Duration) -> String {
-        match self.lines.recv_timeout(deadline) {
-            Ok(line) => {
-                self.seen.push(line.clone());
-                line
-            }
-            Err(_) => panic!("no output within {deadline:?}: {}", self.describe()),
+        match self.0.next_line(deadline) {
+            Some(line) => line,
+            None => panic!("no output within {deadline:?}: {}", self.0.describe()),
         }
     }
 
@@ -107,50 +51,28 @@ impl Ctl {
         self.line_within(common::LINE_DEADLINE)
     }
 
-    /// Asserts nothing is printed for [`STILL_WAITING`].
-    fn assert_quiet(&mut self) {
-        if let Ok(line) = self.lines.recv_timeout(STILL_WAITING) {
-            panic!("printed {line:?} out of turn: {}", self.describe());
-        }
+    fn describe(&self) -> String {
+        self.0.describe()
     }
 
-    fn signal(&self, sig: &str) {
-        let status = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill {sig} {}", self.child.id());
+    /// Asserts nothing is printed for [`STILL_WAITING`].
+    fn assert_quiet(&mut self) {
+        if let Some(line) = self.0.next_line(STILL_WAITING) {
+            panic!("printed {line:?} out of turn: {}", self.0.describe());
+        }
     }
 
     /// SIGTERM: etcdctl unlocks or resigns, then exits.
     fn term(&self) {
-        self.signal("-TERM");
+        self.0.signal("-TERM");
     }
 
     fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.0.kill_now();
     }
 
     fn wait_exit(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + common::LINE_DEADLINE;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("poll etcdctl") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "did not exit: {}",
-                self.describe()
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Ctl {
-    fn drop(&mut self) {
-        self.kill9();
+        self.0.wait_exit(common::LINE_DEADLINE).0
     }
 }
 

@@ -27,7 +27,7 @@ impl AuthService {
         let who = self.0.caller(&req).await?;
         let mut resp: O = self
             .0
-            .auth_request(&who, to_request(req.into_inner()))
+            .propose_for(&who, to_request(req.into_inner()))
             .await?;
         self.0.stamp(header(&mut resp));
         Ok(Response::new(resp))
@@ -84,7 +84,7 @@ auth_service! {
         ) -> Result<Response<AuthUserAddResponse>, Status> {
             let who = self.0.caller(&req).await?;
             let request = self.0.user_add(req.into_inner()).await?;
-            let mut resp: AuthUserAddResponse = self.0.auth_request(&who, request).await?;
+            let mut resp: AuthUserAddResponse = self.0.propose_for(&who, request).await?;
             self.0.stamp(&mut resp.header);
             Ok(Response::new(resp))
         }
@@ -96,7 +96,7 @@ auth_service! {
         ) -> Result<Response<AuthUserChangePasswordResponse>, Status> {
             let who = self.0.caller(&req).await?;
             let request = self.0.user_change_password(req.into_inner()).await?;
-            let mut resp: AuthUserChangePasswordResponse = self.0.auth_request(&who, request).await?;
+            let mut resp: AuthUserChangePasswordResponse = self.0.propose_for(&who, request).await?;
             self.0.stamp(&mut resp.header);
             Ok(Response::new(resp))
         }

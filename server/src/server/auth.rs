@@ -153,13 +153,4 @@ impl EtcdServer {
             .map_err(|e| Status::internal(format!("password hashing failed: {e}")))?
             .map_err(|e| Status::internal(e.to_string()))
     }
-
-    /// Proposes an auth request as `who` and takes its typed answer.
-    pub async fn auth_request<T: FromApplied>(
-        &self,
-        who: &AuthInfo,
-        request: Request,
-    ) -> Result<T, Status> {
-        self.propose_for(who, request).await
-    }
 }

@@ -139,7 +139,7 @@ impl EtcdServer {
     }
 
     /// Proposes `request` and takes the answer of type `T` out of its result.
-    pub(super) async fn propose_for<T: FromApplied>(
+    pub(crate) async fn propose_for<T: FromApplied>(
         &self,
         who: &AuthInfo,
         request: Request,

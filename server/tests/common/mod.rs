@@ -774,7 +774,7 @@ impl Spawned {
         }
     }
 
-    fn describe(&self) -> String {
+    pub fn describe(&self) -> String {
         format!(
             "etcdctl {:?}\n--- stdout lines so far ---\n{}\n--- stderr so far ---\n{}",
             self.args,
@@ -887,7 +887,18 @@ impl Spawned {
         self.kill_now();
     }
 
-    fn kill_now(&mut self) {
+    /// Sends `sig` (e.g. `-TERM`) to the process: lets `etcdctl lock` and
+    /// `elect` unlock or resign before they exit.
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {sig} {}", self.child.id());
+    }
+
+    /// SIGKILL (if still running) and reap.
+    pub fn kill_now(&mut self) {
         if self.child.try_wait().ok().flatten().is_none() {
             let _ = self.child.kill();
         }
