@@ -22,7 +22,7 @@ pub struct TokenInfo {
 
 pub enum Tokens {
     Simple(SimpleTokens),
-    Jwt(JwtTokens),
+    Jwt(Box<JwtTokens>),
 }
 
 /// A bad `--auth-token` value: the member refuses to start, as etcd does.
@@ -50,7 +50,9 @@ impl Tokens {
         }
         match kind {
             "simple" => Ok(Tokens::Simple(SimpleTokens::new(simple_ttl))),
-            "jwt" => JwtTokens::new(&opts).map(Tokens::Jwt).map_err(err),
+            "jwt" => JwtTokens::new(&opts)
+                .map(|j| Tokens::Jwt(Box::new(j)))
+                .map_err(err),
             other => Err(err(format!(
                 "unknown token type {other:?}; use 'simple' or 'jwt,pub-key=...,priv-key=...,sign-method=...'"
             ))),
@@ -132,6 +134,8 @@ pub struct JwtTokens {
     /// None when only a public key was given: this member verifies, never signs.
     sign: Option<EncodingKey>,
     verify: DecodingKey,
+    /// Built once: every request with a token is checked against it.
+    validation: Validation,
 }
 
 impl JwtTokens {
@@ -188,11 +192,15 @@ impl JwtTokens {
                 (sign, verify)
             }
         };
+        let mut validation = Validation::new(alg);
+        validation.leeway = 0;
+        validation.required_spec_claims = ["exp".to_string()].into_iter().collect();
         Ok(JwtTokens {
             alg,
             ttl,
             sign,
             verify,
+            validation,
         })
     }
 
@@ -211,10 +219,7 @@ impl JwtTokens {
     }
 
     fn info(&self, token: &str) -> Option<TokenInfo> {
-        let mut v = Validation::new(self.alg);
-        v.leeway = 0;
-        v.required_spec_claims = ["exp".to_string()].into_iter().collect();
-        let data = jsonwebtoken::decode::<Claims>(token, &self.verify, &v).ok()?;
+        let data = jsonwebtoken::decode::<Claims>(token, &self.verify, &self.validation).ok()?;
         Some(TokenInfo {
             username: data.claims.username,
             revision: Some(data.claims.revision),
