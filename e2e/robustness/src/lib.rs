@@ -4,4 +4,7 @@
 //!
 //! - [`history`]: what was recorded (the checker's input; no I/O).
 
+mod error;
 pub mod history;
+
+pub use error::Error;
