@@ -3,7 +3,9 @@
 //! its invocation and completion time, and the histories are checked afterwards.
 //!
 //! - [`history`]: what was recorded (the checker's input; no I/O).
+//! - [`check`]: the checker, from a history to a report of every guarantee broken.
 
+pub mod check;
 mod error;
 pub mod history;
 
