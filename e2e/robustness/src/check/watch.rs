@@ -182,7 +182,7 @@ fn check_watcher(
     for &s in sessions {
         let session = &history.watches[s];
         for (r, response) in session.responses.iter().enumerate() {
-            if response.canceled && response.compact_revision > 0 {
+            if response.compact_revision > 0 {
                 excused.push((session.start_revision, response.compact_revision));
             }
             if response.progress_notify {
@@ -329,10 +329,7 @@ fn check_compaction(history: &History, i: usize, session: &WatchSession, report:
             _ => None,
         })
         .max();
-    let cancel = session
-        .responses
-        .iter()
-        .find(|r| r.canceled && r.compact_revision > 0);
+    let cancel = session.responses.iter().find(|r| r.compact_revision > 0);
     if let Some(compacted) = compacted_before {
         if session.start_revision > 0 && session.start_revision < compacted && cancel.is_none() {
             let delivered: HashSet<i64> = session
