@@ -144,19 +144,39 @@ pub(crate) fn entries<'h>(history: &'h History, names: &Names) -> Vec<Entry<'h>>
             }
         }
     }
-    for lease in &history.leases {
-        if names.lease_index.contains_key(&lease.id) {
+    for (lease, from) in expiries(history) {
+        if names.lease_index.contains_key(&lease) {
             entries.push(Entry {
-                source: Source::Expiry(lease.id),
-                step: Step::Expire(lease.id),
-                call: lease
-                    .granted
-                    .saturating_add((lease.ttl.max(0) as u64).saturating_mul(1_000_000_000)),
+                source: Source::Expiry(lease),
+                step: Step::Expire(lease),
+                call: from,
                 ret: None,
             });
         }
     }
     entries
+}
+
+/// Every lease the run granted, with the earliest time it may expire: its TTL after the
+/// grant was invoked (etcd only ever extends a lease, on leader changes, never shortens
+/// it). From the run's lease records, and from acknowledged grants the records miss.
+pub(crate) fn expiries(history: &History) -> BTreeMap<i64, Time> {
+    let after = |granted: Time, ttl: i64| {
+        granted.saturating_add((ttl.max(0) as u64).saturating_mul(1_000_000_000))
+    };
+    let mut expiries: BTreeMap<i64, Time> = history
+        .leases
+        .iter()
+        .map(|l| (l.id, after(l.granted, l.ttl)))
+        .collect();
+    for op in &history.operations {
+        if let (Request::LeaseGrant { ttl }, Outcome::Ok(Response::LeaseGrant { id, .. })) =
+            (&op.request, &op.outcome)
+        {
+            expiries.entry(*id).or_insert_with(|| after(op.call, *ttl));
+        }
+    }
+    expiries
 }
 
 /// The store revisions an acknowledged operation can be applied at, from its response's

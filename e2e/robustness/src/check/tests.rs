@@ -518,7 +518,24 @@ fn bad_histories() -> Vec<(&'static str, History, Vec<Kind>)> {
             vec![Kind::WatchPrevKv, Kind::NotLinearizable],
         ),
         (
-            "a watch from a compacted revision not cancelled",
+            "a watch reported compacted though no compaction was asked for",
+            with_watch(
+                two_puts(),
+                vec![watch(
+                    1,
+                    2,
+                    60,
+                    vec![WatchResponse {
+                        canceled: true,
+                        compact_revision: 3,
+                        ..events(61, 3, vec![])
+                    }],
+                )],
+            ),
+            vec![Kind::WatchCompaction],
+        ),
+        (
+            "a watch reported compacted at or below its start revision",
             with_watch(
                 [
                     two_puts(),
@@ -533,12 +550,13 @@ fn bad_histories() -> Vec<(&'static str, History, Vec<Kind>)> {
                 .concat(),
                 vec![watch(
                     1,
-                    2,
+                    3,
                     60,
-                    vec![
-                        events(61, 3, vec![put_event(a1.clone())]),
-                        events(61, 3, vec![put_event(a2.clone())]),
-                    ],
+                    vec![WatchResponse {
+                        canceled: true,
+                        compact_revision: 3,
+                        ..events(61, 3, vec![])
+                    }],
                 )],
             ),
             vec![Kind::WatchCompaction],
@@ -565,6 +583,21 @@ fn bad_histories() -> Vec<(&'static str, History, Vec<Kind>)> {
             )
             .with_lease(7, 1, 0),
             vec![Kind::LeaseKeysSplit, Kind::NotLinearizable],
+        ),
+        (
+            "a lease's keys gone before its TTL could have passed",
+            history(vec![
+                op(1, 0, 5, grant(60), ok_grant(1, 7)),
+                op(1, 10, 20, put_lease("ka", "1", 7), ok_put(2)),
+                op(
+                    2,
+                    1_000_000_000,
+                    1_000_000_010,
+                    list("k"),
+                    ok_list(3, vec![]),
+                ),
+            ]),
+            vec![Kind::LostWrite, Kind::NotLinearizable],
         ),
         (
             "a key of a revoked lease read after the revoke returned",
@@ -708,6 +741,32 @@ fn good_histories() -> Vec<(&'static str, History)> {
                 )],
             )
             .with_lease(7, 1, 0),
+        ),
+        (
+            "a lease expiring by TTL, known only from its grant",
+            history(vec![
+                op(1, 0, 5, grant(1), ok_grant(1, 7)),
+                op(1, 10, 20, put_lease("ka", "1", 7), ok_put(2)),
+                op(
+                    2,
+                    3_000_000_000,
+                    3_000_000_010,
+                    list("k"),
+                    ok_list(3, vec![]),
+                ),
+            ]),
+        ),
+        (
+            "a watch from the current revision (start 0)",
+            with_watch(
+                two_puts(),
+                vec![watch(
+                    1,
+                    0,
+                    15,
+                    vec![events(32, 3, vec![put_event(a2.clone())])],
+                )],
+            ),
         ),
         (
             "a revoke deletes its lease's keys in one revision; watch with prev_kv and progress",
