@@ -769,6 +769,26 @@ fn good_histories() -> Vec<(&'static str, History)> {
             ),
         ),
         (
+            "prev_kv left out because the revision before the event is compacted",
+            with_watch(
+                [
+                    two_puts(),
+                    vec![op(
+                        1,
+                        40,
+                        50,
+                        Request::Compact { revision: 3 },
+                        Outcome::Ok(Response::Compact { revision: 3 }),
+                    )],
+                ]
+                .concat(),
+                vec![WatchSession {
+                    prev_kv: true,
+                    ..watch(1, 3, 60, vec![events(61, 3, vec![put_event(a2.clone())])])
+                }],
+            ),
+        ),
+        (
             "a revoke deletes its lease's keys in one revision; watch with prev_kv and progress",
             with_watch(
                 [
@@ -914,4 +934,18 @@ fn history_json_round_trips_through_a_file() {
     assert!(report.is_ok(), "{report}");
     std::fs::remove_dir_all(&dir).expect("cleanup");
     assert!(matches!(check_file(&path), Err(crate::Error::Io { .. })));
+}
+
+/// Replays a saved history through the checker:
+/// `BALLAST_HISTORY=path cargo test --release -p ballast-robustness replay -- --ignored --nocapture`.
+#[test]
+#[ignore = "needs a saved history in BALLAST_HISTORY"]
+fn replay_saved_history() {
+    let Some(path) = std::env::var_os("BALLAST_HISTORY") else {
+        panic!("set BALLAST_HISTORY to a history saved as JSON");
+    };
+    let started = std::time::Instant::now();
+    let report = check_file(std::path::Path::new(&path)).expect("a readable history");
+    println!("{report}checked in {:?}", started.elapsed());
+    assert!(report.is_ok());
 }

@@ -163,7 +163,7 @@ pub(crate) fn check(
     for (i, session) in history.watches.iter().enumerate() {
         check_progress(i, session, report);
         check_compaction(history, i, session, report);
-        check_events(i, session, &reference, report);
+        check_events(history, i, session, &reference, report);
     }
 }
 
@@ -367,8 +367,18 @@ fn check_compaction(history: &History, i: usize, session: &WatchSession, report:
     }
 }
 
-fn check_events(i: usize, session: &WatchSession, reference: &Reference, report: &mut Report) {
-    for event in session.responses.iter().flat_map(|r| &r.events) {
+fn check_events(
+    history: &History,
+    i: usize,
+    session: &WatchSession,
+    reference: &Reference,
+    report: &mut Report,
+) {
+    let events = session
+        .responses
+        .iter()
+        .flat_map(|r| r.events.iter().map(move |e| (r.time, e)));
+    for (time, event) in events {
         let revision = event.kv.mod_revision;
         let change = reference
             .changes
@@ -412,6 +422,15 @@ fn check_events(i: usize, session: &WatchSession, reference: &Reference, report:
             continue;
         }
         if !session.prev_kv {
+            continue;
+        }
+        // etcd reads prev_kv at the event's revision - 1, and leaves it out when that
+        // revision is compacted.
+        let prev_compacted = history.operations.iter().any(|op| {
+            matches!(op.request, Request::Compact { revision: c } if c > revision - 1)
+                && op.call <= time
+        });
+        if event.prev_kv.is_none() && prev_compacted {
             continue;
         }
         let prev_wrong = match change.and_then(|c| c.prev.as_ref()) {
