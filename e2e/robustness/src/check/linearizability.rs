@@ -186,15 +186,17 @@ fn possible_before(step: &Step) -> std::ops::RangeInclusive<i64> {
         return i64::MIN..=i64::MAX;
     };
     match response {
-        Response::Put { revision } => revision - 1..=revision - 1,
-        Response::Delete { revision, deleted } if *deleted > 0 => revision - 1..=revision - 1,
+        Response::Put { revision } => revision.saturating_sub(1)..=revision.saturating_sub(1),
+        Response::Delete { revision, deleted } if *deleted > 0 => {
+            revision.saturating_sub(1)..=revision.saturating_sub(1)
+        }
         Response::CompareAndSet {
             revision,
             succeeded: true,
             ..
-        } => revision - 1..=revision - 1,
+        } => revision.saturating_sub(1)..=revision.saturating_sub(1),
         // A revoke changes the revision when its lease has keys.
-        Response::LeaseRevoke { revision } => revision - 1..=*revision,
+        Response::LeaseRevoke { revision } => revision.saturating_sub(1)..=*revision,
         Response::Get { revision, .. }
         | Response::List { revision, .. }
         | Response::Delete { revision, .. }
