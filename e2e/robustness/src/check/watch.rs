@@ -374,6 +374,14 @@ fn check_events(
     reference: &Reference,
     report: &mut Report,
 ) {
+    let compactions: Vec<(crate::history::Time, i64)> = history
+        .operations
+        .iter()
+        .filter_map(|op| match op.request {
+            Request::Compact { revision } => Some((op.call, revision)),
+            _ => None,
+        })
+        .collect();
     let events = session
         .responses
         .iter()
@@ -426,10 +434,9 @@ fn check_events(
         }
         // etcd reads prev_kv at the event's revision - 1, and leaves it out when that
         // revision is compacted.
-        let prev_compacted = history.operations.iter().any(|op| {
-            matches!(op.request, Request::Compact { revision: c } if c > revision - 1)
-                && op.call <= time
-        });
+        let prev_compacted = compactions
+            .iter()
+            .any(|(call, compacted)| *compacted > revision - 1 && *call <= time);
         if event.prev_kv.is_none() && prev_compacted {
             continue;
         }
