@@ -396,6 +396,22 @@ fn bad_histories() -> Vec<(&'static str, History, Vec<Kind>)> {
             vec![Kind::WatchGap],
         ),
         (
+            "a watch from revision 0 misses an event after its first progress notification",
+            with_watch(
+                [two_puts(), vec![op(1, 40, 50, put("ka", "3"), ok_put(4))]].concat(),
+                vec![watch(
+                    1,
+                    0,
+                    15,
+                    vec![
+                        progress(16, 2),
+                        events(52, 4, vec![put_event(kv("ka", "3", 2, 4, 3))]),
+                    ],
+                )],
+            ),
+            vec![Kind::WatchGap],
+        ),
+        (
             "resumed watch skips a revision",
             with_watch(
                 [two_puts(), vec![op(1, 40, 50, put("ka", "3"), ok_put(4))]].concat(),

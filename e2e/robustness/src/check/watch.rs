@@ -188,6 +188,9 @@ fn check_watcher(
             }
             if response.progress_notify {
                 known_up_to = known_up_to.max(Some(response.revision));
+                // A watch from "now" whose first word is a progress notification owes
+                // every event after it.
+                start = start.or(Some(response.revision + 1));
             }
             for event in &response.events {
                 let revision = event.kv.mod_revision;
