@@ -3,14 +3,15 @@
 //!
 //! # What etcd does
 //!
-//! etcd (3.4 and 3.6 alike, measured on a full tmpfs) has no check of its own: its WAL
-//! segments are preallocated, so the log keeps taking entries and clients see their puts
-//! succeed, until bbolt's next commit fails with `no space left on device` and etcd exits
-//! (`failed to commit tx`, a fatal log line). From then on clients only see timeouts; no
-//! alarm is raised. Once space is back it restarts and replays the acknowledged writes
-//! from its log. Ballast without this module did the same (the apply thread's redb commit
-//! failed and the member stopped), except that the put being applied got `transport is
-//! closing`.
+//! etcd has no check of its own. Measured with 3.4.23 and 3.6.16 on a tmpfs filled to its
+//! last byte: its WAL segments are preallocated, so the log keeps taking entries and
+//! clients see puts succeed (3.4 acknowledged four, 3.6 two), until bbolt's next commit
+//! fails and etcd exits: `C | mvcc/backend: cannot commit tx (write .../member/snap/db: no
+//! space left on device)` (3.4), `"level":"fatal" ... "msg":"failed to commit tx"` (3.6).
+//! Clients then see `context deadline exceeded`; no alarm is raised. Once space is back it
+//! restarts and replays the acknowledged writes from its log. Ballast without this module
+//! did the same (its apply thread's redb commit failed and the member stopped), except that
+//! the put being applied got `transport is closing` instead of an acknowledgement.
 //!
 //! # What Ballast does
 //!
@@ -18,26 +19,36 @@
 //! `--quota-backend-bytes` check: puts, txns with puts, lease grants), the free space of the
 //! file systems holding the WAL and the database is compared with a reserve that covers
 //! what the member may still have to write without asking anyone: a whole new WAL segment
-//! (a log compaction or a segment rotation writes one before the old ones are deleted) and
-//! room for redb's copy-on-write commits. Below it the write is refused with etcd's quota
-//! error, `etcdserver: mvcc: database space exceeded`, and the NOSPACE alarm is raised for
-//! this member, exactly as for the quota: every member then refuses puts, txns with puts
-//! and lease grants; reads, deletes, compaction and defragmentation keep working, and
-//! `etcdctl alarm disarm` clears the alarm once space is back (a write that still does not
-//! fit raises it again). Every member also looks at its own volume once a second and raises
+//! (a log compaction or a segment rotation writes one before the old ones are deleted;
+//! appends inside the current, preallocated, segment need no space) and room for redb's
+//! copy-on-write commits. Below it the write is refused with etcd's quota error,
+//! `etcdserver: mvcc: database space exceeded`, and the NOSPACE alarm is raised for this
+//! member, exactly as for the quota: every member then refuses puts, txns with puts and
+//! lease grants; reads, deletes, compaction and defragmentation keep working, and `etcdctl
+//! alarm disarm` clears the alarm once space is back (a write that still does not fit
+//! raises it again). Every member also looks at its own volume once a second and raises
 //! the alarm itself, so a follower that fills up stops the cluster's writes before its
-//! apply fails; it would fail there, since followers apply what the leader sends.
+//! apply fails (followers apply what the leader sends, whatever their own volume holds).
+//! A member restarted while its volume is short of the reserve starts (recovery cuts the
+//! WAL segment to its records and reserves it again, so it takes no more than it held) and
+//! keeps the alarm, which lives in the database.
 //!
-//! The check cannot make space: another process writing to the same volume can still take
-//! the reserve. Then the failure happens where it happens in etcd: a failed WAL write or
-//! fsync poisons the log (what was written without a successful fsync is cut off by the
-//! next start's recovery, and nothing after the last successful fsync was acknowledged),
-//! and a failed redb commit leaves the database at its previous commit (the log replays
-//! the rest). In both cases the member stops rather than continue with a state raft-rs
-//! believes persisted and it is not; the log line names the full file system and says to
-//! free space and restart ([`out_of_space_advice`]). A member restarted while its volume is
-//! still short of the reserve starts (the log and the database need no more than they
-//! already hold) and keeps the alarm, which lives in the database.
+//! # When the space goes anyway
+//!
+//! The check cannot make space: another process writing to the same volume can take the
+//! reserve. Once less than [`EXHAUSTED`] is left, every request that would go through the
+//! log is refused with the same error, deletes, compactions and the alarm itself included
+//! (unlike under the quota; etcd has no such state): a commit could not be trusted to fit,
+//! and a failed one stops the member, while refusing keeps it serving reads. A commit can
+//! still fail: a follower applying the leader's entries, a race with the other writer, or
+//! the durable redb commit that follows a member's last writes within half a second (redb's
+//! faster non-durable commits become durable with a later one). Then the member stops, as
+//! etcd does, because neither half can go on safely: a failed WAL write or fsync poisons the
+//! log, and raft-rs is never told the entries are persisted (the Raft thread stops before
+//! `advance`), so nothing after the last successful fsync was acknowledged, and the next
+//! start's recovery cuts off whatever reached the file without one; a failed redb commit
+//! leaves the database at its previous commit, from which the log is replayed. The log line
+//! says the file system is full and to free space and restart ([`out_of_space_advice`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Weak;
@@ -56,6 +67,10 @@ const WAL_RESERVE: u64 = DEFAULT_SEGMENT_SIZE;
 /// every page it changes): room for the B-tree pages and allocator state of the commits in
 /// flight, and for the NOSPACE alarm itself.
 const DB_RESERVE: u64 = 16 * 1024 * 1024;
+
+/// Free space below which nothing more is proposed at all: what one small commit of the
+/// database, or a few of the log, may need.
+pub(super) const EXHAUSTED: u64 = 4 * 1024 * 1024;
 
 /// How often every member looks at its volume without a write asking.
 const WATCH_INTERVAL: Duration = Duration::from_secs(1);
@@ -112,6 +127,14 @@ pub(super) fn shortage(cfg: &Config, cost: u64) -> Option<Shortage> {
     short_of(wal, db, cost)
 }
 
+/// Whether the WAL's or the database's file system has less than [`EXHAUSTED`] left.
+pub(super) fn exhausted(cfg: &Config) -> bool {
+    [cfg.wal_path(), cfg.snap_dir()]
+        .iter()
+        .filter_map(|d| Volume::of(d))
+        .any(|v| v.available < EXHAUSTED)
+}
+
 fn short_of(wal: Option<Volume>, db: Option<Volume>, cost: u64) -> Option<Shortage> {
     let wal_need = WAL_RESERVE.saturating_add(cost);
     let db_need = DB_RESERVE.saturating_add(cost.saturating_mul(2));
@@ -134,10 +157,23 @@ fn short_of(wal: Option<Volume>, db: Option<Volume>, cost: u64) -> Option<Shorta
 pub(super) async fn watch(server: Weak<EtcdServer>) {
     let mut tick = tokio::time::interval(WATCH_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut was_exhausted = false;
     loop {
         tick.tick().await;
         let Some(s) = server.upgrade() else { return };
-        if s.alarms.nospace() {
+        let now_exhausted = exhausted(&s.cfg);
+        if now_exhausted != was_exhausted {
+            was_exhausted = now_exhausted;
+            if now_exhausted {
+                tracing::error!(
+                    "the data volume has less than {EXHAUSTED} bytes free: every write, \
+                     deletes and the NOSPACE alarm included, is refused until space is freed"
+                );
+            } else {
+                tracing::info!("the data volume has room for writes again");
+            }
+        }
+        if s.alarms.nospace() || now_exhausted {
             continue;
         }
         if let Some(short) = shortage(&s.cfg, 0) {

@@ -9,7 +9,7 @@
 //! quota (see [`crate::mvcc::backend::Backend::quota_size`] for what is counted).
 //!
 //! The same check refuses a write, with the same error and alarm, when the data volume is
-//! about to fill up (see `disk_space`).
+//! about to fill up, and every request when it is full (see `disk_space`).
 
 use ballast_proto::etcdserverpb::{
     alarm_request::AlarmAction, request_op, AlarmRequest, AlarmType, PutRequest, RequestOp,
@@ -28,6 +28,9 @@ impl EtcdServer {
     /// etcd's `quotaAlarmer.check`: when `request` does not fit in what is left of the
     /// quota, raises the NOSPACE alarm (waiting for it, as etcd does) and refuses it.
     pub(super) async fn check_quota(&self, request: &Request) -> Result<(), EtcdError> {
+        if super::disk_space::exhausted(&self.cfg) {
+            return Err(EtcdError::NoSpace);
+        }
         let Some(cost) = cost(request) else {
             return Ok(());
         };
