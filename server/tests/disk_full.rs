@@ -140,17 +140,24 @@ impl Member {
     }
 
     fn launch(&mut self) {
+        assert!(
+            self.launch_or_exit(),
+            "the member exited:\n{}",
+            self.node.log()
+        );
+    }
+
+    /// Starts the member and waits until it serves linearizable reads (true) or exits.
+    fn launch_or_exit(&mut self) -> bool {
         let cluster = initial_cluster(&[&self.node]);
         self.node.start(&cluster, "new");
         let url = self.node.client_url();
-        wait_for("the member to serve linearizable reads", || {
-            assert!(
-                self.node.is_running(),
-                "the member exited:\n{}",
-                self.node.log()
-            );
-            ctl(&url, &["get", "probe"]).0
+        let mut serves = false;
+        wait_for("the member to serve linearizable reads or exit", || {
+            serves = ctl(&url, &["get", "probe"]).0;
+            serves || !self.node.is_running()
         });
+        serves
     }
 
     /// A graceful stop (SIGTERM) and a start.
@@ -247,7 +254,10 @@ impl Member {
 impl Drop for Member {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("----- member log -----\n{}\n----- end -----", self.node.log());
+            eprintln!(
+                "----- member log -----\n{}\n----- end -----",
+                self.node.log()
+            );
         }
     }
 }
@@ -356,8 +366,25 @@ fn a_member_that_runs_out_of_space_anyway_loses_nothing_and_restarts_once_space_
         assert_eq!(unknown, None, "a delete on a full volume failed otherwise");
     }
 
+    // Restarted with the volume still full, the member either serves (and refuses writes)
+    // or stops again at its first commit, saying why.
+    m.node.kill9();
+    let log_before = m.node.log().len();
+    let serves = m.launch_or_exit();
+    eprintln!("restarted on a full volume, the member serves: {serves}");
+    if serves {
+        assert_eq!(m.ctl_err(&["put", "refused", "x"]), NO_SPACE);
+        m.node.kill9();
+    } else {
+        let log = m.node.log();
+        assert!(
+            log[log_before..].contains("the file system holding this member's data is full"),
+            "the member restarted on a full volume stopped without saying why:\n{log}"
+        );
+    }
+
     std::fs::remove_file(&filler).expect("remove filler");
-    m.kill9_and_start();
+    m.launch();
     // The alarm, if it was committed before the failure, is cleared as usual.
     m.ctl_ok(&["alarm", "disarm"]);
     for (k, v) in &written {

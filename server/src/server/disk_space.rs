@@ -37,9 +37,11 @@
 //!
 //! The check cannot make space: another process writing to the same volume can take the
 //! reserve. Once less than [`EXHAUSTED`] is left, every request that would go through the
-//! log is refused with the same error, deletes, compactions and the alarm itself included
-//! (unlike under the quota; etcd has no such state): a commit could not be trusted to fit,
-//! and a failed one stops the member, while refusing keeps it serving reads. A commit can
+//! log is refused with the same error, deletes and compactions included (unlike under the
+//! quota; etcd has no such state): a commit could not be trusted to fit, and a failed one
+//! stops the member, while refusing keeps it serving reads. Only the alarm and the
+//! member's publication of its name and URLs at start (without which it serves nothing)
+//! still go through: a page or two each. A commit can
 //! still fail: a follower applying the leader's entries, a race with the other writer, or
 //! the durable redb commit that follows a member's last writes within half a second (redb's
 //! faster non-durable commits become durable with a later one). Then the member stops, as
@@ -167,13 +169,13 @@ pub(super) async fn watch(server: Weak<EtcdServer>) {
             if now_exhausted {
                 tracing::error!(
                     "the data volume has less than {EXHAUSTED} bytes free: every write, \
-                     deletes and the NOSPACE alarm included, is refused until space is freed"
+                     deletes included, is refused until space is freed"
                 );
             } else {
                 tracing::info!("the data volume has room for writes again");
             }
         }
-        if s.alarms.nospace() || now_exhausted {
+        if s.alarms.nospace() {
             continue;
         }
         if let Some(short) = shortage(&s.cfg, 0) {

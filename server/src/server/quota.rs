@@ -28,7 +28,10 @@ impl EtcdServer {
     /// etcd's `quotaAlarmer.check`: when `request` does not fit in what is left of the
     /// quota, raises the NOSPACE alarm (waiting for it, as etcd does) and refuses it.
     pub(super) async fn check_quota(&self, request: &Request) -> Result<(), EtcdError> {
-        if super::disk_space::exhausted(&self.cfg) {
+        // The member's own publication (it serves nothing before) and the alarm take a page
+        // or two; everything else waits for space.
+        let own = matches!(request, Request::MemberAttributes(_) | Request::Alarm(_));
+        if !own && super::disk_space::exhausted(&self.cfg) {
             return Err(EtcdError::NoSpace);
         }
         let Some(cost) = cost(request) else {
