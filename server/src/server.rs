@@ -10,6 +10,7 @@ mod applied;
 pub mod auth;
 pub use applied::FromApplied;
 mod background;
+mod disk_space;
 mod quota;
 mod replicate;
 mod requests;

@@ -19,6 +19,7 @@ pub(super) fn spawn(server: &Arc<EtcdServer>) {
         Arc::downgrade(server),
         server.cfg.compaction_retention(),
     ));
+    tokio::spawn(super::disk_space::watch(Arc::downgrade(server)));
 }
 
 /// Raises NOSPACE through Raft so every member sees the same alarm.

@@ -7,6 +7,9 @@
 //! would let replicas diverge. Once the alarm is raised every member refuses the same
 //! writes (`apply::request`), and the apply loop raises it when a batch went past the
 //! quota (see [`crate::mvcc::backend::Backend::quota_size`] for what is counted).
+//!
+//! The same check refuses a write, with the same error and alarm, when the data volume is
+//! about to fill up, and every request when it is full (see `disk_space`).
 
 use ballast_proto::etcdserverpb::{
     alarm_request::AlarmAction, request_op, AlarmRequest, AlarmType, PutRequest, RequestOp,
@@ -25,14 +28,24 @@ impl EtcdServer {
     /// etcd's `quotaAlarmer.check`: when `request` does not fit in what is left of the
     /// quota, raises the NOSPACE alarm (waiting for it, as etcd does) and refuses it.
     pub(super) async fn check_quota(&self, request: &Request) -> Result<(), EtcdError> {
+        // The member's own publication (it serves nothing before) and the alarm take a page
+        // or two; everything else waits for space.
+        let own = matches!(request, Request::MemberAttributes(_) | Request::Alarm(_));
+        if !own && super::disk_space::exhausted(&self.cfg) {
+            return Err(EtcdError::NoSpace);
+        }
         let Some(cost) = cost(request) else {
             return Ok(());
         };
         let quota = self.cfg.effective_quota_bytes();
-        if self.store.backend().quota_fits(cost, quota) {
+        let disk = super::disk_space::shortage(&self.cfg, cost);
+        if disk.is_none() && self.store.backend().quota_fits(cost, quota) {
             return Ok(());
         }
         if !self.alarms.nospace() {
+            if let Some(short) = disk {
+                tracing::warn!("{short}; refusing the write and raising the NOSPACE alarm");
+            }
             let alarm = AlarmRequest {
                 action: AlarmAction::Activate as i32,
                 member_id: self.member_id,

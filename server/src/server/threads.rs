@@ -163,7 +163,12 @@ pub(super) fn spawn_apply(
             let res = applier.run(apply_rx);
             if let Err(e) = &res {
                 // Continuing without it would hang every request; etcd stops too.
-                tracing::error!("apply thread stopped: {e}; stopping the member");
+                match super::disk_space::out_of_space_advice(e) {
+                    Some(advice) => tracing::error!(
+                        "apply thread stopped: {e}: {advice}; stopping the member"
+                    ),
+                    None => tracing::error!("apply thread stopped: {e}; stopping the member"),
+                }
                 std::process::exit(1);
             }
             res
@@ -179,7 +184,12 @@ pub(super) fn spawn_raft(raft_node: RaftNode) -> Result<std::thread::JoinHandle<
             let res = raft_node.run();
             if let Err(e) = &res {
                 // Continuing without it would hang every request; etcd stops too.
-                tracing::error!("raft thread stopped: {e}; stopping the member");
+                match super::disk_space::out_of_space_advice(e) {
+                    Some(advice) => tracing::error!(
+                        "raft thread stopped: {e}: {advice}; stopping the member"
+                    ),
+                    None => tracing::error!("raft thread stopped: {e}; stopping the member"),
+                }
                 std::process::exit(1);
             }
             res

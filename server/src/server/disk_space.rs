@@ -1,0 +1,282 @@
+//! A member whose data volume fills up: writes are refused, with the NOSPACE alarm, while
+//! enough space is still free to keep the log and the database consistent.
+//!
+//! # What etcd does
+//!
+//! etcd has no check of its own. Measured with 3.4.23 and 3.6.16 on a tmpfs filled to its
+//! last byte: its WAL segments are preallocated, so the log keeps taking entries and
+//! clients see puts succeed (3.4 acknowledged four, 3.6 two), until bbolt's next commit
+//! fails and etcd exits: `C | mvcc/backend: cannot commit tx (write .../member/snap/db: no
+//! space left on device)` (3.4), `"level":"fatal" ... "msg":"failed to commit tx"` (3.6).
+//! Clients then see `context deadline exceeded`; no alarm is raised. Once space is back it
+//! restarts and replays the acknowledged writes from its log. Ballast without this module
+//! did the same (its apply thread's redb commit failed and the member stopped), except that
+//! the put being applied got `transport is closing` instead of an acknowledgement.
+//!
+//! # What Ballast does
+//!
+//! Before a write is proposed (the same place and the same requests as the
+//! `--quota-backend-bytes` check: puts, txns with puts, lease grants), the free space of the
+//! file systems holding the WAL and the database is compared with a reserve that covers
+//! what the member may still have to write without asking anyone: a whole new WAL segment
+//! (a log compaction or a segment rotation writes one before the old ones are deleted;
+//! appends inside the current, preallocated, segment need no space) and room for redb's
+//! copy-on-write commits. Below it the write is refused with etcd's quota error,
+//! `etcdserver: mvcc: database space exceeded`, and the NOSPACE alarm is raised for this
+//! member, exactly as for the quota: every member then refuses puts, txns with puts and
+//! lease grants; reads, deletes, compaction and defragmentation keep working, and `etcdctl
+//! alarm disarm` clears the alarm once space is back (a write that still does not fit
+//! raises it again). Every member also looks at its own volume once a second and raises
+//! the alarm itself, so a follower that fills up stops the cluster's writes before its
+//! apply fails (followers apply what the leader sends, whatever their own volume holds).
+//! A member restarted while its volume is short of the reserve starts (recovery cuts the
+//! WAL segment to its records and reserves it again, so it takes no more than it held) and
+//! keeps the alarm, which lives in the database.
+//!
+//! # When the space goes anyway
+//!
+//! The check cannot make space: another process writing to the same volume can take the
+//! reserve. Once less than [`EXHAUSTED`] is left, every request that would go through the
+//! log is refused with the same error, deletes and compactions included (unlike under the
+//! quota; etcd has no such state): a commit could not be trusted to fit, and a failed one
+//! stops the member, while refusing keeps it serving reads. Only the alarm and the
+//! member's publication of its name and URLs at start (without which it serves nothing)
+//! still go through: a page or two each. A commit can
+//! still fail: a follower applying the leader's entries, a race with the other writer, or
+//! the durable redb commit that follows a member's last writes within half a second (redb's
+//! faster non-durable commits become durable with a later one). Then the member stops, as
+//! etcd does, because neither half can go on safely: a failed WAL write or fsync poisons the
+//! log, and raft-rs is never told the entries are persisted (the Raft thread stops before
+//! `advance`), so nothing after the last successful fsync was acknowledged, and the next
+//! start's recovery cuts off whatever reached the file without one; a failed redb commit
+//! leaves the database at its previous commit, from which the log is replayed. The log line
+//! says the file system is full and to free space and restart ([`out_of_space_advice`]).
+
+use std::path::{Path, PathBuf};
+use std::sync::Weak;
+use std::time::Duration;
+
+use super::EtcdServer;
+use crate::config::Config;
+use crate::error::Error;
+use crate::raft::wal::{WalError, DEFAULT_SEGMENT_SIZE};
+
+/// What the WAL's file system must keep free beyond the write itself: one segment, which a
+/// log compaction or a rotation preallocates in full while the old segments still exist.
+const WAL_RESERVE: u64 = DEFAULT_SEGMENT_SIZE;
+
+/// What the database's file system must keep free beyond twice the write (redb copies
+/// every page it changes): room for the B-tree pages and allocator state of the commits in
+/// flight, and for the NOSPACE alarm itself.
+const DB_RESERVE: u64 = 16 * 1024 * 1024;
+
+/// Free space below which nothing more is proposed at all: what one small commit of the
+/// database, or a few of the log, may need.
+pub(super) const EXHAUSTED: u64 = 4 * 1024 * 1024;
+
+/// How often every member looks at its volume without a write asking.
+const WATCH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A volume with less free space than the member needs.
+#[derive(Debug, PartialEq)]
+pub(super) struct Shortage {
+    pub dir: PathBuf,
+    pub available: u64,
+    pub needed: u64,
+}
+
+impl std::fmt::Display for Shortage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the file system of {} has {} bytes free, below the {} bytes this member keeps \
+             free for its log and database",
+            self.dir.display(),
+            self.available,
+            self.needed
+        )
+    }
+}
+
+/// One directory's file system as the check sees it.
+struct Volume {
+    dir: PathBuf,
+    device: u64,
+    available: u64,
+}
+
+impl Volume {
+    /// `None` when the directory cannot be looked at: a check that cannot measure must
+    /// not refuse writes (a missing directory fails the write itself anyway).
+    fn of(dir: &Path) -> Option<Volume> {
+        use std::os::unix::fs::MetadataExt;
+        let device = std::fs::metadata(dir).ok()?.dev();
+        let st = rustix::fs::statvfs(dir).ok()?;
+        Some(Volume {
+            dir: dir.to_path_buf(),
+            device,
+            // What an unprivileged process may still use: members often do not run as root.
+            available: st.f_bavail.saturating_mul(st.f_frsize),
+        })
+    }
+}
+
+/// Whether a write of `cost` bytes leaves the reserve free on the WAL's and the
+/// database's file systems (one check, for both needs, when they share one).
+pub(super) fn shortage(cfg: &Config, cost: u64) -> Option<Shortage> {
+    let wal = Volume::of(&cfg.wal_path());
+    let db = Volume::of(&cfg.snap_dir());
+    short_of(wal, db, cost)
+}
+
+/// Whether the WAL's or the database's file system has less than [`EXHAUSTED`] left.
+pub(super) fn exhausted(cfg: &Config) -> bool {
+    [cfg.wal_path(), cfg.snap_dir()]
+        .iter()
+        .filter_map(|d| Volume::of(d))
+        .any(|v| v.available < EXHAUSTED)
+}
+
+fn short_of(wal: Option<Volume>, db: Option<Volume>, cost: u64) -> Option<Shortage> {
+    let wal_need = WAL_RESERVE.saturating_add(cost);
+    let db_need = DB_RESERVE.saturating_add(cost.saturating_mul(2));
+    let check = |v: &Volume, needed: u64| {
+        (v.available < needed).then(|| Shortage {
+            dir: v.dir.clone(),
+            available: v.available,
+            needed,
+        })
+    };
+    match (wal, db) {
+        (Some(w), Some(d)) if w.device == d.device => check(&d, wal_need + db_need),
+        (w, d) => w
+            .and_then(|w| check(&w, wal_need))
+            .or_else(|| d.and_then(|d| check(&d, db_need))),
+    }
+}
+
+/// Every member raises NOSPACE for itself when its volume runs short, writes or not.
+pub(super) async fn watch(server: Weak<EtcdServer>) {
+    let mut tick = tokio::time::interval(WATCH_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut was_exhausted = false;
+    loop {
+        tick.tick().await;
+        let Some(s) = server.upgrade() else { return };
+        let now_exhausted = exhausted(&s.cfg);
+        if now_exhausted != was_exhausted {
+            was_exhausted = now_exhausted;
+            if now_exhausted {
+                tracing::error!(
+                    "the data volume has less than {EXHAUSTED} bytes free: every write, \
+                     deletes included, is refused until space is freed"
+                );
+            } else {
+                tracing::info!("the data volume has room for writes again");
+            }
+        }
+        if s.alarms.nospace() {
+            continue;
+        }
+        if let Some(short) = shortage(&s.cfg, 0) {
+            tracing::warn!("{short}; raising the NOSPACE alarm: writes are refused until space is freed and the alarm disarmed");
+            super::background::raise_nospace_alarm(s);
+        }
+    }
+}
+
+/// For the log line of a thread that stopped: what to do when its storage error is a full
+/// file system (`ENOSPC`, or `EDQUOT` for a user's disk quota).
+pub(crate) fn out_of_space_advice(err: &Error) -> Option<&'static str> {
+    is_out_of_space(err).then_some(
+        "the file system holding this member's data is full. Nothing acknowledged is lost: \
+         every acknowledged write is in the WAL, whose unsynced tail is discarded at the next \
+         start, and the database replays the log from its last commit. Free space on the \
+         data directory's volume (or grow it), restart the member, and clear the NOSPACE \
+         alarm with `etcdctl alarm disarm` if it was raised",
+    )
+}
+
+fn is_out_of_space(err: &Error) -> bool {
+    match err {
+        Error::Storage(redb::Error::Io(e)) => io_out_of_space(e),
+        Error::StorageAt {
+            source: redb::Error::Io(e),
+            ..
+        } => io_out_of_space(e),
+        Error::Wal(WalError::Io { source, .. }) | Error::Io { source, .. } => {
+            io_out_of_space(source)
+        }
+        _ => false,
+    }
+}
+
+fn io_out_of_space(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vol(dir: &str, device: u64, available: u64) -> Option<Volume> {
+        Some(Volume {
+            dir: PathBuf::from(dir),
+            device,
+            available,
+        })
+    }
+
+    const BOTH: u64 = WAL_RESERVE + DB_RESERVE;
+
+    #[test]
+    fn one_file_system_must_hold_both_reserves() {
+        assert_eq!(
+            short_of(vol("/w", 1, BOTH + 300), vol("/d", 1, BOTH + 300), 100),
+            None
+        );
+        assert_eq!(
+            short_of(vol("/w", 1, BOTH + 299), vol("/d", 1, BOTH + 299), 100),
+            Some(Shortage {
+                dir: PathBuf::from("/d"),
+                available: BOTH + 299,
+                needed: BOTH + 300,
+            })
+        );
+    }
+
+    #[test]
+    fn separate_file_systems_each_hold_their_own() {
+        let wal_ok = vol("/w", 1, WAL_RESERVE + 10);
+        let db_ok = vol("/d", 2, DB_RESERVE + 20);
+        assert_eq!(short_of(wal_ok, db_ok, 10), None);
+        let short = short_of(vol("/w", 1, WAL_RESERVE + 9), vol("/d", 2, u64::MAX), 10);
+        assert_eq!(short.map(|s| s.dir), Some(PathBuf::from("/w")));
+        let short = short_of(vol("/w", 1, u64::MAX), vol("/d", 2, DB_RESERVE + 19), 10);
+        assert_eq!(short.map(|s| s.dir), Some(PathBuf::from("/d")));
+    }
+
+    #[test]
+    fn an_unmeasurable_directory_refuses_nothing() {
+        assert_eq!(short_of(None, None, 1), None);
+        assert!(short_of(None, vol("/d", 2, 0), 1).is_some());
+    }
+
+    #[test]
+    fn full_file_system_errors_are_told_apart() {
+        let full = std::io::Error::from_raw_os_error(rustix::io::Errno::NOSPC.raw_os_error());
+        let quota = std::io::Error::from_raw_os_error(rustix::io::Errno::DQUOT.raw_os_error());
+        let other = std::io::Error::from_raw_os_error(rustix::io::Errno::IO.raw_os_error());
+        assert!(out_of_space_advice(&Error::Storage(redb::Error::Io(full))).is_some());
+        let wal = Error::Wal(WalError::Io {
+            path: PathBuf::from("/w/0.wal"),
+            source: quota,
+        });
+        assert!(out_of_space_advice(&wal).is_some());
+        assert!(out_of_space_advice(&Error::io("sync", other)).is_none());
+        assert!(out_of_space_advice(&Error::Other("x".into())).is_none());
+    }
+}
