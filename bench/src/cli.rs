@@ -366,4 +366,24 @@ mod tests {
     fn cert_needs_key() {
         assert!(Cli::try_parse_from(["ballast-bench", "put", "--cert", "c.pem"]).is_err());
     }
+
+    #[test]
+    fn kubernetes_workloads_default_to_kube_apiserver_shapes() {
+        let cli = Cli::try_parse_from(["ballast-bench", "list"]).expect("parse");
+        let Command::List(l) = cli.command else {
+            panic!("not a list command")
+        };
+        assert_eq!(
+            (l.prefix.as_str(), l.keys, l.page_size),
+            ("/registry/pods/", 100_000, 500)
+        );
+        let cli = Cli::try_parse_from(["ballast-bench", "watch", "--prefix"]).expect("parse");
+        let Command::Watch(w) = cli.command else {
+            panic!("not a watch command")
+        };
+        assert!(w.prefix);
+        let cli = Cli::try_parse_from(["ballast-bench", "guarded-update", "--max-attempts", "3"])
+            .expect("parse");
+        assert_eq!(cli.command.name(), "guarded-update");
+    }
 }
