@@ -1017,6 +1017,9 @@ def main() -> int:
     ap.add_argument("--big-data-root", default=None, help="parent of the data directories of the big-data "
                     "workload only (default: --data-root), e.g. /dev/shm when the disk is short of space")
     ap.add_argument("--no-build", action="store_true", help="use the existing release binaries")
+    ap.add_argument("--ballast-bin", default=None, metavar="PATH",
+                    help="run this ballast binary instead of the one built (e.g. a copy of an earlier build, "
+                         "for before/after runs)")
     ap.add_argument("--deadline", default="30m", help="start no new run after this much time (default 30m)")
     ap.add_argument("--render", default=None, metavar="JSON",
                     help="only print the table of an earlier run's results file (with --markdown: write it too)")
@@ -1039,6 +1042,8 @@ def main() -> int:
     started = time.time()
     ensure_etcd()
     ballast, bench = build(a.no_build)
+    if a.ballast_bin:
+        ballast = os.path.abspath(a.ballast_bin)
     tools = {"ballast-bench": bench, "etcd34": shutil.which("etcd"), "ballast": ballast}
     if "etcd36" in servers:
         tools["etcd36"] = os.path.join(etcd36_tool("etcd36-tools.sh"), "etcd")
