@@ -38,10 +38,15 @@ import time
 from dataclasses import dataclass, field
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCHEMA = "ballast-compare/v1"
+SCHEMA = "ballast-compare/v2"
 QUOTA = 8 * 1024 * 1024 * 1024  # same --quota-backend-bytes for both: room for 1M x 1 KiB
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-SERVERS = ("etcd", "ballast")
+# etcd 3.6 is the reference (the release users run); 3.4 (Debian's) a second column.
+SERVERS = ("etcd36", "etcd34", "ballast")
+SERVER_TITLES = {"etcd36": "etcd 3.6", "etcd34": "etcd 3.4", "ballast": "Ballast"}
+# The two load generators: ours (tonic) and etcd's own tools/benchmark (Go clientv3/grpc-go,
+# the client stack kube-apiserver uses).
+CLIENTS = ("ballast-bench", "etcd-benchmark")
 MIB = 1024 * 1024
 
 
@@ -68,6 +73,14 @@ def ensure_etcd() -> None:
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     run(sudo + ["apt-get", "update", "-qq"], timeout=600, env=env)
     run(sudo + ["apt-get", "install", "-y", "-qq", "--no-install-recommends"] + need, timeout=600, env=env)
+
+
+def etcd36_tool(script: str) -> str:
+    """Runs a scripts/etcd36-*.sh builder (a no-op when its binaries are cached) and
+    returns the path it prints: the etcd 3.6 directory or etcd's benchmark binary."""
+    log(f"scripts/{script}")
+    out = run([os.path.join(ROOT, "scripts", script)], timeout=1800).stdout.strip().splitlines()
+    return out[-1]
 
 
 def build(skip: bool) -> tuple[str, str]:
@@ -124,10 +137,12 @@ def machine_info(data_root: str) -> dict:
     return info
 
 
-def versions(ballast: str) -> dict:
+def versions(ballast: str, etcd36: str | None) -> dict:
     out = {}
-    for name, cmd in (("etcd", ["etcd", "--version"]), ("etcdctl", ["etcdctl", "version"]),
-                      ("ballast", [ballast, "--version"])):
+    cmds = [("etcd34", ["etcd", "--version"]), ("etcdctl", ["etcdctl", "version"]), ("ballast", [ballast, "--version"])]
+    if etcd36:
+        cmds.append(("etcd36", [etcd36, "--version"]))
+    for name, cmd in cmds:
         try:
             out[name] = run(cmd, timeout=20, check=False, env=dict(os.environ, ETCDCTL_API="3")).stdout.strip()
         except Exception as e:
@@ -219,7 +234,7 @@ class Member:
 
 @dataclass
 class Cluster:
-    kind: str  # "etcd" or "ballast"
+    kind: str  # "etcd36", "etcd34" or "ballast"
     binary: str
     root: str
     members: list[Member] = field(default_factory=list)
@@ -366,7 +381,16 @@ class Workload:
     timeout: float           # limit for the bench process
     prepare: str | None = None
     big: bool = False        # compaction + defrag afterwards, size and RSS are the point
-    headline: list[str] = field(default_factory=list)
+    # etcd's benchmark: its arguments without --total (None: it cannot express the workload)
+    # and what it runs when that differs from the title. It has no --duration, so its
+    # --total is the request rate ballast-bench measured on the same server times --duration.
+    etcd_args: list[str] | None = None
+    etcd_title: str | None = None
+    # ballast-bench arguments run (untimed) before etcd's benchmark, to write the keys it reads
+    etcd_seed: list[str] | None = None
+
+
+K8S_PODS = "/registry/pods/"
 
 
 def workloads(a) -> list[Workload]:
@@ -374,32 +398,63 @@ def workloads(a) -> list[Workload]:
     t = a.duration_s + 90
     big_timeout = max(300.0, a.big_keys / 500)  # >= 500 puts/s or give up
     watch_puts = int(a.watch_rate * a.duration_s)
+    put_flags = ["--key-size", "8", "--val-size", "256", "--sequential-keys", "--key-space-size", "100000"]
     return [
         Workload("put-1", "put, 1 client, 256 B values",
-                 ["--conns", "1", "--clients", "1", "--total", "100000", "--duration", d,
-                  "put", "--key-size", "8", "--val-size", "256", "--sequential-keys", "--key-space-size", "100000"],
-                 True, t),
+                 ["--conns", "1", "--clients", "1", "--total", "100000", "--duration", d, "put"] + put_flags,
+                 True, t, etcd_args=["--conns", "1", "--clients", "1", "put"] + put_flags),
         Workload("put-1000", "put, 100 conns / 1000 clients, 256 B",
-                 ["--conns", "100", "--clients", "1000", "--total", "1000000", "--duration", d,
-                  "put", "--key-size", "8", "--val-size", "256", "--sequential-keys", "--key-space-size", "100000"],
-                 True, t),
+                 ["--conns", "100", "--clients", "1000", "--total", "1000000", "--duration", d, "put"] + put_flags,
+                 True, t, etcd_args=["--conns", "100", "--clients", "1000", "put"] + put_flags),
         Workload("range-l", "range linearizable, 1000 clients",
                  ["--conns", "100", "--clients", "1000", "--total", "10000000", "--duration", d,
                   "range", "foo", "--consistency", "l"],
-                 False, t, prepare="foo"),
+                 False, t, prepare="foo",
+                 etcd_args=["--conns", "100", "--clients", "1000", "range", "foo", "--consistency", "l"]),
         Workload("range-s", "range serializable, 1000 clients",
                  ["--conns", "100", "--clients", "1000", "--total", "10000000", "--duration", d,
                   "range", "foo", "--consistency", "s"],
-                 False, t, prepare="foo"),
+                 False, t, prepare="foo",
+                 etcd_args=["--conns", "100", "--clients", "1000", "range", "foo", "--consistency", "s"]),
         Workload("txn-put", "txn-put, 1000 clients",
                  ["--conns", "100", "--clients", "1000", "--total", "1000000", "--duration", d,
                   "txn-put", "--txn-ops", "1", "--key-size", "8", "--val-size", "256", "--key-space-size", "100000"],
-                 True, t),
-        Workload("watch", f"watch, {a.watchers} watchers, {a.watch_rate} puts/s",
+                 True, t,
+                 etcd_args=["--conns", "100", "--clients", "1000", "txn-put", "--txn-ops", "1", "--key-size", "8",
+                            "--val-size", "256", "--key-space-size", "100000"]),
+        Workload("watch", f"watch, {a.watchers} watchers on 100 keys, {a.watch_rate} puts/s",
                  ["--conns", "10", "--clients", "10",
                   "watch", "--watchers", str(a.watchers), "--streams", "100", "--watched-keys", "100",
                   "--puts", str(watch_puts), "--put-rate", str(a.watch_rate), "--drain-timeout", "10s"],
                  False, a.duration_s + 120),
+        # Kubernetes-shaped (issue 15).
+        # A whole list moves ~30 MB through one client: 2 clients, and time for a slow list
+        # on a busy machine (the default 30 s request timeout failed every list at load 18).
+        Workload("k8s-list", f"k8s: list {a.list_keys} keys under a prefix, pages of 500, 2 clients",
+                 ["--conns", "2", "--clients", "2", "--request-timeout", "300s", "--total", "100000", "--duration", d,
+                  "list", K8S_PODS, "--keys", str(a.list_keys), "--page-size", "500", "--val-size", "256"],
+                 False, t + 600,
+                 etcd_args=["--conns", "2", "--clients", "2", "range", K8S_PODS, "/registry/pods0",
+                            "--limit", "500", "--consistency", "l"],
+                 etcd_title="first page only (range limit 500): it cannot follow `more`",
+                 etcd_seed=["--conns", "10", "--clients", "1", "--total", "1", "--request-timeout", "300s",
+                            "list", K8S_PODS, "--keys", str(a.list_keys), "--val-size", "256"]),
+        Workload("k8s-watch", f"k8s: {a.watchers} watchers on 100 prefixes, {a.watch_rate} new keys/s",
+                 ["--conns", "10", "--clients", "10",
+                  "watch", "--prefix", "--watchers", str(a.watchers), "--streams", "100", "--watched-keys", "100",
+                  "--puts", str(watch_puts), "--put-rate", str(a.watch_rate), "--drain-timeout", "10s"],
+                 False, a.duration_s + 120),
+        Workload("k8s-lease-keys", "k8s: lease (TTL 5 s) + put with it, 100 clients; then expiry",
+                 ["--conns", "10", "--clients", "100", "--total", "1000000", "--duration", d,
+                  "lease-keys", "--ttl", "5", "--val-size", "256", "--expiry-wait", "60s"],
+                 True, t + 70),
+        Workload("k8s-guarded-update", "k8s: mod_revision-guarded update of 1000 keys, 1000 clients",
+                 ["--conns", "100", "--clients", "1000", "--total", "1000000", "--duration", d,
+                  "guarded-update", "--key-space-size", "1000", "--val-size", "256"],
+                 True, t,
+                 etcd_args=["--conns", "100", "--clients", "1000", "stm", "--keys", "1000", "--keys-per-txn", "1",
+                            "--txn-wr-percent", "100", "--isolation", "r", "--val-size", "256"],
+                 etcd_title="stm, 1 key per txn (a Get, then a Txn guarded by its mod_revision)"),
         Workload("big", f"{a.big_keys} keys of 1 KiB",
                  ["--conns", "100", "--clients", "1000", "--total", str(a.big_keys),
                   "put", "--key-size", "16", "--val-size", "1024", "--sequential-keys",
@@ -414,16 +469,50 @@ def space_needed(w: Workload, members: int, a) -> int:
     per_member = 150 * MIB  # etcd: two preallocated 64 MiB WAL segments + db
     if w.big:
         per_member += a.big_keys * 1100 * 3
+    if w.id == "k8s-list":
+        per_member += a.list_keys * 300 * 3
     return members * per_member
 
 
-def bench_once(bench: str, cl: Cluster, w: Workload) -> dict:
-    """One measured run against a started cluster; returns the record."""
+def parse_etcd_report(text: str) -> dict:
+    """etcd's benchmark prints a text report (pkg/report); this turns it into the
+    fields of ballast-bench's JSON that the table reads. It prints no request count,
+    so requests = Requests/sec x Total."""
+    out: dict = {"latency": {}, "errors": 0, "error_messages": []}
+    section = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.endswith(":") and not line[0].isdigit():
+            section = line[:-1]
+            continue
+        if line.startswith("Total:"):
+            out["total_secs"] = float(line.split()[1])
+        elif line.startswith("Requests/sec:"):
+            out["requests_per_sec"] = float(line.split()[1])
+        elif line.startswith(("Slowest:", "Fastest:", "Average:", "Stddev:")):
+            key = {"Slowest": "max_ms", "Fastest": "min_ms", "Average": "average_ms", "Stddev": "stddev_ms"}[
+                line.split(":")[0]]
+            out["latency"][key] = float(line.split()[1]) * 1000
+        elif section == "Latency distribution" and "% in " in line:
+            pct, _, rest = line.partition("% in ")
+            key = "p" + pct.replace(".", "_") + "_ms"
+            out["latency"][key] = float(rest.split()[0]) * 1000
+        elif section.startswith("Error distribution") and line.startswith("["):
+            count, _, msg = line[1:].partition("]")
+            out["errors"] += int(count)
+            out["error_messages"].append({"message": msg.strip(), "count": int(count)})
+    if "requests_per_sec" not in out or "total_secs" not in out:
+        raise RuntimeError(f"no summary in etcd benchmark output: {text[-600:]}")
+    out["requests"] = round(out["requests_per_sec"] * out["total_secs"])
+    return out
+
+
+def bench_once(cmd: list[str], cl: Cluster, w: Workload, client: str) -> dict:
+    """One measured run of `cmd` (endpoints already in it) against a started cluster."""
     rec: dict = {}
     if w.prepare:
         cl.ctl(["put", w.prepare, "v" * 256])
-    args = [bench, "--endpoints", cl.endpoints, "--json"] + (["--target-leader"] if w.target_leader else []) + w.args
-    rec["bench_args"] = args[1:]
+    rec["bench_args"] = cmd[1:]
     load0, busy0 = os.getloadavg(), machine_busy_secs()
     disk0 = disk_metrics([m.client_port for m in cl.members])
     cpu0 = cl.cpu_secs()
@@ -432,13 +521,13 @@ def bench_once(bench: str, cl: Cluster, w: Workload) -> dict:
     sampler.start()
     t0 = time.monotonic()
     try:
-        p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             out, err = p.communicate(timeout=w.timeout)
         except subprocess.TimeoutExpired:
             p.kill()
             p.communicate(timeout=30)
-            raise RuntimeError(f"ballast-bench did not finish within {w.timeout:.0f}s")
+            raise RuntimeError(f"{client} did not finish within {w.timeout:.0f}s")
     finally:
         rss_sampled = sampler.stop()
     wall = time.monotonic() - t0
@@ -449,8 +538,8 @@ def bench_once(bench: str, cl: Cluster, w: Workload) -> dict:
     rec["disk"] = {k.replace("etcd_disk_", "").replace("_duration_seconds", ""): disk1[k] - disk0[k]
                    for k in DISK_METRICS}
     if p.returncode != 0:
-        raise RuntimeError(f"ballast-bench exited {p.returncode}: {err.strip()[-800:]}")
-    rec["bench"] = json.loads(out)
+        raise RuntimeError(f"{client} exited {p.returncode}: {(err or out).strip()[-800:]}")
+    rec["bench"] = json.loads(out) if client == "ballast-bench" else parse_etcd_report(out)
     server_cpu = cpu1 - cpu0
     client_cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     rec["wall_secs"] = wall
@@ -502,6 +591,15 @@ def _per_req_us(r):
     return r["server_cpu_secs"] / n * 1e6 if n else None
 
 
+def _details(*path):
+    def get(r):
+        v = r["bench"].get("details")
+        for p in path:
+            v = v[p]
+        return v
+    return get
+
+
 COMMON_TAIL = [
     Metric("server CPU s (utime+stime)", "lower", lambda r: r["server_cpu_secs"], "{:.2f}"),
     Metric("server CPU µs per request", "lower", _per_req_us, "{:.0f}"),
@@ -511,17 +609,33 @@ COMMON_TAIL = [
     Metric("bench client CPU s", "", lambda r: r["client_cpu_secs"], "{:.2f}"),
     Metric("other processes' CPU s", "", lambda r: r["other_cpu_secs"], "{:.2f}", ratio=False),
 ]
+THROUGHPUT = [Metric("throughput req/s", "higher", lambda r: r["bench"]["requests_per_sec"], "{:.0f}"),
+              Metric("average latency ms", "lower", _lat("average_ms"), "{:.2f}"),
+              Metric("p99 latency ms", "lower", _lat("p99_ms"), "{:.2f}")] + COMMON_TAIL
+WATCH = [Metric("events delivered / expected", "", lambda r: "{}/{}{}".format(
+             r["bench"]["watch"]["events_received"], r["bench"]["watch"]["events_expected"],
+             "" if r["bench"]["watch"]["all_delivered_once_in_order"] else " (CHECK FAILED)"), "{}"),
+         Metric("lost events (missing)", "lower", lambda r: r["bench"]["watch"]["missing"], "{:.0f}", ratio=False),
+         Metric("p99 delivery ms (put ack → event)", "lower", _lat("p99_ms"), "{:.3f}"),
+         Metric("p99 write → event ms", "lower", _wlat("write_to_event_latency", "p99_ms"), "{:.3f}"),
+         Metric("p99 put latency ms", "lower", _wlat("put_latency", "p99_ms"), "{:.3f}"),
+         Metric("events/s", "higher", lambda r: r["bench"]["requests_per_sec"], "{:.0f}")] + COMMON_TAIL
 METRICS = {
     "put-1": [Metric("average latency ms", "lower", _lat("average_ms"), "{:.3f}"),
               Metric("p99 latency ms", "lower", _lat("p99_ms"), "{:.3f}"),
               Metric("throughput req/s", "higher", lambda r: r["bench"]["requests_per_sec"], "{:.0f}")] + COMMON_TAIL,
-    "watch": [Metric("events delivered / expected", "", lambda r: "{}/{}{}".format(
-                  r["bench"]["watch"]["events_received"], r["bench"]["watch"]["events_expected"],
-                  "" if r["bench"]["watch"]["all_delivered_once_in_order"] else " (CHECK FAILED)"), "{}"),
-              Metric("p99 delivery ms (put ack → event)", "lower", _lat("p99_ms"), "{:.3f}"),
-              Metric("p99 write → event ms", "lower", _wlat("write_to_event_latency", "p99_ms"), "{:.3f}"),
-              Metric("p99 put latency ms", "lower", _wlat("put_latency", "p99_ms"), "{:.3f}"),
-              Metric("events/s", "higher", lambda r: r["bench"]["requests_per_sec"], "{:.0f}")] + COMMON_TAIL,
+    "watch": WATCH,
+    "k8s-watch": WATCH,
+    "k8s-list": [Metric("throughput req/s", "higher", lambda r: r["bench"]["requests_per_sec"], "{:.1f}"),
+                 Metric("average latency ms", "lower", _lat("average_ms"), "{:.2f}"),
+                 Metric("p99 latency ms", "lower", _lat("p99_ms"), "{:.2f}")] + COMMON_TAIL,
+    "k8s-lease-keys": THROUGHPUT[:3] + [
+        Metric("keys left after TTL + wait (lost expiries)", "lower", _details("expiry", "keys_left"), "{:.0f}",
+               ratio=False),
+        Metric("s from end of load to all expired", "lower", _details("expiry", "secs_after_run"), "{:.1f}"),
+    ] + COMMON_TAIL,
+    "k8s-guarded-update": THROUGHPUT[:3] + [
+        Metric("conflicts (retried)", "", _details("conflicts"), "{:.0f}", ratio=False)] + COMMON_TAIL,
     "big": [Metric("load throughput req/s", "higher", lambda r: r["bench"]["requests_per_sec"], "{:.0f}"),
             Metric("server CPU s for the load", "lower", lambda r: r["server_cpu_secs"], "{:.2f}"),
             Metric("peak RSS MiB (VmHWM)", "lower", lambda r: r["mem_kib"].get("VmHWM", 0) / 1024, "{:.0f}"),
@@ -534,39 +648,45 @@ METRICS = {
             Metric("compact+defrag s", "lower", lambda r: r["compact_defrag_secs"], "{:.1f}"),
             Metric("other processes' CPU s", "", lambda r: r["other_cpu_secs"], "{:.2f}", ratio=False)],
 }
-THROUGHPUT = [Metric("throughput req/s", "higher", lambda r: r["bench"]["requests_per_sec"], "{:.0f}"),
-              Metric("average latency ms", "lower", _lat("average_ms"), "{:.2f}"),
-              Metric("p99 latency ms", "lower", _lat("p99_ms"), "{:.2f}")] + COMMON_TAIL
 
-# The issue's targets (3 members): (metric label, kind, factor)
+# The issue's targets against etcd 3.6 at 3 members: (metric label, kind, factor). Kinds:
+# "ge"/"le" compare the ratio Ballast/etcd 3.6, "all" needs every watch event delivered,
+# "zero" needs Ballast's value to be 0.
 TARGETS = {
-    "put-1": [("average latency ms", "le", 1.0)],
-    "put-1000": [("throughput req/s", "ge", 1.5), ("p99 latency ms", "le", 1.0)],
-    "range-l": [("throughput req/s", "ge", 1.5)],
-    "range-s": [("throughput req/s", "ge", 1.5)],
-    "txn-put": [("throughput req/s", "ge", 1.5)],
-    "watch": [("events delivered / expected", "all", 1.0), ("p99 delivery ms (put ack → event)", "le", 1.0)],
-    "big": [("peak RSS MiB (VmHWM)", "le", 1.0), ("RSS MiB after load", "le", 1.0),
-            ("RSS MiB after compact+defrag", "le", 1.0),
-            ("db size MiB after compact+defrag", "le", 1.0)],
+    "put-1": [("average latency ms", "le", 0.8)],
+    "put-1000": [("throughput req/s", "ge", 2.0), ("p99 latency ms", "le", 0.5)],
+    "range-l": [("throughput req/s", "ge", 2.0)],
+    "range-s": [("throughput req/s", "ge", 2.0)],
+    "watch": [("events delivered / expected", "all", 1.0)],
+    "k8s-list": [("throughput req/s", "ge", 1.0)],
+    "k8s-watch": [("events delivered / expected", "all", 1.0), ("p99 delivery ms (put ack → event)", "le", 1.0)],
+    "k8s-lease-keys": [("throughput req/s", "ge", 1.0), ("keys left after TTL + wait (lost expiries)", "zero", 0)],
+    "k8s-guarded-update": [("throughput req/s", "ge", 1.0)],
+    "big": [("peak RSS MiB (VmHWM)", "le", 0.5), ("RSS MiB after load", "le", 0.5)],
 }
 
 
 def safe(get, rec):
     try:
         return get(rec)
-    except (KeyError, TypeError, ZeroDivisionError):
+    except (KeyError, TypeError, ZeroDivisionError, IndexError):
         return None
 
 
-def rows_for(wid: str, members: int, recs: dict) -> list[dict]:
-    """Table rows of one workload at one cluster size; recs maps server -> record."""
+def _ratio(m: Metric, b, e):
+    if m.ratio and isinstance(e, (int, float)) and isinstance(b, (int, float)) and e:
+        return b / e
+    return None
+
+
+def rows_for(wid: str, members: int, client: str, recs: dict) -> list[dict]:
+    """Table rows of one workload, cluster size and client; recs maps server -> record."""
     out = []
     targets = {lbl: (kind, f) for lbl, kind, f in TARGETS.get(wid, [])} if members == 3 else {}
     for m in METRICS.get(wid, THROUGHPUT):
         vals = {s: (safe(m.get, recs[s]) if s in recs and "error" not in recs[s] else None) for s in SERVERS}
-        e, b = vals["etcd"], vals["ballast"]
-        ratio = b / e if m.ratio and isinstance(e, (int, float)) and isinstance(b, (int, float)) and e else None
+        b = vals["ballast"]
+        r36, r34 = _ratio(m, b, vals["etcd36"]), _ratio(m, b, vals["etcd34"])
         target = ""
         if m.label in targets:
             kind, f = targets[m.label]
@@ -574,14 +694,17 @@ def rows_for(wid: str, members: int, recs: dict) -> list[dict]:
                 ok = "ballast" in recs and "error" not in recs["ballast"] and \
                     recs["ballast"]["bench"]["watch"]["all_delivered_once_in_order"]
                 target = "all delivered: " + ("met" if ok else "NOT met")
-            elif ratio is None:
+            elif kind == "zero":
+                target = "0: " + ("n/a" if b is None else "met" if b == 0 else "NOT met")
+            elif r36 is None:
                 target = ("≥ " if kind == "ge" else "≤ ") + f"{f:g}×: n/a"
             else:
-                ok = ratio >= f if kind == "ge" else ratio <= f
+                ok = r36 >= f if kind == "ge" else r36 <= f
                 target = ("≥ " if kind == "ge" else "≤ ") + f"{f:g}×: " + ("met" if ok else "NOT met")
-        out.append({"members": members, "workload": wid, "metric": m.label, "better": m.better,
-                    "etcd": e, "ballast": b, "ratio": ratio, "target": target,
-                    "etcd_text": fmt(m, e), "ballast_text": fmt(m, b)})
+        out.append({"members": members, "workload": wid, "client": client, "metric": m.label,
+                    "better": m.better, **{s: vals[s] for s in SERVERS},
+                    "ratio_etcd36": r36, "ratio_etcd34": r34, "target": target,
+                    **{f"{s}_text": fmt(m, vals[s]) for s in SERVERS}})
     return out
 
 
@@ -592,16 +715,20 @@ def fmt(m: Metric, v) -> str:
 
 
 def render(rows: list[dict], titles: dict, markdown: bool) -> str:
-    head = ["members", "workload", "metric", "better", "etcd", "Ballast", "Ballast/etcd", "target (3 members)"]
+    head = ["members", "workload", "client", "metric", "better", "etcd 3.6", "etcd 3.4", "Ballast",
+            "Ballast/3.6", "Ballast/3.4", "target vs 3.6 (3 members)"]
     body = []
     last = None
+    ratio = lambda v: f"{v:.2f}" if v is not None else "–"
     for r in rows:
-        key = (r["members"], r["workload"])
+        key = (r["members"], r["workload"], r.get("client"))
         first = key != last
         last = key
-        body.append([str(r["members"]) if first else "", titles[r["workload"]] if first else "",
-                     r["metric"], r["better"], r["etcd_text"], r["ballast_text"],
-                     f"{r['ratio']:.2f}" if r["ratio"] is not None else "–", r["target"]])
+        client = r.get("client", "ballast-bench")
+        title = titles.get((r["workload"], client)) or titles.get(r["workload"], r["workload"])
+        body.append([str(r["members"]) if first else "", title if first else "", client if first else "",
+                     r["metric"], r["better"], r["etcd36_text"], r["etcd34_text"], r["ballast_text"],
+                     ratio(r["ratio_etcd36"]), ratio(r["ratio_etcd34"]), r["target"]])
     if markdown:
         lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
         lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in body]
@@ -614,6 +741,14 @@ def render(rows: list[dict], titles: dict, markdown: bool) -> str:
             out.append("")
         out.append(line(row))
     return "\n".join(out)
+
+
+def titles_of(ws: list[Workload]) -> dict:
+    t: dict = {w.id: w.title for w in ws}
+    for w in ws:
+        if w.etcd_title:
+            t[(w.id, "etcd-benchmark")] = f"{w.title} — etcd's tool: {w.etcd_title}"
+    return t
 
 
 # ---------------------------------------------------------------- profile
@@ -721,7 +856,7 @@ def profile_main(argv: list[str]) -> int:
         sys.exit("perf is missing: apt-get install linux-perf")
     ensure_etcd()  # etcdctl, for the range workloads' key and endpoint status
     ballast, bench = build(a.no_build)
-    a.duration_s, a.big_keys, a.watchers, a.watch_rate = a.seconds + 4, 0, 10_000, 1000
+    a.duration_s, a.big_keys, a.watchers, a.watch_rate, a.list_keys = a.seconds + 4, 0, 10_000, 1000, 100_000
     w = {x.id: x for x in workloads(a)}.get(a.workload)
     if w is None or w.big:
         ap.error("--workload must be one of put-1, put-1000, range-l, range-s, txn-put, watch")
@@ -809,13 +944,13 @@ def parse_duration(s: str) -> float:
 def table_rows(runs: list[dict]) -> list[dict]:
     """Table rows from run records, in the order the runs were made."""
     rows, seen = [], []
+    key = lambda r: (r["members"], r["workload"], r.get("client", "ballast-bench"))
     for r in runs:
-        key = (r["members"], r["workload"])
-        if key not in seen:
-            seen.append(key)
-    for n, wid in seen:
-        recs = {r["server"]: r for r in runs if (r["members"], r["workload"]) == (n, wid)}
-        rows += rows_for(wid, n, recs)
+        if key(r) not in seen:
+            seen.append(key(r))
+    for k in seen:
+        recs = {r["server"]: r for r in runs if key(r) == k}
+        rows += rows_for(k[1], k[0], k[2], recs)
     return rows
 
 
@@ -826,8 +961,8 @@ def render_saved(path: str, markdown: str | None) -> int:
         sys.exit(f"{path}: not a {SCHEMA} file")
     s = result["settings"]
     a = argparse.Namespace(duration_s=s["duration_secs"], big_keys=s["big_keys"], watchers=s["watchers"],
-                           watch_rate=s["watch_rate"])
-    titles = {w.id: w.title for w in workloads(a)}
+                           watch_rate=s["watch_rate"], list_keys=s.get("list_keys", 100_000))
+    titles = titles_of(workloads(a))
     rows = table_rows(result["runs"])
     print(render(rows, titles, markdown=False))
     if markdown:
@@ -836,18 +971,47 @@ def render_saved(path: str, markdown: str | None) -> int:
     return 0
 
 
+DEFAULT_WORKLOADS = ("put-1,put-1000,range-l,range-s,txn-put,watch,"
+                     "k8s-list,k8s-watch,k8s-lease-keys,k8s-guarded-update,big")
+
+
+def etcd_total(w: Workload, a, earlier: dict | None) -> int:
+    """etcd's benchmark runs a fixed --total: the rate ballast-bench measured on the
+    same server times --duration, so both clients load each server for about as long."""
+    rate = None
+    if earlier and "error" not in earlier:
+        rate = earlier["bench"]["requests_per_sec"]
+        if w.id == "k8s-list":  # ballast-bench counted whole lists; etcd's tool counts pages
+            rate *= max(1, a.list_keys // 500)
+    if not rate:
+        rate = 1000
+    return max(100, int(rate * a.duration_s))
+
+
+def command_for(client: str, w: Workload, cl: Cluster, tools: dict, a, earlier: dict | None) -> list[str]:
+    leader = ["--target-leader"] if w.target_leader else []
+    if client == "ballast-bench":
+        return [tools["ballast-bench"], "--endpoints", cl.endpoints, "--json"] + leader + w.args
+    return [tools["etcd-benchmark"], "--endpoints", cl.endpoints, "--precise"] + leader + \
+        ["--total", str(etcd_total(w, a, earlier))] + w.etcd_args
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--members", default="1,3", help="cluster sizes to run (default 1,3)")
-    ap.add_argument("--workloads", default="put-1,put-1000,range-l,range-s,txn-put,watch,big",
-                    help="comma-separated subset of: put-1,put-1000,range-l,range-s,txn-put,watch,big")
-    ap.add_argument("--duration", default="10s", help="measured time of each throughput run (default 10s)")
-    ap.add_argument("--big-keys", type=int, default=200_000,
-                    help="keys of 1 KiB for the big-data workload (default 200000; the issue's size is --full)")
+    ap.add_argument("--members", default="3", help="cluster sizes to run (default 3; e.g. 1,3)")
+    ap.add_argument("--workloads", default=DEFAULT_WORKLOADS,
+                    help=f"comma-separated subset of: {DEFAULT_WORKLOADS}")
+    ap.add_argument("--servers", default=",".join(SERVERS), help="subset of etcd36,etcd34,ballast")
+    ap.add_argument("--clients", default=",".join(CLIENTS),
+                    help="load generators: ballast-bench,etcd-benchmark (etcd's tools/benchmark)")
+    ap.add_argument("--duration", default="5s", help="measured time of each throughput run (default 5s)")
+    ap.add_argument("--big-keys", type=int, default=100_000,
+                    help="keys of 1 KiB for the big-data workload (default 100000; the issue's size is --full)")
     ap.add_argument("--full", action="store_true", help="the issue's full size: 1,000,000 keys of 1 KiB")
+    ap.add_argument("--list-keys", type=int, default=100_000, help="keys the k8s-list workload lists")
     ap.add_argument("--watchers", type=int, default=10_000)
-    ap.add_argument("--watch-rate", type=int, default=1000, help="puts/s of the watch workload")
+    ap.add_argument("--watch-rate", type=int, default=1000, help="puts/s of the watch workloads")
     ap.add_argument("--json", default=None, help="results file (default ./ballast-compare-<time>.json)")
     ap.add_argument("--markdown", default=None, help="also write the table as Markdown to this file")
     ap.add_argument("--data-root", default=None, help="parent of the temporary data directories "
@@ -855,6 +1019,9 @@ def main() -> int:
     ap.add_argument("--big-data-root", default=None, help="parent of the data directories of the big-data "
                     "workload only (default: --data-root), e.g. /dev/shm when the disk is short of space")
     ap.add_argument("--no-build", action="store_true", help="use the existing release binaries")
+    ap.add_argument("--ballast-bin", default=None, metavar="PATH",
+                    help="run this ballast binary instead of the one built (e.g. a copy of an earlier build, "
+                         "for before/after runs)")
     ap.add_argument("--deadline", default="30m", help="start no new run after this much time (default 30m)")
     ap.add_argument("--render", default=None, metavar="JSON",
                     help="only print the table of an earlier run's results file (with --markdown: write it too)")
@@ -868,13 +1035,22 @@ def main() -> int:
     sizes = [int(x) for x in a.members.split(",") if x]
     all_w = {w.id: w for w in workloads(a)}
     wanted = [x for x in a.workloads.split(",") if x]
-    unknown = [x for x in wanted if x not in all_w]
-    if unknown or any(n < 1 for n in sizes):
-        ap.error(f"unknown workloads {unknown} or bad --members")
-
+    servers = [x for x in a.servers.split(",") if x]
+    clients = [x for x in a.clients.split(",") if x]
+    unknown = [x for x in wanted if x not in all_w] + [x for x in servers if x not in SERVERS] + \
+        [x for x in clients if x not in CLIENTS]
+    if unknown or any(n < 1 for n in sizes) or not servers or not clients:
+        ap.error(f"unknown workloads, servers or clients {unknown}, or bad --members")
     started = time.time()
     ensure_etcd()
     ballast, bench = build(a.no_build)
+    if a.ballast_bin:
+        ballast = os.path.abspath(a.ballast_bin)
+    tools = {"ballast-bench": bench, "etcd34": shutil.which("etcd"), "ballast": ballast}
+    if "etcd36" in servers:
+        tools["etcd36"] = os.path.join(etcd36_tool("etcd36-tools.sh"), "etcd")
+    if "etcd-benchmark" in clients:
+        tools["etcd-benchmark"] = etcd36_tool("etcd36-benchmark.sh")
     data_root = a.data_root or tempfile.gettempdir()
     os.makedirs(data_root, exist_ok=True)
     result = {
@@ -883,64 +1059,74 @@ def main() -> int:
         "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_info(data_root),
         "big_data_fs": machine_info(a.big_data_root).get("data_fs") if a.big_data_root else None,
-        "versions": dict(versions(ballast), built_by_this_run=not a.no_build),
+        "versions": dict(versions(ballast, tools.get("etcd36")), built_by_this_run=not a.no_build,
+                         etcd_benchmark=tools.get("etcd-benchmark")),
         "settings": {"duration_secs": a.duration_s, "big_keys": a.big_keys, "watchers": a.watchers,
-                     "watch_rate": a.watch_rate, "quota_backend_bytes": QUOTA, "data_root": data_root,
-                     "big_data_root": a.big_data_root or data_root,
+                     "watch_rate": a.watch_rate, "list_keys": a.list_keys, "quota_backend_bytes": QUOTA,
+                     "data_root": data_root, "big_data_root": a.big_data_root or data_root,
+                     "servers": servers, "clients": clients,
                      "server_flags": "--name --data-dir --listen-client-urls --advertise-client-urls "
                                      "--listen-peer-urls --initial-advertise-peer-urls --initial-cluster "
                                      "--initial-cluster-state new --initial-cluster-token "
-                                     f"--quota-backend-bytes {QUOTA} (same for both; defaults otherwise)"},
+                                     f"--quota-backend-bytes {QUOTA} (same for all; defaults otherwise)"},
         "loadavg_start": list(os.getloadavg()),
         "runs": [],
     }
     log(f"machine: {result['machine']}; load average {result['loadavg_start']}")
-    titles = {w.id: w.title for w in all_w.values()}
+    titles = titles_of(list(all_w.values()))
     idx = 0
     for n in sizes:
         for wid in wanted:
             w = all_w[wid]
-            recs = {}
-            order = SERVERS if idx % 2 == 0 else tuple(reversed(SERVERS))  # alternate who goes first
-            idx += 1
-            for kind in order:
-                rec = {"members": n, "workload": wid, "server": kind}
-                root_of_run = (a.big_data_root or data_root) if w.big else data_root
-                need = space_needed(w, n, a)
-                free = shutil.disk_usage(root_of_run).free
-                if time.monotonic() > deadline:
-                    rec["error"] = "skipped: --deadline reached"
-                    log(f"{n} member(s) {wid} {kind}: skipped (deadline)")
-                elif free < need:
-                    rec["error"] = (f"skipped: needs about {need // MIB} MiB free under {root_of_run}, "
-                                    f"{free // MIB} MiB free (see --data-root, --big-data-root, --big-keys)")
-                    log(f"{n} member(s) {wid} {kind}: {rec['error']}")
-                else:
-                    root = tempfile.mkdtemp(prefix=f"ballast-compare-{kind}-", dir=root_of_run)
-                    rec["data_root"] = root_of_run
-                    cl = Cluster(kind, "etcd" if kind == "etcd" else ballast, root)
-                    log(f"{n} member(s) {wid} {kind}: starting")
-                    try:
-                        cl.start(n)
-                        rec.update(bench_once(bench, cl, w))
-                        b = rec["bench"]
-                        log(f"  {b['requests']} requests, {b['errors']} errors, {b['requests_per_sec']:.0f}/s, "
-                            f"server CPU {rec['server_cpu_secs']:.1f}s, client CPU {rec['client_cpu_secs']:.1f}s, other CPU {rec['other_cpu_secs']:.1f}s, "
-                            f"load {rec['loadavg_after'][0]:.2f}")
-                    except Exception as e:  # record and go on with the next run
-                        rec["error"] = str(e)
-                        log(f"  FAILED: {e}")
-                    finally:
-                        cl.stop()
-                        shutil.rmtree(root, ignore_errors=True)
-                recs[kind] = rec
-                result["runs"].append(rec)
+            for client in clients:
+                if client == "etcd-benchmark" and w.etcd_args is None:
+                    continue
+                # Rotate which server goes first, so slow drift on the shared machine
+                # (other engineers' builds) does not always hit the same server.
+                order = servers[idx % len(servers):] + servers[:idx % len(servers)]
+                idx += 1
+                for kind in order:
+                    rec = {"members": n, "workload": wid, "client": client, "server": kind}
+                    root_of_run = (a.big_data_root or data_root) if w.big else data_root
+                    need = space_needed(w, n, a)
+                    free = shutil.disk_usage(root_of_run).free
+                    if time.monotonic() > deadline:
+                        rec["error"] = "skipped: --deadline reached"
+                        log(f"{n} member(s) {wid} {client} {kind}: skipped (deadline)")
+                    elif free < need:
+                        rec["error"] = (f"skipped: needs about {need // MIB} MiB free under {root_of_run}, "
+                                        f"{free // MIB} MiB free (see --data-root, --big-data-root, --big-keys)")
+                        log(f"{n} member(s) {wid} {client} {kind}: {rec['error']}")
+                    else:
+                        root = tempfile.mkdtemp(prefix=f"ballast-compare-{kind}-", dir=root_of_run)
+                        rec["data_root"] = root_of_run
+                        cl = Cluster(kind, tools[kind], root)
+                        log(f"{n} member(s) {wid} {client} {kind}: starting")
+                        try:
+                            cl.start(n)
+                            if client == "etcd-benchmark" and w.etcd_seed:
+                                run([bench, "--endpoints", cl.endpoints, "--json"] + w.etcd_seed,
+                                    timeout=w.timeout)
+                            earlier = next((r for r in result["runs"] if (r["members"], r["workload"], r["server"],
+                                            r["client"]) == (n, wid, kind, "ballast-bench")), None)
+                            cmd = command_for(client, w, cl, tools, a, earlier)
+                            rec.update(bench_once(cmd, cl, w, client))
+                            b = rec["bench"]
+                            log(f"  {b['requests']} requests, {b['errors']} errors, {b['requests_per_sec']:.0f}/s, "
+                                f"server CPU {rec['server_cpu_secs']:.1f}s, client CPU {rec['client_cpu_secs']:.1f}s, "
+                                f"other CPU {rec['other_cpu_secs']:.1f}s, load {rec['loadavg_after'][0]:.2f}")
+                        except Exception as e:  # record and go on with the next run
+                            rec["error"] = str(e)
+                            log(f"  FAILED: {e}")
+                        finally:
+                            cl.stop()
+                            shutil.rmtree(root, ignore_errors=True)
+                    result["runs"].append(rec)
     rows = table_rows(result["runs"])
     result["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     result["elapsed_secs"] = time.time() - started
     result["loadavg_end"] = list(os.getloadavg())
     result["table"] = [{k: v for k, v in r.items() if not k.endswith("_text")} for r in rows]
-
     path = a.json or time.strftime("ballast-compare-%Y%m%d-%H%M%S.json")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:
@@ -948,8 +1134,9 @@ def main() -> int:
     print(render(rows, titles, markdown=False))
     errors = [r for r in result["runs"] if "error" in r]
     for r in errors:
-        print(f"\n{r['members']} member(s) {r['workload']} {r['server']}: {r['error']}")
-    print(f"\nratio = Ballast/etcd; 'better' says which direction wins. RSS, CPU and sizes are sums over the members.")
+        print(f"\n{r['members']} member(s) {r['workload']} {r['client']} {r['server']}: {r['error']}")
+    print("\nratios = Ballast / etcd 3.6 and Ballast / etcd 3.4, each measured with the same client; "
+          "'better' says which direction wins. RSS, CPU and sizes are sums over the members.")
     print(f"elapsed {result['elapsed_secs']:.0f}s; load average at start {result['loadavg_start'][0]:.2f}, "
           f"at end {result['loadavg_end'][0]:.2f}; results: {path}")
     if a.markdown:

@@ -117,6 +117,15 @@ pub enum Command {
     Watch(WatchOpts),
     /// LeaseKeepAlive round trips, one lease and one keep-alive stream per client.
     LeaseKeepalive(LeaseOpts),
+    /// Full paginated lists of a prefix, as kube-apiserver lists (limit per
+    /// page, every page at the first page's revision).
+    List(ListOpts),
+    /// Short leases with a key attached to each (kube-apiserver's events):
+    /// LeaseGrant then Put with the lease; afterwards waits for the expiry.
+    LeaseKeys(LeaseKeysOpts),
+    /// Updates guarded by a mod_revision compare, retried on conflict, as
+    /// kube-apiserver's GuaranteedUpdate does.
+    GuardedUpdate(GuardedUpdateOpts),
 }
 
 impl Command {
@@ -128,6 +137,9 @@ impl Command {
             Command::TxnPut(_) => "txn-put",
             Command::Watch(_) => "watch",
             Command::LeaseKeepalive(_) => "lease-keepalive",
+            Command::List(_) => "list",
+            Command::LeaseKeys(_) => "lease-keys",
+            Command::GuardedUpdate(_) => "guarded-update",
         }
     }
 }
@@ -230,6 +242,75 @@ pub struct WatchOpts {
     /// Give up waiting for outstanding events after no event arrived for this long.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
+    /// Watch prefixes, as kube-apiserver watches a resource type: watcher w
+    /// watches everything under `<key w % watched-keys>/`, and put i writes a
+    /// new key `<key i % watched-keys>/<i>` (a new object each time).
+    #[arg(long)]
+    pub prefix: bool,
+}
+
+/// `list` flags.
+#[derive(Args, Debug, Clone)]
+pub struct ListOpts {
+    /// Prefix the keys live under (the list reads [PREFIX, prefix end)).
+    #[arg(default_value = "/registry/pods/")]
+    pub prefix: String,
+    /// Keys written under the prefix before the measured lists (setup, not timed).
+    #[arg(long, default_value_t = 100_000)]
+    pub keys: u64,
+    /// Value size of the written keys in bytes.
+    #[arg(long, default_value_t = 256)]
+    pub val_size: usize,
+    /// Keys per page (the range limit; kube-apiserver's default page is 500).
+    #[arg(long, default_value_t = 500)]
+    pub page_size: i64,
+    /// Do not write the keys (they exist already, e.g. from an earlier run).
+    #[arg(long)]
+    pub no_seed: bool,
+    /// Read the pages serializably instead of linearizably.
+    #[arg(long)]
+    pub serializable: bool,
+}
+
+/// `lease-keys` flags.
+#[derive(Args, Debug, Clone)]
+pub struct LeaseKeysOpts {
+    /// TTL (seconds) of every lease.
+    #[arg(long, default_value_t = 5)]
+    pub ttl: i64,
+    /// Prefix of the keys (key n is `<prefix><n>`).
+    #[arg(long, default_value = "/registry/events/")]
+    pub prefix: String,
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 256)]
+    pub val_size: usize,
+    /// After the run, wait at most this long past the TTL for every key to be
+    /// deleted by its lease's expiry (0s: do not wait).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub expiry_wait: Duration,
+    /// Maximum requests (grant + put) per second over all clients (0 = unlimited).
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+}
+
+/// `guarded-update` flags.
+#[derive(Args, Debug, Clone)]
+pub struct GuardedUpdateOpts {
+    /// Keys written before the run (setup) and updated at random.
+    #[arg(long, default_value_t = 1_000)]
+    pub key_space_size: u64,
+    /// Prefix of the keys (key n is `<prefix><n>`).
+    #[arg(long, default_value = "/registry/configmaps/")]
+    pub prefix: String,
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 256)]
+    pub val_size: usize,
+    /// Give an update up after this many conflicting attempts.
+    #[arg(long, default_value_t = 100)]
+    pub max_attempts: u32,
+    /// Maximum updates per second over all clients (0 = unlimited).
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
 }
 
 /// `lease-keepalive` flags.
@@ -284,5 +365,25 @@ mod tests {
     #[test]
     fn cert_needs_key() {
         assert!(Cli::try_parse_from(["ballast-bench", "put", "--cert", "c.pem"]).is_err());
+    }
+
+    #[test]
+    fn kubernetes_workloads_default_to_kube_apiserver_shapes() {
+        let cli = Cli::try_parse_from(["ballast-bench", "list"]).expect("parse");
+        let Command::List(l) = cli.command else {
+            panic!("not a list command")
+        };
+        assert_eq!(
+            (l.prefix.as_str(), l.keys, l.page_size),
+            ("/registry/pods/", 100_000, 500)
+        );
+        let cli = Cli::try_parse_from(["ballast-bench", "watch", "--prefix"]).expect("parse");
+        let Command::Watch(w) = cli.command else {
+            panic!("not a watch command")
+        };
+        assert!(w.prefix);
+        let cli = Cli::try_parse_from(["ballast-bench", "guarded-update", "--max-attempts", "3"])
+            .expect("parse");
+        assert_eq!(cli.command.name(), "guarded-update");
     }
 }

@@ -45,6 +45,12 @@ pub struct Report {
     pub histogram: Vec<Bucket>,
     /// Delivery checks and extra latencies of the watch workload.
     pub watch: Option<WatchSummary>,
+    /// What the Kubernetes-shaped workloads counted besides requests (list:
+    /// pages and keys per list; lease-keys: leases, expiry; guarded-update:
+    /// conflicts and retries). A JSON object, because each workload counts
+    /// different things and a runner only copies them into its table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
     /// Non-fatal problems (e.g. an endpoint that was unreachable and skipped).
     pub warnings: Vec<String>,
 }
@@ -177,6 +183,9 @@ impl Report {
         if let Some(w) = &self.watch {
             s.push_str(&render_watch(w));
         }
+        if let Some(d) = &self.details {
+            let _ = writeln!(s, "\nDetails:\n  {d}");
+        }
         if !self.error_messages.is_empty() {
             let _ = writeln!(s, "\nError distribution ({} errors):", self.errors);
             for e in &self.error_messages {
@@ -303,6 +312,7 @@ mod tests {
                 },
             ],
             watch: None,
+            details: None,
             warnings: vec![],
         }
     }

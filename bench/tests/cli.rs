@@ -28,7 +28,16 @@ fn help_lists_the_workloads() {
     let out = bench(&["--help"]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for w in ["put", "range", "txn-put", "watch", "lease-keepalive"] {
+    for w in [
+        "put",
+        "range",
+        "txn-put",
+        "watch",
+        "lease-keepalive",
+        "list",
+        "lease-keys",
+        "guarded-update",
+    ] {
         assert!(text.contains(w), "--help does not mention {w}:\n{text}");
     }
 }
@@ -82,6 +91,9 @@ fn invalid_flags_exit_2_before_connecting() {
         &["put", "--total", "0"],
         &["put", "--cacert", "/nonexistent/ca.pem"],
         &["put", "--no-such-flag"],
+        &["list", "--page-size", "0"],
+        &["lease-keys", "--ttl", "0"],
+        &["guarded-update", "--max-attempts", "0"],
     ] {
         let mut argv = vec!["--endpoints", endpoint.as_str()];
         argv.extend_from_slice(args);

@@ -216,9 +216,9 @@ pub async fn serve_peers(s: Arc<EtcdServer>) -> Result<()> {
     for u in &s.cfg.listen_peer_urls {
         let bound = crate::listen::bind(u).await?;
         let svc = RaftPeerServer::new(PeerService(s.clone())).max_decoding_message_size(usize::MAX);
-        let server = tonic::transport::Server::builder()
-            .tcp_nodelay(true)
-            .add_service(svc);
+        // No `.tcp_nodelay(true)` here: tonic applies it only to listeners it binds itself,
+        // never with `serve_with_incoming`; the accepted sockets get it below.
+        let server = tonic::transport::Server::builder().add_service(svc);
         if matches!(u.scheme(), "https" | "unixs") {
             let acceptor = s.tls.peer.as_ref().ok_or_else(|| {
                 Error::Other(format!(
@@ -239,9 +239,16 @@ pub async fn serve_peers(s: Arc<EtcdServer>) -> Result<()> {
         match bound {
             Bound::Tcp(addr, listener) => {
                 tracing::info!(address = %addr, "serving peer traffic");
-                tasks.push(tokio::spawn(
-                    server.serve_with_incoming(TcpListenerStream::new(listener)),
-                ));
+                // Nagle off on every accepted peer socket, as Go (etcd) has it on all TCP
+                // sockets: otherwise a small frame this side writes (a LeaseRenew or Probe
+                // answer, a WINDOW_UPDATE) waits for the ACK of the previous one, which the
+                // other side may delay by up to 40 ms.
+                let incoming = TcpListenerStream::new(listener).map(|accepted| {
+                    accepted.inspect(|tcp| {
+                        let _ = tcp.set_nodelay(true);
+                    })
+                });
+                tasks.push(tokio::spawn(server.serve_with_incoming(incoming)));
             }
             Bound::Unix(socket) => {
                 tracing::info!(address = %socket.path().display(), "serving peer traffic");

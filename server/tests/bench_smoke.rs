@@ -193,6 +193,142 @@ fn watch_delivers_every_event_once_in_order() {
     }
 }
 
+/// The Kubernetes-shaped workloads (issue 15): each run small, each checked by
+/// what it counted and by reading the server's state back with etcdctl.
+#[test]
+fn kubernetes_shaped_workloads_count_what_they_did() {
+    let server = TestServer::start();
+    let url = server.client_url();
+
+    // Paginated list: 1234 keys in pages of 100 is 13 pages; a list that does
+    // not return exactly 1234 keys (a page lost or repeated) is an error.
+    let list = bench_ok(
+        &url,
+        &[
+            "list",
+            "/smoke/pods/",
+            "--keys",
+            "1234",
+            "--page-size",
+            "100",
+            "--val-size",
+            "64",
+            "--total",
+            "6",
+            "--clients",
+            "2",
+        ],
+    );
+    assert_eq!(list.requests, 6);
+    let details = list.details.as_ref().expect("list details");
+    assert_eq!(details["pages_per_list"], 13);
+    let stored = server.etcdctl_json(&["get", "/smoke/pods/", "--prefix", "--limit", "1"]);
+    assert_eq!(stored["count"], 1234, "{stored}");
+
+    // Prefix watches: 20 watchers on 4 prefixes (5 each), 40 puts of new keys
+    // (10 per prefix): 200 events, none lost, duplicated or reordered.
+    let watch = bench_ok(
+        &url,
+        &[
+            "watch",
+            "--prefix",
+            "--watchers",
+            "20",
+            "--streams",
+            "4",
+            "--watched-keys",
+            "4",
+            "--puts",
+            "40",
+            "--put-rate",
+            "0",
+            "--clients",
+            "4",
+            "--drain-timeout",
+            "5s",
+        ],
+    );
+    let w = watch.watch.as_ref().expect("watch summary");
+    assert_eq!(
+        (w.puts, w.events_expected, w.events_received),
+        (40, 200, 200),
+        "{w:?}"
+    );
+    assert_eq!(
+        (
+            w.missing,
+            w.duplicates,
+            w.out_of_order,
+            w.unexpected,
+            w.stream_errors
+        ),
+        (0, 0, 0, 0, 0),
+        "{w:?}"
+    );
+    assert!(w.all_delivered_once_in_order, "{w:?}");
+    // Each put created a new key under its prefix (the prefixes are
+    // zero-padded numbers, so all start with "0").
+    let created = server.etcdctl_json(&["get", "0", "--prefix", "--limit", "1"]);
+    assert_eq!(created["count"], 40, "{created}");
+
+    // Short leases with keys: every lease expires and takes its key along.
+    let leases = bench_ok(
+        &url,
+        &[
+            "lease-keys",
+            "--prefix",
+            "/smoke/events/",
+            "--ttl",
+            "2",
+            "--total",
+            "40",
+            "--clients",
+            "4",
+            "--expiry-wait",
+            "30s",
+        ],
+    );
+    assert_eq!(leases.requests, 40);
+    let d = leases.details.as_ref().expect("lease-keys details");
+    assert_eq!(d["leases_with_keys"], 40, "{d}");
+    assert_eq!(d["expiry"]["keys_left"], 0, "{d}");
+    assert_eq!(d["expiry"]["all_expired"], true, "{d}");
+    let left = server.etcdctl_json(&["get", "/smoke/events/", "--prefix", "--limit", "1"]);
+    // etcdctl's JSON omits a zero count; with --limit 1 the count is still the total.
+    assert_eq!(left["count"].as_i64().unwrap_or(0), 0, "{left}");
+
+    // Guarded updates on 5 keys from 8 clients: conflicts happen, no update is
+    // lost. Each key's version is 1 (seeded) + its successful updates.
+    let updates = bench_ok(
+        &url,
+        &[
+            "guarded-update",
+            "--prefix",
+            "/smoke/cm/",
+            "--key-space-size",
+            "5",
+            "--total",
+            "200",
+            "--clients",
+            "8",
+        ],
+    );
+    assert_eq!(updates.requests, 200);
+    let kvs = server.etcdctl_json(&["get", "/smoke/cm/", "--prefix"]);
+    let kvs = kvs["kvs"].as_array().expect("kvs");
+    assert_eq!(kvs.len(), 5);
+    let updated: i64 = kvs
+        .iter()
+        .map(|kv| kv["version"].as_i64().expect("version") - 1)
+        .sum();
+    assert_eq!(
+        updated, 200,
+        "sum of versions-1 must be the successful updates: {kvs:?}"
+    );
+    let d = updates.details.as_ref().expect("guarded-update details");
+    assert!(d["conflicts"].is_u64(), "{d}");
+}
+
 #[test]
 fn unreachable_endpoint_is_fatal() {
     // Nothing listens on a port we just probed free.

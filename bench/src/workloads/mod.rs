@@ -5,10 +5,14 @@
 //! measured latency is from just before the call to its response; setup
 //! (connecting, seeding, creating watchers, granting leases) is not timed.
 
+mod guarded_update;
 mod keys;
 mod lease;
+mod lease_keys;
+mod list;
 mod put;
 mod range;
+mod seed;
 mod txn_put;
 mod watch;
 
@@ -76,6 +80,7 @@ impl Ctx<'_> {
             latency: measured.latency(),
             histogram: measured.histogram(),
             watch: None,
+            details: None,
             warnings: self.pool.warnings.clone(),
         }
     }
@@ -102,6 +107,9 @@ pub(crate) fn validate(cli: &Cli) -> Result<(), BenchError> {
         Command::TxnPut(o) => txn_put::validate(o),
         Command::Watch(o) => watch::validate(o, g),
         Command::LeaseKeepalive(o) => lease::validate(o),
+        Command::List(o) => list::validate(o),
+        Command::LeaseKeys(o) => lease_keys::validate(o),
+        Command::GuardedUpdate(o) => guarded_update::validate(o),
     }
 }
 
@@ -118,6 +126,9 @@ pub(crate) async fn run(cli: &Cli, pool: &Pool, show_progress: bool) -> Result<R
         Command::TxnPut(o) => txn_put::run(&ctx, o).await,
         Command::Watch(o) => watch::run(&ctx, o).await,
         Command::LeaseKeepalive(o) => lease::run(&ctx, o).await,
+        Command::List(o) => list::run(&ctx, o).await,
+        Command::LeaseKeys(o) => lease_keys::run(&ctx, o).await,
+        Command::GuardedUpdate(o) => guarded_update::run(&ctx, o).await,
     }
 }
 

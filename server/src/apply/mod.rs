@@ -391,7 +391,7 @@ impl Applier {
             self.wait.trigger(id, res);
         }
         if self.quota_bytes > 0
-            && self.store.backend().quota_size() > self.quota_bytes
+            && self.store.backend().over_quota(self.quota_bytes)
             && !self.alarms.nospace()
         {
             (self.on_quota_exceeded)();

@@ -193,6 +193,14 @@ impl Backend {
         self.quota_estimate().min(self.size())
     }
 
+    /// Whether [`Backend::quota_size`] exceeds `quota`, checked after every applied batch.
+    /// The estimate comes first because it is a load from memory, while the file's length
+    /// is a `statx` call, which etcd (tracking bbolt's size in memory) does not make per write.
+    pub fn over_quota(&self, quota: u64) -> bool {
+        // min(estimate, size) > quota exactly when both are.
+        self.quota_estimate() > quota && self.size() > quota
+    }
+
     /// etcd's `Available`: whether `cost` more bytes keep [`Backend::quota_size`] below
     /// `quota`. Checked on every write, so the file's length (a system call) is looked at
     /// only when the estimate alone does not fit.
@@ -494,9 +502,14 @@ mod tests {
         let size = backend.quota_size();
         assert!(backend.quota_fits(10, size + 11));
         assert!(!backend.quota_fits(10, size + 10));
+        // over_quota agrees with quota_size on both sides of the boundary.
+        assert!(backend.over_quota(size - 1));
+        assert!(!backend.over_quota(size));
         // A stale estimate far beyond the file is bounded by the file's length.
         backend.note_written(u64::MAX / 2);
         assert!(backend.quota_fits(10, backend.size() + 11));
+        assert!(!backend.over_quota(backend.size()));
+        assert!(backend.over_quota(backend.size() - 1));
     }
 
     #[test]

@@ -13,6 +13,9 @@
 //! * write-to-event: from sending the put to the event's receipt, the delay a
 //!   watching application sees end to end.
 //!
+//! With `--prefix` each watcher watches a prefix and every put creates a new
+//! key under it, as kube-apiserver watches a resource type.
+//!
 //! Watchers are all created (and acknowledged by the server) before the first
 //! put, so no event can be missed by starting late.
 
@@ -47,7 +50,13 @@ pub(super) const SEQ_BYTES: usize = 8;
 pub(crate) async fn run(ctx: &Ctx<'_>, o: &WatchOpts) -> Result<Report, BenchError> {
     let keys: Arc<Vec<Vec<u8>>> = Arc::new(
         (0..o.watched_keys)
-            .map(|k| watch_key(k, o.key_size))
+            .map(|k| {
+                let mut key = watch_key(k, o.key_size);
+                if o.prefix {
+                    key.push(b'/');
+                }
+                key
+            })
             .collect(),
     );
     let progress = Progress::start(ctx.show_progress, Some(events_if_all_succeed(o)), "events");
@@ -73,6 +82,7 @@ pub(crate) async fn run(ctx: &Ctx<'_>, o: &WatchOpts) -> Result<Report, BenchErr
             delivery: delivery.recorder(),
             write_to_event: write_to_event.recorder(),
             created: 0,
+            prefix: o.prefix,
         };
         streams.spawn(stream.run(ctx.pool.channel(s), ready, shutdown_rx.clone()));
     }
@@ -97,6 +107,7 @@ pub(crate) async fn run(ctx: &Ctx<'_>, o: &WatchOpts) -> Result<Report, BenchErr
             value_tail: Arc::clone(&value_tail),
             rec: puts.recorder(),
             timeout: ctx.global.request_timeout,
+            prefix: o.prefix,
         };
         putters.spawn(putter.run(Arc::clone(&work)));
     }
@@ -157,6 +168,7 @@ pub(crate) async fn run(ctx: &Ctx<'_>, o: &WatchOpts) -> Result<Report, BenchErr
         "put_rate": o.put_rate,
         "key_size": o.key_size,
         "val_size": o.val_size,
+        "prefix": o.prefix,
     });
     let mut report = ctx.report("watch", params, &delivery, elapsed);
     // Errors of the run: failed puts and broken watch streams, with their messages.

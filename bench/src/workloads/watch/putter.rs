@@ -23,6 +23,8 @@ pub(super) struct Putter {
     pub value_tail: Arc<[u8]>,
     pub rec: Recorder,
     pub timeout: Duration,
+    /// Write `<key>/<n>` (keys end in '/' then) instead of the key itself.
+    pub prefix: bool,
 }
 
 impl Putter {
@@ -33,8 +35,12 @@ impl Putter {
             let mut value = Vec::with_capacity(SEQ_BYTES + self.value_tail.len());
             value.extend_from_slice(&n.to_be_bytes());
             value.extend_from_slice(&self.value_tail);
+            let mut put_key = self.keys[key].clone();
+            if self.prefix {
+                put_key.extend_from_slice(n.to_string().as_bytes());
+            }
             let req = PutRequest {
-                key: self.keys[key].clone(),
+                key: put_key,
                 value,
                 ..Default::default()
             };

@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot, watch as signal};
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::transport::Channel;
 
+use super::super::seed::prefix_end;
 use super::shared::Shared;
 use super::SEQ_BYTES;
 use crate::error::status_text;
@@ -63,6 +64,8 @@ pub(super) struct WatchStream {
     pub write_to_event: Recorder,
     /// Created responses seen; the n-th belongs to the n-th create request.
     pub created: usize,
+    /// Watch everything under each key (which then ends in '/').
+    pub prefix: bool,
 }
 
 impl WatchStream {
@@ -88,6 +91,11 @@ impl WatchStream {
         for &key in &self.watcher_keys {
             let create = WatchCreateRequest {
                 key: self.keys[key].clone(),
+                range_end: if self.prefix {
+                    prefix_end(&self.keys[key])
+                } else {
+                    Vec::new()
+                },
                 ..Default::default()
             };
             let _ = tx.send(WatchRequest {
@@ -208,7 +216,13 @@ impl WatchStream {
             .map(u64::from_be_bytes)
             .and_then(|n| usize::try_from(n).ok())
             .filter(|&n| n < self.shared.sent_ns.len());
-        let ours = event.r#type == EventType::Put as i32 && kv.key == self.keys[w.key];
+        let watched = &self.keys[w.key];
+        let key_matches = if self.prefix {
+            kv.key.starts_with(watched)
+        } else {
+            kv.key == *watched
+        };
+        let ours = event.r#type == EventType::Put as i32 && key_matches;
         let Some(seq) = seq.filter(|_| ours) else {
             w.unexpected += 1;
             return;
