@@ -3,5 +3,16 @@
 //! its invocation and completion time, and the histories are checked afterwards.
 //!
 //! - [`history`]: what was recorded (the checker's input; no I/O).
+//! - [`cluster`]: the members, each in its own network namespace.
+//! - [`traffic`]: the clients and watchers that record the history.
+//! - [`faults`]: what is done to the members while traffic runs.
+//! - [`runner`]: one run of one scenario, start to report.
 
+pub mod cluster;
+mod error;
+pub mod faults;
 pub mod history;
+pub mod runner;
+pub mod traffic;
+
+pub use error::Error;
