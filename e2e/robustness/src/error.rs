@@ -1,8 +1,19 @@
-/// What can stop a run before it has a history to check.
+//! The crate's one error type.
+
+use std::path::PathBuf;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{context}: {source}")]
+    #[error("{path}: {source}")]
     Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("history JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A system call or program the run needs failed (starting a member, `kill`, cargo).
+    #[error("{context}: {source}")]
+    System {
         context: String,
         #[source]
         source: std::io::Error,
@@ -25,7 +36,7 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        Error::Io {
+        Error::System {
             context: context.into(),
             source,
         }

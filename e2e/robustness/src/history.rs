@@ -62,6 +62,11 @@ pub enum Request {
     LeaseRevoke {
         id: i64,
     },
+    /// Compaction of the key-value history up to `revision` (watches and reads from before it
+    /// are then answered "compacted").
+    Compact {
+        revision: i64,
+    },
 }
 
 /// What the server answered to a call that succeeded. `revision` is the response
@@ -94,6 +99,9 @@ pub enum Response {
         id: i64,
     },
     LeaseRevoke {
+        revision: i64,
+    },
+    Compact {
         revision: i64,
     },
 }
@@ -171,13 +179,18 @@ pub struct WatchSession {
 }
 
 /// Everything one run recorded.
+///
+/// The durability check needs the store's final state: after the traffic stops, the driver
+/// records one more linearizable `List` of the traffic's prefix as a normal operation (the
+/// checker takes the last `Ok` linearizable `List` invoked after every other operation
+/// returned).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct History {
     pub operations: Vec<Operation>,
     pub watches: Vec<WatchSession>,
-    /// Keys that were still attached to a lease the run granted, at the time it was
-    /// revoked by a client or expired (as far as the run knows: leases are granted with a
-    /// TTL and never kept alive unless `kept_alive`).
+    /// Every lease the run granted (leases are granted with a TTL and never kept alive
+    /// unless `kept_alive`), so the checker knows from when each may expire.
     pub leases: Vec<LeaseRecord>,
 }
 
@@ -186,7 +199,18 @@ pub struct History {
 pub struct LeaseRecord {
     pub id: i64,
     pub ttl: i64,
-    /// When the grant returned.
+    /// When the grant was invoked (the lease may expire from `granted + ttl` seconds on).
     pub granted: Time,
     pub kept_alive: bool,
+}
+
+impl History {
+    /// The history as JSON, so a failing run can be saved and replayed through the checker.
+    pub fn to_json(&self) -> Result<String, crate::Error> {
+        Ok(serde_json::to_string(self)?)
+    }
+
+    pub fn from_json(text: &str) -> Result<History, crate::Error> {
+        Ok(serde_json::from_str(text)?)
+    }
 }

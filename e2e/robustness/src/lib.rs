@@ -3,11 +3,13 @@
 //! its invocation and completion time, and the histories are checked afterwards.
 //!
 //! - [`history`]: what was recorded (the checker's input; no I/O).
+//! - [`check`]: the checker, from a history to a report of every guarantee broken.
 //! - [`cluster`]: the members, each in its own network namespace.
 //! - [`traffic`]: the clients and watchers that record the history.
 //! - [`faults`]: what is done to the members while traffic runs.
 //! - [`runner`]: one run of one scenario, start to report.
 
+pub mod check;
 pub mod cluster;
 mod error;
 pub mod faults;

@@ -11,6 +11,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
+use crate::check::{self, Options, Report, Verdict};
 use crate::cluster::{connect, Cluster};
 use crate::faults::{self, FaultKind, FaultRecord};
 use crate::history::{History, KeyValue, Operation, Outcome, Request, Response};
@@ -47,6 +48,8 @@ pub struct Stats {
     pub watch_sessions: usize,
     pub watch_events: usize,
     pub final_revision: i64,
+    /// The checker's verdict on linearizability.
+    pub linearizability: String,
 }
 
 /// What a run produced.
@@ -59,6 +62,8 @@ pub struct RunReport {
     /// Violations found by the checks, and anything that kept the run from finishing
     /// properly (a member that did not restart, watchers that did not catch up).
     pub problems: Vec<String>,
+    /// The checker's report, as text.
+    pub check: String,
     pub history: History,
 }
 
@@ -66,7 +71,7 @@ impl RunReport {
     /// One line: scenario, seed, operations, faults, watch events.
     pub fn summary(&self) -> String {
         format!(
-            "scenario {} seed {}: {} operations ({} ok, {} error), {} faults, {} watch events in {} sessions, final revision {}, {} problems",
+            "scenario {} seed {}: {} operations ({} ok, {} error), {} faults, {} watch events in {} sessions, final revision {}, {}, {} problems",
             self.scenario.name(),
             self.seed,
             self.stats.ok + self.stats.errors,
@@ -76,6 +81,7 @@ impl RunReport {
             self.stats.watch_events,
             self.stats.watch_sessions,
             self.stats.final_revision,
+            self.stats.linearizability,
             self.problems.len()
         )
     }
@@ -233,18 +239,31 @@ async fn run_async(config: &RunConfig) -> Result<RunReport, Error> {
     } else {
         let _ = traffic.finish_watchers(i64::MAX, Duration::ZERO, &mut history).await;
     }
+    drop(cluster);
     traffic::sort(&mut history);
     if let Some((_, kvs)) = &final_state {
         problems.extend(acknowledged::check(&history, kvs));
     }
-    let stats = stats(&history, final_revision);
-    drop(cluster);
+    let (history, check) = run_checker(history, start_revision - 1).await?;
+    problems.extend(
+        check
+            .violations
+            .iter()
+            .map(|v| format!("{:?}: {}", v.kind, v.description)),
+    );
+    let mut stats = stats(&history, final_revision);
+    stats.linearizability = match &check.linearizability {
+        Verdict::Linearizable => "linearizable".into(),
+        Verdict::NotLinearizable(_) => "not linearizable".into(),
+        Verdict::Inconclusive => "inconclusive".into(),
+    };
     Ok(RunReport {
         scenario: config.scenario,
         seed: config.seed,
         faults,
         stats,
         problems,
+        check: check.to_string(),
         history,
     })
 }
@@ -311,5 +330,20 @@ fn stats(history: &History, final_revision: i64) -> Stats {
             .map(|r| r.events.len())
             .sum(),
         final_revision,
+        linearizability: String::new(),
     }
+}
+
+/// The checker, off the runtime's threads (its search can take a while).
+async fn run_checker(history: History, initial_revision: i64) -> Result<(History, Report), Error> {
+    tokio::task::spawn_blocking(move || {
+        let options = Options {
+            initial_revision,
+            ..Options::default()
+        };
+        let report = check::all_with(&history, &options);
+        (history, report)
+    })
+    .await
+    .map_err(|e| Error::Setup(format!("the checker failed: {e}")))
 }

@@ -16,7 +16,7 @@ use rand::{Rng, SeedableRng};
 
 use super::convert::{kv, revision};
 use super::{Clock, TrafficConfig};
-use crate::history::{ClientId, LeaseRecord, Operation, Outcome, Request, Response};
+use crate::history::{ClientId, LeaseRecord, Operation, Outcome, Request, Response, Time};
 
 /// What one client recorded.
 #[derive(Debug, Default)]
@@ -58,7 +58,7 @@ pub async fn run(
             )),
         };
         let failed = matches!(outcome, Outcome::Error(_));
-        state.learn(&request, &outcome, ret);
+        state.learn(&request, &outcome, call);
         state.log.operations.push(Operation {
             client: id,
             call,
@@ -166,7 +166,7 @@ impl State {
     }
 
     /// Remembers what the answer says about keys and leases.
-    fn learn(&mut self, request: &Request, outcome: &Outcome, ret: u64) {
+    fn learn(&mut self, request: &Request, outcome: &Outcome, call: Time) {
         let Outcome::Ok(response) = outcome else {
             return;
         };
@@ -206,7 +206,7 @@ impl State {
                 self.log.leases.push(LeaseRecord {
                     id: *id,
                     ttl: *ttl,
-                    granted: ret,
+                    granted: call,
                     kept_alive: false,
                 });
             }
@@ -301,6 +301,12 @@ async fn execute(client: &mut Client, request: &Request) -> Result<Response, etc
         Request::LeaseRevoke { id } => {
             let r = client.lease_revoke(*id).await?;
             Response::LeaseRevoke {
+                revision: revision(r.header()),
+            }
+        }
+        Request::Compact { revision: rev } => {
+            let r = client.compact(*rev, None).await?;
+            Response::Compact {
                 revision: revision(r.header()),
             }
         }
