@@ -18,6 +18,11 @@ use super::convert::{kv, revision};
 use super::{Clock, TrafficConfig};
 use crate::history::{ClientId, LeaseRecord, Operation, Outcome, Request, Response, Time};
 
+/// How far behind the newest revision a client compacts: far enough that watchers keeping
+/// up are not affected, near enough that a watcher resuming after its member was down for
+/// a while may find its revision compacted.
+const COMPACT_LAG: i64 = 100;
+
 /// What one client recorded.
 #[derive(Debug, Default)]
 pub struct ClientLog {
@@ -40,11 +45,17 @@ pub async fn run(
         next_value: 0,
         seen: HashMap::new(),
         leases: Vec::new(),
+        failing: false,
+        newest: 0,
         log: ClientLog::default(),
         config,
     };
     while !stop.load(Ordering::Relaxed) {
-        let request = state.pick();
+        let request = if state.failing {
+            state.read()
+        } else {
+            state.pick()
+        };
         let call = clock.now();
         let result =
             tokio::time::timeout(state.config.call_timeout, execute(&mut client, &request)).await;
@@ -58,6 +69,7 @@ pub async fn run(
             )),
         };
         let failed = matches!(outcome, Outcome::Error(_));
+        state.failing = failed;
         state.learn(&request, &outcome, call);
         state.log.operations.push(Operation {
             client: id,
@@ -88,6 +100,12 @@ struct State {
     seen: HashMap<String, i64>,
     /// Leases this client granted and has not revoked.
     leases: Vec<i64>,
+    /// The last call failed: the client only reads until a call succeeds, so a member
+    /// that is down leaves one write of unknown outcome per client rather than one per
+    /// retry (each unknown write multiplies the linearizability search).
+    failing: bool,
+    /// The newest revision any response told this client of.
+    newest: i64,
     log: ClientLog,
     config: TrafficConfig,
 }
@@ -101,6 +119,14 @@ impl State {
     fn value(&mut self) -> String {
         self.next_value += 1;
         format!("c{}-{}", self.id, self.next_value)
+    }
+
+    fn read(&mut self) -> Request {
+        Request::Get {
+            key: self.key(),
+            revision: 0,
+            serializable: false,
+        }
     }
 
     fn pick(&mut self) -> Request {
@@ -151,7 +177,10 @@ impl State {
                     lease,
                 }
             }
-            96..100 if !self.leases.is_empty() => {
+            96..97 if self.newest > COMPACT_LAG => Request::Compact {
+                revision: self.newest - COMPACT_LAG,
+            },
+            97..100 if !self.leases.is_empty() => {
                 let i = self.rng.random_range(0..self.leases.len());
                 Request::LeaseRevoke {
                     id: self.leases.swap_remove(i),
@@ -170,6 +199,7 @@ impl State {
         let Outcome::Ok(response) = outcome else {
             return;
         };
+        self.newest = self.newest.max(response_revision(response));
         match (request, response) {
             (Request::Get { key, .. }, Response::Get { kv, .. }) => {
                 self.seen
@@ -212,6 +242,19 @@ impl State {
             }
             _ => {}
         }
+    }
+}
+
+fn response_revision(response: &Response) -> i64 {
+    match response {
+        Response::Get { revision, .. }
+        | Response::List { revision, .. }
+        | Response::Put { revision }
+        | Response::Delete { revision, .. }
+        | Response::CompareAndSet { revision, .. }
+        | Response::LeaseGrant { revision, .. }
+        | Response::LeaseRevoke { revision }
+        | Response::Compact { revision } => *revision,
     }
 }
 

@@ -132,6 +132,15 @@ async fn follow(
                     progress_notify: progress,
                 });
                 if resp.canceled() {
+                    if resp.compact_revision() > 0 {
+                        // What was before is gone: go on from the oldest revision left,
+                        // as an informer would after listing again.
+                        *seen = (*seen).max(resp.compact_revision() - 1);
+                        return Some(format!(
+                            "watch canceled: revision compacted, resuming from {}",
+                            resp.compact_revision()
+                        ));
+                    }
                     return Some(format!("watch canceled: {}", resp.cancel_reason()));
                 }
             }
