@@ -53,6 +53,13 @@ pub(crate) fn check(history: &History, report: &mut Report) {
     };
     let final_op = describe_operation(final_index, &history.operations[final_index]);
     let in_final = |key: &str| kvs.iter().find(|kv| kv.key == key);
+    let lease_may_end = |lease: i64| {
+        history.leases.iter().any(|l| l.id == lease)
+            || history
+                .operations
+                .iter()
+                .any(|op| matches!(op.request, Request::LeaseRevoke { id } if id == lease))
+    };
     // Deletes of `key` after `revision` that explain a key's absence.
     let deleted_after = |key: &str, revision: i64, lease: i64| {
         history
@@ -67,10 +74,22 @@ pub(crate) fn check(history: &History, report: &mut Report) {
                     }),
                 ) => k == key && *deleted > 0 && *r > revision,
                 (Request::Delete { key: k }, Outcome::Error(_)) => k == key,
-                (Request::LeaseRevoke { id }, _) => lease != 0 && *id == lease,
+                // A later put may have attached the key to a lease that then ended.
+                (
+                    Request::Put {
+                        key: k, lease: l, ..
+                    },
+                    outcome,
+                ) if k == key && *l != 0 => {
+                    let later = match outcome {
+                        Outcome::Ok(Response::Put { revision: r }) => *r > revision,
+                        _ => true,
+                    };
+                    later && lease_may_end(*l)
+                }
                 _ => false,
             })
-            || (lease != 0 && history.leases.iter().any(|l| l.id == lease))
+            || (lease != 0 && lease_may_end(lease))
             || history.watches.iter().any(|w| {
                 w.responses.iter().flat_map(|r| &r.events).any(|e| {
                     e.kind == EventKind::Delete && e.kv.key == key && e.kv.mod_revision > revision

@@ -156,6 +156,31 @@ pub(crate) fn entries<'h>(history: &'h History, names: &Names) -> Vec<Entry<'h>>
     entries
 }
 
+/// The store revisions an acknowledged operation can be applied at, from its response's
+/// revision (a change bumps the revision to the response's; anything else leaves it there).
+fn possible_before(step: &Step) -> std::ops::RangeInclusive<i64> {
+    let Step::Request(_, Some(response)) = step else {
+        return i64::MIN..=i64::MAX;
+    };
+    match response {
+        Response::Put { revision } => revision - 1..=revision - 1,
+        Response::Delete { revision, deleted } if *deleted > 0 => revision - 1..=revision - 1,
+        Response::CompareAndSet {
+            revision,
+            succeeded: true,
+            ..
+        } => revision - 1..=revision - 1,
+        // A revoke changes the revision when its lease has keys.
+        Response::LeaseRevoke { revision } => revision - 1..=*revision,
+        Response::Get { revision, .. }
+        | Response::List { revision, .. }
+        | Response::Delete { revision, .. }
+        | Response::CompareAndSet { revision, .. }
+        | Response::LeaseGrant { revision, .. }
+        | Response::Compact { revision } => *revision..=*revision,
+    }
+}
+
 /// Revisions that acknowledged writes say they created.
 fn claimed_revisions(entries: &[Entry]) -> HashSet<i64> {
     let mut claimed = HashSet::new();
@@ -182,35 +207,74 @@ fn claimed_revisions(entries: &[Entry]) -> HashSet<i64> {
     claimed
 }
 
-/// The changes watchers saw, per revision: an operation with an unknown outcome may only
-/// create a revision in a way that includes them (they are observations too), and the
-/// linearization must reach the newest of them.
+/// The changes clients saw, per revision (watch events, and the key-values any response
+/// carried, each naming the put that created its mod_revision): an operation with an
+/// unknown outcome may only create a revision in a way that includes them, and the
+/// linearization must reach the newest of them. Acknowledged operations must fit them
+/// too: a lease revoke may or may not delete keys, and only what was observed tells.
 struct Observed {
-    changes: BTreeMap<i64, Vec<(usize, Option<u32>)>>,
+    /// Per revision: keys changed, with the key's new state (None: deleted).
+    changes: BTreeMap<i64, Vec<(usize, Option<model::Entry>)>>,
 }
 
 impl Observed {
     fn of(history: &History, names: &Names) -> Observed {
-        let mut changes: BTreeMap<i64, Vec<(usize, Option<u32>)>> = BTreeMap::new();
+        let mut observed = Observed {
+            changes: BTreeMap::new(),
+        };
+        for op in &history.operations {
+            match &op.outcome {
+                Outcome::Ok(Response::Get { kv: Some(kv), .. })
+                | Outcome::Ok(Response::CompareAndSet { kv: Some(kv), .. }) => {
+                    observed.put(names, kv)
+                }
+                Outcome::Ok(Response::List { kvs, .. }) => {
+                    kvs.iter().for_each(|kv| observed.put(names, kv))
+                }
+                _ => {}
+            }
+        }
         for event in history
             .watches
             .iter()
             .flat_map(|w| &w.responses)
             .flat_map(|r| &r.events)
         {
-            let Some(key) = names.key(&event.kv.key) else {
-                continue;
-            };
-            let value = match event.kind {
-                EventKind::Put => names.value(&event.kv.value),
-                EventKind::Delete => None,
-            };
-            let at = changes.entry(event.kv.mod_revision).or_default();
-            if !at.contains(&(key, value)) {
-                at.push((key, value));
+            if let Some(prev) = &event.prev_kv {
+                observed.put(names, prev);
+            }
+            match event.kind {
+                EventKind::Put => observed.put(names, &event.kv),
+                EventKind::Delete => {
+                    observed.add(names, event.kv.mod_revision, &event.kv.key, None)
+                }
             }
         }
-        Observed { changes }
+        observed
+    }
+
+    /// A key-value anything returned says which put created its mod_revision.
+    fn put(&mut self, names: &Names, kv: &crate::history::KeyValue) {
+        if let Some(value) = names.value(&kv.value) {
+            let entry = model::Entry {
+                value,
+                create_revision: kv.create_revision,
+                mod_revision: kv.mod_revision,
+                version: kv.version,
+                lease: kv.lease,
+            };
+            self.add(names, kv.mod_revision, &kv.key, Some(entry));
+        }
+    }
+
+    fn add(&mut self, names: &Names, revision: i64, key: &str, entry: Option<model::Entry>) {
+        let Some(key) = names.key(key) else {
+            return;
+        };
+        let at = self.changes.entry(revision).or_default();
+        if !at.contains(&(key, entry)) {
+            at.push((key, entry));
+        }
     }
 
     fn newest(&self) -> Option<i64> {
@@ -218,18 +282,14 @@ impl Observed {
     }
 
     /// Whether going from `before` to `after` (one revision) includes what watchers saw.
-    fn fits(&self, _names: &Names, before: &Store, after: &Store) -> bool {
+    fn fits(&self, before: &Store, after: &Store) -> bool {
         let Some(seen) = self.changes.get(&after.revision) else {
             return true;
         };
-        seen.iter()
-            .all(|(key, value)| match (value, after.entries[*key]) {
-                (Some(value), Some(entry)) => {
-                    entry.value == *value && entry.mod_revision == after.revision
-                }
-                (None, None) => before.entries[*key].is_some(),
-                _ => false,
-            })
+        seen.iter().all(|(key, expected)| match expected {
+            Some(_) => after.entries[*key] == *expected,
+            None => after.entries[*key].is_none() && before.entries[*key].is_some(),
+        })
     }
 }
 
@@ -270,6 +330,7 @@ fn frame(
     entries: &[Entry],
     bits: &[u64],
     (call_lo, ret_lo): (usize, usize),
+    revision: i64,
     short: bool,
 ) -> Option<Frame> {
     let mut ret_lo = ret_lo;
@@ -291,6 +352,20 @@ fn frame(
         .filter(|e| !get(bits, **e))
         .copied()
         .collect();
+    // Revisions never go down: an operation that must come at a revision already passed
+    // makes this whole branch impossible.
+    if candidates
+        .iter()
+        .any(|e| *possible_before(&entries[*e].step).end() < revision)
+    {
+        return Some(Frame {
+            next: candidates.len(),
+            candidates,
+            applied: None,
+            call_lo,
+            ret_lo,
+        });
+    }
     candidates.extend(
         plan.unknown
             .iter()
@@ -348,7 +423,14 @@ pub(crate) fn search<'h>(
         witness,
         _history: std::marker::PhantomData,
     };
-    match frame(&plan, entries, &bits, (0, 0), store.revision < target) {
+    match frame(
+        &plan,
+        entries,
+        &bits,
+        (0, 0),
+        store.revision,
+        store.revision < target,
+    ) {
         None => {
             let witness = replay(names, entries, &initial, &[]);
             return result(Verdict::Linearizable, 0, Some(witness));
@@ -370,6 +452,16 @@ pub(crate) fn search<'h>(
         while top.next < top.candidates.len() {
             let e = top.candidates[top.next];
             top.next += 1;
+            // Cheap filters first: an unknown operation is only useful to create an
+            // unclaimed revision, and an acknowledged one only fits at the revisions its
+            // response allows.
+            let fits_revision = match entries[e].ret {
+                None => !claimed.contains(&(store.revision + 1)),
+                Some(_) => possible_before(&entries[e].step).contains(&store.revision),
+            };
+            if !fits_revision {
+                continue;
+            }
             steps += 1;
             if steps > options.step_budget {
                 return result(Verdict::Inconclusive, steps, None);
@@ -379,10 +471,11 @@ pub(crate) fn search<'h>(
                 continue;
             };
             if entries[e].ret.is_none()
-                && (effect == model::Effect::Unchanged
-                    || claimed.contains(&next.revision)
-                    || !observed.fits(names, &store, &next))
+                && (effect == model::Effect::Unchanged || claimed.contains(&next.revision))
             {
+                continue;
+            }
+            if effect == model::Effect::Changed && !observed.fits(&store, &next) {
                 continue;
             }
             set(&mut bits, e, true);
@@ -407,6 +500,7 @@ pub(crate) fn search<'h>(
             entries,
             &bits,
             (call_lo, ret_lo),
+            store.revision,
             store.revision < target,
         ) {
             None => {
@@ -425,7 +519,14 @@ pub(crate) fn search<'h>(
             }
         }
     }
-    let explanation = explain(history, names, entries, known, &deepest, target);
+    let explanation = explain(
+        history,
+        names,
+        entries,
+        known,
+        &deepest,
+        (target, &observed),
+    );
     result(Verdict::NotLinearizable(explanation), steps, None)
 }
 
@@ -437,7 +538,7 @@ fn explain(
     entries: &[Entry],
     known: usize,
     deepest: &(usize, Store, Vec<usize>),
-    target: i64,
+    (target, observed): (i64, &Observed),
 ) -> String {
     let (done, store, candidates) = deepest;
     let mut text = format!(
@@ -458,6 +559,10 @@ fn explain(
         let mut after = store.clone();
         let why = match model::apply(names, &mut after, &entry.step) {
             Err(why) => why,
+            Ok(model::Effect::Changed) if !observed.fits(store, &after) => format!(
+                "its change at revision {} is not what watch events or read key-values show for that revision",
+                after.revision
+            ),
             Ok(_) => "it fits here, but nothing fits after it".to_string(),
         };
         let what = match entry.source {

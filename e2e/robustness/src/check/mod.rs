@@ -23,6 +23,8 @@ mod revisions;
 mod watch;
 
 #[cfg(test)]
+mod generated;
+#[cfg(test)]
 mod tests;
 
 use std::path::Path;

@@ -109,6 +109,30 @@ pub(crate) fn check(
                 .collect()
         };
         if expected != got {
+            // When a revision that decides these keys' state was created by a write of
+            // unknown outcome, another choice of that write could explain the read.
+            let lowest = got
+                .iter()
+                .chain(&expected)
+                .map(|kv| kv.create_revision)
+                .min()
+                .unwrap_or(options.initial_revision);
+            let floor = if got.len() == expected.len() {
+                lowest
+            } else {
+                options.initial_revision
+            };
+            if let Some((uncertain, _)) = witness
+                .creators
+                .range(floor + 1..=revision)
+                .find(|(_, source)| !acknowledged(history, **source))
+            {
+                report.notes.push(format!(
+                    "not decided: {} differs from the linearization found, whose revision {uncertain} was created by an operation of unknown outcome",
+                    describe_operation(i, op)
+                ));
+                continue;
+            }
             report.violate(
                 Kind::InconsistentRead,
                 format!(
@@ -136,5 +160,12 @@ pub(crate) fn source_call(history: &History, source: Source) -> Time {
                 l.granted
                     .saturating_add((l.ttl.max(0) as u64).saturating_mul(1_000_000_000))
             }),
+    }
+}
+
+fn acknowledged(history: &History, source: Source) -> bool {
+    match source {
+        Source::Operation(i) => matches!(history.operations[i].outcome, Outcome::Ok(_)),
+        Source::Expiry(_) => false,
     }
 }

@@ -478,7 +478,7 @@ fn bad_histories() -> Vec<(&'static str, History, Vec<Kind>)> {
                     ],
                 )],
             ),
-            vec![Kind::WatchWrongEvent],
+            vec![Kind::WatchWrongEvent, Kind::NotLinearizable],
         ),
         (
             "a progress notification behind an event already delivered",
@@ -515,7 +515,7 @@ fn bad_histories() -> Vec<(&'static str, History, Vec<Kind>)> {
                     )
                 }],
             ),
-            vec![Kind::WatchPrevKv],
+            vec![Kind::WatchPrevKv, Kind::NotLinearizable],
         ),
         (
             "a watch from a compacted revision not cancelled",
