@@ -45,6 +45,9 @@ enum Command {
         /// Where data directories, logs and failing histories go.
         #[arg(long, default_value = "/tmp/ballast-robustness")]
         dir: PathBuf,
+        /// Clients also compact the history now and then.
+        #[arg(long)]
+        compaction: bool,
     },
     /// Runs one scenario once (to replay a seed).
     Run {
@@ -56,6 +59,8 @@ enum Command {
         duration: Duration,
         #[arg(long, default_value = "/tmp/ballast-robustness")]
         dir: PathBuf,
+        #[arg(long)]
+        compaction: bool,
     },
 }
 
@@ -77,14 +82,24 @@ fn main() -> anyhow::Result<()> {
             seed,
             scenario,
             dir,
-        } => soak(&binary, duration, run_duration, seed, scenario, &dir),
+            compaction,
+        } => soak(
+            &binary,
+            duration,
+            run_duration,
+            seed,
+            scenario,
+            &dir,
+            compaction,
+        ),
         Command::Run {
             scenario,
             seed,
             duration,
             dir,
+            compaction,
         } => {
-            let report = run_one(&binary, scenario, seed, duration, &dir, 0)?;
+            let report = run_one(&binary, scenario, seed, duration, &dir, 0, compaction)?;
             if !report.problems.is_empty() {
                 bail!("{} problems", report.problems.len());
             }
@@ -100,6 +115,7 @@ fn soak(
     seed: Option<u64>,
     only: Option<FaultKind>,
     dir: &std::path::Path,
+    compaction: bool,
 ) -> anyhow::Result<()> {
     let seed = seed.unwrap_or_else(|| rand::rng().random());
     println!("soak seed {seed} for {}", humantime::format_duration(duration));
@@ -108,7 +124,15 @@ fn soak(
     let (mut runs, mut ok, mut errors, mut faults, mut events) = (0, 0, 0, 0, 0);
     while started.elapsed() < duration {
         let scenario = only.unwrap_or(FaultKind::ALL[runs % FaultKind::ALL.len()]);
-        let report = run_one(binary, scenario, seeds.random(), run_duration, dir, runs)?;
+        let report = run_one(
+            binary,
+            scenario,
+            seeds.random(),
+            run_duration,
+            dir,
+            runs,
+            compaction,
+        )?;
         runs += 1;
         ok += report.stats.ok;
         errors += report.stats.errors;
@@ -135,6 +159,7 @@ fn run_one(
     duration: Duration,
     dir: &std::path::Path,
     n: usize,
+    compaction: bool,
 ) -> anyhow::Result<RunReport> {
     let run_dir = dir.join(format!("run-{n}-{}-{seed}", scenario.name()));
     std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
@@ -143,7 +168,10 @@ fn run_one(
         scenario,
         seed,
         duration,
-        traffic: TrafficConfig::default(),
+        traffic: TrafficConfig {
+            compaction,
+            ..TrafficConfig::default()
+        },
         dir: run_dir.clone(),
         binary: binary.to_path_buf(),
     };

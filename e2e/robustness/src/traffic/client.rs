@@ -177,7 +177,7 @@ impl State {
                     lease,
                 }
             }
-            96..97 if self.newest > COMPACT_LAG => Request::Compact {
+            96..97 if self.config.compaction && self.newest > COMPACT_LAG => Request::Compact {
                 revision: self.newest - COMPACT_LAG,
             },
             97..100 if !self.leases.is_empty() => {
