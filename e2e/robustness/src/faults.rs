@@ -121,7 +121,10 @@ pub async fn inject(
             cluster.kill_member(target);
             let tear = torn_wal::tear(&cluster.members[target].wal_dir(), rng)?;
             cluster.start_member(target)?;
-            format!("{role} killed, restarted on a torn WAL: {}", tear.description)
+            format!(
+                "{role} killed, restarted on a torn WAL: {}",
+                tear.description
+            )
         }
     };
     Ok(FaultRecord {

@@ -20,7 +20,9 @@ use clap::{Parser, Subcommand};
 use rand::{Rng, SeedableRng};
 
 #[derive(Parser)]
-#[command(about = "Ballast's robustness suite: traffic, faults and history checks on a real cluster")]
+#[command(
+    about = "Ballast's robustness suite: traffic, faults and history checks on a real cluster"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -118,7 +120,10 @@ fn soak(
     compaction: bool,
 ) -> anyhow::Result<()> {
     let seed = seed.unwrap_or_else(|| rand::rng().random());
-    println!("soak seed {seed} for {}", humantime::format_duration(duration));
+    println!(
+        "soak seed {seed} for {}",
+        humantime::format_duration(duration)
+    );
     let mut seeds = rand::rngs::StdRng::seed_from_u64(seed);
     let started = Instant::now();
     let (mut runs, mut ok, mut errors, mut faults, mut events) = (0, 0, 0, 0, 0);

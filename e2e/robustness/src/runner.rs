@@ -237,7 +237,9 @@ async fn run_async(config: &RunConfig) -> Result<RunReport, Error> {
             problems.push(e);
         }
     } else {
-        let _ = traffic.finish_watchers(i64::MAX, Duration::ZERO, &mut history).await;
+        let _ = traffic
+            .finish_watchers(i64::MAX, Duration::ZERO, &mut history)
+            .await;
     }
     drop(cluster);
     traffic::sort(&mut history);

@@ -2,7 +2,7 @@
 //! fresh 3-member cluster, whose history must show no violation. Needs root and `ip`.
 //!
 //! `BALLAST_ROBUSTNESS_SEED` replays a seed (printed by every run);
-//! `BALLAST_ROBUSTNESS_DURATION` sets the traffic time per scenario (default 15s).
+//! `BALLAST_ROBUSTNESS_DURATION` sets the traffic time per scenario (default 20s).
 
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -12,7 +12,7 @@ use ballast_robustness::faults::FaultKind;
 use ballast_robustness::runner::{self, RunConfig};
 use ballast_robustness::traffic::TrafficConfig;
 
-const DEFAULT_DURATION: Duration = Duration::from_secs(15);
+const DEFAULT_DURATION: Duration = Duration::from_secs(20);
 
 /// Scenarios run one at a time: three members each on two cores are enough.
 fn one_at_a_time() -> MutexGuard<'static, ()> {
@@ -48,9 +48,8 @@ fn scenario(kind: FaultKind) {
         println!("  fault {}: {}", f.member, f.detail);
     }
     assert!(
-        report.faults.len() >= 2,
-        "seed {seed}: only {} faults were injected in {duration:?}",
-        report.faults.len()
+        !report.faults.is_empty(),
+        "seed {seed}: no fault was injected in {duration:?}"
     );
     assert!(report.stats.ok > 0, "seed {seed}: no call succeeded");
     if !report.problems.is_empty() {

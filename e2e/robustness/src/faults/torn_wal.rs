@@ -56,8 +56,7 @@ pub fn tear(wal_dir: &Path, rng: &mut impl Rng) -> Result<Tear, Error> {
     if cut {
         buf.truncate(torn_end);
     }
-    std::fs::write(&file, &buf)
-        .map_err(|e| Error::io(format!("writing {}", file.display()), e))?;
+    std::fs::write(&file, &buf).map_err(|e| Error::io(format!("writing {}", file.display()), e))?;
     Ok(Tear {
         description: format!(
             "{}: {what} after the records ending at byte {end}{}",

@@ -8,9 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{
-    Client, Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse,
-};
+use etcd_client::{Client, Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -112,7 +110,11 @@ struct State {
 
 impl State {
     fn key(&mut self) -> String {
-        format!("{}{}", super::PREFIX, self.rng.random_range(0..self.config.keys))
+        format!(
+            "{}{}",
+            super::PREFIX,
+            self.rng.random_range(0..self.config.keys)
+        )
     }
 
     /// Unique across the run: the client and its own counter.
