@@ -33,6 +33,15 @@ pub fn ballast_binary() -> Result<PathBuf, Error> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut build = Command::new(cargo);
     build.args(["build", "--quiet", "-p", "ballast", "--bin", "ballast"]);
+    // Cargo gives a test its package's variables; build scripts (ring's) track some of
+    // them, so passing them on would rebuild the server here and again in the next
+    // ordinary `cargo build`.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if is_package_variable(&name) {
+            build.env_remove(&*name);
+        }
+    }
     if release {
         build.arg("--release");
     }
@@ -52,6 +61,21 @@ pub fn ballast_binary() -> Result<PathBuf, Error> {
         )));
     }
     Ok(built)
+}
+
+fn is_package_variable(name: &str) -> bool {
+    ["CARGO_PKG_", "CARGO_BIN_EXE_", "CARGO_MANIFEST_"]
+        .iter()
+        .any(|p| name.starts_with(p))
+        || [
+            "CARGO_CRATE_NAME",
+            "CARGO_BIN_NAME",
+            "CARGO_PRIMARY_PACKAGE",
+            "CARGO_TARGET_TMPDIR",
+            "OUT_DIR",
+            "LD_LIBRARY_PATH",
+        ]
+        .contains(&name)
 }
 
 /// `<target>/<profile>` for a binary in it or a test binary in its `deps`.
