@@ -53,8 +53,12 @@ pub(crate) fn check(history: &History, report: &mut Report) {
     };
     let final_op = describe_operation(final_index, &history.operations[final_index]);
     let in_final = |key: &str| kvs.iter().find(|kv| kv.key == key);
+    let final_return = history.operations[final_index].ret;
+    let expiries = super::linearizability::expiries(history);
     let lease_may_end = |lease: i64| {
-        history.leases.iter().any(|l| l.id == lease)
+        expiries
+            .get(&lease)
+            .is_some_and(|from| *from < final_return)
             || history
                 .operations
                 .iter()

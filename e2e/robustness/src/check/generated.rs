@@ -407,6 +407,52 @@ proptest! {
     }
 }
 
+/// Histories broken at random (responses swapped, revisions shifted, operations dropped,
+/// watch events moved) never make the checker panic, and the clean one is still accepted.
+#[test]
+fn scrambled_histories_do_not_panic() {
+    let mut rng = StdRng::seed_from_u64(7);
+    for seed in 0..40 {
+        let clean = generate(seed, SMALL);
+        for _ in 0..5 {
+            let mut history = clean.clone();
+            for _ in 0..rng.random_range(1..6) {
+                let n = history.operations.len();
+                let (a, b) = (rng.random_range(0..n), rng.random_range(0..n));
+                match rng.random_range(0..4) {
+                    0 => {
+                        let outcome = history.operations[a].outcome.clone();
+                        history.operations[a].outcome = history.operations[b].outcome.clone();
+                        history.operations[b].outcome = outcome;
+                    }
+                    1 => {
+                        if let Outcome::Ok(Response::Put { revision }) =
+                            &mut history.operations[a].outcome
+                        {
+                            *revision += rng.random_range(-3..4);
+                        }
+                    }
+                    2 => {
+                        history.operations.remove(a);
+                    }
+                    _ => {
+                        if let Some(session) = history.watches.first_mut() {
+                            if session.responses.len() > 1 {
+                                let r = rng.random_range(0..session.responses.len());
+                                let moved = session.responses.remove(r);
+                                session.responses.insert(0, moved);
+                            }
+                        }
+                    }
+                }
+            }
+            let report = all(&history);
+            assert!(report.to_string().contains("checked"));
+        }
+        assert!(all(&clean).is_ok());
+    }
+}
+
 /// The size the suite records: a few thousand operations on a few dozen keys.
 #[test]
 fn a_run_sized_history_is_linearizable_within_budget() {

@@ -28,6 +28,9 @@ use crate::history::{EventKind, History, Outcome, Request, Response, Time};
 pub struct Options {
     /// Model steps tried before the search gives up as inconclusive.
     pub step_budget: u64,
+    /// Time the search may take before it gives up as inconclusive (None: only the step
+    /// budget limits it).
+    pub time_budget: Option<std::time::Duration>,
     /// The store's revision before the run (a fresh cluster is at 1, with no keys).
     pub initial_revision: i64,
 }
@@ -36,6 +39,7 @@ impl Default for Options {
     fn default() -> Options {
         Options {
             step_budget: 5_000_000,
+            time_budget: Some(std::time::Duration::from_secs(120)),
             initial_revision: 1,
         }
     }
@@ -74,13 +78,12 @@ pub(crate) struct Witness {
     pub creators: BTreeMap<i64, Source>,
 }
 
-pub(crate) struct Search<'h> {
+pub(crate) struct Search {
     pub verdict: Verdict,
     pub steps: u64,
     pub entries_checked: usize,
     pub unknown_entries: usize,
     pub witness: Option<Witness>,
-    _history: std::marker::PhantomData<&'h ()>,
 }
 
 /// Errors after which a write certainly did not happen (etcd refuses before or while
@@ -141,19 +144,39 @@ pub(crate) fn entries<'h>(history: &'h History, names: &Names) -> Vec<Entry<'h>>
             }
         }
     }
-    for lease in &history.leases {
-        if names.lease_index.contains_key(&lease.id) {
+    for (lease, from) in expiries(history) {
+        if names.lease_index.contains_key(&lease) {
             entries.push(Entry {
-                source: Source::Expiry(lease.id),
-                step: Step::Expire(lease.id),
-                call: lease
-                    .granted
-                    .saturating_add((lease.ttl.max(0) as u64).saturating_mul(1_000_000_000)),
+                source: Source::Expiry(lease),
+                step: Step::Expire(lease),
+                call: from,
                 ret: None,
             });
         }
     }
     entries
+}
+
+/// Every lease the run granted, with the earliest time it may expire: its TTL after the
+/// grant was invoked (etcd only ever extends a lease, on leader changes, never shortens
+/// it). From the run's lease records, and from acknowledged grants the records miss.
+pub(crate) fn expiries(history: &History) -> BTreeMap<i64, Time> {
+    let after = |granted: Time, ttl: i64| {
+        granted.saturating_add((ttl.max(0) as u64).saturating_mul(1_000_000_000))
+    };
+    let mut expiries: BTreeMap<i64, Time> = history
+        .leases
+        .iter()
+        .map(|l| (l.id, after(l.granted, l.ttl)))
+        .collect();
+    for op in &history.operations {
+        if let (Request::LeaseGrant { ttl }, Outcome::Ok(Response::LeaseGrant { id, .. })) =
+            (&op.request, &op.outcome)
+        {
+            expiries.entry(*id).or_insert_with(|| after(op.call, *ttl));
+        }
+    }
+    expiries
 }
 
 /// The store revisions an acknowledged operation can be applied at, from its response's
@@ -163,15 +186,17 @@ fn possible_before(step: &Step) -> std::ops::RangeInclusive<i64> {
         return i64::MIN..=i64::MAX;
     };
     match response {
-        Response::Put { revision } => revision - 1..=revision - 1,
-        Response::Delete { revision, deleted } if *deleted > 0 => revision - 1..=revision - 1,
+        Response::Put { revision } => revision.saturating_sub(1)..=revision.saturating_sub(1),
+        Response::Delete { revision, deleted } if *deleted > 0 => {
+            revision.saturating_sub(1)..=revision.saturating_sub(1)
+        }
         Response::CompareAndSet {
             revision,
             succeeded: true,
             ..
-        } => revision - 1..=revision - 1,
+        } => revision.saturating_sub(1)..=revision.saturating_sub(1),
         // A revoke changes the revision when its lease has keys.
-        Response::LeaseRevoke { revision } => revision - 1..=*revision,
+        Response::LeaseRevoke { revision } => revision.saturating_sub(1)..=*revision,
         Response::Get { revision, .. }
         | Response::List { revision, .. }
         | Response::Delete { revision, .. }
@@ -311,6 +336,14 @@ struct Plan {
     unknown: Vec<usize>,
 }
 
+/// A well-mixed 64-bit value per entry, for hashing sets of entries by xor.
+fn splitmix64(seed: u64) -> u64 {
+    let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 fn set(bits: &mut [u64], i: usize, on: bool) {
     if on {
         bits[i / 64] |= 1 << (i % 64);
@@ -386,7 +419,7 @@ pub(crate) fn search<'h>(
     names: &Names,
     entries: &[Entry<'h>],
     options: &Options,
-) -> Search<'h> {
+) -> Search {
     let claimed = claimed_revisions(entries);
     let observed = Observed::of(history, names);
     let target = observed.newest().unwrap_or(options.initial_revision);
@@ -410,7 +443,13 @@ pub(crate) fn search<'h>(
     let initial = Store::initial(names, options.initial_revision);
     let mut store = initial.clone();
     let mut bits = vec![0u64; entries.len().div_ceil(64)];
-    let mut memo: HashSet<(Vec<u64>, u64)> = HashSet::new();
+    // States seen: (hash of the linearized set, hash of the store). Hashes rather than the
+    // sets themselves keep memory at 16 bytes a state; a collision (odds about
+    // states²/2¹²⁸) would prune one branch.
+    let mut memo: HashSet<(u64, u64)> = HashSet::new();
+    let zobrist: Vec<u64> = (0..entries.len() as u64).map(splitmix64).collect();
+    let mut bits_hash = 0u64;
+    let started = std::time::Instant::now();
     let mut steps = 0u64;
     let mut known_done = 0usize;
     let mut deepest: (usize, Store, Vec<usize>) = (0, store.clone(), Vec::new());
@@ -421,7 +460,6 @@ pub(crate) fn search<'h>(
         entries_checked: entries.len(),
         unknown_entries,
         witness,
-        _history: std::marker::PhantomData,
     };
     match frame(
         &plan,
@@ -443,6 +481,7 @@ pub(crate) fn search<'h>(
     while let Some(top) = frames.last_mut() {
         if let Some((e, before)) = top.applied.take() {
             set(&mut bits, e, false);
+            bits_hash ^= zobrist[e];
             if entries[e].ret.is_some() {
                 known_done -= 1;
             }
@@ -463,7 +502,11 @@ pub(crate) fn search<'h>(
                 continue;
             }
             steps += 1;
-            if steps > options.step_budget {
+            let out_of_time = steps.is_multiple_of(1024)
+                && options
+                    .time_budget
+                    .is_some_and(|budget| started.elapsed() > budget);
+            if steps > options.step_budget || out_of_time {
                 return result(Verdict::Inconclusive, steps, None);
             }
             let mut next = store.clone();
@@ -478,11 +521,11 @@ pub(crate) fn search<'h>(
             if effect == model::Effect::Changed && !observed.fits(&store, &next) {
                 continue;
             }
-            set(&mut bits, e, true);
-            if !memo.insert((bits.clone(), next.fingerprint())) {
-                set(&mut bits, e, false);
+            if !memo.insert((bits_hash ^ zobrist[e], next.fingerprint())) {
                 continue;
             }
+            set(&mut bits, e, true);
+            bits_hash ^= zobrist[e];
             if entries[e].ret.is_some() {
                 known_done += 1;
             }

@@ -11,6 +11,26 @@
 //! - `watch`: watch events ordered, unique, atomic, without gaps across resumes, compaction
 //!   reported, progress notifications and prev_kv right.
 //! - `lease`: a revoked or expired lease's keys go in one revision, before the revoke returns.
+//!
+//! What the checks assume where clients cannot know:
+//!
+//! - Unknown outcomes: a write that failed with an error may have taken effect once, at any
+//!   point after its call (even long after its error), or never; errors etcd gives before
+//!   or while refusing a request ("requested lease not found", "required revision has been
+//!   compacted", "too many requests") count as never. A failed read says nothing.
+//! - Serializable reads: not linearizable; each must equal the store at its own response
+//!   revision in the linearization found, and that revision must have been created by an
+//!   operation invoked before the read returned. Where the read's keys depend on a revision
+//!   created by a write of unknown outcome, a mismatch is only noted (another choice of
+//!   that write could explain it).
+//! - Lease expiry: every lease granted (records and acknowledged grants) may expire, as a
+//!   spontaneous operation of unknown outcome that deletes all its keys in one revision, at
+//!   any time from its TTL after the grant was invoked (etcd extends leases on leader
+//!   changes, never shortens them); kept-alive leases too (a keep-alive can fail).
+//! - The run starts on a store with no keys under the traffic's prefix, at
+//!   [`Options::initial_revision`].
+//! - Everything clients observed constrains the linearization: the key-values any response
+//!   or watch event carries say which change created their mod_revision.
 
 mod describe;
 mod durability;

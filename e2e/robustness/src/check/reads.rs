@@ -152,14 +152,10 @@ pub(crate) fn check(
 pub(crate) fn source_call(history: &History, source: Source) -> Time {
     match source {
         Source::Operation(i) => history.operations[i].call,
-        Source::Expiry(lease) => history
-            .leases
-            .iter()
-            .find(|l| l.id == lease)
-            .map_or(0, |l| {
-                l.granted
-                    .saturating_add((l.ttl.max(0) as u64).saturating_mul(1_000_000_000))
-            }),
+        Source::Expiry(lease) => super::linearizability::expiries(history)
+            .get(&lease)
+            .copied()
+            .unwrap_or(0),
     }
 }
 

@@ -396,6 +396,22 @@ fn bad_histories() -> Vec<(&'static str, History, Vec<Kind>)> {
             vec![Kind::WatchGap],
         ),
         (
+            "a watch from revision 0 misses an event after its first progress notification",
+            with_watch(
+                [two_puts(), vec![op(1, 40, 50, put("ka", "3"), ok_put(4))]].concat(),
+                vec![watch(
+                    1,
+                    0,
+                    15,
+                    vec![
+                        progress(16, 2),
+                        events(52, 4, vec![put_event(kv("ka", "3", 2, 4, 3))]),
+                    ],
+                )],
+            ),
+            vec![Kind::WatchGap],
+        ),
+        (
             "resumed watch skips a revision",
             with_watch(
                 [two_puts(), vec![op(1, 40, 50, put("ka", "3"), ok_put(4))]].concat(),
@@ -518,7 +534,24 @@ fn bad_histories() -> Vec<(&'static str, History, Vec<Kind>)> {
             vec![Kind::WatchPrevKv, Kind::NotLinearizable],
         ),
         (
-            "a watch from a compacted revision not cancelled",
+            "a watch reported compacted though no compaction was asked for",
+            with_watch(
+                two_puts(),
+                vec![watch(
+                    1,
+                    2,
+                    60,
+                    vec![WatchResponse {
+                        canceled: true,
+                        compact_revision: 3,
+                        ..events(61, 3, vec![])
+                    }],
+                )],
+            ),
+            vec![Kind::WatchCompaction],
+        ),
+        (
+            "a watch reported compacted at or below its start revision",
             with_watch(
                 [
                     two_puts(),
@@ -533,12 +566,13 @@ fn bad_histories() -> Vec<(&'static str, History, Vec<Kind>)> {
                 .concat(),
                 vec![watch(
                     1,
-                    2,
+                    3,
                     60,
-                    vec![
-                        events(61, 3, vec![put_event(a1.clone())]),
-                        events(61, 3, vec![put_event(a2.clone())]),
-                    ],
+                    vec![WatchResponse {
+                        canceled: true,
+                        compact_revision: 3,
+                        ..events(61, 3, vec![])
+                    }],
                 )],
             ),
             vec![Kind::WatchCompaction],
@@ -565,6 +599,21 @@ fn bad_histories() -> Vec<(&'static str, History, Vec<Kind>)> {
             )
             .with_lease(7, 1, 0),
             vec![Kind::LeaseKeysSplit, Kind::NotLinearizable],
+        ),
+        (
+            "a lease's keys gone before its TTL could have passed",
+            history(vec![
+                op(1, 0, 5, grant(60), ok_grant(1, 7)),
+                op(1, 10, 20, put_lease("ka", "1", 7), ok_put(2)),
+                op(
+                    2,
+                    1_000_000_000,
+                    1_000_000_010,
+                    list("k"),
+                    ok_list(3, vec![]),
+                ),
+            ]),
+            vec![Kind::LostWrite, Kind::NotLinearizable],
         ),
         (
             "a key of a revoked lease read after the revoke returned",
@@ -708,6 +757,52 @@ fn good_histories() -> Vec<(&'static str, History)> {
                 )],
             )
             .with_lease(7, 1, 0),
+        ),
+        (
+            "a lease expiring by TTL, known only from its grant",
+            history(vec![
+                op(1, 0, 5, grant(1), ok_grant(1, 7)),
+                op(1, 10, 20, put_lease("ka", "1", 7), ok_put(2)),
+                op(
+                    2,
+                    3_000_000_000,
+                    3_000_000_010,
+                    list("k"),
+                    ok_list(3, vec![]),
+                ),
+            ]),
+        ),
+        (
+            "a watch from the current revision (start 0)",
+            with_watch(
+                two_puts(),
+                vec![watch(
+                    1,
+                    0,
+                    15,
+                    vec![events(32, 3, vec![put_event(a2.clone())])],
+                )],
+            ),
+        ),
+        (
+            "prev_kv left out because the revision before the event is compacted",
+            with_watch(
+                [
+                    two_puts(),
+                    vec![op(
+                        1,
+                        40,
+                        50,
+                        Request::Compact { revision: 3 },
+                        Outcome::Ok(Response::Compact { revision: 3 }),
+                    )],
+                ]
+                .concat(),
+                vec![WatchSession {
+                    prev_kv: true,
+                    ..watch(1, 3, 60, vec![events(61, 3, vec![put_event(a2.clone())])])
+                }],
+            ),
         ),
         (
             "a revoke deletes its lease's keys in one revision; watch with prev_kv and progress",
@@ -855,4 +950,18 @@ fn history_json_round_trips_through_a_file() {
     assert!(report.is_ok(), "{report}");
     std::fs::remove_dir_all(&dir).expect("cleanup");
     assert!(matches!(check_file(&path), Err(crate::Error::Io { .. })));
+}
+
+/// Replays a saved history through the checker:
+/// `BALLAST_HISTORY=path cargo test --release -p ballast-robustness replay -- --ignored --nocapture`.
+#[test]
+#[ignore = "needs a saved history in BALLAST_HISTORY"]
+fn replay_saved_history() {
+    let Some(path) = std::env::var_os("BALLAST_HISTORY") else {
+        panic!("set BALLAST_HISTORY to a history saved as JSON");
+    };
+    let started = std::time::Instant::now();
+    let report = check_file(std::path::Path::new(&path)).expect("a readable history");
+    println!("{report}checked in {:?}", started.elapsed());
+    assert!(report.is_ok());
 }
