@@ -47,10 +47,12 @@ enum Command {
         /// Where data directories, logs and failing histories go.
         #[arg(long, default_value = "/tmp/ballast-robustness")]
         dir: PathBuf,
-        /// Clients also compact the history now and then.
+        /// Clients never compact the history.
         #[arg(long)]
-        compaction: bool,
+        no_compaction: bool,
     },
+    /// Runs the checker on a saved run report (`report.json`) or a bare history.
+    Check { file: PathBuf },
     /// Runs one scenario once (to replay a seed).
     Run {
         #[arg(long, value_parser = scenario)]
@@ -62,7 +64,7 @@ enum Command {
         #[arg(long, default_value = "/tmp/ballast-robustness")]
         dir: PathBuf,
         #[arg(long)]
-        compaction: bool,
+        no_compaction: bool,
     },
 }
 
@@ -75,6 +77,9 @@ fn scenario(name: &str) -> Result<FaultKind, String> {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Command::Check { file } = &cli.command {
+        return check_saved(file);
+    }
     runner::check_privileges()?;
     let binary = ballast_binary()?;
     match cli.command {
@@ -84,7 +89,7 @@ fn main() -> anyhow::Result<()> {
             seed,
             scenario,
             dir,
-            compaction,
+            no_compaction,
         } => soak(
             &binary,
             duration,
@@ -92,22 +97,40 @@ fn main() -> anyhow::Result<()> {
             seed,
             scenario,
             &dir,
-            compaction,
+            !no_compaction,
         ),
+        Command::Check { .. } => Ok(()),
         Command::Run {
             scenario,
             seed,
             duration,
             dir,
-            compaction,
+            no_compaction,
         } => {
-            let report = run_one(&binary, scenario, seed, duration, &dir, 0, compaction)?;
+            let report = run_one(&binary, scenario, seed, duration, &dir, 0, !no_compaction)?;
             if !report.problems.is_empty() {
                 bail!("{} problems", report.problems.len());
             }
             Ok(())
         }
     }
+}
+
+/// A saved report holds the history under `history`; a bare history is the whole file.
+fn check_saved(file: &std::path::Path) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let mut value: serde_json::Value = serde_json::from_str(&text)?;
+    let history = match value.get_mut("history") {
+        Some(h) => serde_json::from_value(h.take())?,
+        None => serde_json::from_value(value)?,
+    };
+    let report = ballast_robustness::check::all(&history);
+    println!("{report}");
+    if !report.is_ok() {
+        bail!("{} violations", report.violations.len());
+    }
+    Ok(())
 }
 
 fn soak(

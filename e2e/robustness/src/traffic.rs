@@ -40,9 +40,7 @@ pub struct TrafficConfig {
     /// Pause after a failed call or watch.
     pub error_backoff: Duration,
     /// Whether clients now and then compact the history (100 revisions behind the newest
-    /// they saw). Off by default: a watch event at the compacted revision then comes
-    /// without prev_kv (etcd does the same: the previous version is gone), which the
-    /// checker does not yet accept.
+    /// they saw), so watchers resuming after an outage may find their revision compacted.
     pub compaction: bool,
 }
 
@@ -55,7 +53,7 @@ impl Default for TrafficConfig {
             call_timeout: Duration::from_secs(3),
             think: Duration::from_millis(20),
             error_backoff: Duration::from_millis(200),
-            compaction: false,
+            compaction: true,
         }
     }
 }
