@@ -48,6 +48,10 @@ pub struct Stats {
     pub watch_sessions: usize,
     pub watch_events: usize,
     pub final_revision: i64,
+    /// Compactions acknowledged, and watch sessions cancelled because their start was
+    /// compacted.
+    pub compactions: usize,
+    pub compacted_watches: usize,
     /// The checker's verdict on linearizability.
     pub linearizability: String,
 }
@@ -71,7 +75,7 @@ impl RunReport {
     /// One line: scenario, seed, operations, faults, watch events.
     pub fn summary(&self) -> String {
         format!(
-            "scenario {} seed {}: {} operations ({} ok, {} error), {} faults, {} watch events in {} sessions, final revision {}, {}, {} problems",
+            "scenario {} seed {}: {} operations ({} ok, {} error), {} faults, {} watch events in {} sessions ({} cancelled as compacted; {} compactions), final revision {}, {}, {} problems",
             self.scenario.name(),
             self.seed,
             self.stats.ok + self.stats.errors,
@@ -80,6 +84,8 @@ impl RunReport {
             self.faults.len(),
             self.stats.watch_events,
             self.stats.watch_sessions,
+            self.stats.compacted_watches,
+            self.stats.compactions,
             self.stats.final_revision,
             self.stats.linearizability,
             self.problems.len()
@@ -332,6 +338,16 @@ fn stats(history: &History, final_revision: i64) -> Stats {
             .map(|r| r.events.len())
             .sum(),
         final_revision,
+        compactions: history
+            .operations
+            .iter()
+            .filter(|o| matches!(o.outcome, Outcome::Ok(Response::Compact { .. })))
+            .count(),
+        compacted_watches: history
+            .watches
+            .iter()
+            .filter(|w| w.responses.iter().any(|r| r.compact_revision > 0))
+            .count(),
         linearizability: String::new(),
     }
 }
