@@ -5,6 +5,7 @@
 mod acknowledged;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use rand::rngs::StdRng;
@@ -146,13 +147,16 @@ pub fn check_privileges() -> Result<(), Error> {
     Ok(())
 }
 
-/// A network tag and subnet that concurrent processes are unlikely to share; runs
-/// within a process go one at a time.
+/// A network tag and subnet that concurrent processes are unlikely to share, and that
+/// differ between consecutive runs of one process: the kernel removes a deleted
+/// namespace's interfaces in the background, so reusing names at once can collide.
 fn network_names() -> (String, [u8; 3]) {
+    static RUNS: AtomicU32 = AtomicU32::new(0);
+    let run = RUNS.fetch_add(1, Ordering::Relaxed) % 10;
     let pid = std::process::id();
     (
-        format!("rb{}", pid % 10_000),
-        [10, 252, (pid % 250) as u8 + 1],
+        format!("rb{}{run}", pid % 1000),
+        [10, 200 + run as u8, (pid % 250) as u8 + 1],
     )
 }
 
