@@ -11,4 +11,41 @@ pub enum Error {
     },
     #[error("history JSON: {0}")]
     Json(#[from] serde_json::Error),
+    /// A system call or program the run needs failed (starting a member, `kill`, cargo).
+    #[error("{context}: {source}")]
+    System {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("network: {0}")]
+    Network(#[from] ballast_e2e::Error),
+    #[error("{context}: {source}")]
+    Client {
+        context: String,
+        #[source]
+        source: etcd_client::Error,
+    },
+    /// The cluster did not get to a state the run waits for (a member that does not start,
+    /// no leader); the text says which and what its log ends with.
+    #[error("cluster: {0}")]
+    Cluster(String),
+    #[error("{0}")]
+    Setup(String),
+}
+
+impl Error {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::System {
+            context: context.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn client(context: impl Into<String>, source: etcd_client::Error) -> Self {
+        Error::Client {
+            context: context.into(),
+            source,
+        }
+    }
 }

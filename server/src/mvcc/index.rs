@@ -73,9 +73,11 @@ impl KeyHistory {
     /// or below `at` that stay readable into `keep`. Returns true if the key
     /// has no history left.
     fn compact(&mut self, at: i64, keep: &mut Vec<Revision>) -> bool {
-        // Whole generations deleted at or before `at` are gone.
+        // Whole generations deleted before `at` are gone. One deleted exactly at `at`
+        // keeps its tombstone (as etcd does): a watch from the compacted revision still
+        // owes the delete made at that revision.
         self.generations
-            .retain(|g| !(g.closed && g.revs.last().is_some_and(|r| r.main <= at)));
+            .retain(|g| !(g.closed && g.revs.last().is_some_and(|r| r.main < at)));
         if let Some(g) = self.generations.first_mut() {
             let pos = g.revs.partition_point(|r| r.main <= at);
             if pos > 0 {
@@ -238,10 +240,29 @@ mod tests {
         ix.put(b"a", r(5));
         ix.put(b"gone", r(2));
         ix.tombstone(b"gone", r(4));
+        ix.put(b"old", r(1));
+        ix.tombstone(b"old", r(3));
         let keep = ix.compact(4);
-        assert_eq!(keep, vec![r(3)]);
+        // "gone"'s tombstone at the compacted revision stays; "old"'s, below it, goes.
+        assert_eq!(keep, vec![r(3), r(4)]);
         assert_eq!(ix.get(b"a", 4).map(|f| f.modified), Some(r(3)));
         assert_eq!(ix.get(b"gone", 4), None);
+        assert_eq!(ix.get(b"old", 4), None);
         assert_eq!(ix.live_keys(), 1);
+    }
+
+    /// Found by the robustness suite (partition-minority, seed 777): after compacting at
+    /// the revision of a delete, a watch from that revision never got the delete, because
+    /// compaction dropped the tombstone. etcd keeps it until a later compaction.
+    #[test]
+    fn compaction_at_a_delete_keeps_its_tombstone_until_the_next_one() {
+        let mut ix = KeyIndex::default();
+        ix.put(b"k", r(2));
+        ix.tombstone(b"k", r(5));
+        assert_eq!(ix.compact(5), vec![r(5)]);
+        assert_eq!(ix.get(b"k", 5), None);
+        assert_eq!(ix.live_keys(), 0);
+        assert_eq!(ix.compact(6), Vec::<Revision>::new());
+        assert_eq!(ix.get(b"k", 6), None);
     }
 }
