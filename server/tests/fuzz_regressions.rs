@@ -449,3 +449,17 @@ log-outputs: [stderr]
         ]
     }
 }
+
+/// Found by review while writing the snapshot target: branch pages sharing children made
+/// `snapshot status` of a 32 KiB file walk 255^4 pages. Now a page reached twice is refused.
+#[test]
+fn snapshot_whose_pages_form_a_dag_is_refused() {
+    let file = fuzz_dir().join("regressions/snapshot/bbolt-page-dag-hang");
+    let data = std::fs::read(&file).expect("read regression input");
+    let err = ballast::fuzzing::snapshot_file(&data).expect_err("a DAG of pages must be refused");
+    assert!(
+        err.to_string()
+            .contains("page 7 is referenced by more than one branch element"),
+        "unexpected error: {err}"
+    );
+}
