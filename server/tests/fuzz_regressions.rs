@@ -463,3 +463,17 @@ fn snapshot_whose_pages_form_a_dag_is_refused() {
         "unexpected error: {err}"
     );
 }
+
+/// Found by the `peer_message` target: raft-rs's `get_entry_type` panics on an entry type
+/// it does not know, so a peer's batch carrying one would crash the member that steps it.
+#[test]
+fn raft_message_with_unknown_entry_type_is_refused() {
+    let file = fuzz_dir().join("regressions/peer_message/raft-entry-unknown-type");
+    let data = std::fs::read(&file).expect("read regression input");
+    let err =
+        ballast::fuzzing::peer_message(&data).expect_err("unknown entry type must be refused");
+    assert!(
+        err.to_string().contains("has unknown type -1"),
+        "unexpected error: {err}"
+    );
+}
