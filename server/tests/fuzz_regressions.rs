@@ -477,3 +477,18 @@ fn raft_message_with_unknown_entry_type_is_refused() {
         "unexpected error: {err}"
     );
 }
+
+/// A WAL record with a valid checksum but an entry type raft-rs does not know is reported
+/// as corruption when the log is opened, not handed to raft-rs, whose `get_entry_type`
+/// would panic on it.
+#[test]
+fn wal_entry_of_unknown_type_is_corruption() {
+    let file = fuzz_dir().join("regressions/wal/unknown-entry-type");
+    let data = std::fs::read(&file).expect("read regression input");
+    let err = ballast::fuzzing::wal_dir(&data).expect_err("unknown entry type must be refused");
+    assert!(
+        err.to_string()
+            .contains("record has a valid checksum but unknown entry type 99"),
+        "unexpected error: {err}"
+    );
+}
