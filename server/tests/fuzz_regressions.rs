@@ -492,3 +492,17 @@ fn wal_entry_of_unknown_type_is_corruption() {
         "unexpected error: {err}"
     );
 }
+
+/// A segment starting with a snapshot mark at index `u64::MAX`: the name check computed the
+/// next index with an overflowing `+ 1` (a panic with overflow checks, a wrong check without).
+#[test]
+fn wal_snapshot_mark_at_the_last_index_is_corruption() {
+    let file = fuzz_dir().join("regressions/wal/snapshot-mark-at-max-index");
+    let data = std::fs::read(&file).expect("read regression input");
+    let err = ballast::fuzzing::wal_dir(&data).expect_err("a mark at u64::MAX must be refused");
+    assert!(
+        err.to_string()
+            .contains("snapshot mark at index 18446744073709551615 is out of range"),
+        "unexpected error: {err}"
+    );
+}
