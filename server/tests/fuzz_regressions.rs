@@ -189,7 +189,7 @@ mod seeds {
         ConfChange {
             change_type: ConfChangeType::AddLearnerNode as i32,
             node_id: 5,
-            context: serde_json::to_vec(&ctx).expect("json").into(),
+            context: serde_json::to_vec(&ctx).expect("json"),
             ..Default::default()
         }
     }
@@ -403,14 +403,14 @@ log-outputs: [stderr]
         let batch = internal::RaftBatch {
             from: 1,
             to: 2,
-            cluster_id: 0xcdf8_18194e3a_8c32,
+            cluster_id: 0xcdf8_1819_4e3a_8c32,
             messages: [append, cc, heartbeat]
                 .iter()
                 .map(prost011::Message::encode_to_vec)
                 .collect(),
         };
         let members = internal::MembersResponse {
-            cluster_id: 0xcdf8_18194e3a_8c32,
+            cluster_id: 0xcdf8_1819_4e3a_8c32,
             members: vec![
                 etcdserverpb::Member {
                     id: 0x8e9e05c52164694d,
