@@ -18,6 +18,9 @@ pub mod compactor;
 pub mod concurrency;
 pub mod config;
 pub mod error;
+/// Entry points of the fuzz targets (`server/fuzz/`) and their stable regression test.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod leadership;
 pub mod lease;

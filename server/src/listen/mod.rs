@@ -2,7 +2,8 @@
 //! for `http` URLs, TLS for `https` ones, a unix socket for `unix` ones and TLS over a unix
 //! socket for `unixs` ones.
 
-mod h2_authority;
+// Visible to the crate for `crate::fuzzing`.
+pub(crate) mod h2_authority;
 pub mod unix;
 
 use std::net::SocketAddr;

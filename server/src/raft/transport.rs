@@ -291,6 +291,27 @@ enum Stream {
 }
 
 /// Decodes one message of a batch (for the receiving side).
+///
+/// prost keeps an enum field's value as a plain `i32`, and raft-rs's getters
+/// (`get_msg_type`, `get_entry_type`) panic on a value they do not know, so a
+/// message carrying one would bring down the Raft thread that steps it (or the
+/// apply loop once its entry commits). They are refused here, while the bytes
+/// are still the peer's (found by the `peer_message` fuzz target).
 pub fn decode(bytes: &[u8]) -> Result<Message, String> {
-    Message::decode(bytes).map_err(|e| e.to_string())
+    use raft::prelude::{EntryType, MessageType};
+    let m = Message::decode(bytes).map_err(|e| e.to_string())?;
+    if MessageType::from_i32(m.msg_type).is_none() {
+        return Err(format!("unknown raft message type {}", m.msg_type));
+    }
+    if let Some(e) = m
+        .entries
+        .iter()
+        .find(|e| EntryType::from_i32(e.entry_type).is_none())
+    {
+        return Err(format!(
+            "raft entry {} has unknown type {}",
+            e.index, e.entry_type
+        ));
+    }
+    Ok(m)
 }

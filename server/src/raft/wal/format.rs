@@ -7,7 +7,7 @@
 //! length-prefixed byte strings) that we own, so the log never depends on a
 //! protobuf codec version.
 
-use raft::eraftpb::{ConfState, Entry, HardState};
+use raft::eraftpb::{ConfState, Entry, EntryType, HardState};
 
 use super::SnapshotMark;
 
@@ -222,8 +222,13 @@ pub(super) fn decode(body: &[u8]) -> Result<Decoded, String> {
     let mut r = Reader { buf: payload };
     let decoded = match tag {
         TAG_ENTRY => {
+            let entry_type = r.i32()?;
+            // raft-rs's `get_entry_type` panics on a type it does not know.
+            if EntryType::from_i32(entry_type).is_none() {
+                return Err(format!("unknown entry type {entry_type}"));
+            }
             let mut e = Entry {
-                entry_type: r.i32()?,
+                entry_type,
                 term: r.u64()?,
                 index: r.u64()?,
                 ..Entry::default()

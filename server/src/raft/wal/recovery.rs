@@ -179,7 +179,13 @@ impl State {
             if !name_checked {
                 name_checked = true;
                 let expected = match &rec {
-                    Decoded::SnapshotMark(m) => m.index + 1,
+                    // A mark at the last possible index leaves no room for a log after it.
+                    Decoded::SnapshotMark(m) => m.index.checked_add(1).ok_or_else(|| {
+                        corrupt(
+                            off,
+                            format!("snapshot mark at index {} is out of range", m.index),
+                        )
+                    })?,
                     _ => self.index.last_index() + 1,
                 };
                 self.check_name(seg, expected)?;
@@ -275,6 +281,12 @@ impl State {
             }
             Decoded::HardState(hs) => self.hard_state = hs,
             Decoded::SnapshotMark(m) => {
+                if m.index == u64::MAX {
+                    return Err(format!(
+                        "snapshot mark at index {} is out of range",
+                        m.index
+                    ));
+                }
                 if let Some(prev) = &self.snapshot {
                     if m.index < prev.index {
                         return Err(format!(

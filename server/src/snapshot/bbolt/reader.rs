@@ -1,8 +1,10 @@
 //! bbolt reader: walks a database file with positional reads and yields a
 //! bucket's entries in key order. Everything read from the file is checked
-//! (page ids, types, bounds, key order, tree depth), so a damaged or foreign
-//! file gives an error rather than garbage or a panic.
+//! (page ids, types, bounds, key order, tree depth, pages reached twice), so a
+//! damaged or foreign file gives an error rather than garbage, a panic or a walk
+//! that never ends.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -170,6 +172,7 @@ impl Reader {
             Err(e) => Entries {
                 reader: self,
                 stack: Vec::new(),
+                seen: HashSet::new(),
                 last: None,
                 buckets: true,
                 failed: Some(e),
@@ -199,6 +202,11 @@ enum Step {
 pub struct Entries<'r> {
     reader: &'r Reader,
     stack: Vec<Frame>,
+    /// Child pages descended into. In a tree each page has one parent; a file whose branch
+    /// pages share children (a DAG, which the depth limit alone lets through) would make
+    /// the walk exponential in the depth: 255 elements on each of 4 branch pages pointing
+    /// to the next are 255^4 page reads for a 32 KiB file.
+    seen: HashSet<u64>,
     last: Option<Vec<u8>>,
     /// Walking the root bucket: every value must be a bucket header.
     buckets: bool,
@@ -211,6 +219,7 @@ impl<'r> Entries<'r> {
         Entries {
             reader,
             stack: vec![Frame { page, next: 0 }],
+            seen: HashSet::new(),
             last: None,
             buckets,
             failed: None,
@@ -266,6 +275,12 @@ impl<'r> Entries<'r> {
                         return Err(malformed(
                             "the page tree is too deep (cyclic page references?)",
                         ));
+                    }
+                    if !self.seen.insert(child) {
+                        return Err(malformed(format!(
+                            "page {child} is referenced by more than one branch element \
+                             (the page tree is not a tree)"
+                        )));
                     }
                     let page = self.reader.node(child)?;
                     self.stack.push(Frame { page, next: 0 });
