@@ -20,9 +20,11 @@ use crate::error::{Error, EtcdError, Result};
 
 /// Requests to the Raft thread.
 pub enum Command {
+    /// `refused` is called only when Raft does not take the proposal; an accepted
+    /// one is answered by the apply thread, so the proposer is woken once per request.
     Propose {
         data: Vec<u8>,
-        done: oneshot::Sender<Result<(), EtcdError>>,
+        refused: Refused,
     },
     /// Linearizable read: answers with the commit index to wait for.
     ReadIndex(oneshot::Sender<Result<u64, EtcdError>>),
@@ -50,6 +52,9 @@ pub enum Command {
     Unreachable(u64),
     Stop,
 }
+
+/// Tells a proposer why Raft refused its proposal.
+pub type Refused = Box<dyn FnOnce(EtcdError) + Send>;
 
 /// Where a linearizable read's commit index goes.
 type ReadReply = oneshot::Sender<Result<u64, EtcdError>>;
@@ -89,13 +94,13 @@ pub struct RaftHandle {
 }
 
 impl RaftHandle {
-    /// Appends `data` to the log; resolves once the node accepted it (not yet committed).
-    pub async fn propose(&self, data: Vec<u8>) -> Result<(), EtcdError> {
-        let (done, rx) = oneshot::channel();
+    /// Hands `data` to Raft without waiting for it: `refused` hears if Raft does not
+    /// take it (no leader). Not waking the proposer when Raft takes it saves one
+    /// thread hand-off per write; the apply thread's answer is the one it waits for.
+    pub fn propose(&self, data: Vec<u8>, refused: Refused) -> Result<(), EtcdError> {
         self.tx
-            .send(Command::Propose { data, done })
-            .map_err(|_| EtcdError::Stopped)?;
-        rx.await.map_err(|_| EtcdError::Stopped)?
+            .send(Command::Propose { data, refused })
+            .map_err(|_| EtcdError::Stopped)
     }
 
     /// The commit index a linearizable read must wait for.
@@ -304,7 +309,7 @@ impl RaftNode {
 
     fn handle(&mut self, cmd: Command) {
         match cmd {
-            Command::Propose { data, done } => {
+            Command::Propose { data, refused } => {
                 let res = if self.raw.raft.leader_id == raft::INVALID_ID {
                     Err(EtcdError::NoLeader)
                 } else {
@@ -312,7 +317,9 @@ impl RaftNode {
                         .propose(vec![], data)
                         .map_err(|_| EtcdError::NoLeader)
                 };
-                let _ = done.send(res);
+                if let Err(e) = res {
+                    refused(e);
+                }
             }
             Command::ReadIndex(reply) => {
                 if self.raw.raft.leader_id == raft::INVALID_ID {
@@ -363,7 +370,6 @@ impl RaftNode {
             return Ok(());
         }
         let mut rd = self.raw.ready();
-        self.send(rd.take_messages());
         if let Some(ss) = rd.ss() {
             let before = self.status.leader.swap(ss.leader_id, Ordering::Relaxed);
             if ss.leader_id != raft::INVALID_ID && ss.leader_id != before {
@@ -400,7 +406,14 @@ impl RaftNode {
                 self.store.set_conf_state(cs);
             }
         }
+        // Committed entries go to the apply thread before anything else (as etcd's
+        // raftNode does): waking the transport's task first lets the scheduler run it
+        // ahead of this thread, and the apply (whose answer a client awaits) waits.
+        // The messages need not wait for the log to be durable (the leader writes its
+        // log while the followers write theirs); a follower's answers are only in
+        // `persisted_messages`, sent after the sync below.
         self.hand_to_apply(rd.take_committed_entries());
+        self.send(rd.take_messages());
 
         let hs = rd.hs().cloned();
         let wrote = !rd.entries().is_empty() || hs.is_some();
@@ -445,8 +458,8 @@ impl RaftNode {
             // Durable with the next sync; losing it only means re-committing.
             self.wal.append(&[], Some(&self.store.hard_state()))?;
         }
-        self.send(light.take_messages());
         self.hand_to_apply(light.take_committed_entries());
+        self.send(light.take_messages());
         self.raw.advance_apply();
         Ok(())
     }
