@@ -370,6 +370,10 @@ impl RaftNode {
             return Ok(());
         }
         let mut rd = self.raw.ready();
+        // Sent before the committed entries go to the apply thread: applying a member's
+        // removal takes it out of the transport, and the commit that tells it so must
+        // already be queued for it.
+        self.send(rd.take_messages());
         if let Some(ss) = rd.ss() {
             let before = self.status.leader.swap(ss.leader_id, Ordering::Relaxed);
             if ss.leader_id != raft::INVALID_ID && ss.leader_id != before {
@@ -406,14 +410,7 @@ impl RaftNode {
                 self.store.set_conf_state(cs);
             }
         }
-        // Committed entries go to the apply thread before anything else (as etcd's
-        // raftNode does): waking the transport's task first lets the scheduler run it
-        // ahead of this thread, and the apply (whose answer a client awaits) waits.
-        // The messages need not wait for the log to be durable (the leader writes its
-        // log while the followers write theirs); a follower's answers are only in
-        // `persisted_messages`, sent after the sync below.
         self.hand_to_apply(rd.take_committed_entries());
-        self.send(rd.take_messages());
 
         let hs = rd.hs().cloned();
         let wrote = !rd.entries().is_empty() || hs.is_some();
@@ -458,8 +455,8 @@ impl RaftNode {
             // Durable with the next sync; losing it only means re-committing.
             self.wal.append(&[], Some(&self.store.hard_state()))?;
         }
-        self.hand_to_apply(light.take_committed_entries());
         self.send(light.take_messages());
+        self.hand_to_apply(light.take_committed_entries());
         self.raw.advance_apply();
         Ok(())
     }
