@@ -48,6 +48,8 @@ enum Flow {
 /// The apply loop's progress between messages.
 struct LoopState {
     applied_index: u64,
+    /// Term of the entry at `applied_index`: an empty durable commit records it again.
+    applied_term: u64,
     pending: Vec<Entry>,
     /// Outcome of each pending membership change, by entry index.
     confs: std::collections::HashMap<u64, ConfOutcome>,
@@ -76,7 +78,9 @@ impl Wait {
         self.pending.lock().remove(&id);
     }
 
-    fn trigger(&self, id: u64, result: Result<Applied, EtcdError>) {
+    /// Answers the handler waiting for `id`, if any (the apply thread, or Raft
+    /// refusing the proposal).
+    pub fn trigger(&self, id: u64, result: Result<Applied, EtcdError>) {
         if let Some(tx) = self.pending.lock().remove(&id) {
             let _ = tx.send(result);
         }
@@ -129,6 +133,7 @@ impl Applier {
     pub fn run(mut self, rx: Receiver<ApplyMsg>) -> Result<()> {
         let mut st = LoopState {
             applied_index: self.start_index,
+            applied_term: 0,
             pending: Vec::new(),
             confs: std::collections::HashMap::new(),
             last_durable: Instant::now(),
@@ -149,16 +154,26 @@ impl Applier {
                     return Ok(());
                 }
             }
-            let durable = st.last_durable.elapsed() >= DURABLE_EVERY;
-            let nothing_new = self.durable_applied.load(Ordering::Acquire) == st.applied_index;
-            if st.pending.is_empty() && (!durable || nothing_new) {
-                continue;
-            }
-            self.apply_batch(&mut st, durable)?;
-            if durable {
-                st.last_durable = Instant::now();
-            }
+            self.commit_pending(&mut st)?;
         }
+    }
+
+    /// Applies and answers what is pending with a non-durable commit, then, once
+    /// [`DURABLE_EVERY`] has passed, makes everything applied durable with an empty
+    /// durable commit. The durable commit's fsync comes after the answers because the
+    /// entries are already fsynced in the Raft log on a quorum: a client never waits
+    /// for the backend's disk flush (etcd's backend commits on its own timer too).
+    fn commit_pending(&mut self, st: &mut LoopState) -> Result<()> {
+        if !st.pending.is_empty() {
+            self.apply_batch(st, false)?;
+        }
+        let due = st.last_durable.elapsed() >= DURABLE_EVERY;
+        let nothing_new = self.durable_applied.load(Ordering::Acquire) == st.applied_index;
+        if due && !nothing_new {
+            self.apply_batch(st, true)?;
+            st.last_durable = Instant::now();
+        }
+        Ok(())
     }
 
     fn handle(&mut self, m: ApplyMsg, st: &mut LoopState) -> Result<Flow> {
@@ -321,11 +336,11 @@ impl Applier {
     fn apply_batch(&mut self, st: &mut LoopState, durable: bool) -> Result<()> {
         let entries = &mut st.pending;
         let applied_index = &mut st.applied_index;
+        let last_term = &mut st.applied_term;
         let started = Instant::now();
         let txn = self.store.begin_batch(durable)?;
         let mut batch = txn.batch()?;
         let mut results = Vec::new();
-        let mut last_term = 0;
         let written = entries
             .iter()
             .filter(|e| e.index > *applied_index)
@@ -336,7 +351,7 @@ impl Applier {
                 continue;
             }
             *applied_index = e.index;
-            last_term = e.term;
+            *last_term = e.term;
             if e.get_entry_type() == EntryType::EntryConfChange {
                 let _span = kind::apply_span(&e, "conf_change").entered();
                 let conf = st.confs.remove(&e.index);
@@ -372,7 +387,7 @@ impl Applier {
             batch.end_request();
             results.push((id, res));
         }
-        let finished = batch.finish(*applied_index, last_term)?;
+        let finished = batch.finish(*applied_index, *last_term)?;
         let (revision, events) = txn.commit(finished)?;
         self.store.backend().note_written(written);
         if durable {

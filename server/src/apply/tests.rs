@@ -62,12 +62,94 @@ fn applier(dir: &std::path::Path) -> (Applier, Arc<Backend>) {
 }
 
 fn applied_index(backend: &Backend) -> u64 {
+    meta_u64(backend, backend::meta::APPLIED_INDEX)
+}
+
+fn meta_u64(backend: &Backend, key: &str) -> u64 {
     let txn = backend.read().expect("read");
-    backend::get_u64(
-        &txn.open_table(META).expect("meta"),
-        backend::meta::APPLIED_INDEX,
-    )
-    .expect("applied index")
+    backend::get_u64(&txn.open_table(META).expect("meta"), key).expect("meta value")
+}
+
+/// How many backend commits the applier made (etcd's backend commit histogram count).
+fn backend_commits(a: &Applier) -> u64 {
+    let text = a.metrics.encode();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("etcd_disk_backend_commit_duration_seconds_count"))
+        .expect("the backend commit histogram is exported");
+    line.rsplit(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("a count")
+}
+
+fn put(index: u64, term: u64, id: u64) -> Entry {
+    let mut e = entry(
+        index,
+        id,
+        Request::Put(PutRequest {
+            key: format!("k{index}").into_bytes(),
+            value: b"v".to_vec(),
+            ..Default::default()
+        }),
+    );
+    e.term = term;
+    e
+}
+
+#[test]
+fn requests_are_answered_without_waiting_for_a_due_durable_commit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut a, backend) = applier(dir.path());
+    let long_ago = Instant::now()
+        .checked_sub(DURABLE_EVERY * 2)
+        .expect("a monotonic clock older than a second");
+    let mut st = LoopState {
+        applied_index: 0,
+        applied_term: 0,
+        pending: vec![put(1, 3, 21), put(2, 3, 22)],
+        confs: HashMap::new(),
+        last_durable: long_ago,
+    };
+    let (mut first, mut second) = (a.wait.register(21), a.wait.register(22));
+    a.commit_pending(&mut st).expect("commit");
+    assert!(matches!(first.try_recv(), Ok(Ok(Applied::Put(_)))));
+    assert!(matches!(second.try_recv(), Ok(Ok(Applied::Put(_)))));
+    // The answers came from their own (non-durable) commit, and the durable one
+    // followed it: two backend commits, everything durable.
+    assert_eq!(backend_commits(&a), 2);
+    assert_eq!(a.durable_applied.load(Ordering::Acquire), 2);
+    assert_eq!(applied_index(&backend), 2);
+    // The empty durable commit keeps the applied entry's term (snapshots export it).
+    assert_eq!(meta_u64(&backend, backend::meta::APPLIED_TERM), 3);
+    assert!(st.last_durable > long_ago);
+}
+
+#[test]
+fn a_durable_commit_waits_for_its_interval() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut a, backend) = applier(dir.path());
+    let mut st = LoopState {
+        applied_index: 0,
+        applied_term: 0,
+        pending: vec![put(1, 2, 31)],
+        confs: HashMap::new(),
+        last_durable: Instant::now(),
+    };
+    let mut answer = a.wait.register(31);
+    a.commit_pending(&mut st).expect("commit");
+    assert!(matches!(answer.try_recv(), Ok(Ok(Applied::Put(_)))));
+    assert_eq!(backend_commits(&a), 1);
+    assert_eq!(a.durable_applied.load(Ordering::Acquire), 0);
+    assert_eq!(applied_index(&backend), 1, "visible, not yet durable");
+    // Nothing new since the last durable commit: none is made.
+    st.last_durable = Instant::now()
+        .checked_sub(DURABLE_EVERY * 2)
+        .expect("a monotonic clock older than a second");
+    a.commit_pending(&mut st).expect("durable");
+    assert_eq!(a.durable_applied.load(Ordering::Acquire), 1);
+    a.commit_pending(&mut st).expect("nothing to do");
+    assert_eq!(backend_commits(&a), 2);
 }
 
 #[test]
@@ -76,6 +158,7 @@ fn a_backend_failure_during_apply_stops_instead_of_committing() {
     let (mut a, backend) = applier(dir.path());
     let mut st = LoopState {
         applied_index: 0,
+        applied_term: 0,
         pending: vec![entry(
             1,
             11,

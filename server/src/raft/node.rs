@@ -20,9 +20,11 @@ use crate::error::{Error, EtcdError, Result};
 
 /// Requests to the Raft thread.
 pub enum Command {
+    /// `refused` is called only when Raft does not take the proposal; an accepted
+    /// one is answered by the apply thread, so the proposer is woken once per request.
     Propose {
         data: Vec<u8>,
-        done: oneshot::Sender<Result<(), EtcdError>>,
+        refused: Refused,
     },
     /// Linearizable read: answers with the commit index to wait for.
     ReadIndex(oneshot::Sender<Result<u64, EtcdError>>),
@@ -50,6 +52,9 @@ pub enum Command {
     Unreachable(u64),
     Stop,
 }
+
+/// Tells a proposer why Raft refused its proposal.
+pub type Refused = Box<dyn FnOnce(EtcdError) + Send>;
 
 /// Where a linearizable read's commit index goes.
 type ReadReply = oneshot::Sender<Result<u64, EtcdError>>;
@@ -89,13 +94,13 @@ pub struct RaftHandle {
 }
 
 impl RaftHandle {
-    /// Appends `data` to the log; resolves once the node accepted it (not yet committed).
-    pub async fn propose(&self, data: Vec<u8>) -> Result<(), EtcdError> {
-        let (done, rx) = oneshot::channel();
+    /// Hands `data` to Raft without waiting for it: `refused` hears if Raft does not
+    /// take it (no leader). Not waking the proposer when Raft takes it saves one
+    /// thread hand-off per write; the apply thread's answer is the one it waits for.
+    pub fn propose(&self, data: Vec<u8>, refused: Refused) -> Result<(), EtcdError> {
         self.tx
-            .send(Command::Propose { data, done })
-            .map_err(|_| EtcdError::Stopped)?;
-        rx.await.map_err(|_| EtcdError::Stopped)?
+            .send(Command::Propose { data, refused })
+            .map_err(|_| EtcdError::Stopped)
     }
 
     /// The commit index a linearizable read must wait for.
@@ -304,7 +309,7 @@ impl RaftNode {
 
     fn handle(&mut self, cmd: Command) {
         match cmd {
-            Command::Propose { data, done } => {
+            Command::Propose { data, refused } => {
                 let res = if self.raw.raft.leader_id == raft::INVALID_ID {
                     Err(EtcdError::NoLeader)
                 } else {
@@ -312,7 +317,9 @@ impl RaftNode {
                         .propose(vec![], data)
                         .map_err(|_| EtcdError::NoLeader)
                 };
-                let _ = done.send(res);
+                if let Err(e) = res {
+                    refused(e);
+                }
             }
             Command::ReadIndex(reply) => {
                 if self.raw.raft.leader_id == raft::INVALID_ID {
@@ -363,6 +370,9 @@ impl RaftNode {
             return Ok(());
         }
         let mut rd = self.raw.ready();
+        // Sent before the committed entries go to the apply thread: applying a member's
+        // removal takes it out of the transport, and the commit that tells it so must
+        // already be queued for it.
         self.send(rd.take_messages());
         if let Some(ss) = rd.ss() {
             let before = self.status.leader.swap(ss.leader_id, Ordering::Relaxed);

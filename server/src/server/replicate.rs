@@ -53,7 +53,9 @@ impl EtcdServer {
         self.metrics.proposals_pending.inc();
         let start = std::time::Instant::now();
         let result = async {
-            self.raft.propose(data).await?;
+            let wait = self.wait.clone();
+            let refused = Box::new(move |e: EtcdError| wait.trigger(id, Err(e)));
+            self.raft.propose(data, refused)?;
             match tokio::time::timeout(request_timeout(&self.cfg), rx).await {
                 Ok(Ok(res)) => res,
                 Ok(Err(_)) => Err(EtcdError::Stopped),
