@@ -14,7 +14,8 @@
 # a regression test by copying the input into server/fuzz/regressions/<target>/
 # (tests/fuzz_regressions.rs replays that directory on stable).
 #
-# Environment: FUZZ_TARGET_DIR (build dir, default server/fuzz/target), FUZZ_WORK (scratch
+# Environment: FUZZ_PROFILE (release, the default, or dev), FUZZ_TARGET_DIR (build dir, default
+# server/fuzz/target), FUZZ_WORK (scratch
 # corpus and crash inputs, default a new temporary dir), CARGO_FUZZ_ROOT (where cargo-fuzz
 # is installed when missing, default ~/.cache/ballast-tools/cargo-fuzz).
 set -euo pipefail
@@ -50,10 +51,18 @@ target_dir=${FUZZ_TARGET_DIR:-$repo/server/fuzz/target}
 # -rss_limit_mb/-malloc_limit_mb) needs none; without it the targets run about twice as fast.
 # 16 codegen units: the dependency tree is large and the build is most of a cold run.
 build_flags=(-s none -a --codegen-units 16 --target-dir "$target_dir")
+# FUZZ_PROFILE=dev builds without optimisation: a cold build takes a fraction of the time
+# of an optimised one and runs several times fewer executions per second, which suits the
+# brief CI run (its corpus and a few hundred thousand mutations), not the long run by hand.
+profile=release
+if [ "${FUZZ_PROFILE:-release}" = dev ]; then
+  build_flags+=(--dev)
+  profile=debug
+fi
 start=$(date +%s)
 (cd server/fuzz && nice "${fuzz[@]}" build "${build_flags[@]}")
 echo "build: $(($(date +%s) - start)) s"
-bin_dir=$target_dir/x86_64-unknown-linux-gnu/release
+bin_dir=$target_dir/x86_64-unknown-linux-gnu/$profile
 
 work=${FUZZ_WORK:-$(mktemp -d -t ballast-fuzz.XXXXXX)}
 mkdir -p "$work"

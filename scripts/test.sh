@@ -2,7 +2,11 @@
 # Runs Ballast's whole test suite: formatting, lints, unit tests, the
 # integration tests that drive the real server with real etcdctl, and the
 # end-to-end tests on a real Kubernetes built from source (e2e/tests/kube_*.rs
-# start it with scripts/kube-up.sh, which installs and builds what it needs).
+# start it with scripts/kube-up.sh, which installs and builds what it needs), the
+# robustness suite (e2e/robustness: random traffic and faults on a 3-member cluster, the
+# histories checked for linearizability and watch/lease guarantees; about 3 minutes) and
+# the disk-full tests (tmpfs volumes), which need root like the e2e tests, and a brief run
+# of every fuzz target.
 # Installs what the tests need (Debian's etcdctl, a reference etcd, Prometheus) when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -72,3 +76,9 @@ for t in server/tests/etcdctl_*.rs server/tests/etcdutl36.rs; do
 done
 BALLAST_TEST_ETCDCTL=3.6 cargo test --workspace "${etcdctl_tests[@]}" --test tls
 BALLAST_TEST_ETCDCTL=3.6 BALLAST_TEST_SERVER=etcd36 cargo test --workspace "${etcdctl_tests[@]}"
+
+# Every fuzz target (server/fuzz/, libFuzzer through cargo fuzz) briefly on its committed seed
+# corpus; crashes fail the run with the input's path. An unoptimised build (FUZZ_PROFILE=dev),
+# since a cold optimised build of the instrumented server takes too long for CI; kept between
+# runs in ~/.cache. The long run by hand: `scripts/fuzz.sh 600`.
+FUZZ_PROFILE=dev FUZZ_TARGET_DIR="${FUZZ_TARGET_DIR:-$HOME/.cache/ballast-fuzz-target}" scripts/fuzz.sh 10
