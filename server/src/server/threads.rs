@@ -164,9 +164,9 @@ pub(super) fn spawn_apply(
             if let Err(e) = &res {
                 // Continuing without it would hang every request; etcd stops too.
                 match super::disk_space::out_of_space_advice(e) {
-                    Some(advice) => tracing::error!(
-                        "apply thread stopped: {e}: {advice}; stopping the member"
-                    ),
+                    Some(advice) => {
+                        tracing::error!("apply thread stopped: {e}: {advice}; stopping the member")
+                    }
                     None => tracing::error!("apply thread stopped: {e}; stopping the member"),
                 }
                 std::process::exit(1);
@@ -185,9 +185,9 @@ pub(super) fn spawn_raft(raft_node: RaftNode) -> Result<std::thread::JoinHandle<
             if let Err(e) = &res {
                 // Continuing without it would hang every request; etcd stops too.
                 match super::disk_space::out_of_space_advice(e) {
-                    Some(advice) => tracing::error!(
-                        "raft thread stopped: {e}: {advice}; stopping the member"
-                    ),
+                    Some(advice) => {
+                        tracing::error!("raft thread stopped: {e}: {advice}; stopping the member")
+                    }
                     None => tracing::error!("raft thread stopped: {e}; stopping the member"),
                 }
                 std::process::exit(1);
