@@ -106,6 +106,22 @@ pub enum Response {
     },
 }
 
+impl Response {
+    /// The response header's revision.
+    pub fn revision(&self) -> i64 {
+        match self {
+            Response::Get { revision, .. }
+            | Response::List { revision, .. }
+            | Response::Put { revision }
+            | Response::Delete { revision, .. }
+            | Response::CompareAndSet { revision, .. }
+            | Response::LeaseGrant { revision, .. }
+            | Response::LeaseRevoke { revision }
+            | Response::Compact { revision } => *revision,
+        }
+    }
+}
+
 /// How a call ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {

@@ -8,19 +8,6 @@ use super::describe::describe_operation;
 use super::report::{Kind, Report};
 use crate::history::{ClientId, History, Operation, Outcome, Request, Response};
 
-fn header_revision(response: &Response) -> i64 {
-    match response {
-        Response::Get { revision, .. }
-        | Response::List { revision, .. }
-        | Response::Put { revision }
-        | Response::Delete { revision, .. }
-        | Response::CompareAndSet { revision, .. }
-        | Response::LeaseGrant { revision, .. }
-        | Response::LeaseRevoke { revision }
-        | Response::Compact { revision } => *revision,
-    }
-}
-
 fn serializable(op: &Operation) -> bool {
     matches!(
         op.request,
@@ -51,7 +38,7 @@ pub(crate) fn check(history: &History, report: &mut Report) {
             let Outcome::Ok(response) = &op.outcome else {
                 continue;
             };
-            let revision = header_revision(response);
+            let revision = response.revision();
             match highest {
                 Some((j, seen)) if revision < seen => report.violate(
                     Kind::RevisionWentBackwards,

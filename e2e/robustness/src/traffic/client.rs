@@ -201,7 +201,7 @@ impl State {
         let Outcome::Ok(response) = outcome else {
             return;
         };
-        self.newest = self.newest.max(response_revision(response));
+        self.newest = self.newest.max(response.revision());
         match (request, response) {
             (Request::Get { key, .. }, Response::Get { kv, .. }) => {
                 self.seen
@@ -244,19 +244,6 @@ impl State {
             }
             _ => {}
         }
-    }
-}
-
-fn response_revision(response: &Response) -> i64 {
-    match response {
-        Response::Get { revision, .. }
-        | Response::List { revision, .. }
-        | Response::Put { revision }
-        | Response::Delete { revision, .. }
-        | Response::CompareAndSet { revision, .. }
-        | Response::LeaseGrant { revision, .. }
-        | Response::LeaseRevoke { revision }
-        | Response::Compact { revision } => *revision,
     }
 }
 
