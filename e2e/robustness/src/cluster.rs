@@ -5,6 +5,7 @@
 
 mod binary;
 mod member;
+mod volume;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -14,6 +15,7 @@ use etcd_client::{Client, ConnectOptions};
 
 pub use binary::{ballast_binary, BINARY_ENV};
 pub use member::{Member, ELECTION_MS, HEARTBEAT_MS};
+pub use volume::Volume;
 
 use crate::Error;
 
@@ -38,19 +40,25 @@ pub struct Cluster {
 impl Cluster {
     /// Creates the bridge and namespaces and starts every member; returns once all of them
     /// serve and agree on a leader. `tag` (at most 6 letters or digits) and `subnet` keep
-    /// concurrent runs apart.
+    /// concurrent runs apart. With `volume_size`, each member's data directory is a tmpfs
+    /// of that size (for the disk-full fault).
     pub async fn start(
         binary: &Path,
         root: &Path,
         tag: &str,
         subnet: [u8; 3],
+        volume_size: Option<u64>,
     ) -> Result<Cluster, Error> {
         let mut net = Network::create(tag, subnet)?;
         let mut members = Vec::new();
         for i in 0..SIZE {
             let name = format!("m{i}");
             let host = net.add_host(&name)?;
-            members.push(Member::new(&name, host, root));
+            let mut member = Member::new(&name, host, root);
+            if let Some(size) = volume_size {
+                member.mount_volume(size)?;
+            }
+            members.push(member);
         }
         let initial_cluster = members
             .iter()

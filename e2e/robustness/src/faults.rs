@@ -1,7 +1,8 @@
 //! The faults a run injects while traffic runs, each undone before the next: members
 //! killed and restarted on their data, stopped past the election timeout, cut off the
-//! network, restarted on a torn WAL tail.
+//! network, restarted on a torn WAL tail, left with a full data volume.
 
+mod disk_full;
 mod torn_wal;
 
 use std::time::Duration;
@@ -32,16 +33,20 @@ pub enum FaultKind {
     PartitionMinority,
     /// kill -9 of a follower, a torn write appended to its WAL, restarted.
     TornWal,
+    /// A random member's data volume (its own tmpfs) filled past its reserve, then freed
+    /// and the NOSPACE alarm disarmed.
+    DiskFull,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 6] = [
+    pub const ALL: [FaultKind; 7] = [
         FaultKind::KillRandom,
         FaultKind::KillLeader,
         FaultKind::Sigstop,
         FaultKind::PartitionLeader,
         FaultKind::PartitionMinority,
         FaultKind::TornWal,
+        FaultKind::DiskFull,
     ];
 
     pub fn name(self) -> &'static str {
@@ -52,12 +57,19 @@ impl FaultKind {
             FaultKind::PartitionLeader => "partition-leader",
             FaultKind::PartitionMinority => "partition-minority",
             FaultKind::TornWal => "torn-wal",
+            FaultKind::DiskFull => "disk-full",
         }
     }
 
     pub fn from_name(name: &str) -> Option<FaultKind> {
         FaultKind::ALL.into_iter().find(|k| k.name() == name)
     }
+}
+
+/// The size of each member's own data volume, for the scenarios that need one (only
+/// disk-full: tmpfs makes fsync a no-op, which the crash scenarios must not have).
+pub fn volume_size(kind: FaultKind) -> Option<u64> {
+    (kind == FaultKind::DiskFull).then_some(disk_full::VOLUME_SIZE)
 }
 
 /// One injected fault, for the report and the saved history.
@@ -84,7 +96,7 @@ pub async fn inject(
     let random = rng.random_range(0..SIZE);
     let follower = (leader + rng.random_range(1..SIZE)) % SIZE;
     let target = match kind {
-        FaultKind::KillRandom | FaultKind::Sigstop => random,
+        FaultKind::KillRandom | FaultKind::Sigstop | FaultKind::DiskFull => random,
         FaultKind::KillLeader | FaultKind::PartitionLeader => leader,
         FaultKind::PartitionMinority | FaultKind::TornWal => follower,
     };
@@ -125,6 +137,11 @@ pub async fn inject(
                 "{role} killed, restarted on a torn WAL: {}",
                 tear.description
             )
+        }
+        FaultKind::DiskFull => {
+            let full = millis(rng, 1000, 3000);
+            let what = disk_full::fill_and_free(cluster, target, full).await?;
+            format!("{role}: {what}")
         }
     };
     Ok(FaultRecord {

@@ -11,7 +11,8 @@
 //!
 //! # Running
 //!
-//! Needs root and `ip` (each member runs in its own network namespace).
+//! Needs root and `ip` (each member runs in its own network namespace), and for the
+//! disk-full scenario `mount` and `df` (each member's data directory is then a tmpfs).
 //!
 //! ```sh
 //! cargo test -p ballast-robustness --test robustness          # every scenario, ~20 s of traffic each

@@ -173,7 +173,9 @@ pub fn run(config: &RunConfig) -> Result<RunReport, Error> {
 
 async fn run_async(config: &RunConfig) -> Result<RunReport, Error> {
     let (tag, subnet) = network_names();
-    let mut cluster = Cluster::start(&config.binary, &config.dir, &tag, subnet).await?;
+    let volume_size = faults::volume_size(config.scenario);
+    let mut cluster =
+        Cluster::start(&config.binary, &config.dir, &tag, subnet, volume_size).await?;
     let endpoints = cluster.endpoints();
     let start_revision = {
         let mut c = connect(&endpoints[0]).await?;

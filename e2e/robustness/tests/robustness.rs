@@ -1,5 +1,6 @@
 //! The robustness scenarios, one per kind of fault: a short randomised run each, on a
-//! fresh 3-member cluster, whose history must show no violation. Needs root and `ip`.
+//! fresh 3-member cluster, whose history must show no violation. Needs root and `ip` (and
+//! `mount` for disk-full, whose members each get a tmpfs).
 //!
 //! `BALLAST_ROBUSTNESS_SEED` replays a seed (printed by every run);
 //! `BALLAST_ROBUSTNESS_DURATION` sets the traffic time per scenario (default 20s).
@@ -9,10 +10,14 @@ use std::time::{Duration, Instant};
 
 use ballast_robustness::cluster::ballast_binary;
 use ballast_robustness::faults::FaultKind;
+use ballast_robustness::history::Outcome;
 use ballast_robustness::runner::{self, RunConfig};
 use ballast_robustness::traffic::TrafficConfig;
 
 const DEFAULT_DURATION: Duration = Duration::from_secs(20);
+
+/// Ballast's (and etcd's) refusal of a write for want of space.
+const NO_SPACE: &str = "etcdserver: mvcc: database space exceeded";
 
 /// Scenarios run one at a time: three members each on two cores are enough.
 fn one_at_a_time() -> MutexGuard<'static, ()> {
@@ -46,6 +51,19 @@ fn scenario(kind: FaultKind) {
     println!("{} in {:.1?}", report.summary(), started.elapsed());
     for f in &report.faults {
         println!("  fault {}: {}", f.member, f.detail);
+    }
+    let refused = report
+        .history
+        .operations
+        .iter()
+        .filter(|o| matches!(&o.outcome, Outcome::Error(e) if e.contains(NO_SPACE)))
+        .count();
+    if kind == FaultKind::DiskFull {
+        println!("  {refused} calls refused with {NO_SPACE:?}");
+        assert!(
+            refused > 0,
+            "seed {seed}: no write was refused while a volume was full"
+        );
     }
     assert!(
         !report.faults.is_empty(),
@@ -94,4 +112,9 @@ fn partition_minority() {
 #[test]
 fn torn_wal() {
     scenario(FaultKind::TornWal);
+}
+
+#[test]
+fn disk_full() {
+    scenario(FaultKind::DiskFull);
 }

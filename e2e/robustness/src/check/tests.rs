@@ -121,6 +121,12 @@ mod build {
     pub fn timeout() -> Outcome {
         Outcome::Error("context deadline exceeded".into())
     }
+    /// What etcd-client says for Ballast's refusal of a write on a full volume.
+    pub fn no_space() -> Outcome {
+        Outcome::Error(
+            "grpc request error: status: ResourceExhausted, message: \"etcdserver: mvcc: database space exceeded\"".into(),
+        )
+    }
 
     pub fn put_event(kv: KeyValue) -> WatchEvent {
         WatchEvent {
@@ -632,6 +638,15 @@ fn bad_histories() -> Vec<(&'static str, History, Vec<Kind>)> {
             ),
             vec![Kind::LeaseKeyOutlivedRevoke, Kind::NotLinearizable],
         ),
+        (
+            "a put refused for want of space (never applied) seen by a later read",
+            history(vec![
+                op(1, 0, 10, put("ka", "1"), ok_put(2)),
+                op(1, 20, 30, put("ka", "2"), no_space()),
+                op(2, 40, 50, get("ka"), ok_get(3, Some(a2.clone()))),
+            ]),
+            vec![Kind::NotLinearizable],
+        ),
     ]
 }
 
@@ -888,6 +903,15 @@ fn good_histories() -> Vec<(&'static str, History)> {
                     watch(1, 3, 70, vec![events(71, 3, vec![put_event(a2.clone())])]),
                 ],
             ),
+        ),
+        (
+            "a put refused for want of space, never seen",
+            history(vec![
+                op(1, 0, 10, put("ka", "1"), ok_put(2)),
+                op(1, 20, 30, put("ka", "2"), no_space()),
+                op(2, 40, 50, get("ka"), ok_get(2, Some(a1.clone()))),
+                op(2, 60, 70, list("k"), ok_list(2, vec![a1.clone()])),
+            ]),
         ),
     ]
 }

@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 
 use ballast_e2e::Host;
 
+use super::volume::Volume;
 use crate::Error;
 
 /// Client and peer ports inside each member's namespace (each has its own address).
@@ -29,6 +30,9 @@ pub struct Member {
     stopped: bool,
     /// Whether the host's link to the bridge is cut.
     pub cut_off: bool,
+    /// The data directory's own tmpfs, if the scenario fills volumes; dropped (unmounted)
+    /// after `Drop` has killed the member.
+    pub volume: Option<Volume>,
 }
 
 impl Member {
@@ -42,7 +46,14 @@ impl Member {
             child: None,
             stopped: false,
             cut_off: false,
+            volume: None,
         }
+    }
+
+    /// Puts the data directory on a tmpfs of `size` bytes (before the first start).
+    pub fn mount_volume(&mut self, size: u64) -> Result<(), Error> {
+        self.volume = Some(Volume::mount(&self.data_dir, size)?);
+        Ok(())
     }
 
     pub fn client_url(&self) -> String {

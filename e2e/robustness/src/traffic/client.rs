@@ -21,6 +21,11 @@ use crate::history::{ClientId, LeaseRecord, Operation, Outcome, Request, Respons
 /// a while may find its revision compacted.
 const COMPACT_LAG: i64 = 100;
 
+/// The share of granted leases a client keeps alive for a while.
+const KEEP_ALIVE_SHARE: f64 = 0.3;
+/// How long a kept-alive lease is kept alive (then left to expire), in seconds.
+const KEEP_ALIVE_SECS: std::ops::RangeInclusive<u64> = 3..=8;
+
 /// What one client recorded.
 #[derive(Debug, Default)]
 pub struct ClientLog {
@@ -38,6 +43,8 @@ pub async fn run(
     stop: Arc<AtomicBool>,
 ) -> ClientLog {
     let mut state = State {
+        client: client.clone(),
+        keepers: Vec::new(),
         id,
         rng: StdRng::seed_from_u64(seed),
         next_value: 0,
@@ -87,10 +94,17 @@ pub async fn run(
             tokio::time::sleep(pause).await;
         }
     }
+    for keeper in state.keepers.drain(..) {
+        keeper.abort();
+    }
     state.log
 }
 
 struct State {
+    /// A handle on the client's connection, for the keep-alive streams.
+    client: Client,
+    /// The tasks keeping leases alive; aborted when the client stops.
+    keepers: Vec<tokio::task::JoinHandle<()>>,
     id: ClientId,
     rng: StdRng,
     next_value: u64,
@@ -235,16 +249,49 @@ impl State {
                 if self.leases.len() > 3 {
                     self.leases.remove(0);
                 }
+                let kept_alive = self.rng.random_bool(KEEP_ALIVE_SHARE);
+                if kept_alive {
+                    let time = Duration::from_secs(self.rng.random_range(KEEP_ALIVE_SECS));
+                    self.keepers.retain(|k| !k.is_finished());
+                    self.keepers.push(tokio::spawn(keep_alive(
+                        self.client.clone(),
+                        *id,
+                        *ttl,
+                        time,
+                    )));
+                }
                 self.log.leases.push(LeaseRecord {
                     id: *id,
                     ttl: *ttl,
                     granted: call,
-                    kept_alive: false,
+                    kept_alive,
                 });
             }
             _ => {}
         }
     }
+}
+
+/// Keeps lease `id` alive for `time` (a keep-alive every third of its TTL, as etcd's
+/// client does), then lets it expire. Not recorded as operations: a keep-alive changes no
+/// key and no revision, and the checker lets a kept-alive lease expire any time from its
+/// TTL after the grant, which holds whether the keep-alives arrived or not. A failure ends
+/// the keeping (the lease then expires like any other).
+async fn keep_alive(mut client: Client, id: i64, ttl: i64, time: Duration) {
+    let period = Duration::from_millis(u64::try_from(ttl).unwrap_or(1).max(1) * 1000 / 3);
+    let keeping = async {
+        let (mut keeper, mut responses) = client.lease_keep_alive(id).await?;
+        loop {
+            keeper.keep_alive().await?;
+            match responses.message().await? {
+                // TTL 0: the lease is gone (revoked or expired).
+                Some(r) if r.ttl() > 0 => {}
+                _ => return Ok::<(), etcd_client::Error>(()),
+            }
+            tokio::time::sleep(period).await;
+        }
+    };
+    let _ = tokio::time::timeout(time, keeping).await;
 }
 
 /// Makes the call; an error is the client crate's (the server's status or a transport
