@@ -121,20 +121,34 @@ impl Volume {
     }
 }
 
-/// Whether a write of `cost` bytes leaves the reserve free on the WAL's and the
-/// database's file systems (one check, for both needs, when they share one).
-pub(super) fn shortage(cfg: &Config, cost: u64) -> Option<Shortage> {
-    let wal = Volume::of(&cfg.wal_path());
-    let db = Volume::of(&cfg.snap_dir());
-    short_of(wal, db, cost)
+/// The WAL's and the database's file systems, measured once per request (a few syscalls
+/// on the write path) and asked both questions below.
+pub(super) struct DataVolumes {
+    wal: Option<Volume>,
+    db: Option<Volume>,
 }
 
-/// Whether the WAL's or the database's file system has less than [`EXHAUSTED`] left.
-pub(super) fn exhausted(cfg: &Config) -> bool {
-    [cfg.wal_path(), cfg.snap_dir()]
-        .iter()
-        .filter_map(|d| Volume::of(d))
-        .any(|v| v.available < EXHAUSTED)
+impl DataVolumes {
+    pub(super) fn measure(cfg: &Config) -> DataVolumes {
+        DataVolumes {
+            wal: Volume::of(&cfg.wal_path()),
+            db: Volume::of(&cfg.snap_dir()),
+        }
+    }
+
+    /// Whether either file system has less than [`EXHAUSTED`] left.
+    pub(super) fn exhausted(&self) -> bool {
+        [&self.wal, &self.db]
+            .into_iter()
+            .flatten()
+            .any(|v| v.available < EXHAUSTED)
+    }
+
+    /// Whether a write of `cost` bytes leaves the reserve free on both (one check, for
+    /// both needs, when they share one file system).
+    pub(super) fn shortage(self, cost: u64) -> Option<Shortage> {
+        short_of(self.wal, self.db, cost)
+    }
 }
 
 fn short_of(wal: Option<Volume>, db: Option<Volume>, cost: u64) -> Option<Shortage> {
@@ -163,7 +177,8 @@ pub(super) async fn watch(server: Weak<EtcdServer>) {
     loop {
         tick.tick().await;
         let Some(s) = server.upgrade() else { return };
-        let now_exhausted = exhausted(&s.cfg);
+        let volumes = DataVolumes::measure(&s.cfg);
+        let now_exhausted = volumes.exhausted();
         if now_exhausted != was_exhausted {
             was_exhausted = now_exhausted;
             if now_exhausted {
@@ -178,7 +193,7 @@ pub(super) async fn watch(server: Weak<EtcdServer>) {
         if s.alarms.nospace() {
             continue;
         }
-        if let Some(short) = shortage(&s.cfg, 0) {
+        if let Some(short) = volumes.shortage(0) {
             tracing::warn!("{short}; raising the NOSPACE alarm: writes are refused until space is freed and the alarm disarmed");
             super::background::raise_nospace_alarm(s);
         }

@@ -31,14 +31,15 @@ impl EtcdServer {
         // The member's own publication (it serves nothing before) and the alarm take a page
         // or two; everything else waits for space.
         let own = matches!(request, Request::MemberAttributes(_) | Request::Alarm(_));
-        if !own && super::disk_space::exhausted(&self.cfg) {
+        let volumes = super::disk_space::DataVolumes::measure(&self.cfg);
+        if !own && volumes.exhausted() {
             return Err(EtcdError::NoSpace);
         }
         let Some(cost) = cost(request) else {
             return Ok(());
         };
         let quota = self.cfg.effective_quota_bytes();
-        let disk = super::disk_space::shortage(&self.cfg, cost);
+        let disk = volumes.shortage(cost);
         if disk.is_none() && self.store.backend().quota_fits(cost, quota) {
             return Ok(());
         }
