@@ -69,6 +69,27 @@ pub enum Request {
     },
 }
 
+impl Request {
+    /// A get or a list: a call that changes nothing.
+    pub fn is_read(&self) -> bool {
+        matches!(self, Request::Get { .. } | Request::List { .. })
+    }
+
+    /// A read served from the member's own state, not linearizable.
+    pub fn is_serializable(&self) -> bool {
+        matches!(
+            self,
+            Request::Get {
+                serializable: true,
+                ..
+            } | Request::List {
+                serializable: true,
+                ..
+            }
+        )
+    }
+}
+
 /// What the server answered to a call that succeeded. `revision` is the response
 /// header's revision.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -110,17 +110,8 @@ fn definitely_failed(error: &str) -> bool {
 pub(crate) fn entries<'h>(history: &'h History, names: &Names) -> Vec<Entry<'h>> {
     let mut entries = Vec::new();
     for (i, op) in history.operations.iter().enumerate() {
-        let read = matches!(op.request, Request::Get { .. } | Request::List { .. });
-        let serializable = matches!(
-            op.request,
-            Request::Get {
-                serializable: true,
-                ..
-            } | Request::List {
-                serializable: true,
-                ..
-            }
-        );
+        let read = op.request.is_read();
+        let serializable = op.request.is_serializable();
         match &op.outcome {
             Outcome::Ok(response) => {
                 if serializable || matches!(op.request, Request::Compact { .. }) {

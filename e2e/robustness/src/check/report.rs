@@ -4,7 +4,7 @@
 use std::fmt;
 
 use super::linearizability::{Search, Verdict};
-use crate::history::{History, Outcome, Request};
+use crate::history::{History, Outcome};
 
 /// Which guarantee a violation breaks (tests match on these).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -129,17 +129,8 @@ pub(crate) fn count(history: &History, search: &Search) -> Counts {
         ..Counts::default()
     };
     for op in &history.operations {
-        let read = matches!(op.request, Request::Get { .. } | Request::List { .. });
-        let serializable = matches!(
-            op.request,
-            Request::Get {
-                serializable: true,
-                ..
-            } | Request::List {
-                serializable: true,
-                ..
-            }
-        );
+        let read = op.request.is_read();
+        let serializable = op.request.is_serializable();
         match (&op.outcome, read) {
             (Outcome::Ok(_), _) => {
                 counts.acknowledged += 1;

@@ -6,25 +6,12 @@ use std::collections::HashMap;
 
 use super::describe::describe_operation;
 use super::report::{Kind, Report};
-use crate::history::{ClientId, History, Operation, Outcome, Request, Response};
-
-fn serializable(op: &Operation) -> bool {
-    matches!(
-        op.request,
-        Request::Get {
-            serializable: true,
-            ..
-        } | Request::List {
-            serializable: true,
-            ..
-        }
-    )
-}
+use crate::history::{ClientId, History, Outcome, Response};
 
 pub(crate) fn check(history: &History, report: &mut Report) {
     let mut by_client: HashMap<ClientId, Vec<usize>> = HashMap::new();
     for (i, op) in history.operations.iter().enumerate() {
-        if matches!(op.outcome, Outcome::Ok(_)) && !serializable(op) {
+        if matches!(op.outcome, Outcome::Ok(_)) && !op.request.is_serializable() {
             by_client.entry(op.client).or_default().push(i);
         }
     }
