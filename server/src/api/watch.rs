@@ -88,14 +88,7 @@ impl StreamTask {
                         break;
                     }
                 }
-                _ = progress.tick() => {
-                    let rev = self.s.store.current_revision();
-                    for watch_id in self.s.hub.progress_watchers(self.id) {
-                        if self.send(WatchResponse { header: self.s.header(rev), watch_id, ..Default::default() }).await.is_err() {
-                            break;
-                        }
-                    }
-                }
+                _ = progress.tick() => self.s.hub.notify_progress(self.id),
                 _ = self.out.closed() => break,
             }
         }
@@ -128,16 +121,8 @@ impl StreamTask {
                 Ok(())
             }
             Some(RequestUnion::ProgressRequest(_)) => {
-                // Only when every watcher has caught up can the revision be promised.
-                if self.s.hub.stream_synced(self.id) {
-                    let rev = self.s.store.current_revision();
-                    self.send(WatchResponse {
-                        header: self.s.header(rev),
-                        watch_id: -1,
-                        ..Default::default()
-                    })
-                    .await?;
-                }
+                // Answered through the events' channel, behind what it promises.
+                self.s.hub.request_progress(self.id, ev_tx.clone());
                 Ok(())
             }
             None => Ok(()),
@@ -271,6 +256,17 @@ impl StreamTask {
                     watch_id,
                     canceled: true,
                     compact_revision,
+                    ..Default::default()
+                })
+                .await
+            }
+            Delivery::Progress { watch_id, revision } => {
+                if watch_id >= 0 && !self.s.hub.exists(self.id, watch_id) {
+                    return Ok(()); // canceled meanwhile
+                }
+                self.send(WatchResponse {
+                    header: self.s.header(revision),
+                    watch_id,
                     ..Default::default()
                 })
                 .await

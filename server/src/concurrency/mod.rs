@@ -180,13 +180,17 @@ struct Watcher {
 impl Watcher {
     /// The next batch of events and its revision.
     async fn next(&mut self) -> Result<(i64, Vec<Event>), Status> {
-        match self.rx.recv().await {
-            Some(Delivery::Events {
-                revision, events, ..
-            }) => Ok((revision, events)),
-            Some(Delivery::Compacted { .. }) => Err(plain(EtcdError::Compacted)),
-            // The hub only drops a watcher that was canceled: not while waiting.
-            None => Err(Status::unknown("lost watcher waiting for delete")),
+        loop {
+            return match self.rx.recv().await {
+                Some(Delivery::Events {
+                    revision, events, ..
+                }) => Ok((revision, events)),
+                Some(Delivery::Compacted { .. }) => Err(plain(EtcdError::Compacted)),
+                // Says nothing about the key awaited.
+                Some(Delivery::Progress { .. }) => continue,
+                // The hub only drops a watcher that was canceled: not while waiting.
+                None => Err(Status::unknown("lost watcher waiting for delete")),
+            };
         }
     }
 }

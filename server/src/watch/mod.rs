@@ -46,7 +46,15 @@ pub enum Delivery {
         watch_id: i64,
         compact_revision: i64,
     },
+    /// Everything up to `revision` has been delivered before this, on the same
+    /// channel: a progress notification for one watcher, or for the stream
+    /// (`watch_id` -1) when its client asked. It travels behind the events so
+    /// that a client never learns of a revision before the events leading to it.
+    Progress { watch_id: i64, revision: i64 },
 }
+
+/// The watch ID etcd puts on a progress response that answers a client's request.
+const STREAM_PROGRESS_ID: i64 = -1;
 
 /// Identifies one watch stream (one gRPC Watch call).
 pub type StreamId = u64;
@@ -86,9 +94,59 @@ impl Watcher {
     }
 }
 
+/// What the hub guards with one lock: deliveries and progress answers are queued under
+/// it, so their order on a stream's channel is the order of revisions.
+#[derive(Default)]
+struct Registry {
+    watchers: HashMap<(StreamId, i64), Watcher>,
+    /// Streams whose client asked for progress while a watcher was still catching
+    /// up: answered once all of them have, as etcd defers such a request.
+    progress_requested: HashMap<StreamId, mpsc::Sender<Delivery>>,
+}
+
+impl Registry {
+    /// The revision a stream's progress notification may promise: every watcher of
+    /// the stream has had everything up to it queued, or None while one is behind.
+    fn stream_progress(&self, stream: StreamId, current: i64) -> Option<i64> {
+        let mut revision = current;
+        for ((s, _), w) in &self.watchers {
+            if *s != stream {
+                continue;
+            }
+            if !w.synced {
+                return None;
+            }
+            revision = revision.min(w.next_rev - 1);
+        }
+        Some(revision)
+    }
+
+    /// Answers the deferred progress requests of streams that have caught up.
+    fn answer_deferred_progress(&mut self, current: i64) {
+        if self.progress_requested.is_empty() {
+            return;
+        }
+        let requested = std::mem::take(&mut self.progress_requested);
+        for (stream, tx) in requested {
+            let answered = self
+                .stream_progress(stream, current)
+                .is_some_and(|revision| {
+                    let msg = Delivery::Progress {
+                        watch_id: STREAM_PROGRESS_ID,
+                        revision,
+                    };
+                    !matches!(tx.try_send(msg), Err(mpsc::error::TrySendError::Full(_)))
+                });
+            if !answered {
+                self.progress_requested.insert(stream, tx);
+            }
+        }
+    }
+}
+
 pub struct WatchHub {
     store: Arc<KvStore>,
-    watchers: Mutex<HashMap<(StreamId, i64), Watcher>>,
+    registry: Mutex<Registry>,
     wake: Notify,
 }
 
@@ -96,7 +154,7 @@ impl WatchHub {
     pub fn new(store: Arc<KvStore>) -> Arc<WatchHub> {
         Arc::new(WatchHub {
             store,
-            watchers: Mutex::new(HashMap::new()),
+            registry: Mutex::new(Registry::default()),
             wake: Notify::new(),
         })
     }
@@ -110,7 +168,7 @@ impl WatchHub {
         spec: WatchSpec,
         tx: mpsc::Sender<Delivery>,
     ) -> Result<i64, i64> {
-        let mut watchers = self.watchers.lock();
+        let mut registry = self.registry.lock();
         // Read under the hub lock: the apply thread publishes a revision
         // before it notifies, so nothing after `current` can be missed.
         let current = self.store.current_revision();
@@ -124,7 +182,7 @@ impl WatchHub {
             current + 1
         };
         let synced = next_rev > current;
-        watchers.insert(
+        registry.watchers.insert(
             (stream, watch_id),
             Watcher {
                 spec,
@@ -133,7 +191,7 @@ impl WatchHub {
                 tx,
             },
         );
-        drop(watchers);
+        drop(registry);
         if !synced {
             self.wake.notify_one();
         }
@@ -141,57 +199,75 @@ impl WatchHub {
     }
 
     pub fn exists(&self, stream: StreamId, watch_id: i64) -> bool {
-        self.watchers.lock().contains_key(&(stream, watch_id))
+        self.registry
+            .lock()
+            .watchers
+            .contains_key(&(stream, watch_id))
     }
 
     pub fn cancel(&self, stream: StreamId, watch_id: i64) -> bool {
-        self.watchers.lock().remove(&(stream, watch_id)).is_some()
+        let mut registry = self.registry.lock();
+        let removed = registry.watchers.remove(&(stream, watch_id)).is_some();
+        // The watcher that held a progress answer back may be this one.
+        registry.answer_deferred_progress(self.store.current_revision());
+        removed
     }
 
     pub fn cancel_stream(&self, stream: StreamId) {
-        self.watchers.lock().retain(|(s, _), _| *s != stream);
+        let mut registry = self.registry.lock();
+        registry.watchers.retain(|(s, _), _| *s != stream);
+        registry.progress_requested.remove(&stream);
     }
 
-    /// True when every watcher of the stream has seen everything committed,
-    /// so a progress notification would not lie.
-    pub fn stream_synced(&self, stream: StreamId) -> bool {
-        self.watchers
-            .lock()
-            .iter()
-            .all(|((s, _), w)| *s != stream || w.synced)
+    /// A client asked for progress on its stream: the answer is queued behind
+    /// every event it promises, now if all the stream's watchers have caught up,
+    /// otherwise as soon as they have.
+    pub fn request_progress(&self, stream: StreamId, tx: mpsc::Sender<Delivery>) {
+        let mut registry = self.registry.lock();
+        registry.progress_requested.insert(stream, tx);
+        registry.answer_deferred_progress(self.store.current_revision());
     }
 
-    /// Synced watchers of the stream that asked for progress notifications.
-    pub fn progress_watchers(&self, stream: StreamId) -> Vec<i64> {
-        self.watchers
-            .lock()
+    /// The periodic notification for watchers created with `progress_notify`:
+    /// queued for those that have caught up, each at what it has been given.
+    pub fn notify_progress(&self, stream: StreamId) {
+        let registry = self.registry.lock();
+        let current = self.store.current_revision();
+        let due = registry
+            .watchers
             .iter()
-            .filter(|((s, _), w)| *s == stream && w.synced && w.spec.progress_notify)
-            .map(|((_, id), _)| *id)
-            .collect()
+            .filter(|((s, _), w)| *s == stream && w.synced && w.spec.progress_notify);
+        for ((_, watch_id), w) in due {
+            // A full channel means the watcher is about to fall behind anyway.
+            let _ = w.tx.try_send(Delivery::Progress {
+                watch_id: *watch_id,
+                revision: current.min(w.next_rev - 1),
+            });
+        }
     }
 
     /// After the store jumped (a Raft snapshot was installed), every watcher
     /// re-reads history from where it was.
     pub fn resync_all(&self) {
-        for w in self.watchers.lock().values_mut() {
+        for w in self.registry.lock().watchers.values_mut() {
             w.synced = false;
         }
         self.wake.notify_one();
     }
 
     pub fn count(&self) -> usize {
-        self.watchers.lock().len()
+        self.registry.lock().watchers.len()
     }
 
     /// Called by the apply thread after a commit published revisions up to `revision`.
     pub fn notify(&self, revision: i64, events: &[Event]) {
-        let mut watchers = self.watchers.lock();
+        let mut registry = self.registry.lock();
         let mut fell_behind = false;
-        for ((_, watch_id), w) in watchers.iter_mut().filter(|(_, w)| w.synced) {
+        for ((_, watch_id), w) in registry.watchers.iter_mut().filter(|(_, w)| w.synced) {
             let selected = w.select(events);
             if selected.is_empty() {
-                w.next_rev = revision + 1;
+                // A watcher that starts in the future keeps its start.
+                w.next_rev = w.next_rev.max(revision + 1);
                 continue;
             }
             let msg = Delivery::Events {
@@ -208,7 +284,7 @@ impl WatchHub {
                 Err(mpsc::error::TrySendError::Closed(_)) => w.synced = false,
             }
         }
-        drop(watchers);
+        drop(registry);
         if fell_behind {
             self.wake.notify_one();
         }
@@ -233,8 +309,9 @@ impl WatchHub {
     /// One catch-up round; returns true if some watcher is still behind.
     fn sync_step(&self) -> crate::error::Result<bool> {
         let from = {
-            let watchers = self.watchers.lock();
-            match watchers
+            let registry = self.registry.lock();
+            match registry
+                .watchers
                 .values()
                 .filter(|w| !w.synced && !w.tx.is_closed())
                 .map(|w| w.next_rev)
@@ -246,11 +323,11 @@ impl WatchHub {
         };
         let compacted = self.store.compact_revision();
         let (events, upto) = self.store.history(from.max(compacted), CATCH_UP_EVENTS)?;
-        let mut watchers = self.watchers.lock();
+        let mut registry = self.registry.lock();
         let current = self.store.current_revision();
         let mut behind = false;
         let mut dead = Vec::new();
-        for (key, w) in watchers.iter_mut().filter(|(_, w)| !w.synced) {
+        for (key, w) in registry.watchers.iter_mut().filter(|(_, w)| !w.synced) {
             if w.tx.is_closed() {
                 dead.push(*key);
                 continue;
@@ -301,8 +378,12 @@ impl WatchHub {
             behind |= !w.synced;
         }
         for k in dead {
-            watchers.remove(&k);
+            registry.watchers.remove(&k);
         }
+        registry.answer_deferred_progress(current);
         Ok(behind)
     }
 }
+
+#[cfg(test)]
+mod tests;

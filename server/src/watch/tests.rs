@@ -1,0 +1,204 @@
+//! The hub's promises on one stream's channel: events in revision order, and a
+//! progress notification only behind every event up to the revision it names.
+
+use super::*;
+use crate::mvcc::backend::Backend;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: Arc<KvStore>,
+    hub: Arc<WatchHub>,
+    applied: u64,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let backend = Arc::new(Backend::open(&dir.path().join("db")).expect("backend"));
+        let (store, _) = KvStore::open(backend).expect("store");
+        let store = Arc::new(store);
+        let hub = WatchHub::new(store.clone());
+        Fixture {
+            _dir: dir,
+            store,
+            hub,
+            applied: 0,
+        }
+    }
+
+    /// Writes `key` in its own revision and hands the events to the hub, as the
+    /// apply loop does; returns the new revision.
+    fn put(&mut self, key: &str) -> i64 {
+        self.applied += 1;
+        let txn = self.store.begin_batch(false).expect("begin");
+        let mut batch = txn.batch().expect("batch");
+        let prev = batch.get(key.as_bytes()).expect("get");
+        batch
+            .put(key.as_bytes(), b"v".to_vec(), 0, prev)
+            .expect("put");
+        let finished = batch.finish(self.applied, 1).expect("finish");
+        let (revision, events) = txn.commit(finished).expect("commit");
+        self.hub.notify(revision, &events);
+        revision
+    }
+
+    fn watch(&self, stream: StreamId, id: i64, from: i64) -> mpsc::Receiver<Delivery> {
+        let (tx, rx) = mpsc::channel(16);
+        self.watch_on(stream, id, from, &tx);
+        rx
+    }
+
+    fn watch_on(&self, stream: StreamId, id: i64, from: i64, tx: &mpsc::Sender<Delivery>) {
+        let spec = WatchSpec {
+            key: b"k".to_vec(),
+            range_end: b"l".to_vec(),
+            start_revision: from,
+            progress_notify: true,
+            ..Default::default()
+        };
+        self.hub
+            .watch(stream, id, spec, tx.clone())
+            .expect("start is retained");
+    }
+
+    /// Runs catch-up rounds until no watcher is behind.
+    fn catch_up(&self) {
+        while self.hub.sync_step().expect("catch-up") {}
+    }
+}
+
+/// What a channel holds, in order: ("events", revision of each event) or
+/// ("progress", revision).
+fn drain(rx: &mut mpsc::Receiver<Delivery>) -> Vec<(&'static str, Vec<i64>)> {
+    let mut out = Vec::new();
+    while let Ok(d) = rx.try_recv() {
+        out.push(match d {
+            Delivery::Events { events, .. } => (
+                "events",
+                events
+                    .iter()
+                    .filter_map(|e| e.kv.as_ref().map(|kv| kv.mod_revision))
+                    .collect(),
+            ),
+            Delivery::Progress { revision, .. } => ("progress", vec![revision]),
+            Delivery::Compacted {
+                compact_revision, ..
+            } => ("compacted", vec![compact_revision]),
+        });
+    }
+    out
+}
+
+#[test]
+fn progress_asked_while_catching_up_waits_behind_the_history() {
+    let mut f = Fixture::new();
+    for _ in 0..4 {
+        f.put("k1");
+    }
+    let (tx, mut rx) = mpsc::channel(16);
+    f.watch_on(7, 0, 2, &tx);
+    f.hub.request_progress(7, tx.clone());
+    // Nothing may be promised before the history from revision 2 is queued.
+    assert_eq!(drain(&mut rx), vec![]);
+    f.catch_up();
+    assert_eq!(
+        drain(&mut rx),
+        vec![("events", vec![2, 3, 4, 5]), ("progress", vec![5])]
+    );
+}
+
+#[test]
+fn progress_follows_live_events_already_queued() {
+    let mut f = Fixture::new();
+    let (tx, mut rx) = mpsc::channel(16);
+    f.watch_on(7, 0, 0, &tx);
+    let rev = f.put("k1");
+    f.hub.request_progress(7, tx.clone());
+    assert_eq!(
+        drain(&mut rx),
+        vec![("events", vec![rev]), ("progress", vec![rev])]
+    );
+}
+
+#[test]
+fn progress_on_a_stream_without_watchers_is_the_current_revision() {
+    let mut f = Fixture::new();
+    let rev = f.put("k1");
+    let (tx, mut rx) = mpsc::channel(16);
+    f.hub.request_progress(7, tx);
+    assert_eq!(drain(&mut rx), vec![("progress", vec![rev])]);
+}
+
+#[test]
+fn canceling_the_watcher_that_was_behind_answers_the_request() {
+    let mut f = Fixture::new();
+    f.put("k1");
+    let rev = f.put("k1");
+    let (tx, mut rx) = mpsc::channel(16);
+    f.watch_on(7, 0, 2, &tx);
+    f.hub.request_progress(7, tx.clone());
+    assert_eq!(drain(&mut rx), vec![]);
+    assert!(f.hub.cancel(7, 0));
+    assert_eq!(drain(&mut rx), vec![("progress", vec![rev])]);
+}
+
+#[test]
+fn another_streams_watcher_behind_does_not_hold_progress_back() {
+    let mut f = Fixture::new();
+    f.put("k1");
+    let rev = f.put("k1");
+    let _behind = f.watch(8, 0, 2);
+    let (tx, mut rx) = mpsc::channel(16);
+    f.watch_on(7, 0, 0, &tx);
+    f.hub.request_progress(7, tx.clone());
+    assert_eq!(drain(&mut rx), vec![("progress", vec![rev])]);
+}
+
+#[test]
+fn periodic_progress_only_for_watchers_that_caught_up() {
+    let mut f = Fixture::new();
+    f.put("k1");
+    let rev = f.put("k1");
+    let mut live = f.watch(7, 0, 0);
+    let mut behind = f.watch(7, 1, 2);
+    f.hub.notify_progress(7);
+    assert_eq!(drain(&mut live), vec![("progress", vec![rev])]);
+    assert_eq!(drain(&mut behind), vec![]);
+}
+
+#[test]
+fn a_watch_from_a_future_revision_skips_what_comes_before_it() {
+    let mut f = Fixture::new();
+    let now = f.put("k1");
+    let mut rx = f.watch(7, 0, now + 3);
+    f.put("k1");
+    f.put("k2");
+    let third = f.put("k1");
+    assert_eq!(third, now + 3);
+    assert_eq!(drain(&mut rx), vec![("events", vec![third])]);
+}
+
+#[test]
+fn a_resumed_watch_from_the_compacted_revision_gets_everything_after_it() {
+    let mut f = Fixture::new();
+    for _ in 0..3 {
+        f.put("k1");
+    }
+    let compact_at = f.put("k2");
+    {
+        let txn = f.store.begin_batch(false).expect("begin");
+        let mut batch = txn.batch().expect("batch");
+        batch.compact(compact_at).expect("compact");
+        let finished = batch.finish(f.applied + 1, 1).expect("finish");
+        txn.commit(finished).expect("commit");
+    }
+    let last = f.put("k1");
+    let (tx, mut rx) = mpsc::channel(16);
+    f.watch_on(7, 0, compact_at, &tx);
+    f.hub.request_progress(7, tx.clone());
+    f.catch_up();
+    assert_eq!(
+        drain(&mut rx),
+        vec![("events", vec![compact_at, last]), ("progress", vec![last])]
+    );
+}
