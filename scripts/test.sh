@@ -54,10 +54,7 @@ python3 -c 'import moto.server' 2>/dev/null || python3 -m pip install --quiet 'm
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
-# BALLAST_ROBUSTNESS_COMPACTION=off: the robustness suite's traffic makes no compactions in
-# CI while the watch gap it found after a compaction is open (issue 14's note; the history is
-# in e2e/robustness/histories/); every other fault and check runs.
-BALLAST_ROBUSTNESS_COMPACTION=off cargo test --workspace
+cargo test --workspace
 
 # The etcd-client crate's own integration tests and examples, against Ballast set up as that
 # crate's CI sets up etcd (one member on localhost:2379, a 2 s token TTL, user root/rootpwd);

@@ -122,11 +122,8 @@ fn disk_full() {
     scenario(FaultKind::DiskFull);
 }
 
-/// `BALLAST_ROBUSTNESS_COMPACTION=off` runs the traffic without compactions. scripts/test.sh
-/// sets it while a known watch gap after compaction is open (a watch resumed from the
-/// compacted revision delivered nothing up to the newest revision; the failing history is
-/// e2e/robustness/histories/watch-gap-after-compaction.json.gz), so CI stays a signal for
-/// everything else; run without it to reproduce.
+/// `BALLAST_ROBUSTNESS_COMPACTION=off` runs the traffic without compactions, to tell
+/// whether a failure needs them (the watch gap of session 11 did).
 fn compaction_from_env() -> bool {
     std::env::var("BALLAST_ROBUSTNESS_COMPACTION").map_or(true, |v| v != "off")
 }
