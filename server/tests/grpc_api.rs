@@ -1302,6 +1302,47 @@ async fn watch_progress_request() {
     assert_eq!(r.header().expect("header").revision(), rev);
 }
 
+/// A progress answer promises that every event up to its revision was sent before it.
+/// A watcher catching up from history must get all of them first; asked while it is
+/// behind, the answer waits (etcd defers it) rather than being dropped or overtaking them.
+#[tokio::test]
+async fn watch_progress_request_waits_for_the_history_it_promises() {
+    const TXNS: usize = 30;
+    const PUTS_PER_TXN: usize = 100;
+    let s = TestServer::start();
+    let c = connect(&s).await;
+    let mut kv = c.kv_client();
+    let mut last = 0;
+    for t in 0..TXNS {
+        let puts: Vec<_> = (0..PUTS_PER_TXN)
+            .map(|p| TxnOp::put(format!("po/{t}/{p}"), vec![b'v'; 200], None))
+            .collect();
+        let resp = ok("txn", kv.txn(Txn::new().and_then(puts)).await);
+        last = resp.header().expect("header").revision();
+    }
+    let first = last - TXNS as i64 + 1;
+    let opts = WatchOptions::new().with_prefix().with_start_revision(first);
+    let (mut stream, _) = open_watch(&c, "po/", opts).await;
+    within("progress request", stream.request_progress())
+        .await
+        .expect("send progress request");
+    let mut events = 0;
+    loop {
+        let r = next_watch(&mut stream, "events, then the progress answer").await;
+        if r.events().is_empty() {
+            assert_eq!(r.watch_id(), -1, "{r:?}");
+            assert_eq!(r.header().expect("header").revision(), last);
+            break;
+        }
+        events += r.events().len();
+    }
+    assert_eq!(
+        events,
+        TXNS * PUTS_PER_TXN,
+        "events before the progress answer"
+    );
+}
+
 #[tokio::test]
 async fn watch_progress_notify_interval() {
     let s = TestServer::start_with(&["--experimental-watch-progress-notify-interval", "1s"]);
