@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCHEMA = "ballast-compare/v2"
+SNAPSHOT_COUNT = 10_000  # etcd 3.6's default
 QUOTA = 8 * 1024 * 1024 * 1024  # same --quota-backend-bytes for both: room for 1M x 1 KiB
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 # etcd 3.6 is the reference (the release users run); 3.4 (Debian's) a second column.
@@ -255,9 +256,12 @@ class Cluster:
         initial = ",".join(f"{m.name}=http://127.0.0.1:{m.peer_port}" for m in self.members)
         token = f"compare-{self.kind}-{os.getpid()}-{time.monotonic_ns()}"
         for m in self.members:
-            # Identical flags for both servers (Ballast takes etcd's flags).
-            # Durability is the default of both: the WAL is fsynced before a
-            # write is acknowledged.
+            # Identical flags for every server (Ballast takes etcd's flags).
+            # Durability is the default of all: the WAL is fsynced before a
+            # write is acknowledged. --snapshot-count is etcd 3.6's default for all
+            # three (etcd 3.4 and Ballast default to 3.5's 100 000): how many Raft
+            # entries a member keeps in memory follows from it, so the RSS rows
+            # compare the same setting.
             args = [self.binary, "--name", m.name, "--data-dir", m.data_dir,
                     "--listen-client-urls", f"http://127.0.0.1:{m.client_port}",
                     "--advertise-client-urls", f"http://127.0.0.1:{m.client_port}",
@@ -265,7 +269,7 @@ class Cluster:
                     "--initial-advertise-peer-urls", f"http://127.0.0.1:{m.peer_port}",
                     "--initial-cluster", initial, "--initial-cluster-state", "new",
                     "--initial-cluster-token", token,
-                    "--quota-backend-bytes", str(QUOTA)]
+                    "--quota-backend-bytes", str(QUOTA), "--snapshot-count", str(SNAPSHOT_COUNT)]
             logf = open(os.path.join(self.root, f"{m.name}.log"), "ab")
             m.proc = subprocess.Popen(args, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
             logf.close()

@@ -11,6 +11,7 @@ pub mod auth;
 pub use applied::FromApplied;
 mod background;
 mod disk_space;
+mod heap_trim;
 mod quota;
 mod replicate;
 mod requests;

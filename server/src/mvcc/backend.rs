@@ -352,8 +352,12 @@ fn migrate_kv_key_type(txn: &WriteTransaction) -> Result<()> {
 }
 
 /// redb's page cache. Its default (1 GiB) made a loaded member hold most of its data in
-/// memory on top of the OS page cache; hot pages fit in much less.
-const CACHE_BYTES: usize = 128 << 20;
+/// memory on top of the OS page cache; hot pages fit in much less. 128 MiB was still 118
+/// MiB of a loaded member's RSS (one member, 100 k keys of 1 KiB: 293 MiB anonymous
+/// memory, 175 MiB with 16 MiB of cache); with 32 MiB the list, linearizable and
+/// serializable range workloads of `bench/compare.py` ran as fast as with 128 MiB
+/// within their run-to-run noise (two alternating runs each, session 12).
+const CACHE_BYTES: usize = 32 << 20;
 
 /// Moves a closed database's pages to the front of its file and truncates it. A redb file
 /// written in bulk (a defragmented copy, a restore) grows in regions and is left longer

@@ -1,6 +1,6 @@
 //! The member's background tasks, started once it runs: watch syncing, lease
-//! expiry, leader metrics, auto compaction; and the NOSPACE alarm the apply
-//! thread asks for.
+//! expiry, leader metrics, auto compaction, disk space, heap trimming; and the
+//! NOSPACE alarm the apply thread asks for.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -20,6 +20,7 @@ pub(super) fn spawn(server: &Arc<EtcdServer>) {
         server.cfg.compaction_retention(),
     ));
     tokio::spawn(super::disk_space::watch(Arc::downgrade(server)));
+    tokio::spawn(super::heap_trim::run(Arc::downgrade(server)));
 }
 
 /// Raises NOSPACE through Raft so every member sees the same alarm.
