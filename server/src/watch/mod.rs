@@ -4,6 +4,8 @@
 //! is fed from history by a background task until it catches up. Writers
 //! never wait for a watcher, and no event is skipped.
 
+mod groups;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +16,7 @@ use tokio::sync::{mpsc, Notify};
 
 use crate::mvcc::index::in_range;
 use crate::mvcc::KvStore;
+use groups::{Groups, WatcherKey};
 
 /// Largest number of events one catch-up step reads from history.
 const CATCH_UP_EVENTS: usize = 10_000;
@@ -61,28 +64,38 @@ pub type StreamId = u64;
 
 struct Watcher {
     spec: WatchSpec,
-    /// First revision not yet delivered.
+    /// First revision not yet delivered. A synced watcher is not told of commits
+    /// outside what it watches, so for it the hub's `notified` counts too
+    /// (see [`Registry::delivered_through`]).
     next_rev: i64,
     synced: bool,
     tx: mpsc::Sender<Delivery>,
 }
 
 impl Watcher {
-    fn wants(&self, e: &Event) -> bool {
+    /// Whether an event of what the watcher watches is one to send it.
+    fn keeps(&self, e: &Event) -> bool {
         let Some(kv) = &e.kv else { return false };
-        if kv.mod_revision < self.next_rev
-            || !in_range(&kv.key, &self.spec.key, &self.spec.range_end)
-        {
+        if kv.mod_revision < self.next_rev {
             return false;
         }
         let is_put = e.r#type == EventType::Put as i32;
         !(is_put && self.spec.no_put || !is_put && self.spec.no_delete)
     }
 
+    /// The events of history to send it.
     fn select(&self, events: &[Event]) -> Vec<Event> {
-        events
-            .iter()
-            .filter(|e| self.wants(e))
+        let watched = events.iter().filter(|e| {
+            e.kv.as_ref()
+                .is_some_and(|kv| in_range(&kv.key, &self.spec.key, &self.spec.range_end))
+        });
+        self.select_watched(watched)
+    }
+
+    /// Of events already known to be in what it watches, those to send it.
+    fn select_watched<'e>(&self, watched: impl Iterator<Item = &'e Event>) -> Vec<Event> {
+        watched
+            .filter(|e| self.keeps(e))
             .map(|e| {
                 let mut e = e.clone();
                 if !self.spec.prev_kv {
@@ -98,13 +111,36 @@ impl Watcher {
 /// it, so their order on a stream's channel is the order of revisions.
 #[derive(Default)]
 struct Registry {
-    watchers: HashMap<(StreamId, i64), Watcher>,
+    watchers: HashMap<WatcherKey, Watcher>,
+    /// The same watchers by what they watch.
+    groups: Groups,
+    /// The newest revision handed to [`WatchHub::notify`]: every synced watcher has
+    /// had everything up to it that it watches queued.
+    notified: i64,
     /// Streams whose client asked for progress while a watcher was still catching
     /// up: answered once all of them have, as etcd defers such a request.
     progress_requested: HashMap<StreamId, mpsc::Sender<Delivery>>,
 }
 
 impl Registry {
+    fn insert(&mut self, key: WatcherKey, watcher: Watcher) {
+        self.groups.add(&watcher.spec, key);
+        if let Some(old) = self.watchers.insert(key, watcher) {
+            self.groups.remove(&old.spec, key);
+        }
+    }
+
+    fn remove(&mut self, key: &WatcherKey) -> Option<Watcher> {
+        let removed = self.watchers.remove(key)?;
+        self.groups.remove(&removed.spec, *key);
+        Some(removed)
+    }
+
+    /// Up to which revision a synced watcher has been given everything it watches.
+    fn delivered_through(&self, w: &Watcher) -> i64 {
+        (w.next_rev - 1).max(self.notified)
+    }
+
     /// The revision a stream's progress notification may promise: every watcher of
     /// the stream has had everything up to it queued, or None while one is behind.
     fn stream_progress(&self, stream: StreamId, current: i64) -> Option<i64> {
@@ -116,7 +152,7 @@ impl Registry {
             if !w.synced {
                 return None;
             }
-            revision = revision.min(w.next_rev - 1);
+            revision = revision.min(self.delivered_through(w));
         }
         Some(revision)
     }
@@ -182,7 +218,7 @@ impl WatchHub {
             current + 1
         };
         let synced = next_rev > current;
-        registry.watchers.insert(
+        registry.insert(
             (stream, watch_id),
             Watcher {
                 spec,
@@ -207,7 +243,7 @@ impl WatchHub {
 
     pub fn cancel(&self, stream: StreamId, watch_id: i64) -> bool {
         let mut registry = self.registry.lock();
-        let removed = registry.watchers.remove(&(stream, watch_id)).is_some();
+        let removed = registry.remove(&(stream, watch_id)).is_some();
         // The watcher that held a progress answer back may be this one.
         registry.answer_deferred_progress(self.store.current_revision());
         removed
@@ -215,7 +251,15 @@ impl WatchHub {
 
     pub fn cancel_stream(&self, stream: StreamId) {
         let mut registry = self.registry.lock();
-        registry.watchers.retain(|(s, _), _| *s != stream);
+        let keys: Vec<WatcherKey> = registry
+            .watchers
+            .keys()
+            .filter(|(s, _)| *s == stream)
+            .copied()
+            .collect();
+        for key in keys {
+            registry.remove(&key);
+        }
         registry.progress_requested.remove(&stream);
     }
 
@@ -241,7 +285,7 @@ impl WatchHub {
             // A full channel means the watcher is about to fall behind anyway.
             let _ = w.tx.try_send(Delivery::Progress {
                 watch_id: *watch_id,
-                revision: current.min(w.next_rev - 1),
+                revision: current.min(registry.delivered_through(w)),
             });
         }
     }
@@ -249,9 +293,13 @@ impl WatchHub {
     /// After the store jumped (a Raft snapshot was installed), every watcher
     /// re-reads history from where it was.
     pub fn resync_all(&self) {
-        for w in self.registry.lock().watchers.values_mut() {
+        let mut registry = self.registry.lock();
+        let notified = registry.notified;
+        for w in registry.watchers.values_mut().filter(|w| w.synced) {
+            w.next_rev = w.next_rev.max(notified + 1);
             w.synced = false;
         }
+        drop(registry);
         self.wake.notify_one();
     }
 
@@ -262,29 +310,38 @@ impl WatchHub {
     /// Called by the apply thread after a commit published revisions up to `revision`.
     pub fn notify(&self, revision: i64, events: &[Event]) {
         let mut registry = self.registry.lock();
+        let registry = &mut *registry;
+        let before = registry.notified;
+        registry.notified = revision;
         let mut fell_behind = false;
-        for ((_, watch_id), w) in registry.watchers.iter_mut().filter(|(_, w)| w.synced) {
-            let selected = w.select(events);
-            if selected.is_empty() {
-                // A watcher that starts in the future keeps its start.
-                w.next_rev = w.next_rev.max(revision + 1);
-                continue;
-            }
-            let msg = Delivery::Events {
-                watch_id: *watch_id,
-                revision,
-                events: selected,
-            };
-            match w.tx.try_send(msg) {
-                Ok(()) => w.next_rev = revision + 1,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    w.synced = false;
-                    fell_behind = true;
+        for touched in registry.groups.touched(events) {
+            for key in touched.watchers {
+                let Some(w) = registry.watchers.get_mut(key).filter(|w| w.synced) else {
+                    continue;
+                };
+                let selected = w.select_watched(touched.events.iter().copied());
+                if selected.is_empty() {
+                    // A watcher that starts in the future keeps its start.
+                    w.next_rev = w.next_rev.max(revision + 1);
+                    continue;
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => w.synced = false,
+                let msg = Delivery::Events {
+                    watch_id: key.1,
+                    revision,
+                    events: selected,
+                };
+                match w.tx.try_send(msg) {
+                    Ok(()) => w.next_rev = revision + 1,
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        // It had everything it watches up to `before`.
+                        w.next_rev = w.next_rev.max(before + 1);
+                        w.synced = false;
+                        fell_behind = true;
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => w.synced = false,
+                }
             }
         }
-        drop(registry);
         if fell_behind {
             self.wake.notify_one();
         }
@@ -378,7 +435,7 @@ impl WatchHub {
             behind |= !w.synced;
         }
         for k in dead {
-            registry.watchers.remove(&k);
+            registry.remove(&k);
         }
         registry.answer_deferred_progress(current);
         Ok(behind)

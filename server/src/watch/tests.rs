@@ -202,3 +202,82 @@ fn a_resumed_watch_from_the_compacted_revision_gets_everything_after_it() {
         vec![("events", vec![compact_at, last]), ("progress", vec![last])]
     );
 }
+
+fn spec(key: &str, range_end: &str) -> WatchSpec {
+    WatchSpec {
+        key: key.into(),
+        range_end: range_end.into(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn key_range_and_from_key_watchers_each_get_what_they_watch() {
+    let mut f = Fixture::new();
+    let mut rxs = Vec::new();
+    for (id, (key, end)) in [("k1", ""), ("k", "l"), ("k2", "\0"), ("a", "b")]
+        .into_iter()
+        .enumerate()
+    {
+        let (tx, rx) = mpsc::channel(16);
+        f.hub
+            .watch(7, id as i64, spec(key, end), tx)
+            .expect("watch");
+        rxs.push(rx);
+    }
+    let k1 = f.put("k1");
+    let k2 = f.put("k2");
+    let z = f.put("z");
+    let got: Vec<_> = rxs.iter_mut().map(drain).collect();
+    assert_eq!(
+        got,
+        vec![
+            vec![("events", vec![k1])],
+            vec![("events", vec![k1]), ("events", vec![k2])],
+            vec![("events", vec![k2]), ("events", vec![z])],
+            vec![],
+        ]
+    );
+}
+
+#[test]
+fn a_canceled_watcher_gets_nothing_and_its_id_can_be_reused() {
+    let mut f = Fixture::new();
+    let (tx, mut rx) = mpsc::channel(16);
+    f.hub
+        .watch(7, 0, spec("k1", ""), tx.clone())
+        .expect("watch");
+    assert!(f.hub.cancel(7, 0));
+    f.hub.watch(7, 0, spec("k2", ""), tx).expect("watch again");
+    f.put("k1");
+    let k2 = f.put("k2");
+    assert_eq!(drain(&mut rx), vec![("events", vec![k2])]);
+}
+
+#[test]
+fn a_watcher_whose_stream_is_full_catches_up_without_gaps_or_repeats() {
+    let mut f = Fixture::new();
+    let (tx, mut rx) = mpsc::channel(1);
+    f.hub.watch(7, 0, spec("k1", ""), tx).expect("watch");
+    let first = f.put("k1");
+    f.put("other"); // not watched: the watcher is not told of it
+    let second = f.put("k1"); // the channel is full: the watcher falls behind
+    let third = f.put("k1");
+    assert_eq!(drain(&mut rx), vec![("events", vec![first])]);
+    f.catch_up();
+    assert_eq!(drain(&mut rx), vec![("events", vec![second, third])]);
+    let fourth = f.put("k1"); // synced again: fed live
+    assert_eq!(drain(&mut rx), vec![("events", vec![fourth])]);
+}
+
+#[test]
+fn progress_counts_commits_a_watcher_was_not_told_of() {
+    let mut f = Fixture::new();
+    let (tx, mut rx) = mpsc::channel(16);
+    f.hub
+        .watch(7, 0, spec("k1", ""), tx.clone())
+        .expect("watch");
+    let rev = f.put("other");
+    f.hub.request_progress(7, tx);
+    assert_eq!(drain(&mut rx), vec![("progress", vec![rev])]);
+}
