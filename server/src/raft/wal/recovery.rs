@@ -19,6 +19,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Read;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use raft::eraftpb::{Entry, HardState};
@@ -91,9 +92,9 @@ pub(super) fn replay(dir: &Path) -> Result<Replayed> {
     let mut tail_len = 0;
     for (i, seg) in live.iter().enumerate() {
         let is_last = i + 1 == live.len();
-        let buf = fs::read(&seg.path).map_err(io_err(&seg.path))?;
+        let (buf, file_len) = read_segment(&seg.path, is_last)?;
         let valid = st.replay_segment(seg, &buf, is_last)?;
-        if valid < buf.len() {
+        if (valid as u64) < file_len {
             let f = OpenOptions::new()
                 .write(true)
                 .open(&seg.path)
@@ -115,6 +116,58 @@ pub(super) fn replay(dir: &Path) -> Result<Replayed> {
         tail_len,
         obsolete,
     })
+}
+
+/// The bytes of a segment that replay needs, and the file's length.
+///
+/// The last segment is preallocated (64 MiB by default) and mostly zeros; reading all of it
+/// held that much memory at every start, most of an idle member's peak RSS. So its record
+/// headers are walked first (each gives the length of its record, checked later by replay),
+/// and when only zeros follow the last of them, only the records are read. Anything else
+/// (garbage or a torn record followed by more data) is read whole, since telling a torn
+/// tail from damage inside the log looks at what follows the bad record.
+pub(super) fn read_segment(path: &Path, is_last: bool) -> Result<(Vec<u8>, u64)> {
+    let read_whole = || {
+        let buf = fs::read(path).map_err(io_err(path))?;
+        let len = buf.len() as u64;
+        Ok((buf, len))
+    };
+    if !is_last {
+        return read_whole();
+    }
+    let f = File::open(path).map_err(io_err(path))?;
+    let file_len = f.metadata().map_err(io_err(path))?.len();
+    let mut end = 0u64;
+    let mut header = [0u8; HEADER_LEN];
+    while end + HEADER_LEN as u64 <= file_len {
+        f.read_exact_at(&mut header, end).map_err(io_err(path))?;
+        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+        if len == 0 {
+            break;
+        }
+        end = (end + HEADER_LEN as u64 + u64::from(len)).min(file_len);
+    }
+    if end == file_len || !zeros_from(&f, end, file_len).map_err(io_err(path))? {
+        return read_whole();
+    }
+    let mut buf = vec![0u8; end as usize];
+    f.read_exact_at(&mut buf, 0).map_err(io_err(path))?;
+    Ok((buf, file_len))
+}
+
+/// Whether every byte of `f` in `from..to` is zero, read through a small buffer.
+fn zeros_from(f: &File, from: u64, to: u64) -> std::io::Result<bool> {
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut at = from;
+    while at < to {
+        let n = chunk.len().min((to - at) as usize);
+        f.read_exact_at(&mut chunk[..n], at)?;
+        if chunk[..n].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        at += n as u64;
+    }
+    Ok(true)
 }
 
 /// Whether the first record of the file is an intact snapshot mark.

@@ -938,3 +938,32 @@ fn preallocated_older_segments_hold_only_whole_records() {
     let (_, rec) = Wal::open_with(tmp.path(), prealloc(1024)).expect("open");
     assert_eq!(rec.entries, entries(1..=100, 1));
 }
+
+/// Recovery reads the records of the preallocated segment, not the zeros reserved after
+/// them: reading all of it held the whole segment (64 MiB by default) in memory at every
+/// start. Anything but zeros after the records is read whole, for the torn-tail rules.
+#[test]
+fn recovery_reads_the_records_not_the_reserved_zeros() {
+    let tmp = TempDir::new().expect("tempdir");
+    let mut wal = Wal::create_with(tmp.path(), prealloc(1 << 20)).expect("create");
+    wal.append(&entries(1..=4, 1), Some(&hs(1, 1, 4)))
+        .expect("append");
+    wal.sync().expect("sync");
+    let end = wal.seg_len;
+    let path = wal.current.path.clone();
+    drop(wal);
+
+    let (buf, len) = super::recovery::read_segment(&path, true).expect("read");
+    assert_eq!(len, 1 << 20);
+    assert_eq!(buf.len() as u64, end, "only the records");
+    let (buf, _) = super::recovery::read_segment(&path, false).expect("read");
+    assert_eq!(buf.len(), 1 << 20, "an older segment is read whole");
+
+    let mut bytes = fs::read(&path).expect("read");
+    bytes[(1 << 20) - 1] = 0xa5;
+    fs::write(&path, &bytes).expect("write");
+    let (buf, _) = super::recovery::read_segment(&path, true).expect("read");
+    assert_eq!(buf.len(), 1 << 20, "garbage after the zeros: read whole");
+    let (_, rec) = Wal::open_with(tmp.path(), prealloc(1 << 20)).expect("open");
+    assert_eq!(rec.entries, entries(1..=4, 1));
+}
