@@ -3,7 +3,6 @@
 //! A key's history is a list of generations. A generation starts with the put
 //! that (re)created the key and ends with the deletion (tombstone) that removed
 //! it; only the last generation may still be open.
-
 //!
 //! Most keys have one generation of one revision (Kubernetes objects are written
 //! a few times and compaction trims them back to one), so both lists keep their
@@ -95,8 +94,18 @@ impl KeyHistory {
                 g.revs.drain(..pos - 1);
                 keep.push(g.revs[0]);
             }
+            move_back_inline(&mut g.revs);
         }
+        move_back_inline(&mut self.generations);
         self.generations.is_empty()
+    }
+}
+
+/// A list that compaction trimmed to what fits inline leaves its heap buffer (draining
+/// does not give it back), which would keep the pointer chase the inline element avoids.
+fn move_back_inline<A: smallvec::Array>(list: &mut SmallVec<A>) {
+    if list.spilled() && list.len() <= list.inline_size() {
+        list.shrink_to_fit();
     }
 }
 
@@ -260,6 +269,24 @@ mod tests {
         assert_eq!(ix.get(b"gone", 4), None);
         assert_eq!(ix.get(b"old", 4), None);
         assert_eq!(ix.live_keys(), 1);
+    }
+
+    /// A key written several times, then compacted to its latest revision, goes back to
+    /// the inline layout that keeps ranges and counts off the heap.
+    #[test]
+    fn compaction_moves_a_trimmed_history_back_inline() {
+        let mut ix = KeyIndex::default();
+        ix.put(b"a", r(2));
+        ix.tombstone(b"a", r(3));
+        ix.put(b"a", r(4));
+        ix.put(b"a", r(5));
+        let h = &ix.keys[b"a".as_slice()];
+        assert!(h.generations.spilled() && h.generations[1].revs.spilled());
+        assert_eq!(ix.compact(5), vec![r(5)]);
+        let h = &ix.keys[b"a".as_slice()];
+        assert!(!h.generations.spilled(), "generations inline again");
+        assert!(!h.generations[0].revs.spilled(), "revisions inline again");
+        assert_eq!(ix.get(b"a", 5).map(|f| f.modified), Some(r(5)));
     }
 
     /// Found by the robustness suite (partition-minority, seed 777): after compacting at

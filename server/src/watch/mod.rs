@@ -366,7 +366,7 @@ impl WatchHub {
     /// One catch-up round; returns true if some watcher is still behind.
     fn sync_step(&self) -> crate::error::Result<bool> {
         let from = {
-            let registry = self.registry.lock();
+            let mut registry = self.registry.lock();
             match registry
                 .watchers
                 .values()
@@ -375,7 +375,13 @@ impl WatchHub {
                 .min()
             {
                 Some(r) => r,
-                None => return Ok(false),
+                None => {
+                    // A progress answer that found its stream's channel full is retried
+                    // here, every round: nothing else may be about to wake it.
+                    let current = self.store.current_revision();
+                    registry.answer_deferred_progress(current);
+                    return Ok(false);
+                }
             }
         };
         let compacted = self.store.compact_revision();

@@ -281,3 +281,18 @@ fn progress_counts_commits_a_watcher_was_not_told_of() {
     f.hub.request_progress(7, tx);
     assert_eq!(drain(&mut rx), vec![("progress", vec![rev])]);
 }
+
+#[test]
+fn a_progress_answer_that_found_the_channel_full_goes_out_once_there_is_room() {
+    let mut f = Fixture::new();
+    let (tx, mut rx) = mpsc::channel(1);
+    f.hub
+        .watch(7, 0, spec("k1", ""), tx.clone())
+        .expect("watch");
+    let rev = f.put("k1"); // fills the channel; the watcher stays synced
+    f.hub.request_progress(7, tx);
+    assert_eq!(drain(&mut rx), vec![("events", vec![rev])]);
+    // No watcher is behind and nothing else is written: the periodic round answers.
+    f.catch_up();
+    assert_eq!(drain(&mut rx), vec![("progress", vec![rev])]);
+}

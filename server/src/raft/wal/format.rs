@@ -170,6 +170,12 @@ pub(super) fn frame_at(buf: &[u8], off: usize) -> Frame<'_> {
     }
 }
 
+/// The body length claimed by the record header at `off`, once its length field is in
+/// `buf` (recovery reads a segment in chunks and needs to know how far to read).
+pub(super) fn claimed_len(buf: &[u8], off: usize) -> Option<usize> {
+    read_u32(buf, off).map(|len| len as usize)
+}
+
 fn read_u32(buf: &[u8], at: usize) -> Option<u32> {
     let bytes = buf.get(at..at + 4)?;
     let mut arr = [0u8; 4];

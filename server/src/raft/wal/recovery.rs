@@ -121,11 +121,11 @@ pub(super) fn replay(dir: &Path) -> Result<Replayed> {
 /// The bytes of a segment that replay needs, and the file's length.
 ///
 /// The last segment is preallocated (64 MiB by default) and mostly zeros; reading all of it
-/// held that much memory at every start, most of an idle member's peak RSS. So its record
-/// headers are walked first (each gives the length of its record, checked later by replay),
-/// and when only zeros follow the last of them, only the records are read. Anything else
-/// (garbage or a torn record followed by more data) is read whole, since telling a torn
-/// tail from damage inside the log looks at what follows the bad record.
+/// held that much memory at every start, most of an idle member's peak RSS. So it is read a
+/// chunk at a time while its records check out (length and checksum), and when only zeros
+/// follow the last intact record, only the records are kept. Any other tail (a torn or
+/// damaged record, garbage) makes it read whole, since telling a torn tail from damage
+/// inside the log looks at what follows the bad record.
 pub(super) fn read_segment(path: &Path, is_last: bool) -> Result<(Vec<u8>, u64)> {
     let read_whole = || {
         let buf = fs::read(path).map_err(io_err(path))?;
@@ -137,23 +137,45 @@ pub(super) fn read_segment(path: &Path, is_last: bool) -> Result<(Vec<u8>, u64)>
     }
     let f = File::open(path).map_err(io_err(path))?;
     let file_len = f.metadata().map_err(io_err(path))?.len();
-    let mut end = 0u64;
-    let mut header = [0u8; HEADER_LEN];
-    while end + HEADER_LEN as u64 <= file_len {
-        f.read_exact_at(&mut header, end).map_err(io_err(path))?;
-        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
-        if len == 0 {
-            break;
+    let mut buf = Vec::new();
+    let mut records_end = 0;
+    loop {
+        // Read on until the next record is all in memory (or the file ends).
+        let needed = match format::claimed_len(&buf, records_end) {
+            Some(0) => break,
+            Some(len) => records_end + HEADER_LEN + len,
+            None => records_end + HEADER_LEN,
+        };
+        if needed > buf.len() {
+            if buf.len() as u64 == file_len {
+                break;
+            }
+            let upto = (needed.max(buf.len() + READ_CHUNK) as u64).min(file_len) as usize;
+            let from = buf.len();
+            buf.resize(upto, 0);
+            f.read_exact_at(&mut buf[from..], from as u64)
+                .map_err(io_err(path))?;
+            continue;
         }
-        end = (end + HEADER_LEN as u64 + u64::from(len)).min(file_len);
+        match format::frame_at(&buf, records_end) {
+            Frame::Good { end, .. } => records_end = end,
+            Frame::Bad(_) => break,
+        }
     }
-    if end == file_len || !zeros_from(&f, end, file_len).map_err(io_err(path))? {
+    if buf.len() as u64 == file_len {
+        return Ok((buf, file_len));
+    }
+    let zeros_follow = buf[records_end..].iter().all(|&b| b == 0)
+        && zeros_from(&f, buf.len() as u64, file_len).map_err(io_err(path))?;
+    if !zeros_follow {
         return read_whole();
     }
-    let mut buf = vec![0u8; end as usize];
-    f.read_exact_at(&mut buf, 0).map_err(io_err(path))?;
+    buf.truncate(records_end);
     Ok((buf, file_len))
 }
+
+/// How much of the segment is read at a time while its records are checked.
+const READ_CHUNK: usize = 1 << 20;
 
 /// Whether every byte of `f` in `from..to` is zero, read through a small buffer.
 fn zeros_from(f: &File, from: u64, to: u64) -> std::io::Result<bool> {

@@ -944,8 +944,10 @@ fn preallocated_older_segments_hold_only_whole_records() {
 /// start. Anything but zeros after the records is read whole, for the torn-tail rules.
 #[test]
 fn recovery_reads_the_records_not_the_reserved_zeros() {
+    // Larger than the chunk recovery reads at a time, so there is something to skip.
+    const SEGMENT: u64 = 4 << 20;
     let tmp = TempDir::new().expect("tempdir");
-    let mut wal = Wal::create_with(tmp.path(), prealloc(1 << 20)).expect("create");
+    let mut wal = Wal::create_with(tmp.path(), prealloc(SEGMENT)).expect("create");
     wal.append(&entries(1..=4, 1), Some(&hs(1, 1, 4)))
         .expect("append");
     wal.sync().expect("sync");
@@ -954,16 +956,47 @@ fn recovery_reads_the_records_not_the_reserved_zeros() {
     drop(wal);
 
     let (buf, len) = super::recovery::read_segment(&path, true).expect("read");
-    assert_eq!(len, 1 << 20);
+    assert_eq!(len, SEGMENT);
     assert_eq!(buf.len() as u64, end, "only the records");
     let (buf, _) = super::recovery::read_segment(&path, false).expect("read");
-    assert_eq!(buf.len(), 1 << 20, "an older segment is read whole");
+    assert_eq!(buf.len() as u64, SEGMENT, "an older segment is read whole");
 
     let mut bytes = fs::read(&path).expect("read");
-    bytes[(1 << 20) - 1] = 0xa5;
+    bytes[SEGMENT as usize - 1] = 0xa5;
     fs::write(&path, &bytes).expect("write");
     let (buf, _) = super::recovery::read_segment(&path, true).expect("read");
-    assert_eq!(buf.len(), 1 << 20, "garbage after the zeros: read whole");
-    let (_, rec) = Wal::open_with(tmp.path(), prealloc(1 << 20)).expect("open");
+    assert_eq!(
+        buf.len() as u64,
+        SEGMENT,
+        "garbage after the zeros: read whole"
+    );
+    let (_, rec) = Wal::open_with(tmp.path(), prealloc(SEGMENT)).expect("open");
     assert_eq!(rec.entries, entries(1..=4, 1));
+}
+
+/// A damaged length field pointing into zeros must not hide the intact record it skips.
+/// Here entry 4's length is changed to end one byte before the last record (the hard
+/// state, whose encoding ends in zeros) ends: read only up to the zeros that follow, that
+/// record would be cut short, the damage would look like a torn tail and two synced records
+/// would be cut. Read whole, it is corruption, as it is without preallocation.
+#[test]
+fn a_length_pointing_into_zeros_is_corruption() {
+    const SEGMENT: u64 = 4 << 20;
+    let tmp = TempDir::new().expect("tempdir");
+    let mut wal = Wal::create_with(tmp.path(), prealloc(SEGMENT)).expect("create");
+    wal.append(&entries(1..=4, 1), Some(&hs(1, 1, 4)))
+        .expect("append");
+    wal.sync().expect("sync");
+    let at = offset_of(&wal, 4) as usize;
+    let end = wal.seg_len as usize;
+    let path = wal.current.path.clone();
+    drop(wal);
+    let mut bytes = fs::read(&path).expect("read");
+    assert_eq!(bytes[end - 1], 0, "the hard state record ends in a zero");
+    let claimed = (end - 1 - at - format::HEADER_LEN) as u32;
+    bytes[at..at + 4].copy_from_slice(&claimed.to_le_bytes());
+    fs::write(&path, &bytes).expect("write");
+
+    let (file, offset, _) = expect_corrupt(tmp.path());
+    assert_eq!((file, offset), (path, at as u64));
 }
