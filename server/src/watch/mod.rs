@@ -124,10 +124,11 @@ struct Registry {
 
 impl Registry {
     fn insert(&mut self, key: WatcherKey, watcher: Watcher) {
+        // A watcher replaced under the same key leaves its group first: a group holds
+        // each watcher once, so adding before removing would lose it.
+        self.remove(&key);
         self.groups.add(&watcher.spec, key);
-        if let Some(old) = self.watchers.insert(key, watcher) {
-            self.groups.remove(&old.spec, key);
-        }
+        self.watchers.insert(key, watcher);
     }
 
     fn remove(&mut self, key: &WatcherKey) -> Option<Watcher> {

@@ -296,3 +296,36 @@ fn a_progress_answer_that_found_the_channel_full_goes_out_once_there_is_room() {
     f.catch_up();
     assert_eq!(drain(&mut rx), vec![("progress", vec![rev])]);
 }
+
+#[test]
+fn a_watcher_replaced_under_its_own_id_gets_each_event_once() {
+    let mut f = Fixture::new();
+    let (tx, mut rx) = mpsc::channel(16);
+    f.hub
+        .watch(7, 0, spec("k1", ""), tx.clone())
+        .expect("watch");
+    f.hub.watch(7, 0, spec("k1", ""), tx).expect("watch again");
+    let rev = f.put("k1");
+    assert_eq!(drain(&mut rx), vec![("events", vec![rev])]);
+}
+
+#[test]
+fn cancelling_one_of_many_watchers_on_a_key_leaves_the_others() {
+    let mut f = Fixture::new();
+    let (tx, mut rx) = mpsc::channel(16);
+    for id in 0..3 {
+        f.hub
+            .watch(7, id, spec("k1", ""), tx.clone())
+            .expect("watch");
+    }
+    f.hub.cancel(7, 1);
+    f.put("k1");
+    let mut got = Vec::new();
+    while let Ok(d) = rx.try_recv() {
+        if let Delivery::Events { watch_id, .. } = d {
+            got.push(watch_id);
+        }
+    }
+    got.sort_unstable();
+    assert_eq!(got, vec![0, 2]);
+}
