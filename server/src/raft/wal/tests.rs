@@ -939,38 +939,46 @@ fn preallocated_older_segments_hold_only_whole_records() {
     assert_eq!(rec.entries, entries(1..=100, 1));
 }
 
+/// Larger than the chunk recovery reads at a time, so there are zeros to skip.
+const BIG_SEGMENT: u64 = 4 << 20;
+
+/// A WAL preallocated to `BIG_SEGMENT` holding entries 1..=4 and a hard state, synced.
+/// Returns its directory, the segment's path, where the records end and where entry 4's
+/// record starts.
+fn four_entries_preallocated() -> (TempDir, PathBuf, usize, usize) {
+    let tmp = TempDir::new().expect("tempdir");
+    let mut wal = Wal::create_with(tmp.path(), prealloc(BIG_SEGMENT)).expect("create");
+    wal.append(&entries(1..=4, 1), Some(&hs(1, 1, 4)))
+        .expect("append");
+    wal.sync().expect("sync");
+    let entry4 = offset_of(&wal, 4) as usize;
+    let (path, end) = (wal.current.path.clone(), wal.seg_len as usize);
+    (tmp, path, end, entry4)
+}
+
 /// Recovery reads the records of the preallocated segment, not the zeros reserved after
 /// them: reading all of it held the whole segment (64 MiB by default) in memory at every
 /// start. Anything but zeros after the records is read whole, for the torn-tail rules.
 #[test]
 fn recovery_reads_the_records_not_the_reserved_zeros() {
-    // Larger than the chunk recovery reads at a time, so there is something to skip.
-    const SEGMENT: u64 = 4 << 20;
-    let tmp = TempDir::new().expect("tempdir");
-    let mut wal = Wal::create_with(tmp.path(), prealloc(SEGMENT)).expect("create");
-    wal.append(&entries(1..=4, 1), Some(&hs(1, 1, 4)))
-        .expect("append");
-    wal.sync().expect("sync");
-    let end = wal.seg_len;
-    let path = wal.current.path.clone();
-    drop(wal);
-
+    let (tmp, path, end, _) = four_entries_preallocated();
     let (buf, len) = super::recovery::read_segment(&path, true).expect("read");
-    assert_eq!(len, SEGMENT);
-    assert_eq!(buf.len() as u64, end, "only the records");
+    assert_eq!(len, BIG_SEGMENT);
+    assert_eq!(buf.len(), end, "only the records");
     let (buf, _) = super::recovery::read_segment(&path, false).expect("read");
-    assert_eq!(buf.len() as u64, SEGMENT, "an older segment is read whole");
-
-    let mut bytes = fs::read(&path).expect("read");
-    bytes[SEGMENT as usize - 1] = 0xa5;
-    fs::write(&path, &bytes).expect("write");
-    let (buf, _) = super::recovery::read_segment(&path, true).expect("read");
     assert_eq!(
         buf.len() as u64,
-        SEGMENT,
-        "garbage after the zeros: read whole"
+        BIG_SEGMENT,
+        "an older segment is read whole"
     );
-    let (_, rec) = Wal::open_with(tmp.path(), prealloc(SEGMENT)).expect("open");
+
+    let mut bytes = fs::read(&path).expect("read");
+    bytes[BIG_SEGMENT as usize - 1] = 0xa5;
+    fs::write(&path, &bytes).expect("write");
+    let (buf, _) = super::recovery::read_segment(&path, true).expect("read");
+    let whole = buf.len() as u64 == BIG_SEGMENT;
+    assert!(whole, "garbage after the zeros: read whole");
+    let (_, rec) = Wal::open_with(tmp.path(), prealloc(BIG_SEGMENT)).expect("open");
     assert_eq!(rec.entries, entries(1..=4, 1));
 }
 
@@ -981,16 +989,7 @@ fn recovery_reads_the_records_not_the_reserved_zeros() {
 /// would be cut. Read whole, it is corruption, as it is without preallocation.
 #[test]
 fn a_length_pointing_into_zeros_is_corruption() {
-    const SEGMENT: u64 = 4 << 20;
-    let tmp = TempDir::new().expect("tempdir");
-    let mut wal = Wal::create_with(tmp.path(), prealloc(SEGMENT)).expect("create");
-    wal.append(&entries(1..=4, 1), Some(&hs(1, 1, 4)))
-        .expect("append");
-    wal.sync().expect("sync");
-    let at = offset_of(&wal, 4) as usize;
-    let end = wal.seg_len as usize;
-    let path = wal.current.path.clone();
-    drop(wal);
+    let (tmp, path, end, at) = four_entries_preallocated();
     let mut bytes = fs::read(&path).expect("read");
     assert_eq!(bytes[end - 1], 0, "the hard state record ends in a zero");
     let claimed = (end - 1 - at - format::HEADER_LEN) as u32;
