@@ -32,6 +32,9 @@ pub enum Error {
     Cluster(String),
     #[error("{0}")]
     Setup(String),
+    /// Ctrl-C during a run: the run's members, volumes and network were removed.
+    #[error("interrupted; the run's members, volumes and network namespaces were removed")]
+    Interrupted,
 }
 
 impl Error {

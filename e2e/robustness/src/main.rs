@@ -190,6 +190,12 @@ fn run_one(
     compaction: bool,
 ) -> anyhow::Result<RunReport> {
     let run_dir = dir.join(format!("run-{n}-{}-{seed}", scenario.name()));
+    // An interrupted run of the same seed leaves its directory; its members' data would be
+    // reused and they would not form the new cluster.
+    if run_dir.exists() {
+        std::fs::remove_dir_all(&run_dir)
+            .with_context(|| format!("removing {}", run_dir.display()))?;
+    }
     std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
     println!("run {n}: scenario {} seed {seed}", scenario.name());
     let config = RunConfig {

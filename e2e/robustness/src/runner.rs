@@ -162,13 +162,21 @@ fn network_names() -> (String, [u8; 3]) {
 
 /// Runs one scenario. Errors are for runs that could not start at all; everything that
 /// goes wrong once traffic runs is a problem in the report.
+///
+/// Ctrl-C ends the run by dropping it, so that its members are killed and its volumes and
+/// network namespaces removed (they outlived an interrupted soak before).
 pub fn run(config: &RunConfig) -> Result<RunReport, Error> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| Error::io("starting the tokio runtime", e))?;
-    runtime.block_on(run_async(config))
+    runtime.block_on(async {
+        tokio::select! {
+            report = run_async(config) => report,
+            _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
+        }
+    })
 }
 
 async fn run_async(config: &RunConfig) -> Result<RunReport, Error> {
