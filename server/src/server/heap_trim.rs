@@ -15,6 +15,7 @@ use super::EtcdServer;
 
 /// How often the heap is trimmed. A trim walks the free lists (about a millisecond
 /// per hundred MiB of heap) while holding each arena's lock in turn.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 const TRIM_EVERY: Duration = Duration::from_secs(10);
 
 /// Trims the heap every [`TRIM_EVERY`] until the server is dropped.

@@ -127,17 +127,21 @@ pub(super) fn replay(dir: &Path) -> Result<Replayed> {
 /// damaged record, garbage) makes it read whole, since telling a torn tail from damage
 /// inside the log looks at what follows the bad record.
 pub(super) fn read_segment(path: &Path, is_last: bool) -> Result<(Vec<u8>, u64)> {
-    let read_whole = || {
+    if !is_last {
         let buf = fs::read(path).map_err(io_err(path))?;
         let len = buf.len() as u64;
-        Ok((buf, len))
-    };
-    if !is_last {
-        return read_whole();
+        return Ok((buf, len));
     }
     let f = File::open(path).map_err(io_err(path))?;
     let file_len = f.metadata().map_err(io_err(path))?.len();
     let mut buf = Vec::new();
+    // Extends `buf` with the file's bytes up to `upto` (at most the file's end).
+    let read_to = |buf: &mut Vec<u8>, upto: u64| -> Result<()> {
+        let from = buf.len();
+        buf.resize(upto.min(file_len) as usize, 0);
+        f.read_exact_at(&mut buf[from..], from as u64)
+            .map_err(io_err(path))
+    };
     let mut records_end = 0;
     loop {
         // Read on until the next record is all in memory (or the file ends).
@@ -150,11 +154,8 @@ pub(super) fn read_segment(path: &Path, is_last: bool) -> Result<(Vec<u8>, u64)>
             if buf.len() as u64 == file_len {
                 break;
             }
-            let upto = (needed.max(buf.len() + READ_CHUNK) as u64).min(file_len) as usize;
-            let from = buf.len();
-            buf.resize(upto, 0);
-            f.read_exact_at(&mut buf[from..], from as u64)
-                .map_err(io_err(path))?;
+            let upto = needed.max(buf.len() + READ_CHUNK) as u64;
+            read_to(&mut buf, upto)?;
             continue;
         }
         match format::frame_at(&buf, records_end) {
@@ -162,15 +163,13 @@ pub(super) fn read_segment(path: &Path, is_last: bool) -> Result<(Vec<u8>, u64)>
             Frame::Bad(_) => break,
         }
     }
-    if buf.len() as u64 == file_len {
-        return Ok((buf, file_len));
-    }
     let zeros_follow = buf[records_end..].iter().all(|&b| b == 0)
         && zeros_from(&f, buf.len() as u64, file_len).map_err(io_err(path))?;
-    if !zeros_follow {
-        return read_whole();
+    if zeros_follow {
+        buf.truncate(records_end);
+    } else {
+        read_to(&mut buf, file_len)?;
     }
-    buf.truncate(records_end);
     Ok((buf, file_len))
 }
 
