@@ -33,6 +33,7 @@ pub mod peer;
 pub mod raft;
 pub mod server;
 pub mod sidecar;
+pub mod signals;
 pub mod snapshot;
 pub mod tls;
 pub mod watch;

@@ -122,7 +122,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     // A leader hands over while clients and peers are still served: the transferee's
     // vote requests and the new leader's first messages arrive through the peer listener.
     let shutdown = async {
-        shutdown_signal().await;
+        ballast::signals::shutdown().await;
         tracing::info!("received signal; shutting down");
         ballast::leadership::hand_over_on_shutdown(&s).await;
     };
@@ -178,22 +178,6 @@ fn notify_init_daemon() {
     match sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
         Ok(()) => tracing::info!("successfully notified init daemon"),
         Err(e) => tracing::error!(error = %e, "failed to notify systemd for readiness"),
-    }
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => std::future::pending().await,
     }
 }
 

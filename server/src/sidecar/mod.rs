@@ -90,8 +90,20 @@ async fn wait_for_certificates(identity: &identity::Identity, state: &health::St
     }
 }
 
-/// Prepares the member, opens the gate and watches the member until the process is stopped.
+/// Prepares the member, opens the gate and watches the member until SIGTERM or SIGINT,
+/// at any stage: a pod deleted while its sidecar still waits for DNS, its peers or its
+/// certificates goes away at once.
 pub async fn run(args: Args) -> Result<(), Error> {
+    tokio::select! {
+        res = prepare_and_watch(args) => res,
+        () = crate::signals::shutdown() => {
+            tracing::info!("received signal; stopping the sidecar");
+            Ok(())
+        }
+    }
+}
+
+async fn prepare_and_watch(args: Args) -> Result<(), Error> {
     member_config::check_certificates(&args)?;
     let identity = match &args.identity_dir {
         Some(dir) => Some(Arc::new(identity::Identity::load_or_create(
@@ -252,6 +264,5 @@ pub async fn run(args: Args) -> Result<(), Error> {
             Err(e) => Err(Error::Other(format!("health server: {e}"))),
         },
         _ = watcher => Err(Error::Other("member watcher stopped".into())),
-        _ = tokio::signal::ctrl_c() => Ok(()),
     }
 }
