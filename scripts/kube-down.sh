@@ -38,6 +38,11 @@ fi
 pkill -KILL -f "containerd-shim.*-address $RUN/containerd.sock" 2>/dev/null
 pkill -KILL -f "^$KUBE_BIN/" 2>/dev/null
 pkill -KILL -f -- "--data-dir $STATE/store/" 2>/dev/null
+# A container's processes outlive its shim (a member's sidecar being stopped when the shims
+# were killed was found running afterwards); they are still in the kubelet's pod cgroups.
+for procs in $(find /sys/fs/cgroup -path '*/kubepods*' -name cgroup.procs 2>/dev/null); do
+  xargs -r kill -KILL <"$procs" 2>/dev/null
+done
 
 # Mounts under our directories, deepest first.
 for _ in 1 2 3; do

@@ -17,6 +17,9 @@ pub struct KubeCluster {
     repo: PathBuf,
     kubeconfig: String,
     kube_bin: PathBuf,
+    /// When the cluster came up and when the last [`KubeCluster::phase`] ended.
+    started: Instant,
+    last_phase: std::cell::Cell<Instant>,
 }
 
 impl KubeCluster {
@@ -40,6 +43,8 @@ impl KubeCluster {
                 .and_then(|p| p.split(':').next().map(PathBuf::from))
                 .unwrap_or_default(),
             repo,
+            started: Instant::now(),
+            last_phase: std::cell::Cell::new(Instant::now()),
         };
         if !out.status.success() || cluster.kubeconfig.is_empty() {
             // Show why, then leave nothing behind.
@@ -55,6 +60,20 @@ impl KubeCluster {
             )));
         }
         Ok(cluster)
+    }
+
+    /// Logs that a part of a long test ended and how long it took, past the test harness's
+    /// output capture (as kube-up.sh's lines are), so that a CI log shows where the time of
+    /// a single long test goes.
+    pub fn phase(&self, name: &str) {
+        let now = Instant::now();
+        let took = now - self.last_phase.replace(now);
+        let line = format!(
+            "[kube +{}s] {name}: {:.1} s\n",
+            (now - self.started).as_secs(),
+            took.as_secs_f64()
+        );
+        let _ = std::io::stderr().write_all(line.as_bytes());
     }
 
     /// Runs the cluster's own kubectl; its standard output, or an error with its stderr.

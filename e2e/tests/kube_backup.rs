@@ -272,18 +272,26 @@ fn backups_to_s3_and_restore_on_kubernetes() {
     etcdctl(&kube, "src", &["put", "/data/05", "changed"]).expect("overwrite");
     etcdctl(&kube, "src", &["del", "/data/07"]).expect("delete");
 
+    kube.phase("source cluster serving with data");
     scheduled_backups_appear_with_metadata_and_retention(&kube, &s3);
+    kube.phase("scheduled backups");
     let (name, revision) = an_on_demand_backup_succeeds_and_a_wrong_bucket_fails(&kube);
+    kube.phase("on-demand backups");
     // What the backup holds, as the source served it at the backup's revision.
     let (at_backup, _) = kvs(&kube, "src", Some(revision));
     assert!(!at_backup.is_empty());
     // Later writes are not in that backup.
     etcdctl(&kube, "src", &["put", "/data/later", "after the backup"]).expect("put");
     a_new_cluster_is_restored_from_the_backup(&kube, &s3, &name, revision, &at_backup);
+    kube.phase("new cluster restored");
     a_corrupt_backup_is_refused_before_any_member_starts(&kube, &s3, &name);
+    kube.phase("corrupt backup refused");
     the_source_is_rolled_back_in_place(&kube, &name, &at_backup);
+    kube.phase("source rolled back in place");
     defragmentation_runs_on_its_schedule(&kube);
+    kube.phase("scheduled defragmentation");
     a_backup_on_a_volume_restores_a_new_cluster(&kube);
+    kube.phase("backup on a volume restored");
 }
 
 fn scheduled_backups_appear_with_metadata_and_retention(kube: &KubeCluster, s3: &S3) {

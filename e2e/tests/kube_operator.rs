@@ -60,6 +60,7 @@ fn operator_runs_an_etcd_cluster_on_kubernetes() {
         "the Lease is held by {holder}, not one of {operator_pods}"
     );
 
+    kube.phase("operator installed");
     kube.kubectl(&["apply", "-f", &file("examples/etcdcluster.yaml")])
         .expect("EtcdCluster");
     wait_condition_true(&kube, "Available", Duration::from_secs(240));
@@ -116,6 +117,7 @@ fn operator_runs_an_etcd_cluster_on_kubernetes() {
         "data-main-0=Bound\ndata-main-1=Bound\ndata-main-2=Bound\n"
     );
 
+    kube.phase("cluster of 3 available");
     // Real etcdctl in a pod, through the client Service and cluster DNS.
     kube.kubectl_with_input(&["apply", "-f", "-"], Some(CLIENT_POD))
         .expect("client pod");
@@ -153,10 +155,13 @@ fn operator_runs_an_etcd_cluster_on_kubernetes() {
         );
     }
 
+    kube.phase("etcdctl through the Service");
     applying_the_same_manifest_again_changes_nothing(&kube, &file("examples/etcdcluster.yaml"));
+    kube.phase("same manifest again");
     the_pod_network_reaches_nothing_outside_the_cluster(&kube);
     the_peer_port_admits_only_peer_certificates(&kube);
     each_member_holds_only_its_own_key(&kube);
+    kube.phase("network and certificates");
 
     // A member whose pod is deleted comes back on its claim, with its data, under the same name.
     kube.kubectl(&["delete", "pod", "main-1", "--wait=true"])
@@ -186,12 +191,19 @@ fn operator_runs_an_etcd_cluster_on_kubernetes() {
         "membership unchanged by a pod restart"
     );
 
+    kube.phase("pod deleted and back");
     a_member_whose_data_is_lost_is_replaced(&kube);
+    kube.phase("lost data replaced");
     a_member_whose_data_is_corrupt_is_replaced(&kube);
+    kube.phase("corrupt data replaced");
     a_version_change_rolls_one_member_at_a_time_the_leader_last(&kube);
+    kube.phase("version rolled");
     a_lost_quorum_is_reported_then_recovered_when_asked(&kube);
+    kube.phase("lost quorum recovered");
     scaling_goes_through_learners_and_cleans_up_after_itself(&kube);
+    kube.phase("scaled 3-5-3");
     helm_upgrade_rolls_the_operator_and_uninstall_leaves_the_clusters(&kube);
+    kube.phase("helm upgrade and uninstall");
 }
 
 /// `helm upgrade` with a changed value rolls the operator's Deployment; `helm uninstall`
