@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
 use redb::{
@@ -88,8 +88,9 @@ pub struct Backend {
     in_use: AtomicU64,
     /// Request bytes applied since `in_use` was measured: see [`Backend::quota_size`].
     written_since_refresh: AtomicU64,
-    /// When the in-use size may next be measured (see `maybe_refresh_in_use`).
-    next_in_use_refresh: parking_lot::Mutex<Option<Instant>>,
+    /// When the in-use size was last measured and how long that took, or `None` when the
+    /// measurement is known stale (see `maybe_refresh_in_use`).
+    last_in_use_refresh: parking_lot::Mutex<Option<(Instant, Duration)>>,
 }
 
 /// What a freshly started Ballast member has in use beyond what an empty etcd member counts
@@ -100,6 +101,28 @@ const EMPTY_MEMBER_EXTRA_BYTES: u64 = 53248 - 20480;
 /// Measuring the in-use size walks every page of the database, so it is done at most
 /// once per this many times what the last measurement took (1% of the apply thread).
 const IN_USE_REFRESH_COST_FACTOR: u32 = 100;
+
+/// Far from the quota, the in-use size is measured again at most this often. The walk runs
+/// on the apply thread and stalls every write behind it for its whole length (172 ms on a
+/// member holding 150 k revisions of 256 B under load), and between measurements the bytes
+/// applied since keep the estimate from falling behind growth; only compaction makes it
+/// fall, and compaction asks for a measurement itself ([`Backend::in_use_is_stale`]).
+const IN_USE_REFRESH_PERIOD: Duration = Duration::from_secs(300);
+
+/// Whether the in-use size should be measured now, given when it last was and how long
+/// that took (`None`: stale), and whether the estimate is near the quota.
+fn in_use_refresh_due(last: Option<(Instant, Duration)>, now: Instant, near_quota: bool) -> bool {
+    let Some((at, took)) = last else {
+        return true;
+    };
+    let cost_bound = took * IN_USE_REFRESH_COST_FACTOR;
+    let wait = if near_quota {
+        cost_bound
+    } else {
+        cost_bound.max(IN_USE_REFRESH_PERIOD)
+    };
+    now.saturating_duration_since(at) >= wait
+}
 
 impl Backend {
     /// Opens (or creates) the database file and makes sure every table exists.
@@ -140,7 +163,7 @@ impl Backend {
             db: RwLock::new(Arc::new(db)),
             in_use: AtomicU64::new(0),
             written_since_refresh: AtomicU64::new(0),
-            next_in_use_refresh: parking_lot::Mutex::new(None),
+            last_in_use_refresh: parking_lot::Mutex::new(None),
         };
         backend.refresh_in_use()?;
         Ok(backend)
@@ -171,9 +194,13 @@ impl Backend {
         std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
     }
 
-    /// Bytes of the file holding live pages, as of the last refresh.
+    /// Bytes of the file holding live pages: as last measured, plus the requests applied
+    /// since (measurements are minutes apart under load, see [`IN_USE_REFRESH_PERIOD`]).
     pub fn size_in_use(&self) -> u64 {
-        self.in_use.load(Ordering::Relaxed).min(self.size())
+        self.in_use
+            .load(Ordering::Relaxed)
+            .saturating_add(self.written_since_refresh.load(Ordering::Relaxed))
+            .min(self.size())
     }
 
     /// What --quota-backend-bytes is checked against: the bytes of the pages in use, as last
@@ -235,22 +262,27 @@ impl Backend {
         let used = stats.allocated_pages() * stats.page_size() as u64;
         self.in_use.store(used, Ordering::Relaxed);
         self.written_since_refresh.store(0, Ordering::Relaxed);
-        *self.next_in_use_refresh.lock() =
-            Some(Instant::now() + started.elapsed() * IN_USE_REFRESH_COST_FACTOR);
+        *self.last_in_use_refresh.lock() = Some((Instant::now(), started.elapsed()));
         Ok(())
     }
 
-    /// [`Backend::refresh_in_use`] unless the last measurement was too recent for its
-    /// cost: on a database of a million keys it takes a good part of a second.
-    pub fn maybe_refresh_in_use(&self) -> Result<()> {
-        let due = self
-            .next_in_use_refresh
-            .lock()
-            .is_none_or(|at| Instant::now() >= at);
-        if due {
+    /// [`Backend::refresh_in_use`] if the last measurement is stale or old enough: on a
+    /// database of a million keys it takes a good part of a second. Within a tenth of
+    /// `quota` (0: none), where a NOSPACE alarm hangs on the figure, it is measured as often
+    /// as its cost allows; elsewhere every [`IN_USE_REFRESH_PERIOD`].
+    pub fn maybe_refresh_in_use(&self, quota: u64) -> Result<()> {
+        let near_quota = quota > 0 && self.quota_estimate() >= quota - quota / 10;
+        let last = *self.last_in_use_refresh.lock();
+        if in_use_refresh_due(last, Instant::now(), near_quota) {
             self.refresh_in_use()?;
         }
         Ok(())
+    }
+
+    /// Makes the next [`Backend::maybe_refresh_in_use`] measure: a compaction freed pages
+    /// that the estimate still counts.
+    pub fn in_use_is_stale(&self) {
+        *self.last_in_use_refresh.lock() = None;
     }
 
     /// Rewrites the database into a fresh file holding only live data, then
@@ -514,6 +546,66 @@ mod tests {
         assert!(backend.quota_fits(10, backend.size() + 11));
         assert!(!backend.over_quota(backend.size()));
         assert!(backend.over_quota(backend.size() - 1));
+    }
+
+    #[test]
+    fn the_in_use_size_is_measured_rarely_unless_stale_or_near_the_quota() {
+        let at = Instant::now();
+        let ms = Duration::from_millis;
+        // (last measurement: ago, took; near the quota; due)
+        let table = [
+            (None, false, true),
+            (None, true, true),
+            // Far from the quota: the period, or 100× the cost if that is longer.
+            (Some((ms(1000), ms(5))), false, false),
+            (Some((IN_USE_REFRESH_PERIOD, ms(5))), false, true),
+            (Some((IN_USE_REFRESH_PERIOD, ms(4000))), false, false),
+            (Some((ms(400_000), ms(4000))), false, true),
+            // Near it: only the cost bounds it.
+            (Some((ms(499), ms(5))), true, false),
+            (Some((ms(500), ms(5))), true, true),
+        ];
+        for (last, near_quota, due) in table {
+            let now = at + ms(1_000_000);
+            let last = last.map(|(ago, took)| (now - ago, took));
+            assert_eq!(
+                in_use_refresh_due(last, now, near_quota),
+                due,
+                "{last:?} near quota {near_quota}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_stale_in_use_size_is_measured_at_the_next_chance() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let backend = Backend::open(&dir.path().join("db")).expect("open");
+        let in_use = || backend.in_use.load(Ordering::Relaxed);
+        let before = in_use();
+        let txn = backend.write(true).expect("write");
+        {
+            let mut t = txn.open_table(KV).expect("kv");
+            for k in revision_keys().iter().take(100) {
+                t.insert(k.as_slice(), vec![b'v'; 1024].as_slice())
+                    .expect("insert");
+            }
+        }
+        txn.commit().expect("commit");
+        backend.note_written(100 * 1024);
+        // Measured at open, moments ago, and far from any quota: not measured again, but
+        // what was applied since counts.
+        backend.maybe_refresh_in_use(0).expect("maybe refresh");
+        assert_eq!(in_use(), before);
+        assert!(backend.size_in_use() >= before + 100 * 1024);
+        // Marked stale (as a compaction does): measured at the next chance.
+        backend.in_use_is_stale();
+        backend.maybe_refresh_in_use(0).expect("maybe refresh");
+        assert!(
+            in_use() >= before + 100 * 1024,
+            "{} -> {}",
+            before,
+            in_use()
+        );
     }
 
     #[test]

@@ -493,6 +493,7 @@ impl<'t> WriteBatch<'t> {
         for k in doomed {
             self.kv.remove(k.as_slice())?;
         }
+        self.store.backend().in_use_is_stale();
         backend::put_u64(
             &mut self.txn.open_table(META)?,
             meta::COMPACT_REV,
