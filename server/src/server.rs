@@ -206,6 +206,7 @@ pub fn start(
     } = bootstrap::bootstrap(&cfg, join)?;
 
     let (store, leased) = KvStore::open(backend.clone())?;
+    store.set_compaction_batch_limit(cfg.experimental_compaction_batch_limit);
     let store = Arc::new(store);
     let lessor = Arc::new(Lessor::new(cfg.election_timeout));
     lessor.load(&backend, leased)?;

@@ -71,6 +71,32 @@ fn compact_removes_old_revisions_only() {
 }
 
 #[test]
+fn a_physical_compaction_answers_once_its_revisions_are_deleted() {
+    // Steps of 10 revisions: the 99 superseded revisions of k take ten steps, run after the
+    // Compact request is applied.
+    let s = TestServer::start_with(&["--experimental-compaction-batch-limit", "10"]);
+    for i in 0..100 {
+        s.put("k", &format!("v{i}"));
+    }
+    let rev = s.revision();
+    assert_eq!(
+        s.etcdctl_ok(&["compact", &rev.to_string(), "--physical"]),
+        format!("compacted revision {rev}\n")
+    );
+    let log = s.log();
+    let finished = log
+        .lines()
+        .find(|l| l.contains("finished scheduled compaction"))
+        .unwrap_or_else(|| panic!("no finished compaction logged before the answer:\n{log}"));
+    assert!(
+        finished.contains(&format!("\"revision\":{rev}"))
+            && finished.contains("\"keys_compacted\":99"),
+        "{finished}"
+    );
+    assert_eq!(s.etcdctl_ok(&["get", "k"]), "k\nv99\n");
+}
+
+#[test]
 fn defrag_reports_the_member_and_keeps_data() {
     let s = TestServer::start();
     s.put("k", "v");

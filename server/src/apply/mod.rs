@@ -142,7 +142,14 @@ impl Applier {
             last_durable: Instant::now(),
         };
         loop {
-            match rx.recv_timeout(DURABLE_EVERY) {
+            // With compaction steps left, the loop comes back for the next one as soon as
+            // nothing is queued.
+            let wait = if self.store.pending_compaction().is_some() {
+                Duration::ZERO
+            } else {
+                DURABLE_EVERY
+            };
+            match rx.recv_timeout(wait) {
                 Ok(m) => {
                     if self.handle(m, &mut st)? == Flow::Stop {
                         return Ok(());
@@ -158,6 +165,8 @@ impl Applier {
                 }
             }
             self.commit_pending(&mut st)?;
+            // One step per round: under load the steps take turns with the batches.
+            self.store.compaction_step()?;
         }
     }
 
@@ -190,7 +199,12 @@ impl Applier {
                 return Ok(Flow::Stop);
             }
             ApplyMsg::Defragment(reply) => {
-                // No write may run while the file is rewritten.
+                // No write may run while the file is rewritten, and what a compaction
+                // frees should be reclaimed by it.
+                if !st.pending.is_empty() {
+                    self.apply_batch(st, false)?;
+                }
+                self.store.finish_compaction()?;
                 self.apply_batch(st, true)?;
                 st.last_durable = Instant::now();
                 let res = self.store.backend().defragment().map_err(|e| e.to_string());

@@ -94,7 +94,7 @@ pub(super) fn apply(
                 ..Default::default()
             }
             .record(&a.metrics);
-            tracing::info!(revision = c.revision, "finished scheduled compaction");
+            tracing::info!(revision = c.revision, "scheduled compaction");
             Ok(Applied::Compaction(CompactionResponse {
                 header: header(b.revision()),
             }))

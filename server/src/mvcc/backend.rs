@@ -42,6 +42,9 @@ pub mod meta {
     pub const APPLIED_TERM: &str = "applied_term";
     /// Revision of the last finished compaction.
     pub const COMPACT_REV: &str = "compact_rev";
+    /// Present while a compaction's deletions are under way: the revision of the last
+    /// compaction whose deletions were all done (see `crate::mvcc::compaction`).
+    pub const COMPACT_FINISHED: &str = "compact_finished";
     /// The newest revision written; kept because compaction can delete every
     /// revision key and revisions must never go backwards.
     pub const CURRENT_REV: &str = "current_rev";
@@ -88,6 +91,8 @@ pub struct Backend {
     in_use: AtomicU64,
     /// Request bytes applied since `in_use` was measured: see [`Backend::quota_size`].
     written_since_refresh: AtomicU64,
+    /// Bytes of revisions compaction deleted since then.
+    freed_since_refresh: AtomicU64,
     /// When the in-use size was last measured and how long that took, or `None` when the
     /// measurement is known stale (see `maybe_refresh_in_use`).
     last_in_use_refresh: parking_lot::Mutex<Option<(Instant, Duration)>>,
@@ -104,9 +109,10 @@ const IN_USE_REFRESH_COST_FACTOR: u32 = 100;
 
 /// Far from the quota, the in-use size is measured again at most this often. The walk runs
 /// on the apply thread and stalls every write behind it for its whole length (172 ms on a
-/// member holding 150 k revisions of 256 B under load), and between measurements the bytes
-/// applied since keep the estimate from falling behind growth; only compaction makes it
-/// fall, and compaction asks for a measurement itself ([`Backend::in_use_is_stale`]).
+/// member holding 150 k revisions of 256 B under load). Between measurements the estimate
+/// adds the bytes applied and takes off the bytes compaction deleted
+/// ([`Backend::note_written`], [`Backend::note_freed`]); what it misses is how full the
+/// B-tree's pages are, which changes slowly.
 const IN_USE_REFRESH_PERIOD: Duration = Duration::from_secs(300);
 
 /// Whether the in-use size should be measured now, given when it last was and how long
@@ -163,6 +169,7 @@ impl Backend {
             db: RwLock::new(Arc::new(db)),
             in_use: AtomicU64::new(0),
             written_since_refresh: AtomicU64::new(0),
+            freed_since_refresh: AtomicU64::new(0),
             last_in_use_refresh: parking_lot::Mutex::new(None),
         };
         backend.refresh_in_use()?;
@@ -197,10 +204,16 @@ impl Backend {
     /// Bytes of the file holding live pages: as last measured, plus the requests applied
     /// since (measurements are minutes apart under load, see [`IN_USE_REFRESH_PERIOD`]).
     pub fn size_in_use(&self) -> u64 {
+        self.in_use_estimate().min(self.size())
+    }
+
+    /// The in-use size as last measured, plus what was written and less what compaction
+    /// deleted since.
+    fn in_use_estimate(&self) -> u64 {
         self.in_use
             .load(Ordering::Relaxed)
             .saturating_add(self.written_since_refresh.load(Ordering::Relaxed))
-            .min(self.size())
+            .saturating_sub(self.freed_since_refresh.load(Ordering::Relaxed))
     }
 
     /// What --quota-backend-bytes is checked against: the bytes of the pages in use, as last
@@ -242,6 +255,7 @@ impl Backend {
             .load(Ordering::Relaxed)
             .saturating_sub(EMPTY_MEMBER_EXTRA_BYTES)
             .saturating_add(self.written_since_refresh.load(Ordering::Relaxed))
+            .saturating_sub(self.freed_since_refresh.load(Ordering::Relaxed))
     }
 
     /// Counts `bytes` of applied requests towards [`Backend::quota_size`] until the next
@@ -262,6 +276,7 @@ impl Backend {
         let used = stats.allocated_pages() * stats.page_size() as u64;
         self.in_use.store(used, Ordering::Relaxed);
         self.written_since_refresh.store(0, Ordering::Relaxed);
+        self.freed_since_refresh.store(0, Ordering::Relaxed);
         *self.last_in_use_refresh.lock() = Some((Instant::now(), started.elapsed()));
         Ok(())
     }
@@ -279,10 +294,10 @@ impl Backend {
         Ok(())
     }
 
-    /// Makes the next [`Backend::maybe_refresh_in_use`] measure: a compaction freed pages
-    /// that the estimate still counts.
-    pub fn in_use_is_stale(&self) {
-        *self.last_in_use_refresh.lock() = None;
+    /// Takes `bytes` of revisions deleted by compaction off the in-use estimate until the
+    /// next measurement.
+    pub fn note_freed(&self, bytes: u64) {
+        self.freed_since_refresh.fetch_add(bytes, Ordering::Relaxed);
     }
 
     /// Rewrites the database into a fresh file holding only live data, then
@@ -577,7 +592,7 @@ mod tests {
     }
 
     #[test]
-    fn a_stale_in_use_size_is_measured_at_the_next_chance() {
+    fn between_measurements_the_in_use_size_follows_writes_and_compaction() {
         let dir = tempfile::tempdir().expect("tempdir");
         let backend = Backend::open(&dir.path().join("db")).expect("open");
         let in_use = || backend.in_use.load(Ordering::Relaxed);
@@ -593,13 +608,20 @@ mod tests {
         txn.commit().expect("commit");
         backend.note_written(100 * 1024);
         // Measured at open, moments ago, and far from any quota: not measured again, but
-        // what was applied since counts.
+        // what was applied since counts, and what compaction deleted does not.
         backend.maybe_refresh_in_use(0).expect("maybe refresh");
         assert_eq!(in_use(), before);
-        assert!(backend.size_in_use() >= before + 100 * 1024);
-        // Marked stale (as a compaction does): measured at the next chance.
-        backend.in_use_is_stale();
-        backend.maybe_refresh_in_use(0).expect("maybe refresh");
+        assert_eq!(backend.size_in_use(), before + 100 * 1024);
+        backend.note_freed(60 * 1024);
+        assert_eq!(backend.size_in_use(), before + 40 * 1024);
+        // Near the quota (here: over it), it is measured as soon as its cost allows.
+        let quota = backend.quota_size();
+        let measured = || backend.written_since_refresh.load(Ordering::Relaxed) == 0;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !measured() && Instant::now() < deadline {
+            backend.maybe_refresh_in_use(quota).expect("maybe refresh");
+        }
+        assert!(measured(), "not measured near the quota");
         assert!(
             in_use() >= before + 100 * 1024,
             "{} -> {}",

@@ -7,6 +7,7 @@
 //! the index, then revision → value in the backend.
 
 pub mod backend;
+pub mod compaction;
 pub mod index;
 pub mod packed_copy;
 pub mod revision;

@@ -11,6 +11,7 @@ use prost::Message;
 use redb::{ReadableTable, WriteTransaction};
 
 use super::backend::{self, meta, Backend, KV, META};
+use super::compaction::{self, PendingCompaction};
 use super::index::KeyIndex;
 use super::revision_key::RevisionKey;
 use super::Revision;
@@ -23,11 +24,17 @@ struct State {
     /// Newest revision committed to the backend; reads default to it.
     current: i64,
     compacted: i64,
+    /// The compaction whose revisions are still being deleted, if any.
+    compaction: Option<PendingCompaction>,
 }
 
 pub struct KvStore {
     backend: Arc<Backend>,
     state: RwLock<State>,
+    /// The newest compaction whose deletions are all done.
+    compaction_finished: tokio::sync::watch::Sender<i64>,
+    /// Revisions deleted per compaction step (`--experimental-compaction-batch-limit`).
+    pub(super) compaction_step_deletes: std::sync::atomic::AtomicUsize,
 }
 
 /// A key that carries a lease when the store is loaded, so the lessor can
@@ -70,6 +77,16 @@ impl KvStore {
             .max(backend::get_u64(&meta_t, meta::CURRENT_REV)? as i64)
             .max(1);
         let compacted = backend::get_u64(&meta_t, meta::COMPACT_REV)? as i64;
+        // A compaction whose deletions were cut short: its revisions are back in the index,
+        // and the steps resume from the start.
+        let (compaction, finished) = match meta_t.get(meta::COMPACT_FINISHED)? {
+            Some(_) => {
+                let keep = index.compact(compacted).into_iter().collect();
+                let finished = backend::get_u64(&meta_t, meta::COMPACT_FINISHED)? as i64;
+                (Some(PendingCompaction::new(compacted, keep)), finished)
+            }
+            None => (None, compacted),
+        };
         let leased = leases
             .into_iter()
             .map(|(key, lease)| LeasedKey { key, lease })
@@ -79,11 +96,14 @@ impl KvStore {
             index,
             current,
             compacted,
+            compaction,
         };
         Ok((
             KvStore {
                 backend,
                 state: RwLock::new(state),
+                compaction_finished: tokio::sync::watch::Sender::new(finished),
+                compaction_step_deletes: compaction::STEP_DELETES.into(),
             },
             leased,
         ))
@@ -93,9 +113,38 @@ impl KvStore {
     /// snapshot); returns the leased keys as `open` does.
     pub fn reload(&self) -> Result<Vec<LeasedKey>> {
         let (fresh, leased) = KvStore::open(self.backend.clone())?;
+        let finished = *fresh.compaction_finished.borrow();
         let state = fresh.state.into_inner();
         *self.state.write() = state;
+        self.compaction_finished.send_replace(finished);
         Ok(leased)
+    }
+
+    /// The compaction whose revisions are still being deleted, if any.
+    pub fn pending_compaction(&self) -> Option<PendingCompaction> {
+        self.state.read().compaction.clone()
+    }
+
+    /// Records a committed step of the compaction to `rev`: where the next starts, or
+    /// (`None`) that it is done.
+    pub(super) fn advance_compaction(&self, rev: i64, deleted: usize, resume: Option<Vec<u8>>) {
+        let mut st = self.state.write();
+        let Some(job) = st.compaction.as_mut().filter(|j| j.rev == rev) else {
+            return;
+        };
+        match resume {
+            Some(k) => job.advance(k, deleted),
+            None => {
+                st.compaction = None;
+                drop(st);
+                self.compaction_finished.send_replace(rev);
+            }
+        }
+    }
+
+    /// The newest compaction whose deletions are all done, and its changes.
+    pub fn compaction_finished(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.compaction_finished.subscribe()
     }
 
     pub fn backend(&self) -> &Arc<Backend> {
@@ -466,39 +515,24 @@ impl<'t> WriteBatch<'t> {
         Ok(prevs)
     }
 
-    /// Physical compaction: history at or below `rev` that no read at `rev`
-    /// or later can reach is removed from the index and the backend.
+    /// Compaction: history at or below `rev` that no read at `rev` or later can reach leaves
+    /// the index now, and the backend in the steps of [`super::compaction`] that follow.
     pub fn compact(&mut self, rev: i64) -> Result<(), Error> {
-        if rev <= self.compacted() {
+        let previous = self.compacted();
+        if rev <= previous {
             return Err(EtcdError::Compacted.into());
         }
         if rev > self.written {
             return Err(EtcdError::FutureRev.into());
         }
-        let keep: std::collections::HashSet<Revision> = {
-            let mut st = self.store.state.write();
-            st.compacted = rev;
-            st.index.compact(rev).into_iter().collect()
-        };
-        let upper = Revision::new(rev + 1, 0).lower_bound_key();
-        let mut doomed = Vec::new();
-        for item in self.kv.range::<&[u8]>(..upper.as_slice())? {
-            let (k, _) = item?;
-            if let Some((r, _)) = Revision::from_key(k.value()) {
-                if !keep.contains(&r) {
-                    doomed.push(k.value().to_vec());
-                }
-            }
-        }
-        for k in doomed {
-            self.kv.remove(k.as_slice())?;
-        }
-        self.store.backend().in_use_is_stale();
-        backend::put_u64(
-            &mut self.txn.open_table(META)?,
-            meta::COMPACT_REV,
-            rev as u64,
-        )?;
+        let mut m = self.txn.open_table(META)?;
+        compaction::mark_begun(&mut m, previous)?;
+        backend::put_u64(&mut m, meta::COMPACT_REV, rev as u64)?;
+        let mut st = self.store.state.write();
+        st.compacted = rev;
+        let keep = st.index.compact(rev).into_iter().collect();
+        // A compaction still pending is superseded: this one drops all it would have.
+        st.compaction = Some(PendingCompaction::new(rev, keep));
         Ok(())
     }
 
@@ -586,14 +620,21 @@ impl KvStore {
     pub fn hash_kv(&self, rev: i64) -> Result<KvHash> {
         let view = self.view(rev)?;
         let compacted = view.compacted();
+        // Revisions a pending compaction has yet to delete are as good as gone.
+        let pending = view.state.compaction.clone();
         let (txn, rev) = view.into_txn();
         let table = txn.open_table(KV)?;
         let upper = Revision::new(rev + 1, 0).lower_bound_key();
         let mut h = crc32fast::Hasher::new();
         for item in table.range::<&[u8]>(..upper.as_slice())? {
             let (k, v) = item?;
-            h.update(k.value());
-            h.update(v.value());
+            let dropped = pending.as_ref().is_some_and(|job| {
+                Revision::from_key(k.value()).is_some_and(|(r, _)| job.drops(r))
+            });
+            if !dropped {
+                h.update(k.value());
+                h.update(v.value());
+            }
         }
         // etcd reports -1 for a store that was never compacted.
         let compacted = if compacted == 0 { -1 } else { compacted };

@@ -74,7 +74,11 @@ impl EtcdServer {
         who: &AuthInfo,
         r: CompactionRequest,
     ) -> Result<CompactionResponse, Status> {
+        let (rev, physical) = (r.revision, r.physical);
         let mut resp: CompactionResponse = self.propose_for(who, Request::Compaction(r)).await?;
+        if physical {
+            self.store.compacted_physically(rev).await;
+        }
         self.stamp(&mut resp.header);
         Ok(resp)
     }

@@ -81,11 +81,19 @@ pub fn write_db<W: Write + Seek>(
         &backend::get_u64(&m, meta::APPLIED_INDEX)?.to_be_bytes(),
     )?;
     if compacted > 0 {
-        // Ballast compacts in the same transaction that records it: the
-        // scheduled compaction is always the finished one.
-        let rev = etcd::revision_bytes(compacted);
-        w.put(etcd::FINISHED_COMPACT_REV, &rev)?;
-        w.put(etcd::SCHEDULED_COMPACT_REV, &rev)?;
+        // While a compaction's deletions are under way, the last one done is the finished
+        // compaction, and etcd (or Ballast) restoring the file finishes the scheduled one.
+        let finished = match m.get(meta::COMPACT_FINISHED)? {
+            Some(_) => backend::get_u64(&m, meta::COMPACT_FINISHED)? as i64,
+            None => compacted,
+        };
+        if finished > 0 {
+            w.put(etcd::FINISHED_COMPACT_REV, &etcd::revision_bytes(finished))?;
+        }
+        w.put(
+            etcd::SCHEDULED_COMPACT_REV,
+            &etcd::revision_bytes(compacted),
+        )?;
     }
     w.put(
         etcd::TERM,

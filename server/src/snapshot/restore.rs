@@ -286,6 +286,7 @@ fn load(db: &Reader, file: &Path, member_dir: &Path, bump: RevisionBump) -> Resu
         batch.compact(scheduled)?;
         let finished = batch.finish(0, 0)?;
         txn.commit(finished)?;
+        store.finish_compaction()?;
     }
     drop(backend);
     backend::trim_file(&db_path)

@@ -31,6 +31,7 @@ fn sample(dir: &std::path::Path) -> Arc<Backend> {
     b.compact(100).expect("compact");
     let finished = b.finish(77, 3).expect("finish");
     txn.commit(finished).expect("commit");
+    store.finish_compaction().expect("compaction steps");
     let txn = backend.write(true).expect("write");
     txn.open_table(LEASES)
         .expect("leases")
@@ -157,6 +158,71 @@ fn export_status_restore_round_trip() {
     let again = restore::restore(&file, &data, None, false, Default::default(), None)
         .expect_err("second restore");
     assert!(again.to_string().contains("exists"), "{again}");
+}
+
+#[test]
+fn a_snapshot_taken_while_a_compaction_deletes_is_finished_by_the_restore() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let backend = Arc::new(Backend::open(&dir.path().join("src.db")).expect("open"));
+    let (store, _) = KvStore::open(backend.clone()).expect("store");
+    let txn = store.begin_batch(true).expect("batch");
+    let mut b = txn.batch().expect("tables");
+    // 3000 revisions of 10 keys; compacting at 500 and then at 2500 drops 2000 more, two
+    // steps' worth.
+    for i in 0..3000 {
+        b.put(format!("k{}", i % 10).as_bytes(), b"v".to_vec(), 0, None)
+            .expect("put");
+        b.end_request();
+    }
+    b.compact(500).expect("first compaction");
+    let finished = b.finish(1, 1).expect("finish");
+    txn.commit(finished).expect("commit");
+    store.finish_compaction().expect("first compaction's steps");
+    let txn = store.begin_batch(true).expect("batch");
+    let mut b = txn.batch().expect("tables");
+    b.compact(2500).expect("second compaction");
+    let finished = b.finish(2, 1).expect("finish");
+    txn.commit(finished).expect("commit");
+    assert!(store.compaction_step().expect("one step"), "steps remain");
+
+    let file = snapshot_file(&backend, dir.path());
+    let db = super::open_db(&file).expect("open");
+    let meta_bucket: std::collections::BTreeMap<_, _> = db
+        .bucket(layout::META)
+        .expect("b")
+        .expect("meta")
+        .collect::<Result<_, _>>()
+        .expect("e");
+    // etcd restoring this file finishes the compaction at 2500 itself.
+    let rev = |r| Some(layout::revision_bytes(r).to_vec());
+    assert_eq!(
+        meta_bucket.get(layout::SCHEDULED_COMPACT_REV).cloned(),
+        rev(2500)
+    );
+    assert_eq!(
+        meta_bucket.get(layout::FINISHED_COMPACT_REV).cloned(),
+        rev(500)
+    );
+
+    let data = dir.path().join("restored");
+    let db_path =
+        restore::restore(&file, &data, None, false, Default::default(), None).expect("restore");
+    let dst = Backend::open(&db_path).expect("open restored");
+    let revs: Vec<i64> = dst
+        .read()
+        .expect("read")
+        .open_table(KV)
+        .expect("kv")
+        .iter()
+        .expect("iter")
+        .map(|e| {
+            let (k, _) = e.expect("entry");
+            Revision::from_key(k.value()).expect("revision").0.main
+        })
+        .collect();
+    // Puts made revisions 2 to 3001: what stays is the newest of each key at 2500
+    // (2491..=2500) and everything after.
+    assert_eq!(revs, (2491..=3001).collect::<Vec<_>>());
 }
 
 /// Leaf and branch pages of the `kv` table, and of the whole database.

@@ -1,0 +1,270 @@
+//! Physical compaction: deleting the history a compaction made unreachable, a step at a time.
+//!
+//! A Compact request takes effect at once in the index (reads below the revision answer
+//! "compacted"), but the revisions it frees are deleted from the backend in steps of
+//! [`STEP_DELETES`] between apply batches, as etcd deletes them in batches between its
+//! commits. Deleting them in the request's own batch stalled every write behind it: 0.70 s for
+//! 200 k revisions on a 3-member cluster, where etcd 3.6's slowest put stayed at 16 ms.
+//!
+//! The META table holds [`meta::COMPACT_FINISHED`] while steps remain: the revision of the
+//! last compaction whose deletions were all done. A member that stops (or crashes) with steps
+//! left resumes them when it opens the store again, and a snapshot exported meanwhile tells
+//! etcd to finish the compaction itself (its finished and scheduled revisions differ).
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use redb::{ReadableTable, Table};
+
+use super::backend::{self, meta, KV, META};
+use super::revision_key::RevisionKey;
+use super::store::KvStore;
+use super::Revision;
+use crate::error::Result;
+
+/// Revisions deleted per step unless `--experimental-compaction-batch-limit` says otherwise
+/// (etcd's default too): about a millisecond of the apply thread.
+pub const STEP_DELETES: usize = 1000;
+/// Revisions looked at per step, deleted or not, per revision it may delete: a step over
+/// history that is mostly kept stays short too.
+const SCANNED_PER_DELETE: usize = 8;
+
+/// A compaction whose unreachable revisions are not all deleted yet.
+#[derive(Clone, Debug)]
+pub struct PendingCompaction {
+    /// The compaction revision.
+    pub rev: i64,
+    /// Revisions at or below `rev` that stay readable; every other one at or below it goes.
+    pub keep: Arc<HashSet<Revision>>,
+    /// The revision key to resume from: everything before it is done.
+    pub resume: Vec<u8>,
+    /// For the log line at the end, as etcd's.
+    started: Instant,
+    deleted: usize,
+}
+
+impl PendingCompaction {
+    pub fn new(rev: i64, keep: HashSet<Revision>) -> Self {
+        PendingCompaction {
+            rev,
+            keep: Arc::new(keep),
+            resume: Vec::new(),
+            started: Instant::now(),
+            deleted: 0,
+        }
+    }
+
+    pub(super) fn advance(&mut self, resume: Vec<u8>, deleted: usize) {
+        self.resume = resume;
+        self.deleted += deleted;
+    }
+
+    /// Whether the revision is one this compaction deletes (deleted already or not).
+    pub fn drops(&self, rev: Revision) -> bool {
+        rev.main <= self.rev && !self.keep.contains(&rev)
+    }
+}
+
+/// Deletes the next step's unreachable revisions from `kv`. Returns how many, their bytes, and
+/// where the next step starts or `None` when the compaction is done.
+fn delete_step(
+    kv: &mut Table<'_, RevisionKey, &'static [u8]>,
+    job: &PendingCompaction,
+    limit: usize,
+) -> Result<(usize, u64, Option<Vec<u8>>)> {
+    let upper = Revision::new(job.rev + 1, 0).lower_bound_key();
+    let mut doomed = Vec::new();
+    let mut freed = 0;
+    let mut resume = None;
+    for (scanned, item) in kv
+        .range::<&[u8]>(job.resume.as_slice()..upper.as_slice())?
+        .enumerate()
+    {
+        let (k, v) = item?;
+        if doomed.len() >= limit || scanned >= limit.saturating_mul(SCANNED_PER_DELETE) {
+            resume = Some(k.value().to_vec());
+            break;
+        }
+        if Revision::from_key(k.value()).is_some_and(|(r, _)| job.drops(r)) {
+            freed += (k.value().len() + v.value().len()) as u64;
+            doomed.push(k.value().to_vec());
+        }
+    }
+    for k in &doomed {
+        kv.remove(k.as_slice())?;
+    }
+    Ok((doomed.len(), freed, resume))
+}
+
+impl KvStore {
+    /// Sets `--experimental-compaction-batch-limit`; 0 or less deletes everything in one step,
+    /// as etcd reads it.
+    pub fn set_compaction_batch_limit(&self, limit: i64) {
+        let limit = usize::try_from(limit)
+            .ok()
+            .filter(|l| *l > 0)
+            .unwrap_or(usize::MAX);
+        self.compaction_step_deletes.store(limit, Ordering::Relaxed);
+    }
+
+    /// Runs one step of the pending compaction, if there is one, in a transaction of its own
+    /// (durable with the next durable commit). Returns whether steps remain. Only the apply
+    /// thread may call it: it writes.
+    pub fn compaction_step(&self) -> Result<bool> {
+        let Some(job) = self.pending_compaction() else {
+            return Ok(false);
+        };
+        let txn = self.backend().write(false)?;
+        let limit = self.compaction_step_deletes.load(Ordering::Relaxed);
+        let (deleted, freed, resume) = delete_step(&mut txn.open_table(KV)?, &job, limit)?;
+        if resume.is_none() {
+            txn.open_table(META)?.remove(meta::COMPACT_FINISHED)?;
+        }
+        txn.commit()?;
+        self.backend().note_freed(freed);
+        if resume.is_none() {
+            tracing::info!(
+                revision = job.rev,
+                keys_compacted = job.deleted + deleted,
+                took = ?job.started.elapsed(),
+                "finished scheduled compaction"
+            );
+        }
+        // Forgotten only now that the deletions are committed: until then a reader of the
+        // backend (a hash) still meets the revisions and must skip them.
+        self.advance_compaction(job.rev, deleted, resume);
+        Ok(self.pending_compaction().is_some())
+    }
+
+    /// Runs the pending compaction's steps to the end: before a defragmentation, which should
+    /// reclaim what the compaction freed, and where no apply thread runs (a restore).
+    pub fn finish_compaction(&self) -> Result<()> {
+        while self.compaction_step()? {}
+        Ok(())
+    }
+
+    /// Waits until every compaction up to `rev` is done, deletions included (a Compact request
+    /// with `physical` set answers only then, as etcd's does).
+    pub async fn compacted_physically(&self, rev: i64) {
+        let mut finished = self.compaction_finished();
+        // The sender lives as long as the store, which outlives this borrow.
+        let _ = finished.wait_for(|done| *done >= rev).await;
+    }
+}
+
+/// Records in `m` that a compaction to a newer revision than `finished` has begun (unless one
+/// was begun before and is still pending: its finished revision stays the last one done).
+pub fn mark_begun(m: &mut Table<'_, &'static str, &'static [u8]>, finished: i64) -> Result<()> {
+    if m.get(meta::COMPACT_FINISHED)?.is_none() {
+        backend::put_u64(m, meta::COMPACT_FINISHED, finished as u64)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use redb::ReadableTableMetadata;
+
+    use super::super::backend::{self, meta, Backend, KV, META};
+    use super::super::store::KvStore;
+    use super::STEP_DELETES;
+
+    /// A store with `puts` revisions over 10 keys, compacted at `at` (steps not run).
+    fn compacted_store(dir: &std::path::Path, puts: usize, at: i64) -> (Arc<Backend>, KvStore) {
+        let backend = Arc::new(Backend::open(&dir.join("db")).expect("open"));
+        let (store, _) = KvStore::open(backend.clone()).expect("store");
+        let txn = store.begin_batch(true).expect("batch");
+        let mut b = txn.batch().expect("tables");
+        for i in 0..puts {
+            b.put(format!("k{}", i % 10).as_bytes(), b"v".to_vec(), 0, None)
+                .expect("put");
+            b.end_request();
+        }
+        b.compact(at).expect("compact");
+        let finished = b.finish(1, 1).expect("finish");
+        txn.commit(finished).expect("commit");
+        (backend, store)
+    }
+
+    fn kv_len(backend: &Backend) -> u64 {
+        backend
+            .read()
+            .expect("read")
+            .open_table(KV)
+            .expect("kv")
+            .len()
+            .expect("len")
+    }
+
+    #[test]
+    fn a_compaction_deletes_in_steps_and_the_hash_never_sees_the_difference() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Revisions 2..=3001; compacting at 3000 drops 2990 of them: three steps.
+        let (backend, store) = compacted_store(dir.path(), 3000, 3000);
+        let hash = store.hash_kv(0).expect("hash").hash;
+        let mut lengths = vec![kv_len(&backend)];
+        let mut finished = store.compaction_finished();
+        while store.compaction_step().expect("step") {
+            lengths.push(kv_len(&backend));
+            assert_eq!(store.hash_kv(0).expect("hash").hash, hash);
+            assert_eq!(*finished.borrow_and_update(), 0);
+        }
+        lengths.push(kv_len(&backend));
+        assert_eq!(store.hash_kv(0).expect("hash").hash, hash);
+        assert_eq!(*finished.borrow_and_update(), 3000);
+        let steps = STEP_DELETES as u64;
+        assert_eq!(lengths, vec![3000, 3000 - steps, 3000 - 2 * steps, 11]);
+        assert!(store.pending_compaction().is_none());
+        let txn = backend.read().expect("read");
+        let m = txn.open_table(META).expect("meta");
+        assert!(m.get(meta::COMPACT_FINISHED).expect("get").is_none());
+        assert_eq!(backend::get_u64(&m, meta::COMPACT_REV).expect("rev"), 3000);
+    }
+
+    #[test]
+    fn a_compaction_cut_short_resumes_when_the_store_opens_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (backend, store) = compacted_store(dir.path(), 3000, 3000);
+        assert!(store.compaction_step().expect("step"));
+        let hash = store.hash_kv(0).expect("hash").hash;
+        drop(store);
+        // The index is built again from every revision left, and compacted again.
+        let (store, _) = KvStore::open(backend.clone()).expect("reopen");
+        let job = store.pending_compaction().expect("still pending");
+        assert_eq!(job.rev, 3000);
+        assert_eq!(*store.compaction_finished().borrow(), 0);
+        assert_eq!(store.hash_kv(0).expect("hash").hash, hash);
+        store.finish_compaction().expect("finish");
+        assert_eq!(kv_len(&backend), 11);
+        assert_eq!(store.hash_kv(0).expect("hash").hash, hash);
+        assert_eq!(*store.compaction_finished().borrow(), 3000);
+    }
+
+    #[test]
+    fn a_newer_compaction_takes_over_what_a_pending_one_left() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (backend, store) = compacted_store(dir.path(), 3000, 1500);
+        assert!(store.compaction_step().expect("step"));
+        let txn = store.begin_batch(true).expect("batch");
+        let mut b = txn.batch().expect("tables");
+        b.compact(3000).expect("compact");
+        let finished = b.finish(2, 1).expect("finish");
+        txn.commit(finished).expect("commit");
+        {
+            // The last compaction done is still the one before both.
+            let read = backend.read().expect("read");
+            let m = read.open_table(META).expect("meta");
+            assert_eq!(
+                backend::get_u64(&m, meta::COMPACT_FINISHED).expect("finished"),
+                0
+            );
+        }
+        store.finish_compaction().expect("finish");
+        assert_eq!(kv_len(&backend), 11);
+        assert_eq!(*store.compaction_finished().borrow(), 3000);
+    }
+}
