@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# How long one compaction holds up writes: a 3-member cluster on loopback is loaded with
+# REVISIONS puts over 100 000 keys (1000 clients, etcd's benchmark tool), then
+# `etcdctl compact --physical` runs to the newest revision while a single client puts
+# 100 times a second. The slowest of those puts is the stall. Works with any server that
+# takes etcd's flags (Ballast, etcd 3.4, 3.6).
+#
+#   bench/compaction_stall.sh BINARY [REVISIONS]     # e.g. target/release/ballast 300000
+#
+# Needs Go and the module proxy on the first run (scripts/etcd36-benchmark.sh and
+# scripts/etcd36-tools.sh build etcd's benchmark and etcdctl 3.6 into ~/.cache).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=$(realpath "$1")
+total=${2:-300000}
+bench=$(scripts/etcd36-benchmark.sh)
+ctl="$(scripts/etcd36-tools.sh | tail -n 1)/etcdctl"
+[ -x "$ctl" ] || { echo "no etcdctl 3.6 at $ctl" >&2; exit 1; }
+
+dir=$(mktemp -d /tmp/compaction-stall.XXXX)
+base=$((20000 + RANDOM % 10000))
+client=($base $((base + 1)) $((base + 2)))
+peer=($((base + 3)) $((base + 4)) $((base + 5)))
+initial="m0=http://127.0.0.1:${peer[0]},m1=http://127.0.0.1:${peer[1]},m2=http://127.0.0.1:${peer[2]}"
+pids=()
+cleanup() {
+  kill "${pids[@]}" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+for i in 0 1 2; do
+  "$bin" --name "m$i" --data-dir "$dir/m$i" \
+    --listen-client-urls "http://127.0.0.1:${client[$i]}" --advertise-client-urls "http://127.0.0.1:${client[$i]}" \
+    --listen-peer-urls "http://127.0.0.1:${peer[$i]}" --initial-advertise-peer-urls "http://127.0.0.1:${peer[$i]}" \
+    --initial-cluster "$initial" --initial-cluster-state new --initial-cluster-token "stall-$$" \
+    --quota-backend-bytes 8589934592 --snapshot-count 10000 >"$dir/m$i.log" 2>&1 &
+  pids+=($!)
+done
+for i in 0 1 2; do
+  for _ in $(seq 300); do
+    curl -sf "http://127.0.0.1:${client[$i]}/health" >/dev/null && break
+    kill -0 "${pids[$i]}" 2>/dev/null || { tail -n 5 "$dir/m$i.log" >&2; exit 1; }
+    sleep 0.1
+  done
+done
+endpoints="127.0.0.1:${client[0]},127.0.0.1:${client[1]},127.0.0.1:${client[2]}"
+"$bench" --endpoints "$endpoints" --conns 100 --clients 1000 put --key-size 8 --val-size 256 \
+  --sequential-keys --key-space-size 100000 --total "$total" 2>&1 | grep "Requests/sec"
+rev=$("$ctl" --endpoints "$endpoints" endpoint status -w json |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)[0]["Status"]["header"]["revision"])')
+"$bench" --endpoints "$endpoints" --conns 1 --clients 1 put --key-size 8 --val-size 256 \
+  --total 300 --rate 100 >"$dir/probe.txt" 2>&1 &
+probe=$!
+sleep 0.5
+started=$(date +%s%N)
+"$ctl" --endpoints "$endpoints" compact "$rev" --physical >/dev/null
+echo "compact --physical to revision $rev: $(( ($(date +%s%N) - started) / 1000000 )) ms"
+wait "$probe"
+echo "puts at 100/s meanwhile:" $(grep -E "Slowest|Average|99%" "$dir/probe.txt" | tr -s ' \t' ' ')
