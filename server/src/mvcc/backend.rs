@@ -93,8 +93,8 @@ pub struct Backend {
     written_since_refresh: AtomicU64,
     /// Bytes of revisions compaction deleted since then.
     freed_since_refresh: AtomicU64,
-    /// When the in-use size was last measured and how long that took, or `None` when the
-    /// measurement is known stale (see `maybe_refresh_in_use`).
+    /// When the in-use size was last measured and how long that took (see
+    /// `maybe_refresh_in_use`); `None` only until `open` measures it.
     last_in_use_refresh: parking_lot::Mutex<Option<(Instant, Duration)>>,
 }
 
@@ -109,10 +109,10 @@ const IN_USE_REFRESH_COST_FACTOR: u32 = 100;
 
 /// Far from the quota, the in-use size is measured again at most this often. The walk runs
 /// on the apply thread and stalls every write behind it for its whole length (172 ms on a
-/// member holding 150 k revisions of 256 B under load). Between measurements the estimate
-/// adds the bytes applied and takes off the bytes compaction deleted
-/// ([`Backend::note_written`], [`Backend::note_freed`]); what it misses is how full the
-/// B-tree's pages are, which changes slowly.
+/// member holding 150 k revisions of 256 B under load). Between measurements the reported
+/// figure adds the bytes applied and takes off the bytes compaction deleted
+/// ([`Backend::note_written`], [`Backend::note_freed`]); the quota's figure only adds (see
+/// [`Backend::quota_size`]).
 const IN_USE_REFRESH_PERIOD: Duration = Duration::from_secs(300);
 
 /// Whether the in-use size should be measured now, given when it last was and how long
@@ -201,8 +201,9 @@ impl Backend {
         std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
     }
 
-    /// Bytes of the file holding live pages: as last measured, plus the requests applied
-    /// since (measurements are minutes apart under load, see [`IN_USE_REFRESH_PERIOD`]).
+    /// Bytes of the file holding live pages: as last measured, plus the requests applied and
+    /// less the revisions compaction deleted since (measurements are minutes apart under
+    /// load, see [`IN_USE_REFRESH_PERIOD`]).
     pub fn size_in_use(&self) -> u64 {
         self.in_use_estimate().min(self.size())
     }
@@ -249,13 +250,15 @@ impl Backend {
         fits(self.quota_estimate()) || fits(self.quota_size())
     }
 
-    /// [`Backend::quota_size`] without the file's length as a bound.
+    /// [`Backend::quota_size`] without the file's length as a bound. What compaction deleted
+    /// is not taken off: its pages are free only after a durable commit, and a page half
+    /// emptied stays in use, so only a measurement may lower the figure the quota guards
+    /// (etcd's quota, on bbolt's file size, does not fall with compaction at all).
     fn quota_estimate(&self) -> u64 {
         self.in_use
             .load(Ordering::Relaxed)
             .saturating_sub(EMPTY_MEMBER_EXTRA_BYTES)
             .saturating_add(self.written_since_refresh.load(Ordering::Relaxed))
-            .saturating_sub(self.freed_since_refresh.load(Ordering::Relaxed))
     }
 
     /// Counts `bytes` of applied requests towards [`Backend::quota_size`] until the next
@@ -294,8 +297,8 @@ impl Backend {
         Ok(())
     }
 
-    /// Takes `bytes` of revisions deleted by compaction off the in-use estimate until the
-    /// next measurement.
+    /// Takes `bytes` of revisions deleted by compaction off the reported in-use size until
+    /// the next measurement (not off the quota's figure).
     pub fn note_freed(&self, bytes: u64) {
         self.freed_since_refresh.fetch_add(bytes, Ordering::Relaxed);
     }
@@ -612,10 +615,15 @@ mod tests {
         backend.maybe_refresh_in_use(0).expect("maybe refresh");
         assert_eq!(in_use(), before);
         assert_eq!(backend.size_in_use(), before + 100 * 1024);
+        let quota = backend.quota_size();
         backend.note_freed(60 * 1024);
         assert_eq!(backend.size_in_use(), before + 40 * 1024);
-        // Near the quota (here: over it), it is measured as soon as its cost allows.
-        let quota = backend.quota_size();
+        assert_eq!(
+            backend.quota_size(),
+            quota,
+            "only a measurement lowers the quota's figure"
+        );
+        // Near the quota (here: at it), it is measured as soon as its cost allows.
         let measured = || backend.written_since_refresh.load(Ordering::Relaxed) == 0;
         let deadline = Instant::now() + Duration::from_secs(10);
         while !measured() && Instant::now() < deadline {

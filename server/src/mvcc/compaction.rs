@@ -62,8 +62,14 @@ impl PendingCompaction {
     }
 
     /// Whether the revision is one this compaction deletes (deleted already or not).
+    ///
+    /// Everything written at the compaction revision itself stays: it is the newest of its
+    /// key there, or a delete made there, whose tombstone etcd keeps until the next
+    /// compaction. `keep` alone cannot say so for such a tombstone once the key's older
+    /// revisions are deleted and the index is built again (a restart or a snapshot in the
+    /// middle of the steps): the index then has no history for the key at all.
     pub fn drops(&self, rev: Revision) -> bool {
-        rev.main <= self.rev && !self.keep.contains(&rev)
+        rev.main < self.rev && !self.keep.contains(&rev)
     }
 }
 
@@ -116,11 +122,16 @@ impl KvStore {
         let Some(job) = self.pending_compaction() else {
             return Ok(false);
         };
-        let txn = self.backend().write(false)?;
+        let mut txn = self.backend().write(false)?;
         let limit = self.compaction_step_deletes.load(Ordering::Relaxed);
         let (deleted, freed, resume) = delete_step(&mut txn.open_table(KV)?, &job, limit)?;
         if resume.is_none() {
             txn.open_table(META)?.remove(meta::COMPACT_FINISHED)?;
+            // The last step is durable: redb frees the pages of non-durable commits only at
+            // a durable one, which an idle member would not make, and a Compact with
+            // `physical` answers after this (etcd commits its last batch before answering).
+            txn.set_durability(redb::Durability::Immediate)
+                .map_err(|e| crate::error::Error::Other(format!("compaction step: {e}")))?;
         }
         txn.commit()?;
         self.backend().note_freed(freed);
@@ -165,6 +176,7 @@ pub fn mark_begun(m: &mut Table<'_, &'static str, &'static [u8]>, finished: i64)
 
 #[cfg(test)]
 mod tests {
+    use std::future::Future;
     use std::sync::Arc;
 
     use redb::ReadableTableMetadata;
@@ -203,7 +215,7 @@ mod tests {
     #[test]
     fn a_compaction_deletes_in_steps_and_the_hash_never_sees_the_difference() {
         let dir = tempfile::tempdir().expect("tempdir");
-        // Revisions 2..=3001; compacting at 3000 drops 2990 of them: three steps.
+        // Revisions 2..=3001; compacting at 3000 drops 2989 of them (2..=2990): three steps.
         let (backend, store) = compacted_store(dir.path(), 3000, 3000);
         let hash = store.hash_kv(0).expect("hash").hash;
         let mut lengths = vec![kv_len(&backend)];
@@ -242,6 +254,57 @@ mod tests {
         assert_eq!(kv_len(&backend), 11);
         assert_eq!(store.hash_kv(0).expect("hash").hash, hash);
         assert_eq!(*store.compaction_finished().borrow(), 3000);
+    }
+
+    #[test]
+    fn a_delete_at_the_compaction_revision_outlives_a_restart_between_steps() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let backend = Arc::new(Backend::open(&dir.path().join("db")).expect("open"));
+        let (store, _) = KvStore::open(backend.clone()).expect("store");
+        store.set_compaction_batch_limit(1);
+        let txn = store.begin_batch(true).expect("batch");
+        let mut b = txn.batch().expect("tables");
+        // a at 2 and 3, deleted at 4; b at 5. Compacting at 4 drops 2 and 3 and keeps the
+        // tombstone at 4 (a watch from 4 still owes that delete).
+        for (key, value) in [("a", "1"), ("a", "2")] {
+            b.put(key.as_bytes(), value.as_bytes().to_vec(), 0, None)
+                .expect("put");
+            b.end_request();
+        }
+        b.delete_range(b"a", b"").expect("delete");
+        b.end_request();
+        b.put(b"b", b"1".to_vec(), 0, None).expect("put");
+        b.end_request();
+        b.compact(4).expect("compact");
+        let finished = b.finish(1, 1).expect("finish");
+        txn.commit(finished).expect("commit");
+        assert!(store.compaction_step().expect("step: 2"));
+        assert!(store.compaction_step().expect("step: 3"));
+        let hash = store.hash_kv(0).expect("hash").hash;
+        drop(store);
+        // Built again from what is left, the index has no history for a at all; the
+        // tombstone must stay anyway, as on the members that did not restart.
+        let (store, _) = KvStore::open(backend.clone()).expect("reopen");
+        assert_eq!(store.hash_kv(0).expect("hash").hash, hash);
+        store.finish_compaction().expect("finish");
+        assert_eq!(store.hash_kv(0).expect("hash").hash, hash);
+        assert_eq!(kv_len(&backend), 2, "the tombstone at 4 and b at 5");
+    }
+
+    #[test]
+    fn a_physical_compact_waits_for_the_last_step() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_backend, store) = compacted_store(dir.path(), 3000, 3000);
+        // Polled by hand: the answer must stay pending through every step but the last.
+        let mut wait = Box::pin(store.compacted_physically(3000));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        while store.compaction_step().expect("step") {
+            assert!(
+                wait.as_mut().poll(&mut cx).is_pending(),
+                "answered before the end"
+            );
+        }
+        assert!(wait.as_mut().poll(&mut cx).is_ready());
     }
 
     #[test]
