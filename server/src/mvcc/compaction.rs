@@ -136,10 +136,13 @@ impl KvStore {
         txn.commit()?;
         self.backend().note_freed(freed);
         if resume.is_none() {
+            // etcd's line and field names: dashboards and runbooks grep for them.
             tracing::info!(
-                revision = job.rev,
-                keys_compacted = job.deleted + deleted,
+                "compact-revision" = job.rev,
                 took = ?job.started.elapsed(),
+                "number-of-keys-compacted" = job.deleted + deleted,
+                "current-db-size-bytes" = self.backend().size(),
+                "current-db-size-in-use-bytes" = self.backend().size_in_use(),
                 "finished scheduled compaction"
             );
         }
