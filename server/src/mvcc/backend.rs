@@ -509,6 +509,19 @@ mod tests {
             .collect()
     }
 
+    /// A durable commit of 100 revisions of 1 KiB.
+    fn write_100_kib(backend: &Backend) {
+        let txn = backend.write(true).expect("write");
+        {
+            let mut t = txn.open_table(KV).expect("kv");
+            for k in revision_keys().iter().take(100) {
+                t.insert(k.as_slice(), vec![b'v'; 1024].as_slice())
+                    .expect("insert");
+            }
+        }
+        txn.commit().expect("commit");
+    }
+
     /// A database as builds before `RevisionKey` wrote it: `kv` keyed by plain bytes.
     fn write_old_layout(path: &Path, keys: &[Vec<u8>]) {
         let db = Database::create(path).expect("create");
@@ -538,15 +551,7 @@ mod tests {
         assert_eq!(empty, empty_in_use.saturating_sub(EMPTY_MEMBER_EXTRA_BYTES));
         backend.note_written(1000);
         assert_eq!(backend.quota_size(), empty + 1000);
-        let txn = backend.write(true).expect("write");
-        {
-            let mut t = txn.open_table(KV).expect("kv");
-            for k in revision_keys().iter().take(100) {
-                t.insert(k.as_slice(), vec![b'v'; 1024].as_slice())
-                    .expect("insert");
-            }
-        }
-        txn.commit().expect("commit");
+        write_100_kib(&backend);
         backend.refresh_in_use().expect("refresh");
         // 100 KiB of values, measured; what was noted before the measurement is dropped.
         let grown = in_use() - empty_in_use;
@@ -600,15 +605,7 @@ mod tests {
         let backend = Backend::open(&dir.path().join("db")).expect("open");
         let in_use = || backend.in_use.load(Ordering::Relaxed);
         let before = in_use();
-        let txn = backend.write(true).expect("write");
-        {
-            let mut t = txn.open_table(KV).expect("kv");
-            for k in revision_keys().iter().take(100) {
-                t.insert(k.as_slice(), vec![b'v'; 1024].as_slice())
-                    .expect("insert");
-            }
-        }
-        txn.commit().expect("commit");
+        write_100_kib(&backend);
         backend.note_written(100 * 1024);
         // Measured at open, moments ago, and far from any quota: not measured again, but
         // what was applied since counts, and what compaction deleted does not.
