@@ -36,7 +36,8 @@ const SCANNED_PER_DELETE: usize = 8;
 pub struct PendingCompaction {
     /// The compaction revision.
     pub rev: i64,
-    /// Revisions at or below `rev` that stay readable; every other one at or below it goes.
+    /// Revisions below `rev` that stay readable; every other one below it goes (see
+    /// [`PendingCompaction::drops`] for `rev` itself).
     pub keep: Arc<HashSet<Revision>>,
     /// The revision key to resume from: everything before it is done.
     pub resume: Vec<u8>,
@@ -116,8 +117,8 @@ impl KvStore {
     }
 
     /// Runs one step of the pending compaction, if there is one, in a transaction of its own
-    /// (durable with the next durable commit). Returns whether steps remain. Only the apply
-    /// thread may call it: it writes.
+    /// (the last step's is durable, the others with the next durable commit). Returns whether
+    /// steps remain. Only the apply thread may call it: it writes.
     pub fn compaction_step(&self) -> Result<bool> {
         let Some(job) = self.pending_compaction() else {
             return Ok(false);
