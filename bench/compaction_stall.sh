@@ -3,7 +3,9 @@
 # REVISIONS puts over 100 000 keys (1000 clients, etcd's benchmark tool), then
 # `etcdctl compact --physical` runs to the newest revision while a single client puts
 # 100 times a second. The slowest of those puts is the stall. Works with any server that
-# takes etcd's flags (Ballast, etcd 3.4, 3.6).
+# takes etcd's flags (Ballast, etcd 3.4, 3.6). The first line printed is the load itself
+# (throughput, p99, p99.9 and slowest of 1000 clients' puts), which docs/benchmarks.md also
+# quotes for the put-1000 tail.
 #
 #   bench/compaction_stall.sh BINARY [REVISIONS]     # e.g. target/release/ballast 300000
 #
@@ -46,7 +48,8 @@ for i in 0 1 2; do
 done
 endpoints="127.0.0.1:${client[0]},127.0.0.1:${client[1]},127.0.0.1:${client[2]}"
 "$bench" --endpoints "$endpoints" --conns 100 --clients 1000 put --key-size 8 --val-size 256 \
-  --sequential-keys --key-space-size 100000 --total "$total" 2>&1 | grep "Requests/sec"
+  --sequential-keys --key-space-size 100000 --total "$total" >"$dir/load.txt" 2>&1
+echo "load:" $(grep -E "Requests/sec|99% in|99.9% in|Slowest" "$dir/load.txt" | tr -s ' \t' ' ')
 rev=$("$ctl" --endpoints "$endpoints" endpoint status -w json |
   python3 -c 'import json, sys; print(json.load(sys.stdin)[0]["Status"]["header"]["revision"])')
 "$bench" --endpoints "$endpoints" --conns 1 --clients 1 put --key-size 8 --val-size 256 \

@@ -141,10 +141,12 @@ impl Applier {
             confs: std::collections::HashMap::new(),
             last_durable: Instant::now(),
         };
+        // A compaction cut short by the last stop resumes at once.
+        let mut compaction_left = self.store.pending_compaction().is_some();
         loop {
             // With compaction steps left, the loop comes back for the next one as soon as
             // nothing is queued.
-            let wait = if self.store.pending_compaction().is_some() {
+            let wait = if compaction_left {
                 Duration::ZERO
             } else {
                 DURABLE_EVERY
@@ -166,7 +168,7 @@ impl Applier {
             }
             self.commit_pending(&mut st)?;
             // One step per round: under load the steps take turns with the batches.
-            self.store.compaction_step()?;
+            compaction_left = self.store.compaction_step()?;
         }
     }
 

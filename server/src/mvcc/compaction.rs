@@ -149,8 +149,9 @@ impl KvStore {
         }
         // Forgotten only now that the deletions are committed: until then a reader of the
         // backend (a hash) still meets the revisions and must skip them.
+        let left = resume.is_some();
         self.advance_compaction(job.rev, deleted, resume);
-        Ok(self.pending_compaction().is_some())
+        Ok(left)
     }
 
     /// Runs the pending compaction's steps to the end: before a defragmentation, which should
@@ -169,28 +170,37 @@ impl KvStore {
     }
 }
 
+/// The revision of the last compaction whose deletions were all done, if a later one is still
+/// deleting (`None`: none is).
+pub fn finished_while_pending(
+    m: &impl ReadableTable<&'static str, &'static [u8]>,
+) -> Result<Option<i64>> {
+    Ok(match m.get(meta::COMPACT_FINISHED)? {
+        Some(_) => Some(backend::get_u64(m, meta::COMPACT_FINISHED)? as i64),
+        None => None,
+    })
+}
+
 /// Records in `m` that a compaction to a newer revision than `finished` has begun (unless one
 /// was begun before and is still pending: its finished revision stays the last one done).
 pub fn mark_begun(m: &mut Table<'_, &'static str, &'static [u8]>, finished: i64) -> Result<()> {
-    if m.get(meta::COMPACT_FINISHED)?.is_none() {
+    if finished_while_pending(m)?.is_none() {
         backend::put_u64(m, meta::COMPACT_FINISHED, finished as u64)?;
     }
     Ok(())
 }
 
 #[cfg(test)]
-mod tests {
-    use std::future::Future;
+pub(crate) mod test_support {
+    //! Stores in the middle of a compaction, for this module's tests and the snapshot's.
     use std::sync::Arc;
 
-    use redb::ReadableTableMetadata;
-
-    use super::super::backend::{self, meta, Backend, KV, META};
+    use super::super::backend::Backend;
     use super::super::store::KvStore;
-    use super::STEP_DELETES;
 
-    /// A store with `puts` revisions over 10 keys, compacted at `at` (steps not run).
-    fn compacted_store(dir: &std::path::Path, puts: usize, at: i64) -> (Arc<Backend>, KvStore) {
+    /// A store with `puts` revisions over 10 keys (revisions 2 to `puts` + 1), compacted at
+    /// `at` (steps not run).
+    pub fn compacted_store(dir: &std::path::Path, puts: usize, at: i64) -> (Arc<Backend>, KvStore) {
         let backend = Arc::new(Backend::open(&dir.join("db")).expect("open"));
         let (store, _) = KvStore::open(backend.clone()).expect("store");
         let txn = store.begin_batch(true).expect("batch");
@@ -205,6 +215,28 @@ mod tests {
         txn.commit(finished).expect("commit");
         (backend, store)
     }
+
+    /// A Compact at `at` in a batch of its own (steps not run).
+    pub fn compact(store: &KvStore, at: i64) {
+        let txn = store.begin_batch(true).expect("batch");
+        let mut b = txn.batch().expect("tables");
+        b.compact(at).expect("compact");
+        let finished = b.finish(2, 1).expect("finish");
+        txn.commit(finished).expect("commit");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::sync::Arc;
+
+    use redb::ReadableTableMetadata;
+
+    use super::super::backend::{self, meta, Backend, KV, META};
+    use super::super::store::KvStore;
+    use super::test_support::{compact, compacted_store};
+    use super::STEP_DELETES;
 
     fn kv_len(backend: &Backend) -> u64 {
         backend
@@ -316,11 +348,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let (backend, store) = compacted_store(dir.path(), 3000, 1500);
         assert!(store.compaction_step().expect("step"));
-        let txn = store.begin_batch(true).expect("batch");
-        let mut b = txn.batch().expect("tables");
-        b.compact(3000).expect("compact");
-        let finished = b.finish(2, 1).expect("finish");
-        txn.commit(finished).expect("commit");
+        compact(&store, 3000);
         {
             // The last compaction done is still the one before both.
             let read = backend.read().expect("read");

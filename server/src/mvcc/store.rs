@@ -79,10 +79,9 @@ impl KvStore {
         let compacted = backend::get_u64(&meta_t, meta::COMPACT_REV)? as i64;
         // A compaction whose deletions were cut short: its revisions are back in the index,
         // and the steps resume from the start.
-        let (compaction, finished) = match meta_t.get(meta::COMPACT_FINISHED)? {
-            Some(_) => {
+        let (compaction, finished) = match compaction::finished_while_pending(&meta_t)? {
+            Some(finished) => {
                 let keep = index.compact(compacted).into_iter().collect();
-                let finished = backend::get_u64(&meta_t, meta::COMPACT_FINISHED)? as i64;
                 (Some(PendingCompaction::new(compacted, keep)), finished)
             }
             None => (None, compacted),

@@ -83,10 +83,7 @@ pub fn write_db<W: Write + Seek>(
     if compacted > 0 {
         // While a compaction's deletions are under way, the last one done is the finished
         // compaction, and etcd (or Ballast) restoring the file finishes the scheduled one.
-        let finished = match m.get(meta::COMPACT_FINISHED)? {
-            Some(_) => backend::get_u64(&m, meta::COMPACT_FINISHED)? as i64,
-            None => compacted,
-        };
+        let finished = crate::mvcc::compaction::finished_while_pending(&m)?.unwrap_or(compacted);
         if finished > 0 {
             w.put(etcd::FINISHED_COMPACT_REV, &etcd::revision_bytes(finished))?;
         }

@@ -6,6 +6,7 @@ use redb::{ReadableTable, ReadableTableMetadata};
 
 use super::{export, layout, restore, status, stream};
 use crate::mvcc::backend::{self, meta, Backend, ALARMS, KV, LEASES, META};
+use crate::mvcc::compaction::test_support::{compact, compacted_store};
 use crate::mvcc::{KvStore, Revision};
 
 const KEYS: usize = 3000;
@@ -163,26 +164,11 @@ fn export_status_restore_round_trip() {
 #[test]
 fn a_snapshot_taken_while_a_compaction_deletes_is_finished_by_the_restore() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let backend = Arc::new(Backend::open(&dir.path().join("src.db")).expect("open"));
-    let (store, _) = KvStore::open(backend.clone()).expect("store");
-    let txn = store.begin_batch(true).expect("batch");
-    let mut b = txn.batch().expect("tables");
     // 3000 revisions of 10 keys; compacting at 500 and then at 2500 drops 2000 more, two
     // steps' worth.
-    for i in 0..3000 {
-        b.put(format!("k{}", i % 10).as_bytes(), b"v".to_vec(), 0, None)
-            .expect("put");
-        b.end_request();
-    }
-    b.compact(500).expect("first compaction");
-    let finished = b.finish(1, 1).expect("finish");
-    txn.commit(finished).expect("commit");
+    let (backend, store) = compacted_store(dir.path(), 3000, 500);
     store.finish_compaction().expect("first compaction's steps");
-    let txn = store.begin_batch(true).expect("batch");
-    let mut b = txn.batch().expect("tables");
-    b.compact(2500).expect("second compaction");
-    let finished = b.finish(2, 1).expect("finish");
-    txn.commit(finished).expect("commit");
+    compact(&store, 2500);
     assert!(store.compaction_step().expect("one step"), "steps remain");
 
     let file = snapshot_file(&backend, dir.path());
