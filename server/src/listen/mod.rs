@@ -5,6 +5,7 @@
 // Visible to the crate for `crate::fuzzing`.
 pub(crate) mod h2_authority;
 pub mod unix;
+mod write_batch;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,6 +17,8 @@ use crate::error::{Error, Result};
 use crate::server::auth::ClientCommonName;
 use crate::server::EtcdServer;
 use crate::tls::TlsConn;
+use h2_authority::AuthorityFix;
+use write_batch::WriteBatch;
 
 /// Resolves a listen URL to a socket address (`localhost` → 127.0.0.1).
 pub fn socket_addr(u: &Url) -> Result<SocketAddr> {
@@ -72,6 +75,12 @@ pub async fn bind(u: &Url) -> Result<Bound> {
     }
 }
 
+/// What every client connection goes through, outermost first: responses batched into fewer
+/// writes, then the `:authority` repair on what the client sends.
+fn client_io<S>(conn: S, peer: impl std::fmt::Display) -> WriteBatch<AuthorityFix<S>> {
+    WriteBatch::new(AuthorityFix::new(conn, peer))
+}
+
 /// The client port's listener: every accepted connection gets TCP_NODELAY and goes through
 /// [`h2_authority::AuthorityFix`], so etcdctl 3.4's `:authority: http://host:port` is accepted.
 struct ClientListener(TcpListener);
@@ -84,12 +93,12 @@ struct TlsClientListener {
 }
 
 impl axum::serve::Listener for TlsClientListener {
-    type Io = h2_authority::AuthorityFix<TlsConn>;
+    type Io = WriteBatch<AuthorityFix<TlsConn>>;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         match self.ready.recv().await {
-            Some((conn, addr)) => (h2_authority::AuthorityFix::new(conn, addr), addr),
+            Some((conn, addr)) => (client_io(conn, addr), addr),
             // The accept task only stops when this receiver is dropped.
             None => std::future::pending().await,
         }
@@ -101,14 +110,14 @@ impl axum::serve::Listener for TlsClientListener {
 }
 
 impl axum::serve::Listener for ClientListener {
-    type Io = h2_authority::AuthorityFix<TcpStream>;
+    type Io = WriteBatch<AuthorityFix<TcpStream>>;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         // axum's own accept loop retries (with backoff) on errors such as EMFILE.
         let (tcp, addr) = axum::serve::Listener::accept(&mut self.0).await;
         let _ = tcp.set_nodelay(true);
-        (h2_authority::AuthorityFix::new(tcp, addr), addr)
+        (client_io(tcp, addr), addr)
     }
 
     fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -121,7 +130,7 @@ impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsC
     for ClientCommonName
 {
     fn connect_info(stream: axum::serve::IncomingStream<'_, TlsClientListener>) -> Self {
-        ClientCommonName(stream.io().inner().client_common_name())
+        ClientCommonName(stream.io().inner().inner().client_common_name())
     }
 }
 
@@ -133,7 +142,7 @@ struct UnixClientListener(unix::UnixSocket);
 const ACCEPT_ERROR_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
 
 impl axum::serve::Listener for UnixClientListener {
-    type Io = h2_authority::AuthorityFix<tokio::net::UnixStream>;
+    type Io = WriteBatch<AuthorityFix<tokio::net::UnixStream>>;
     type Addr = std::path::PathBuf;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
@@ -142,7 +151,7 @@ impl axum::serve::Listener for UnixClientListener {
                 Ok(stream) => {
                     let path = self.0.path().to_path_buf();
                     let label = format!("unix:{}", path.display());
-                    return (h2_authority::AuthorityFix::new(stream, label), path);
+                    return (client_io(stream, label), path);
                 }
                 Err(e) => {
                     tracing::warn!(path = %self.0.path().display(), "accepting a connection failed: {e}");
