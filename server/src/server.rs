@@ -56,6 +56,8 @@ pub struct EtcdServer {
     apply_tx: crossbeam_channel::Sender<ApplyMsg>,
     next_id: AtomicU64,
     leader_channel: parking_lot::Mutex<Option<(u64, tonic::transport::Channel)>>,
+    /// Free space of the data volumes, as writes are admitted against it.
+    space: disk_space::SpaceGauge,
     /// The TLS side of the listeners, and the dialer for peers.
     pub tls: Arc<crate::tls::Tls>,
     /// Raft traffic to peers; also says which peers are connected.
@@ -271,6 +273,7 @@ pub fn start(
         apply_tx,
         next_id: AtomicU64::new(first_request_id(member_id)),
         leader_channel: parking_lot::Mutex::new(None),
+        space: Default::default(),
         tls,
         transport,
     });

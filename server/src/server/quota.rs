@@ -31,15 +31,24 @@ impl EtcdServer {
         // The member's own publication (it serves nothing before) and the alarm take a page
         // or two; everything else waits for space.
         let own = matches!(request, Request::MemberAttributes(_) | Request::Alarm(_));
-        let volumes = super::disk_space::DataVolumes::measure(&self.cfg);
-        if !own && volumes.exhausted() {
-            return Err(EtcdError::NoSpace);
-        }
-        let Some(cost) = cost(request) else {
+        let charged = cost(request);
+        let verdict = self.space.judge(&self.cfg, |volumes| {
+            if !own && volumes.exhausted() {
+                return (Err(EtcdError::NoSpace), 0);
+            }
+            let Some(cost) = charged else {
+                return (Ok(None), 0);
+            };
+            match volumes.shortage(cost) {
+                None => (Ok(None), cost),
+                short => (Ok(short), 0),
+            }
+        });
+        let disk = verdict?;
+        let Some(cost) = charged else {
             return Ok(());
         };
         let quota = self.cfg.effective_quota_bytes();
-        let disk = volumes.shortage(cost);
         if disk.is_none() && self.store.backend().quota_fits(cost, quota) {
             return Ok(());
         }
