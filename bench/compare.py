@@ -595,6 +595,11 @@ def _per_req_us(r):
     return r["server_cpu_secs"] / n * 1e6 if n else None
 
 
+def _client_per_req_us(r):
+    n = r["bench"]["requests"]
+    return r["client_cpu_secs"] / n * 1e6 if n else None
+
+
 def _details(*path):
     def get(r):
         v = r["bench"].get("details")
@@ -611,6 +616,9 @@ COMMON_TAIL = [
     Metric("WAL fsyncs (all members)", "", lambda r: r["disk"]["wal_fsync_count"], "{:.0f}"),
     Metric("WAL fsync s (all members)", "", lambda r: r["disk"]["wal_fsync_sum"], "{:.2f}"),
     Metric("bench client CPU s", "", lambda r: r["client_cpu_secs"], "{:.2f}"),
+    # The client shares the cores: with them saturated, what it spends per request bounds the
+    # throughput ratio (docs/benchmarks.md, session 16).
+    Metric("bench client CPU µs per request", "", _client_per_req_us, "{:.1f}"),
     Metric("other processes' CPU s", "", lambda r: r["other_cpu_secs"], "{:.2f}", ratio=False),
 ]
 THROUGHPUT = [Metric("throughput req/s", "higher", lambda r: r["bench"]["requests_per_sec"], "{:.0f}"),
