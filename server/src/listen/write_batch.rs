@@ -22,8 +22,13 @@ use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Bytes buffered before a write goes to the socket without waiting for a flush: a few dozen
-/// small responses, or one large one in a few steps.
+/// small responses. A write at least this large, arriving with nothing buffered, goes
+/// straight through uncopied.
 const HIGH_WATER: usize = 64 * 1024;
+
+/// A drained buffer whose capacity grew past this is freed: thousands of idle watch
+/// connections must not each keep the largest batch they ever wrote.
+const KEEP_CAPACITY: usize = 16 * 1024;
 
 /// A client connection whose writes are batched (module doc); reads pass straight through.
 pub(crate) struct WriteBatch<S> {
@@ -48,6 +53,11 @@ impl<S> WriteBatch<S> {
     pub(crate) fn inner(&self) -> &S {
         &self.inner
     }
+
+    /// Nothing is waiting to be written.
+    fn is_empty(&self) -> bool {
+        self.written == self.buf.len()
+    }
 }
 
 impl<S: AsyncWrite + Unpin> WriteBatch<S> {
@@ -62,29 +72,41 @@ impl<S: AsyncWrite + Unpin> WriteBatch<S> {
         }
         self.buf.clear();
         self.written = 0;
-        if self.buf.capacity() > 4 * HIGH_WATER {
-            // One large response should not pin its buffer for the connection's lifetime.
+        if self.buf.capacity() > KEEP_CAPACITY {
             self.buf = Vec::new();
         }
         Poll::Ready(Ok(()))
     }
 
-    /// Makes room before accepting more bytes: past the high-water mark the buffer goes out.
-    fn poll_room(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.buf.len() - self.written >= HIGH_WATER {
+    /// Makes room for `incoming` bytes: what is buffered goes out first if together they would
+    /// pass the high-water mark. Afterwards the bytes are buffered, or, if they are that many
+    /// on their own (`true`), written straight to the socket.
+    fn poll_room(&mut self, cx: &mut Context<'_>, incoming: usize) -> Poll<io::Result<bool>> {
+        let buffered = self.buf.len() - self.written;
+        if buffered > 0 && buffered + incoming > HIGH_WATER {
             ready!(self.poll_drain(cx))?;
         }
-        Poll::Ready(Ok(()))
+        Poll::Ready(Ok(incoming >= HIGH_WATER))
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for WriteBatch<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WriteBatch<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+        let at_eof = buf.filled().len() == before && buf.remaining() > 0;
+        if at_eof && !this.is_empty() {
+            // A client that half-closes after its request (an HTTP/1.0 probe, say) can make
+            // hyper drop the connection at this EOF without a flush: write what it was sent
+            // first. The socket reports EOF again on the next read if this has to wait.
+            ready!(this.poll_drain(cx))?;
+        }
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -95,7 +117,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteBatch<S> {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        ready!(this.poll_room(cx))?;
+        if ready!(this.poll_room(cx, data.len()))? {
+            return Pin::new(&mut this.inner).poll_write(cx, data);
+        }
         this.buf.extend_from_slice(data);
         Poll::Ready(Ok(data.len()))
     }
@@ -106,7 +130,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteBatch<S> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        ready!(this.poll_room(cx))?;
+        let total = bufs.iter().map(|b| b.len()).sum();
+        if ready!(this.poll_room(cx, total))? {
+            return Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        }
         let mut n = 0;
         for b in bufs {
             this.buf.extend_from_slice(b);
@@ -116,13 +143,14 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteBatch<S> {
     }
 
     fn is_write_vectored(&self) -> bool {
-        // Slices are copied into the buffer, which is as cheap as one copy of a joined slice.
+        // Small slices are copied into the buffer, as cheap as one copy of a joined slice;
+        // large ones go to the socket as they are, vectored if it can.
         true
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.written < this.buf.len() {
+        if !this.is_empty() {
             if !this.deferred {
                 this.deferred = true;
                 cx.waker().wake_by_ref();
@@ -248,6 +276,36 @@ mod tests {
         w.flush().await.unwrap();
         let total: usize = w.inner().writes.iter().map(Vec::len).sum();
         assert_eq!(total, 3 * chunk.len());
+    }
+
+    #[tokio::test]
+    async fn a_large_write_goes_straight_out_after_what_was_buffered() {
+        let mut w = WriteBatch::new(Socket::default());
+        w.write_all(b"small").await.unwrap();
+        let large = vec![1u8; HIGH_WATER];
+        w.write_all(&large).await.unwrap();
+        assert_eq!(w.inner().writes, vec![b"small".to_vec(), large]);
+        assert!(w.buf.capacity() < HIGH_WATER, "the large write was not copied");
+    }
+
+    #[tokio::test]
+    async fn what_was_written_goes_out_when_the_client_half_closes() {
+        use tokio::io::AsyncReadExt;
+        let (ours, mut client) = tokio::io::duplex(1024);
+        let mut w = WriteBatch::new(ours);
+        w.write_all(b"HTTP/1.0 200 OK\r\n\r\n").await.unwrap();
+        client.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        assert_eq!(
+            w.read_to_end(&mut rest).await.unwrap(),
+            0,
+            "the client sent nothing"
+        );
+        // No flush was asked for, yet the client gets the response.
+        drop(w);
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"HTTP/1.0 200 OK\r\n\r\n");
     }
 
     #[tokio::test]

@@ -26,7 +26,10 @@
 //! member, exactly as for the quota: every member then refuses puts, txns with puts and
 //! lease grants; reads, deletes, compaction and defragmentation keep working, and `etcdctl
 //! alarm disarm` clears the alarm once space is back (a write that still does not fit
-//! raises it again). Every member also looks at its own volume once a second and raises
+//! raises it again). Measuring takes four system calls, so one measurement serves the writes
+//! of the next 20 ms (or 1 MiB), each admitted write taking its log entry and its two
+//! database copies off it; a write is only refused on a fresh measurement ([`SpaceGauge`]).
+//! Every member also looks at its own volume once a second and raises
 //! the alarm itself, so a follower that fills up stops the cluster's writes before its
 //! apply fails (followers apply what the leader sends, whatever their own volume holds).
 //! A member restarted while its volume is short of the reserve starts (recovery cuts the
@@ -160,12 +163,42 @@ impl DataVolumes {
         short_of(self.wal.as_ref(), self.db.as_ref(), cost)
     }
 
-    /// Takes what an admitted write of `cost` bytes may use off both volumes: its log entry,
-    /// and twice it in the database (see `short_of`).
+    /// Takes what an admitted write of `cost` bytes may use off the volumes: its log entry
+    /// on the WAL's, twice it on the database's (see `short_of`), all three on one file system.
     fn charge(&mut self, cost: u64) {
-        for v in [&mut self.wal, &mut self.db].into_iter().flatten() {
-            v.available = v.available.saturating_sub(cost.saturating_mul(3));
+        let shared = matches!((&self.wal, &self.db), (Some(w), Some(d)) if w.device == d.device);
+        let (wal_cost, db_cost) = if shared {
+            (cost.saturating_mul(3), cost.saturating_mul(3))
+        } else {
+            (cost, cost.saturating_mul(2))
+        };
+        for (v, c) in [(&mut self.wal, wal_cost), (&mut self.db, db_cost)] {
+            if let Some(v) = v {
+                v.available = v.available.saturating_sub(c);
+            }
         }
+    }
+
+    /// What these volumes say about a write of `cost` bytes (`None`: not charged).
+    fn verdict(&self, cost: Option<u64>) -> SpaceVerdict {
+        SpaceVerdict {
+            exhausted: self.exhausted(),
+            shortage: cost.and_then(|c| self.shortage(c)),
+        }
+    }
+}
+
+/// What the data volumes say about one write.
+pub(super) struct SpaceVerdict {
+    /// Less than [`EXHAUSTED`] is left: only the member's own requests go through.
+    pub exhausted: bool,
+    /// The write would take a volume below its reserve.
+    pub shortage: Option<Shortage>,
+}
+
+impl SpaceVerdict {
+    fn refuses(&self) -> bool {
+        self.exhausted || self.shortage.is_some()
     }
 }
 
@@ -177,8 +210,21 @@ pub(crate) struct SpaceGauge {
 
 struct Reading {
     at: Instant,
+    /// Bytes admitted since the measurement, already taken off `volumes`.
     charged: u64,
     volumes: DataVolumes,
+}
+
+impl Reading {
+    /// The verdict on a write, charging it if it is admitted.
+    fn admit(&mut self, cost: Option<u64>) -> SpaceVerdict {
+        let verdict = self.volumes.verdict(cost);
+        if let (Some(c), false) = (cost, verdict.refuses()) {
+            self.volumes.charge(c);
+            self.charged = self.charged.saturating_add(c);
+        }
+        verdict
+    }
 }
 
 /// Whether a reading taken `age` ago, with `charged` bytes admitted since, still serves a write.
@@ -187,33 +233,39 @@ fn reading_serves(age: Duration, charged: u64) -> bool {
 }
 
 impl SpaceGauge {
-    /// Asks `judge` about the volumes as they are now, or as they were measured a moment ago
-    /// less what was admitted since ([`REUSE_FOR`]). `judge` returns its answer and the bytes
-    /// the write it admits may take (0 if it refuses), which later writes see as used.
-    pub(super) fn judge<T>(&self, cfg: &Config, judge: impl FnOnce(&DataVolumes) -> (T, u64)) -> T {
-        self.judge_at(Instant::now(), cfg, judge)
+    /// The verdict on a write of `cost` bytes (`None`: a request the check does not charge),
+    /// from a measurement of a moment ago less what was admitted since ([`REUSE_FOR`]), or a
+    /// new one. A write is only ever refused on a new measurement: the charges are estimates
+    /// on the high side, and space may just have been freed.
+    pub(super) fn check(&self, cfg: &Config, cost: Option<u64>) -> SpaceVerdict {
+        self.check_at(Instant::now(), cfg, cost)
     }
 
-    fn judge_at<T>(
-        &self,
-        now: Instant,
-        cfg: &Config,
-        judge: impl FnOnce(&DataVolumes) -> (T, u64),
-    ) -> T {
+    fn check_at(&self, now: Instant, cfg: &Config, cost: Option<u64>) -> SpaceVerdict {
+        if let Some(verdict) = self.admit_on_last(now, cost) {
+            return verdict;
+        }
+        // Measured without the lock: a slow file system delays this write, not every other.
+        let volumes = DataVolumes::measure(cfg);
         let mut last = self.last.lock();
-        let reading = match last.take() {
-            Some(r) if reading_serves(now.saturating_duration_since(r.at), r.charged) => r,
-            _ => Reading {
-                at: now,
-                charged: 0,
-                volumes: DataVolumes::measure(cfg),
-            },
-        };
-        let reading = last.insert(reading);
-        let (answer, admitted) = judge(&reading.volumes);
-        reading.volumes.charge(admitted);
-        reading.charged = reading.charged.saturating_add(admitted);
-        answer
+        let reading = last.insert(Reading {
+            at: now,
+            charged: 0,
+            volumes,
+        });
+        reading.admit(cost)
+    }
+
+    /// The last reading's verdict if it still serves and admits the write.
+    fn admit_on_last(&self, now: Instant, cost: Option<u64>) -> Option<SpaceVerdict> {
+        let mut last = self.last.lock();
+        let reading = last
+            .as_mut()
+            .filter(|r| reading_serves(now.saturating_duration_since(r.at), r.charged))?;
+        if reading.volumes.verdict(cost).refuses() {
+            return None;
+        }
+        Some(reading.admit(cost))
     }
 }
 
@@ -358,8 +410,7 @@ mod tests {
         }
     }
 
-    #[test]
-    fn writes_judged_on_one_reading_see_each_other() {
+    fn temp_member() -> (tempfile::TempDir, Config) {
         let dir = tempfile::tempdir().unwrap();
         let data_dir = dir.path().to_str().unwrap();
         let cfg = match crate::config::parse(["--data-dir", data_dir], &[]) {
@@ -368,23 +419,81 @@ mod tests {
         };
         std::fs::create_dir_all(cfg.wal_path()).unwrap();
         std::fs::create_dir_all(cfg.snap_dir()).unwrap();
+        (dir, cfg)
+    }
+
+    fn db_free(g: &SpaceGauge) -> u64 {
+        let last = g.last.lock();
+        last.as_ref()
+            .and_then(|r| r.volumes.db.as_ref())
+            .unwrap()
+            .available
+    }
+
+    fn charged(g: &SpaceGauge) -> u64 {
+        g.last.lock().as_ref().unwrap().charged
+    }
+
+    #[test]
+    fn writes_checked_on_one_reading_see_each_other() {
+        let (_dir, cfg) = temp_member();
         let gauge = SpaceGauge::default();
-        let free = |v: &DataVolumes| v.db.as_ref().map(|v| v.available).unwrap();
-        let charged = |g: &SpaceGauge| g.last.lock().as_ref().map(|r| r.charged);
         let t0 = Instant::now();
-        let first = gauge.judge_at(t0, &cfg, |v| (free(v), 1000));
-        // Within REUSE_FOR the next write sees the first one's log entry and database copy.
-        let second = gauge.judge_at(t0 + Duration::from_millis(5), &cfg, |v| (free(v), 0));
-        assert_eq!(second, first - 3000);
-        assert_eq!(charged(&gauge), Some(1000));
-        // A refused write charged nothing; past REUSE_FOR the volumes are measured again.
-        gauge.judge_at(t0 + REUSE_FOR + Duration::from_millis(1), &cfg, |_| ((), 0));
-        assert_eq!(charged(&gauge), Some(0));
-        // Past the byte bound too, however recent.
+        assert!(!gauge.check_at(t0, &cfg, Some(1000)).refuses());
+        let first = db_free(&gauge);
+        // Within REUSE_FOR the next write sees the first one's log entry and database copies
+        // (one file system here: all three on it).
+        let ms = Duration::from_millis;
+        assert!(!gauge.check_at(t0 + ms(5), &cfg, Some(10)).refuses());
+        assert_eq!(db_free(&gauge), first - 30);
+        assert_eq!(charged(&gauge), 10 + 1000);
+        // A request the check does not charge takes nothing.
+        assert!(!gauge.check_at(t0 + ms(6), &cfg, None).refuses());
+        assert_eq!(charged(&gauge), 1010);
+        // Past REUSE_FOR the volumes are measured again.
+        gauge.check_at(t0 + REUSE_FOR + ms(1), &cfg, None);
+        assert_eq!(charged(&gauge), 0);
+        // And past the byte bound, however recent the reading.
         let t1 = t0 + REUSE_FOR * 2;
-        gauge.judge_at(t1, &cfg, |_| ((), REUSE_UP_TO));
-        gauge.judge_at(t1, &cfg, |_| ((), 0));
-        assert_eq!(charged(&gauge), Some(0));
+        gauge.check_at(t1, &cfg, Some(REUSE_UP_TO));
+        assert_eq!(charged(&gauge), REUSE_UP_TO);
+        gauge.check_at(t1, &cfg, None);
+        assert_eq!(charged(&gauge), 0);
+    }
+
+    #[test]
+    fn a_write_is_refused_only_on_a_new_measurement() {
+        let (_dir, cfg) = temp_member();
+        let gauge = SpaceGauge::default();
+        let t0 = Instant::now();
+        gauge.check_at(t0, &cfg, None);
+        // The reading says the volume is nearly full (as if charged, or as before an
+        // operator freed space); the temporary directory's file system is not.
+        {
+            let mut last = gauge.last.lock();
+            let db = last.as_mut().and_then(|r| r.volumes.db.as_mut()).unwrap();
+            db.available = EXHAUSTED - 1;
+        }
+        let verdict = gauge.check_at(t0 + Duration::from_millis(1), &cfg, Some(100));
+        assert!(!verdict.refuses(), "a new measurement finds the space");
+        assert!(db_free(&gauge) > EXHAUSTED);
+    }
+
+    #[test]
+    fn separate_file_systems_are_charged_their_own_share() {
+        let mut v = DataVolumes {
+            wal: vol("/w", 1, 1000),
+            db: vol("/d", 2, 1000),
+        };
+        v.charge(100);
+        assert_eq!(v.wal.as_ref().map(|w| w.available), Some(900));
+        assert_eq!(v.db.as_ref().map(|d| d.available), Some(800));
+        let mut shared = DataVolumes {
+            wal: vol("/w", 1, 1000),
+            db: vol("/d", 1, 1000),
+        };
+        shared.charge(100);
+        assert_eq!(shared.db.as_ref().map(|d| d.available), Some(700));
     }
 
     #[test]

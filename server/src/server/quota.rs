@@ -32,22 +32,14 @@ impl EtcdServer {
         // or two; everything else waits for space.
         let own = matches!(request, Request::MemberAttributes(_) | Request::Alarm(_));
         let charged = cost(request);
-        let verdict = self.space.judge(&self.cfg, |volumes| {
-            if !own && volumes.exhausted() {
-                return (Err(EtcdError::NoSpace), 0);
-            }
-            let Some(cost) = charged else {
-                return (Ok(None), 0);
-            };
-            match volumes.shortage(cost) {
-                None => (Ok(None), cost),
-                short => (Ok(short), 0),
-            }
-        });
-        let disk = verdict?;
+        let space = self.space.check(&self.cfg, charged);
+        if !own && space.exhausted {
+            return Err(EtcdError::NoSpace);
+        }
         let Some(cost) = charged else {
             return Ok(());
         };
+        let disk = space.shortage;
         let quota = self.cfg.effective_quota_bytes();
         if disk.is_none() && self.store.backend().quota_fits(cost, quota) {
             return Ok(());
