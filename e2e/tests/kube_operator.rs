@@ -166,12 +166,19 @@ fn operator_runs_an_etcd_cluster_on_kubernetes() {
     // A member whose pod is deleted comes back on its claim, with its data, under the same name.
     kube.kubectl(&["delete", "pod", "main-1", "--wait=true"])
         .expect("delete a member's pod");
-    kube.kubectl(&[
-        "wait",
-        "--for=condition=Ready",
-        "pod/main-1",
-        "--timeout=180s",
-    ])
+    // `kubectl wait` fails at once on a pod that does not exist yet, and the StatefulSet
+    // controller recreates it a moment after the old one is gone: poll until it is Ready.
+    kube.wait_kubectl(
+        &[
+            "get",
+            "pod",
+            "main-1",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+        ],
+        Duration::from_secs(180),
+        |ready| ready == "True",
+    )
     .expect("member pod back");
     let member_1 = "https://main-1.main-peer.default.svc.cluster.local:2379";
     let value = etcdctl(
