@@ -20,33 +20,10 @@ ctl="$(scripts/etcd36-tools.sh | tail -n 1)/etcdctl"
 [ -x "$ctl" ] || { echo "no etcdctl 3.6 at $ctl" >&2; exit 1; }
 
 dir=$(mktemp -d /tmp/compaction-stall.XXXX)
-base=$((20000 + RANDOM % 10000))
-client=($base $((base + 1)) $((base + 2)))
-peer=($((base + 3)) $((base + 4)) $((base + 5)))
-initial="m0=http://127.0.0.1:${peer[0]},m1=http://127.0.0.1:${peer[1]},m2=http://127.0.0.1:${peer[2]}"
-pids=()
-cleanup() {
-  kill "${pids[@]}" 2>/dev/null || true
-  wait 2>/dev/null || true
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-for i in 0 1 2; do
-  "$bin" --name "m$i" --data-dir "$dir/m$i" \
-    --listen-client-urls "http://127.0.0.1:${client[$i]}" --advertise-client-urls "http://127.0.0.1:${client[$i]}" \
-    --listen-peer-urls "http://127.0.0.1:${peer[$i]}" --initial-advertise-peer-urls "http://127.0.0.1:${peer[$i]}" \
-    --initial-cluster "$initial" --initial-cluster-state new --initial-cluster-token "stall-$$" \
-    --quota-backend-bytes 8589934592 --snapshot-count 10000 >"$dir/m$i.log" 2>&1 &
-  pids+=($!)
-done
-for i in 0 1 2; do
-  for _ in $(seq 300); do
-    curl -sf "http://127.0.0.1:${client[$i]}/health" >/dev/null && break
-    kill -0 "${pids[$i]}" 2>/dev/null || { tail -n 5 "$dir/m$i.log" >&2; exit 1; }
-    sleep 0.1
-  done
-done
-endpoints="127.0.0.1:${client[0]},127.0.0.1:${client[1]},127.0.0.1:${client[2]}"
+source bench/three_members.sh
+trap 'stop_three_members; rm -rf "$dir"' EXIT
+start_three_members "$bin" "$dir" --initial-cluster-token "stall-$$" \
+  --quota-backend-bytes 8589934592 --snapshot-count 10000
 "$bench" --endpoints "$endpoints" --conns 100 --clients 1000 put --key-size 8 --val-size 256 \
   --sequential-keys --key-space-size 100000 --total "$total" >"$dir/load.txt" 2>&1
 echo "load:" $(grep -E "Requests/sec|99% in|99.9% in|Slowest" "$dir/load.txt" | tr -s ' \t' ' ')

@@ -27,33 +27,12 @@ bench="${CARGO_TARGET_DIR:-target}/release/ballast-bench"
 command -v strace >/dev/null || { echo "strace is missing (apt-get install strace)" >&2; exit 1; }
 
 dir=$(mktemp -d /tmp/strace-put.XXXX)
-base=$((20000 + RANDOM % 20000))
-client() { echo "127.0.0.1:$((base + $1))"; }
-peer() { echo "http://127.0.0.1:$((base + 10 + $1))"; }
-cluster="m1=$(peer 1),m2=$(peer 2),m3=$(peer 3)"
-pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"; }
-trap cleanup EXIT
-for i in 1 2 3; do
-  "$bin" --name "m$i" --data-dir "$dir/m$i" --snapshot-count 10000 \
-    --listen-client-urls "http://$(client $i)" --advertise-client-urls "http://$(client $i)" \
-    --listen-peer-urls "$(peer $i)" --initial-advertise-peer-urls "$(peer $i)" \
-    --initial-cluster "$cluster" --initial-cluster-state new >"$dir/m$i.log" 2>&1 &
-  pids+=($!)
-done
-endpoints="$(client 1),$(client 2),$(client 3)"
-for _ in $(seq 150); do
-  ETCDCTL_API=3 etcdctl --endpoints "$endpoints" endpoint health >/dev/null 2>&1 && break
-  sleep 0.2
-done
-# The leader is the member whose status names itself as leader.
-leader=$(ETCDCTL_API=3 etcdctl --endpoints "$endpoints" endpoint status -w json | python3 -c '
-import json, sys
-for i, e in enumerate(json.load(sys.stdin), 1):
-    if e["Status"]["header"]["member_id"] == e["Status"]["leader"]:
-        print(i)')
+source bench/three_members.sh
+trap 'stop_three_members; rm -rf "$dir"' EXIT
+start_three_members "$bin" "$dir" --snapshot-count 10000
+leader=$(leader_number etcdctl)
 follower=$((leader % 3 + 1))
-put() { "$bench" --endpoints "$(client "$leader")" --total "$1" put --key-size 8 --val-size 256; }
+put() { "$bench" --endpoints "$(client_addr "$leader")" --total "$1" put --key-size 8 --val-size 256; }
 put 300 >/dev/null # warm-up: connections, first WAL segment
 if $sched; then
   command -v perf >/dev/null || { echo "perf is missing (apt-get install linux-perf)" >&2; exit 1; }
@@ -62,7 +41,7 @@ if $sched; then
   sleep 1
   put "$puts" | grep -E "Average|Requests/sec" | sed 's/^ */under perf: /'
   # The members' threads only: the bench client's tokio workers have the same name.
-  tids=$(for p in "${pids[@]}"; do ls "/proc/$p/task"; done | tr '\n' ' ')
+  tids=$(for p in "${member_pids[@]}"; do ls "/proc/$p/task"; done | tr '\n' ' ')
   kill -INT "$recorder"
   wait "$recorder" 2>/dev/null || true
   # perf sched latency -p rows: Task:TID | Runtime ms | Switches | Avg delay ms | Max delay ms | ...
@@ -78,9 +57,9 @@ if $sched; then
     }'
   exit 0
 fi
-strace -f -c -o "$dir/leader.strace" -p "${pids[$((leader - 1))]}" 2>/dev/null &
+strace -f -c -o "$dir/leader.strace" -p "${member_pids[$((leader - 1))]}" 2>/dev/null &
 tracers=($!)
-strace -f -c -o "$dir/follower.strace" -p "${pids[$((follower - 1))]}" 2>/dev/null &
+strace -f -c -o "$dir/follower.strace" -p "${member_pids[$((follower - 1))]}" 2>/dev/null &
 tracers+=($!)
 sleep 1 # strace attaches to every thread
 put "$puts" | grep -E "Average|Requests/sec" | sed 's/^ */under strace: /'

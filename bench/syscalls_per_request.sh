@@ -28,36 +28,15 @@ command -v perf >/dev/null || { echo "perf is missing (apt-get install linux-per
 command -v etcdctl >/dev/null || { echo "etcdctl is missing (apt-get install etcd-client)" >&2; exit 1; }
 
 dir=$(mktemp -d /tmp/syscalls-per-request.XXXX)
-# Below 32768: ephemeral ports start there, and a client's port could take a member's.
-base=$((20000 + RANDOM % 10000))
-client() { echo "127.0.0.1:$((base + $1))"; }
-peer() { echo "http://127.0.0.1:$((base + 10 + $1))"; }
-cluster="m1=$(peer 1),m2=$(peer 2),m3=$(peer 3)"
-pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"; }
-trap cleanup EXIT
-for i in 1 2 3; do
-  "$bin" --name "m$i" --data-dir "$dir/m$i" --snapshot-count "$snapshot_count" \
-    --listen-client-urls "http://$(client $i)" --advertise-client-urls "http://$(client $i)" \
-    --listen-peer-urls "$(peer $i)" --initial-advertise-peer-urls "$(peer $i)" \
-    --initial-cluster "$cluster" --initial-cluster-state new >"$dir/m$i.log" 2>&1 &
-  pids+=($!)
-done
-endpoints="$(client 1),$(client 2),$(client 3)"
-for _ in $(seq 150); do
-  ETCDCTL_API=3 etcdctl --endpoints "$endpoints" endpoint health >/dev/null 2>&1 && break
-  sleep 0.2
-done
+source bench/three_members.sh
+trap 'stop_three_members; rm -rf "$dir"' EXIT
+start_three_members "$bin" "$dir" --snapshot-count "$snapshot_count"
 ETCDCTL_API=3 etcdctl --endpoints "$endpoints" put foo bar >/dev/null
-leader=$(ETCDCTL_API=3 etcdctl --endpoints "$endpoints" endpoint status -w json | python3 -c '
-import json, sys
-for i, e in enumerate(json.load(sys.stdin), 1):
-    if e["Status"]["header"]["member_id"] == e["Status"]["leader"]:
-        print(i)')
+leader=$(leader_number etcdctl)
 load=(--conns 100 --clients 1000 --total 10000000 --duration 5s)
 case $workload in
   range-s | range-l) args=(--endpoints "$endpoints" "${load[@]}" range foo --consistency "${workload#range-}") ;;
-  put-1000) args=(--endpoints "$(client "$leader")" "${load[@]}" put --key-size 8 --val-size 256
+  put-1000) args=(--endpoints "$(client_addr "$leader")" "${load[@]}" put --key-size 8 --val-size 256
                   --sequential-keys --key-space-size 100000) ;;
   *) echo "unknown workload $workload: range-s, range-l or put-1000" >&2; exit 2 ;;
 esac
@@ -66,11 +45,11 @@ bench_pid=$!
 sleep 1
 ticks() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
 idle() { awk '/^cpu /{print $5 + $6}' /proc/stat; }
-s0=$(ticks "${pids[@]}"); c0=$(ticks "$bench_pid"); i0=$(idle); t0=$(date +%s.%N)
+s0=$(ticks "${member_pids[@]}"); c0=$(ticks "$bench_pid"); i0=$(idle); t0=$(date +%s.%N)
 events=write,writev,sendmsg,sendto,read,recvfrom,recvmsg,epoll_wait,epoll_pwait,futex,sched_yield,fdatasync
 perf stat -e "$(echo "$events" | sed 's/\([a-z_]*\)/syscalls:sys_enter_\1/g'),context-switches" \
-  -p "$(IFS=,; echo "${pids[*]}")" -- sleep 3 2>"$dir/stat.txt" || true
-s1=$(ticks "${pids[@]}"); c1=$(ticks "$bench_pid"); i1=$(idle); t1=$(date +%s.%N)
+  -p "$(IFS=,; echo "${member_pids[*]}")" -- sleep 3 2>"$dir/stat.txt" || true
+s1=$(ticks "${member_pids[@]}"); c1=$(ticks "$bench_pid"); i1=$(idle); t1=$(date +%s.%N)
 wait "$bench_pid"
 if ! grep -q 'syscalls:' "$dir/stat.txt"; then
   echo "perf counted nothing (kernel.perf_event_paranoid? no syscall tracepoints?):" >&2
