@@ -285,7 +285,10 @@ mod tests {
         let large = vec![1u8; HIGH_WATER];
         w.write_all(&large).await.unwrap();
         assert_eq!(w.inner().writes, vec![b"small".to_vec(), large]);
-        assert!(w.buf.capacity() < HIGH_WATER, "the large write was not copied");
+        assert!(
+            w.buf.capacity() < HIGH_WATER,
+            "the large write was not copied"
+        );
     }
 
     #[tokio::test]
