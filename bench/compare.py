@@ -966,6 +966,36 @@ def table_rows(runs: list[dict]) -> list[dict]:
     return rows
 
 
+# The 1000-client throughput workloads, where the cores are saturated (see cpu_bound_table).
+BOUND_WORKLOADS = ("put-1000", "range-l", "range-s", "txn-put")
+
+
+def cpu_bound_table(runs: list[dict], nproc: int) -> str:
+    """With the machine's cores saturated, a throughput ratio is what a request costs the
+    machine, members (S) plus client (C), for etcd 3.6 over the same for Ballast. Prints that
+    prediction beside the measured ratio, how much of the cores each run used, and the Ballast
+    S that 2x would need ((S + C of etcd 3.6) / 2 - C of Ballast), in microseconds per request
+    (docs/benchmarks.md, run 13)."""
+    def costs(r):
+        n = r["bench"]["requests"]
+        used = (r["server_cpu_secs"] + r["client_cpu_secs"] + r["other_cpu_secs"]) / r["wall_secs"] / nproc
+        return r["server_cpu_secs"] / n * 1e6, r["client_cpu_secs"] / n * 1e6, r["bench"]["requests_per_sec"], used
+
+    lines = ["| workload | client | etcd 3.6: S + C µs | Ballast: S + C µs | predicted B/3.6 | measured "
+             "| CPU used, Ballast / etcd 3.6 | Ballast S needed for 2× |",
+             "|---|---|---|---|---|---|---|---|"]
+    for wl in BOUND_WORKLOADS:
+        for client in CLIENTS:
+            pair = {r["server"]: r for r in runs if r["members"] == 3 and r["workload"] == wl
+                    and r["client"] == client and "error" not in r and r["bench"]["requests"]}
+            if "etcd36" not in pair or "ballast" not in pair:
+                continue
+            (se, ce, te, ue), (sb, cb, tb, ub) = costs(pair["etcd36"]), costs(pair["ballast"])
+            lines.append(f"| {wl} | {client} | {se:.0f} + {ce:.0f} | {sb:.0f} + {cb:.0f} | {(se + ce) / (sb + cb):.2f} "
+                         f"| {tb / te:.2f} | {ub:.0%} / {ue:.0%} | ≤ {(se + ce) / 2 - cb:.0f} (now {sb:.0f}) |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def render_saved(path: str, markdown: str | None) -> int:
     with open(path) as f:
         result = json.load(f)
@@ -977,9 +1007,14 @@ def render_saved(path: str, markdown: str | None) -> int:
     titles = titles_of(workloads(a))
     rows = table_rows(result["runs"])
     print(render(rows, titles, markdown=False))
+    bound = cpu_bound_table(result["runs"], result["machine"]["nproc"])
+    if bound:
+        print("\nthroughput bound by CPU (S = members' CPU, C = client's, per request):\n" + bound)
     if markdown:
         with open(markdown, "w") as f:
             f.write(render(rows, titles, markdown=True) + "\n")
+            if bound:
+                f.write("\n" + bound + "\n")
     return 0
 
 
@@ -1144,6 +1179,9 @@ def main() -> int:
     with open(path, "w") as f:
         json.dump(result, f, indent=2)
     print(render(rows, titles, markdown=False))
+    bound = cpu_bound_table(result["runs"], result["machine"]["nproc"])
+    if bound:
+        print("\nthroughput bound by CPU (S = members' CPU, C = client's, per request):\n" + bound)
     errors = [r for r in result["runs"] if "error" in r]
     for r in errors:
         print(f"\n{r['members']} member(s) {r['workload']} {r['client']} {r['server']}: {r['error']}")
@@ -1154,6 +1192,8 @@ def main() -> int:
     if a.markdown:
         with open(a.markdown, "w") as f:
             f.write(render(rows, titles, markdown=True) + "\n")
+            if bound:
+                f.write("\n" + bound + "\n")
     return 1 if errors else 0
 
 

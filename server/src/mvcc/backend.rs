@@ -448,16 +448,22 @@ pub fn sync_dir(file: &Path) -> Result<()> {
 
 /// Reads a u64 from META (0 when absent).
 pub fn get_u64(t: &impl ReadableTable<&'static str, &'static [u8]>, key: &str) -> Result<u64> {
-    Ok(match t.get(key)? {
-        Some(v) => {
-            let b: [u8; 8] = v
-                .value()
-                .try_into()
-                .map_err(|_| Error::Corrupt(format!("meta {key} is not 8 bytes")))?;
-            u64::from_be_bytes(b)
-        }
-        None => 0,
-    })
+    Ok(get_u64_if_set(t, key)?.unwrap_or(0))
+}
+
+/// The value under `key`, or `None` where [`get_u64`] reads an absent key as 0.
+pub fn get_u64_if_set(
+    t: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &str,
+) -> Result<Option<u64>> {
+    let Some(v) = t.get(key)? else {
+        return Ok(None);
+    };
+    let b: [u8; 8] = v
+        .value()
+        .try_into()
+        .map_err(|_| Error::Corrupt(format!("meta {key} is not 8 bytes")))?;
+    Ok(Some(u64::from_be_bytes(b)))
 }
 
 pub fn put_u64(t: &mut redb::Table<&'static str, &'static [u8]>, key: &str, v: u64) -> Result<()> {

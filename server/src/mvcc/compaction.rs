@@ -175,10 +175,7 @@ impl KvStore {
 pub fn finished_while_pending(
     m: &impl ReadableTable<&'static str, &'static [u8]>,
 ) -> Result<Option<i64>> {
-    Ok(match m.get(meta::COMPACT_FINISHED)? {
-        Some(_) => Some(backend::get_u64(m, meta::COMPACT_FINISHED)? as i64),
-        None => None,
-    })
+    Ok(backend::get_u64_if_set(m, meta::COMPACT_FINISHED)?.map(|v| v as i64))
 }
 
 /// Records in `m` that a compaction to a newer revision than `finished` has begun (unless one

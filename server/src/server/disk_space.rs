@@ -216,14 +216,12 @@ struct Reading {
 }
 
 impl Reading {
-    /// The verdict on a write, charging it if it is admitted.
-    fn admit(&mut self, cost: Option<u64>) -> SpaceVerdict {
-        let verdict = self.volumes.verdict(cost);
-        if let (Some(c), false) = (cost, verdict.refuses()) {
+    /// Takes an admitted write's cost off the reading.
+    fn charge(&mut self, cost: Option<u64>) {
+        if let Some(c) = cost {
             self.volumes.charge(c);
             self.charged = self.charged.saturating_add(c);
         }
-        verdict
     }
 }
 
@@ -247,13 +245,17 @@ impl SpaceGauge {
         }
         // Measured without the lock: a slow file system delays this write, not every other.
         let volumes = DataVolumes::measure(cfg);
-        let mut last = self.last.lock();
-        let reading = last.insert(Reading {
+        let verdict = volumes.verdict(cost);
+        let mut reading = Reading {
             at: now,
             charged: 0,
             volumes,
-        });
-        reading.admit(cost)
+        };
+        if !verdict.refuses() {
+            reading.charge(cost);
+        }
+        *self.last.lock() = Some(reading);
+        verdict
     }
 
     /// The last reading's verdict if it still serves and admits the write.
@@ -262,10 +264,12 @@ impl SpaceGauge {
         let reading = last
             .as_mut()
             .filter(|r| reading_serves(now.saturating_duration_since(r.at), r.charged))?;
-        if reading.volumes.verdict(cost).refuses() {
+        let verdict = reading.volumes.verdict(cost);
+        if verdict.refuses() {
             return None;
         }
-        Some(reading.admit(cost))
+        reading.charge(cost);
+        Some(verdict)
     }
 }
 
